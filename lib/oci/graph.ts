@@ -1,0 +1,270 @@
+/**
+ * Walking and copying a content graph (a manifest or index and everything it names) between any
+ * two stores, after oras-go v2 `copy.go`: children before parents, so a destination never holds a
+ * manifest whose blobs are missing; a subtree the destination already has is skipped; blob
+ * transfers run a few at a time.
+ */
+import { Readable, Transform } from 'node:stream';
+import { SeabagError, throwIfAborted } from '../errors.js';
+import { Limiter } from '../util/limit.js';
+import { sha256Digest } from './digest.js';
+import {
+  MAX_METADATA_SIZE,
+  parseImageManifest,
+  parseIndex,
+  parseJSON,
+  platformMatches,
+  formatPlatform,
+  type Descriptor,
+  type Platform,
+} from './descriptor.js';
+import { isImageManifest, isManifestLike } from './media-types.js';
+import type { OpOptions, ReadOnlyStorage, Storage } from './store.js';
+import { readVerified } from './verify.js';
+
+/** One node of a resolved graph. Manifests and indexes carry their (verified) bytes. */
+export interface GraphNode {
+  desc: Descriptor;
+  /** Bytes of a manifest or index, verified against `desc`; absent for blobs. */
+  bytes?: Buffer;
+  children: GraphNode[];
+}
+
+export interface ResolveOptions extends OpOptions {
+  /** Keep only these platforms of a multi-platform index. */
+  platforms?: readonly Platform[];
+  /** Don't descend into content for which this returns true (its children aren't fetched). */
+  prune?: (desc: Descriptor) => boolean;
+}
+
+const MAX_DEPTH = 16;
+
+/**
+ * Reads a small document (manifest, index, config) and verifies it.
+ *
+ * @throws E_LAYOUT_INVALID when it is larger than 4 MiB; E_SIZE_MISMATCH, E_DIGEST_MISMATCH
+ */
+export async function fetchVerified(src: ReadOnlyStorage, desc: Descriptor, options: OpOptions = {}): Promise<Buffer> {
+  if (desc.size > MAX_METADATA_SIZE) {
+    throw new SeabagError('E_LAYOUT_INVALID', `${desc.mediaType} ${desc.digest} is ${desc.size} bytes, over the ${MAX_METADATA_SIZE}-byte limit for metadata`, {
+      details: { digest: desc.digest, size: desc.size, limit: MAX_METADATA_SIZE },
+    });
+  }
+  return readVerified(await src.fetch(desc, options), desc, desc.mediaType.includes('index') ? 'index' : 'manifest');
+}
+
+/**
+ * Fetches every manifest and index reachable from `root` (blobs are named, not read) and returns
+ * the graph. With `platforms`, an index keeps only matching manifests: when one is left at the
+ * root it becomes the root; otherwise a smaller index is made (same type and annotations), so the
+ * result's root digest may differ from the source's.
+ *
+ * @throws E_LAYOUT_INVALID (cycles, depth, malformed manifests), E_NOT_FOUND (no manifest for the
+ *   wanted platforms), and whatever the source throws
+ */
+export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, options: ResolveOptions = {}): Promise<GraphNode> {
+  const cache = new Map<string, Promise<GraphNode>>();
+  const resolveNode = async (desc: Descriptor, stack: readonly string[]): Promise<GraphNode> => {
+    throwIfAborted(options.signal);
+    if (stack.includes(desc.digest)) {
+      throw new SeabagError('E_LAYOUT_INVALID', `content graph has a cycle through ${desc.digest}`, { details: { path: [...stack, desc.digest] } });
+    }
+    if (stack.length >= MAX_DEPTH) throw new SeabagError('E_LAYOUT_INVALID', `content graph nested deeper than ${MAX_DEPTH} levels at ${desc.digest}`);
+    if (!isManifestLike(desc.mediaType) || options.prune?.(desc) === true) return { desc, children: [] };
+    let pending = cache.get(desc.digest);
+    if (pending === undefined) {
+      pending = (async () => {
+        const bytes = await fetchVerified(src, desc, options);
+        const next = [...stack, desc.digest];
+        if (isImageManifest(desc.mediaType)) {
+          const m = parseImageManifest(bytes, desc);
+          const kids = [...(m.subject === undefined ? [] : [m.subject]), m.config, ...m.layers];
+          return { desc, bytes, children: await Promise.all(kids.map((k) => resolveNode(k, next))) };
+        }
+        return resolveIndex(desc, bytes, next);
+      })();
+      cache.set(desc.digest, pending);
+    }
+    return pending;
+  };
+
+  const resolveIndex = async (desc: Descriptor, bytes: Buffer, stack: readonly string[]): Promise<GraphNode> => {
+    const index = parseIndex(bytes, desc);
+    let wanted = index.manifests;
+    if (options.platforms !== undefined && options.platforms.length > 0) {
+      const platforms = options.platforms;
+      wanted = index.manifests.filter((m) => platforms.some((p) => platformMatches(m.platform, p)));
+      if (wanted.length === 0) {
+        const offered = index.manifests.flatMap((m) => (m.platform === undefined ? [] : [formatPlatform(m.platform)]));
+        throw new SeabagError('E_NOT_FOUND', `${desc.digest} has no manifest for ${platforms.map(formatPlatform).join(', ')} (it has ${offered.join(', ') || 'none'})`, {
+          details: { digest: desc.digest, offered },
+        });
+      }
+    }
+    const children = await Promise.all(wanted.map((m) => resolveNode(m, stack)));
+    const unchanged = wanted.length === index.manifests.length && children.every((c, i) => c.desc === wanted[i]);
+    if (unchanged) return { desc, bytes, children };
+    if (stack.length === 1 && children.length === 1 && children[0] !== undefined) {
+      // One platform left at the root: carry that manifest itself, as `skopeo copy --override-arch` would.
+      const only = children[0];
+      return { ...only, desc: { ...only.desc, ...(desc.annotations ? { annotations: desc.annotations } : {}) } };
+    }
+    const doc = parseJSON(bytes, desc.digest) as Record<string, unknown>;
+    const rebuilt = Buffer.from(JSON.stringify({ ...doc, manifests: children.map((c) => c.desc) }));
+    const rebuiltDesc: Descriptor = { ...desc, digest: sha256Digest(rebuilt), size: rebuilt.length };
+    return { desc: rebuiltDesc, bytes: rebuilt, children };
+  };
+
+  return resolveNode(root, []);
+}
+
+/** Every distinct node of a graph, children before parents. */
+export function postOrder(root: GraphNode): GraphNode[] {
+  const seen = new Set<string>();
+  const out: GraphNode[] = [];
+  const visit = (node: GraphNode): void => {
+    if (seen.has(node.desc.digest)) return;
+    seen.add(node.desc.digest);
+    for (const child of node.children) visit(child);
+    out.push(node);
+  };
+  visit(root);
+  return out;
+}
+
+/** Sum of the sizes of every distinct piece of content in a graph. */
+export function graphSize(root: GraphNode): number {
+  return postOrder(root).reduce((sum, n) => sum + n.desc.size, 0);
+}
+
+export interface CopyOptions extends ResolveOptions {
+  /** Blob transfers at once (default 3: Distribution ingests fastest from about three streams). */
+  concurrency?: number;
+  /** Content to leave alone, known to be on the destination already (a delta bundle's omitted blobs). */
+  skip?: (desc: Descriptor) => boolean;
+  /** Told about each node: pushed, already there, or skipped on request. */
+  onNode?: (desc: Descriptor, outcome: 'pushed' | 'exists' | 'skipped') => void;
+}
+
+export interface CopyResult {
+  /** The root as copied (differs from the source's when a platform filter rewrote an index). */
+  root: Descriptor;
+  /** Bytes that actually moved. */
+  bytesCopied: number;
+  pushed: number;
+  existed: number;
+  skipped: number;
+}
+
+/** Counts bytes as they pass, for progress. */
+function counter(onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+/**
+ * Copies the graph under `root` from `src` to `dst`, children before parents; content the
+ * destination already has is not sent again, and a manifest it has ends the walk there. Every byte
+ * is verified as it moves (by the destination's `push`). On the first failure the other transfers
+ * are stopped and awaited before the error is thrown.
+ *
+ * @throws E_DIGEST_MISMATCH, E_SIZE_MISMATCH, E_LAYOUT_INVALID, E_ABORTED and the stores' errors
+ */
+export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descriptor | GraphNode, options: CopyOptions = {}): Promise<CopyResult> {
+  const graph = 'children' in root ? root : await resolveGraph(src, root, options);
+  const controller = new AbortController();
+  const onOuterAbort = (): void => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const signal = controller.signal;
+  const limiter = new Limiter(options.concurrency ?? 3);
+  const total = graphSize(graph);
+  const result: CopyResult = { root: graph.desc, bytesCopied: 0, pushed: 0, existed: 0, skipped: 0 };
+  let done = 0;
+  const report = (item: string): void => options.onProgress?.({ phase: 'copy', done, total, item });
+  const tasks = new Map<string, Promise<void>>();
+  const failures: unknown[] = [];
+
+  const settle = (node: GraphNode, outcome: 'pushed' | 'exists' | 'skipped', counted: number): void => {
+    if (outcome === 'pushed') result.pushed += 1;
+    else if (outcome === 'exists') result.existed += 1;
+    else result.skipped += 1;
+    done += node.desc.size - counted;
+    options.onNode?.(node.desc, outcome);
+    report(node.desc.digest);
+  };
+
+  const markExisting = (node: GraphNode): void => {
+    for (const n of postOrder(node)) {
+      if (!tasks.has(n.desc.digest)) {
+        tasks.set(n.desc.digest, Promise.resolve());
+        settle(n, 'exists', 0);
+      }
+    }
+  };
+
+  const copyNode = (node: GraphNode): Promise<void> => {
+    let task = tasks.get(node.desc.digest);
+    if (task !== undefined) return task;
+    task = (async () => {
+      throwIfAborted(signal);
+      if (options.skip?.(node.desc) === true) return settle(node, 'skipped', 0);
+      if (node.bytes !== undefined) {
+        const bytes = node.bytes;
+        if (await dst.exists(node.desc, { signal })) return markExisting(node);
+        await Promise.all(node.children.map(copyNode));
+        throwIfAborted(signal);
+        await dst.push(node.desc, async () => Readable.from([bytes]), { signal });
+        result.bytesCopied += bytes.length;
+        return settle(node, 'pushed', 0);
+      }
+      await limiter.run(async () => {
+        throwIfAborted(signal);
+        if (await dst.exists(node.desc, { signal })) return settle(node, 'exists', 0);
+        let attemptBytes = 0;
+        await dst.push(
+          node.desc,
+          async () => {
+            // A restarted transfer counts from zero again.
+            done -= attemptBytes;
+            attemptBytes = 0;
+            // The destination verifies what it stores (Storage.push), so bytes are hashed once.
+            const stream = await src.fetch(node.desc, { signal });
+            const counting = counter((n) => {
+              attemptBytes += n;
+              done += n;
+              report(node.desc.digest);
+            });
+            stream.once('error', (err) => counting.destroy(err));
+            return stream.pipe(counting);
+          },
+          { signal },
+        );
+        result.bytesCopied += node.desc.size;
+        settle(node, 'pushed', attemptBytes);
+      });
+    })();
+    task.catch((err: unknown) => {
+      failures.push(err);
+      controller.abort(err);
+    });
+    tasks.set(node.desc.digest, task);
+    return task;
+  };
+
+  try {
+    await copyNode(graph).catch(() => undefined);
+    // Wait for everything still running before reporting, so nothing moves after we return.
+    await Promise.allSettled([...tasks.values()]);
+    if (failures.length > 0) {
+      const real = failures.find((f) => !(f instanceof SeabagError && f.code === 'E_ABORTED')) ?? failures[0];
+      throw real;
+    }
+    return result;
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The small contracts every place content lives meets (after oras-go v2 `content/storage.go`):
+ * an OCI layout directory, a bundle being read, a bundle being written, a registry repository.
+ * One `copyGraph` moves a graph between any two of them.
+ */
+import type { Readable } from 'node:stream';
+import type { Descriptor } from './descriptor.js';
+
+/** Progress of long work: bytes of content moved so far out of a known total. */
+export interface Progress {
+  phase: string;
+  /** Bytes done so far in this phase. */
+  done: number;
+  /** Bytes expected in this phase, when known. */
+  total?: number;
+  /** What is being worked on now (a digest, a file, an image). */
+  item?: string;
+}
+
+export interface OpOptions {
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+}
+
+/** Opens content afresh; called again when a transfer has to start over. */
+export type ContentSource = () => Promise<Readable>;
+
+export interface ReadOnlyStorage {
+  /** Opens the content named by `desc`. The caller verifies what it reads (see `VerifyingStream`). */
+  fetch(desc: Descriptor, options?: OpOptions): Promise<Readable>;
+  /** Does the store hold this content (checked, not assumed from a name or a size)? */
+  exists(desc: Descriptor, options?: OpOptions): Promise<boolean>;
+}
+
+export interface Storage extends ReadOnlyStorage {
+  /**
+   * Stores content, verifying it against `desc` as it streams. `open` may be called more than once
+   * when a transfer breaks and is started over. Either the content is stored whole or not at all.
+   */
+  push(desc: Descriptor, open: ContentSource, options?: OpOptions): Promise<void>;
+}
+
+export interface TagStore {
+  /** The descriptor a tag points at. */
+  resolve(tag: string, options?: OpOptions): Promise<Descriptor>;
+  /** Points `tag` at the manifest `desc`, which the store already holds. */
+  tag(desc: Descriptor, tag: string, options?: OpOptions): Promise<void>;
+}

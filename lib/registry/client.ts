@@ -1,0 +1,260 @@
+/**
+ * A distribution-spec v1.1 client for one registry: scheme choice, authentication, retries and
+ * error mapping. Blob, manifest and tag operations live in `repository.ts` and `upload.ts`.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { fromSystemError, SeabagError } from '../errors.js';
+import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
+import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
+import { drain, readBody, Transport, type HttpResponse } from './http.js';
+import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
+import { Repository, type RepositoryOptions } from './repository.js';
+
+export interface RegistryClientOptions {
+  /** Speak plain HTTP. Loopback registries (127.0.0.0/8, localhost, ::1) do by default, as Docker does. */
+  plainHttp?: boolean;
+  /** PEM file of a CA to trust for this registry's certificate. */
+  caFile?: string;
+  credentials?: CredentialStore;
+  retry?: RetryPolicy;
+  timeoutMs?: number;
+  /** Told about every HTTP exchange (tests count requests with it). */
+  onRequest?: (info: { method: string; url: string; status: number }) => void;
+  /** Told before each retry. */
+  onRetry?: (err: SeabagError, attempt: number, delayMs: number) => void;
+}
+
+export interface RegistryRequest {
+  method: string;
+  /** A path under the registry root (`/v2/...`) or an absolute URL (upload locations). */
+  path: string;
+  headers?: Record<string, string>;
+  /** Produces the body; called again for each attempt, so streams are opened afresh. */
+  body?: () => Promise<Buffer | Readable> | Buffer | Readable;
+  /** Repository access this needs, e.g. `repository:groke/fusion:pull,push`. */
+  scope?: string[];
+  /** Statuses that count as success; anything else is an error. */
+  expect: number[];
+  /** Retry temporary failures here (default true). Uploads retry a level up, from a new session. */
+  retry?: boolean;
+  signal?: AbortSignal;
+}
+
+interface ErrorBody {
+  errors?: { code?: string; message?: string; detail?: unknown }[];
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  readonly baseUrl: URL;
+  readonly #options: RegistryClientOptions;
+  readonly #transport: Transport;
+  readonly #credentials: CredentialStore;
+  #scheme: { kind: 'basic' } | { kind: 'bearer'; realm: string; service: string | undefined } | undefined;
+  readonly #tokens = new Map<string, Promise<string>>();
+
+  private constructor(registry: string, options: RegistryClientOptions, ca: string | undefined) {
+    this.registry = registry;
+    this.#options = options;
+    const plain = options.plainHttp ?? isLoopbackRegistry(registry);
+    this.baseUrl = new URL(`${plain ? 'http' : 'https'}://${apiHost(registry)}`);
+    this.#transport = new Transport({ ...(ca === undefined ? {} : { ca }), ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    this.#credentials = options.credentials ?? new CredentialStore();
+  }
+
+  /**
+   * Makes a client for `registry` (`host[:port]`).
+   *
+   * @throws E_FILE_NOT_FOUND when `caFile` is missing
+   */
+  static async create(registry: string, options: RegistryClientOptions = {}): Promise<RegistryClient> {
+    let ca: string | undefined;
+    if (options.caFile !== undefined) {
+      try {
+        ca = await readFile(options.caFile, 'utf8');
+      } catch (err) {
+        throw fromSystemError(err, 'read CA file', options.caFile);
+      }
+    }
+    return new RegistryClient(registry, options, ca);
+  }
+
+  get retryPolicy(): RetryPolicy {
+    return this.#options.retry ?? DEFAULT_RETRY;
+  }
+
+  get onRetry(): RegistryClientOptions['onRetry'] {
+    return this.#options.onRetry;
+  }
+
+  repository(name: string, options: RepositoryOptions = {}): Repository {
+    return new Repository(this, name, options);
+  }
+
+  /**
+   * `GET /v2/` with credentials (distribution-spec "Determining support"): is the registry
+   * there, and do our credentials work?
+   *
+   * @throws E_REGISTRY_UNREACHABLE, E_AUTH, E_REGISTRY
+   */
+  async ping(signal?: AbortSignal): Promise<void> {
+    const res = await this.request({ method: 'GET', path: '/v2/', expect: [200], ...(signal ? { signal } : {}) });
+    await drain(res);
+  }
+
+  /** Sends a request with auth and retries; resolves on an expected status, else throws a mapped error. */
+  async request(req: RegistryRequest): Promise<HttpResponse> {
+    const once = (): Promise<HttpResponse> => this.#attempt(req);
+    if (req.retry === false) return once();
+    return withRetry(once, this.retryPolicy, req.signal, this.#options.onRetry);
+  }
+
+  async #attempt(req: RegistryRequest): Promise<HttpResponse> {
+    const url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(req.path, this.baseUrl);
+    const scope = req.scope ?? [];
+    let authorization = await this.#authorization(scope, req.signal);
+    for (let round = 0; ; round += 1) {
+      const body = req.body === undefined ? undefined : await req.body();
+      const headers: Record<string, string> = { ...req.headers };
+      if (authorization !== undefined) headers['authorization'] = authorization;
+      const res = await this.#transport.send({
+        method: req.method,
+        url,
+        headers,
+        ...(body === undefined ? {} : { body }),
+        ...(req.signal === undefined ? {} : { signal: req.signal }),
+      });
+      this.#options.onRequest?.({ method: req.method, url: url.href, status: res.status });
+      if (res.status === 401 && round === 0) {
+        const challenge = parseChallenge(res.headers['www-authenticate']);
+        await drain(res);
+        if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)) body.destroy();
+        if (challenge !== undefined && this.#learn(challenge)) {
+          this.#tokens.delete(scopeKey(scope));
+          authorization = await this.#authorization(scope, req.signal, challenge.params['scope']);
+          if (authorization !== undefined) continue;
+        }
+        throw await this.#authError(url, req.method, undefined);
+      }
+      if (req.expect.includes(res.status)) return res;
+      if (res.status === 401 && authorization !== undefined) {
+        await drain(res);
+        throw await this.#authError(url, req.method, undefined);
+      }
+      throw await this.#statusError(req.method, url, res);
+    }
+  }
+
+  /** Remembers how this registry wants us to authenticate; false for schemes we don't speak. */
+  #learn(challenge: { scheme: string; params: Record<string, string> }): boolean {
+    if (challenge.scheme === 'basic') {
+      this.#scheme = { kind: 'basic' };
+      return true;
+    }
+    if (challenge.scheme === 'bearer' && challenge.params['realm'] !== undefined) {
+      this.#scheme = { kind: 'bearer', realm: challenge.params['realm'], service: challenge.params['service'] };
+      return true;
+    }
+    return false;
+  }
+
+  async #authorization(scope: string[], signal: AbortSignal | undefined, challengeScope?: string): Promise<string | undefined> {
+    const scheme = this.#scheme;
+    if (scheme === undefined) return undefined;
+    const creds = await this.#credentials.get(this.registry);
+    if (scheme.kind === 'basic') return creds === undefined ? undefined : basicHeader(creds);
+    const scopes = [...new Set([...scope, ...(challengeScope === undefined ? [] : challengeScope.split(' '))])].filter((s) => s !== '');
+    const key = scopeKey(scopes);
+    let token = this.#tokens.get(key);
+    if (token === undefined) {
+      token = this.#fetchToken(scheme.realm, scheme.service, scopes, creds, signal);
+      this.#tokens.set(key, token);
+      token.catch(() => this.#tokens.delete(key));
+    }
+    return `Bearer ${await token}`;
+  }
+
+  /** distribution `docs/spec/auth/token.md` (GET) and `oauth.md` (POST with a refresh token). */
+  async #fetchToken(realm: string, service: string | undefined, scopes: string[], creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
+    const url = new URL(realm);
+    const headers: Record<string, string> = {};
+    let body: Buffer | undefined;
+    let method = 'GET';
+    if (creds?.kind === 'identity-token') {
+      method = 'POST';
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.token, client_id: 'seabag' });
+      if (service !== undefined) form.set('service', service);
+      if (scopes.length > 0) form.set('scope', scopes.join(' '));
+      body = Buffer.from(form.toString());
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else {
+      if (service !== undefined) url.searchParams.set('service', service);
+      for (const s of scopes) url.searchParams.append('scope', s);
+      if (creds !== undefined) headers['authorization'] = basicHeader(creds);
+    }
+    const send = async (): Promise<string> => {
+      const res = await this.#transport.send({ method, url, headers, ...(body ? { body } : {}), ...(signal ? { signal } : {}) });
+      this.#options.onRequest?.({ method, url: url.href, status: res.status });
+      if (res.status === 401 || res.status === 403) {
+        await drain(res);
+        throw await this.#authError(url, method, creds);
+      }
+      if (res.status !== 200) throw await this.#statusError(method, url, res);
+      const doc = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as { token?: string; access_token?: string };
+      const token = doc.token ?? doc.access_token;
+      if (token === undefined || token === '') throw new SeabagError('E_AUTH', `token server ${url.host} returned no token`);
+      return token;
+    };
+    return withRetry(send, this.retryPolicy, signal, this.#options.onRetry);
+  }
+
+  async #authError(url: URL, method: string, creds: Credentials | undefined): Promise<SeabagError> {
+    const who = creds ?? (await this.#credentials.get(this.registry).catch(() => undefined));
+    const message =
+      who === undefined
+        ? `${this.registry} requires authentication and no credentials were found`
+        : `${this.registry} refused the credentials of ${JSON.stringify(who.username)}`;
+    return new SeabagError('E_AUTH', message, {
+      details: { registry: this.registry, method, url: url.href, username: who?.username },
+      hint: `log in with \`docker login ${this.registry}\` or set DOCKER_CONFIG to a folder whose config.json has credentials (looked in ${this.#credentials.configPath})`,
+    });
+  }
+
+  async #statusError(method: string, url: URL, res: HttpResponse): Promise<SeabagError> {
+    let errors: ErrorBody['errors'] = [];
+    try {
+      const text = (await readBody(res, 64 * 1024)).toString('utf8');
+      errors = (JSON.parse(text) as ErrorBody).errors ?? [];
+    } catch {
+      // not a distribution error body
+    }
+    const codes = (errors ?? []).map((e) => e.code ?? 'UNKNOWN');
+    const first = errors?.[0];
+    const details: Record<string, unknown> = { method, url: url.href, status: res.status, errors: codes };
+    if (res.status === 401 || res.status === 403) {
+      return new SeabagError('E_AUTH', `${this.registry} denied ${method} ${url.pathname} (${res.status}${codes.length ? ` ${codes.join(',')}` : ''})`, { details });
+    }
+    const retryAfter = Number(res.headers['retry-after']);
+    if (Number.isFinite(retryAfter) && retryAfter > 0) details['retryAfterMs'] = retryAfter * 1000;
+    const temporary = res.status === 429 || res.status >= 500;
+    const what = first?.message ?? `HTTP ${res.status}`;
+    return new SeabagError('E_REGISTRY', `${method} ${url.href}: ${res.status} ${codes.join(',')} ${what}`.replace(/\s+/g, ' ').trim(), {
+      details,
+      temporary,
+    });
+  }
+
+  close(): void {
+    this.#transport.close();
+  }
+}
+
+function scopeKey(scopes: readonly string[]): string {
+  return [...scopes].sort().join(' ');
+}
+
+/** Is this a registry's "not found" (404) answer? */
+export function isNotFound(err: unknown): boolean {
+  return err instanceof SeabagError && err.code === 'E_REGISTRY' && err.details['status'] === 404;
+}

@@ -1,0 +1,246 @@
+/**
+ * One repository of a registry as a `Storage` and `TagStore`: distribution-spec v1.1.0 "Pull",
+ * "Push", "Content discovery" and "Content management".
+ */
+import { Readable } from 'node:stream';
+import { SeabagError } from '../errors.js';
+import { isDigest, sha256Digest, type Digest } from '../oci/digest.js';
+import { MAX_METADATA_SIZE, type Descriptor } from '../oci/descriptor.js';
+import { ALL_MANIFEST_TYPES, isManifestLike } from '../oci/media-types.js';
+import { TAG } from '../oci/reference.js';
+import type { ContentSource, OpOptions, Storage, TagStore } from '../oci/store.js';
+import { readVerified } from '../oci/verify.js';
+import type { RegistryClient } from './client.js';
+import { isNotFound } from './client.js';
+import { drain, readBody, type HttpResponse } from './http.js';
+import { mountBlob, uploadBlob } from './upload.js';
+
+export interface RepositoryOptions {
+  /** Other repositories of this registry that may hold a blob, for cross-repository mounts. */
+  mountSources?: (digest: Digest) => readonly string[];
+}
+
+const ACCEPT = ALL_MANIFEST_TYPES.join(', ');
+
+function sig(options: OpOptions): { signal?: AbortSignal } {
+  return options.signal === undefined ? {} : { signal: options.signal };
+}
+
+export class Repository implements Storage, TagStore {
+  readonly client: RegistryClient;
+  readonly name: string;
+  readonly #options: RepositoryOptions;
+
+  constructor(client: RegistryClient, name: string, options: RepositoryOptions = {}) {
+    this.client = client;
+    this.name = name;
+    this.#options = options;
+  }
+
+  get pullScope(): string {
+    return `repository:${this.name}:pull`;
+  }
+
+  get pushScope(): string {
+    return `repository:${this.name}:pull,push`;
+  }
+
+  path(kind: 'blobs' | 'manifests' | 'tags', rest: string): string {
+    return `/v2/${this.name}/${kind}/${rest}`;
+  }
+
+  /** HEAD a blob or manifest; true when the registry has it with the expected size. */
+  async exists(desc: Descriptor, options: OpOptions = {}): Promise<boolean> {
+    const kind = isManifestLike(desc.mediaType) ? 'manifests' : 'blobs';
+    const res = await this.client.request({
+      method: 'HEAD',
+      path: this.path(kind, desc.digest),
+      headers: kind === 'manifests' ? { accept: ACCEPT } : {},
+      scope: [this.pullScope],
+      expect: [200, 404],
+      ...sig(options),
+    });
+    await drain(res);
+    if (res.status === 404) return false;
+    const length = Number(res.headers['content-length']);
+    return !Number.isFinite(length) || length === desc.size;
+  }
+
+  /** GET a blob (or a manifest by digest), streamed; the caller verifies it. */
+  async fetch(desc: Descriptor, options: OpOptions = {}): Promise<Readable> {
+    if (isManifestLike(desc.mediaType)) {
+      const { bytes } = await this.getManifest(desc.digest, options);
+      return Readable.from([bytes]);
+    }
+    let res: HttpResponse = await this.client.request({
+      method: 'GET',
+      path: this.path('blobs', desc.digest),
+      scope: [this.pullScope],
+      expect: [200, 307, 302, 303, 301],
+      ...sig(options),
+    });
+    // Registries backed by object storage redirect blob reads; follow without our credentials.
+    for (let hops = 0; res.status !== 200; hops += 1) {
+      const location = res.headers.location;
+      await drain(res);
+      if (location === undefined || hops >= 5) throw new SeabagError('E_REGISTRY', `GET ${desc.digest}: bad redirect from ${this.client.registry}`);
+      const next = new URL(location, res.url);
+      res = await this.client.request({ method: 'GET', path: next.href, expect: [200, 307, 302, 303, 301], ...sig(options) });
+    }
+    return res.body;
+  }
+
+  /**
+   * GET a manifest by tag or digest, with every manifest type in `Accept`. By digest, the bytes
+   * are verified against it; by tag, the digest is computed from the bytes (and must agree with
+   * the registry's `Docker-Content-Digest`).
+   *
+   * @throws E_REGISTRY (404 when unknown), E_DIGEST_MISMATCH, E_LAYOUT_INVALID when too large
+   */
+  async getManifest(reference: string, options: OpOptions = {}): Promise<{ desc: Descriptor; bytes: Buffer }> {
+    const res = await this.client.request({
+      method: 'GET',
+      path: this.path('manifests', reference),
+      headers: { accept: ACCEPT },
+      scope: [this.pullScope],
+      expect: [200],
+      ...sig(options),
+    });
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && declared > MAX_METADATA_SIZE) {
+      res.body.destroy();
+      throw new SeabagError('E_LAYOUT_INVALID', `manifest ${this.name}:${reference} is ${declared} bytes, over the ${MAX_METADATA_SIZE}-byte limit`);
+    }
+    const mediaType = (res.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+    const bytes = await readBody(res, MAX_METADATA_SIZE);
+    const digest = sha256Digest(bytes);
+    if (isDigest(reference) && digest !== reference) {
+      throw new SeabagError('E_DIGEST_MISMATCH', `manifest ${this.name}@${reference}: the registry sent content with digest ${digest}`, {
+        details: { expected: reference, found: digest },
+      });
+    }
+    const headerDigest = res.headers['docker-content-digest'];
+    if (typeof headerDigest === 'string' && isDigest(headerDigest) && headerDigest !== digest) {
+      throw new SeabagError('E_DIGEST_MISMATCH', `manifest ${this.name}:${reference}: Docker-Content-Digest says ${headerDigest}, content is ${digest}`, {
+        details: { expected: headerDigest, found: digest },
+      });
+    }
+    const type = isManifestLike(mediaType) ? mediaType : mediaTypeFromContent(bytes) ?? mediaType;
+    return { desc: { mediaType: type, digest, size: bytes.length }, bytes };
+  }
+
+  /**
+   * Stores content: manifests by digest (PUT), blobs by mount when a known repository has them,
+   * else by upload.
+   */
+  async push(desc: Descriptor, open: ContentSource, options: OpOptions = {}): Promise<void> {
+    if (isManifestLike(desc.mediaType)) {
+      if (desc.size > MAX_METADATA_SIZE) throw new SeabagError('E_LAYOUT_INVALID', `manifest ${desc.digest} is over the ${MAX_METADATA_SIZE}-byte limit`);
+      const bytes = await readVerified(await open(), desc, 'manifest');
+      await this.putManifest(desc.digest, bytes, desc.mediaType, options);
+      return;
+    }
+    for (const from of this.#options.mountSources?.(desc.digest) ?? []) {
+      if (from !== this.name && (await mountBlob(this, desc, from, options))) return;
+    }
+    await uploadBlob(this, desc, open, options);
+  }
+
+  /** Tries a cross-repository mount from `from`; true when the registry mounted the blob. */
+  async mount(desc: Descriptor, from: string, options: OpOptions = {}): Promise<boolean> {
+    return mountBlob(this, desc, from, options);
+  }
+
+  /** PUT a manifest under a tag or its digest. */
+  async putManifest(reference: string, bytes: Buffer, mediaType: string, options: OpOptions = {}): Promise<Digest> {
+    const res = await this.client.request({
+      method: 'PUT',
+      path: this.path('manifests', reference),
+      headers: { 'content-type': mediaType },
+      body: () => bytes,
+      scope: [this.pushScope],
+      expect: [201, 200],
+      ...sig(options),
+    });
+    await drain(res);
+    return sha256Digest(bytes);
+  }
+
+  async resolve(tag: string, options: OpOptions = {}): Promise<Descriptor> {
+    return (await this.getManifest(tag, options)).desc;
+  }
+
+  /** Points `tag` at a manifest this repository holds (GET it by digest, PUT it under the tag). */
+  async tag(desc: Descriptor, tag: string, options: OpOptions = {}): Promise<void> {
+    if (!TAG.test(tag)) throw new SeabagError('E_REFERENCE_INVALID', `invalid tag ${JSON.stringify(tag)}`);
+    const { bytes } = await this.getManifest(desc.digest, options);
+    await this.putManifest(tag, bytes, desc.mediaType, options);
+  }
+
+  /** The digest a tag points at now, or undefined when the tag does not exist. */
+  async tagDigest(tag: string, options: OpOptions = {}): Promise<Digest | undefined> {
+    try {
+      return (await this.resolve(tag, options)).digest;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Every tag, following `Link: <…>; rel="next"` pages (distribution-spec "Listing Tags"). */
+  async listTags(options: OpOptions & { pageSize?: number } = {}): Promise<string[]> {
+    const tags: string[] = [];
+    let next: string | undefined = `${this.path('tags', 'list')}?n=${options.pageSize ?? 100}`;
+    for (let pages = 0; next !== undefined; pages += 1) {
+      if (pages > 10_000) throw new SeabagError('E_REGISTRY', `tag listing of ${this.name} does not end`);
+      const res: HttpResponse = await this.client.request({ method: 'GET', path: next, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
+      if (res.status === 404) {
+        await drain(res);
+        return tags;
+      }
+      const doc = JSON.parse((await readBody(res, 16 * 1024 * 1024)).toString('utf8')) as { tags?: string[] | null };
+      tags.push(...(doc.tags ?? []));
+      const link = res.headers.link;
+      const match = typeof link === 'string' ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      next = match?.[1] === undefined ? undefined : new URL(match[1], res.url).href;
+    }
+    return tags;
+  }
+
+  /** DELETE a manifest by digest (removes every tag pointing at it). Needs deletes enabled on the registry. */
+  async deleteManifest(digest: Digest, options: OpOptions = {}): Promise<void> {
+    const res = await this.client.request({
+      method: 'DELETE',
+      path: this.path('manifests', digest),
+      scope: [`repository:${this.name}:delete`, this.pushScope],
+      expect: [202, 200, 404],
+      ...sig(options),
+    });
+    await drain(res);
+  }
+
+  /** DELETE a blob's link from this repository. */
+  async deleteBlob(digest: Digest, options: OpOptions = {}): Promise<void> {
+    const res = await this.client.request({
+      method: 'DELETE',
+      path: this.path('blobs', digest),
+      scope: [`repository:${this.name}:delete`, this.pushScope],
+      expect: [202, 200, 404],
+      ...sig(options),
+    });
+    await drain(res);
+  }
+}
+
+/** A registry that answers with a generic content type: tell a manifest from an index by its fields. */
+function mediaTypeFromContent(bytes: Buffer): string | undefined {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; config?: unknown };
+    if (typeof doc.mediaType === 'string') return doc.mediaType;
+    if (Array.isArray(doc.manifests)) return 'application/vnd.oci.image.index.v1+json';
+    if (doc.config !== undefined) return 'application/vnd.oci.image.manifest.v1+json';
+  } catch {
+    // fall through
+  }
+  return undefined;
+}

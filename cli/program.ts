@@ -2,19 +2,14 @@
  * The `bundle` (alias `seabag`) program: `main(argv, io)` parses, runs one verb and returns the
  * exit status. Only `main.ts` touches `process`.
  */
-import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
-import { SeabagError } from '../lib/index.js';
+import { packageVersion, SeabagError } from '../lib/index.js';
 import type { Command } from './command.js';
 import { commands } from './commands/index.js';
 import type { CliIO } from './io.js';
 import { ProgressReporter } from './progress.js';
 import { reportError, writeLine } from './render.js';
 
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 const EPILOGUE = [
   'Exit status: 0 done; 1 rejected (signature, digest, unsafe archive, downgrade, wrong target,',
@@ -35,7 +30,7 @@ function parser(argv: string[], io: CliIO): Argv {
     .recommendCommands()
     .help()
     .alias('h', 'help')
-    .version(version())
+    .version(packageVersion())
     .epilogue(EPILOGUE)
     .wrap(Math.min(100, io.stdout.isTTY === true ? (process.stdout.columns ?? 100) : 100));
   const groups = new Map<string, Command[]>();

@@ -58,6 +58,10 @@ export class ProgressReporter {
   }
 
   #draw(p: Progress, now: number): void {
+    if (p.unit !== undefined && p.unit !== 'bytes') {
+      this.#emit(`${p.phase}: ${p.done}${p.total === undefined ? '' : ` of ${p.total}`} ${p.unit}${p.item ? ` (${p.item})` : ''}`);
+      return;
+    }
     const rate = this.#rate(now, p.done);
     const parts = [`${p.phase}:`, formatBytes(p.done)];
     if (p.total !== undefined) {
@@ -66,7 +70,10 @@ export class ProgressReporter {
     }
     parts.push(`${formatBytes(Math.max(0, rate))}/s`);
     if (p.total !== undefined && rate > 0 && p.done < p.total) parts.push(`ETA ${formatDuration((p.total - p.done) / rate)}`);
-    const line = parts.join(' ');
+    this.#emit(parts.join(' '));
+  }
+
+  #emit(line: string): void {
     if (this.#mode === 'tty') {
       const width = Math.max(20, (this.#io.stderr.columns ?? 80) - 1);
       this.#io.stderr.write(`\r\x1b[2K${line.slice(0, width)}`);

@@ -144,7 +144,7 @@ function checkHeader(doc: Record<string, unknown>, desc: Descriptor, where: stri
  *
  * @throws E_LAYOUT_INVALID
  */
-export function parseImageManifest(data: Uint8Array, desc: Descriptor, where = desc.digest): ImageManifest {
+export function parseImageManifest(data: Uint8Array, desc: Descriptor, where: string = desc.digest): ImageManifest {
   const doc = parseJSON(data, where);
   if (!isRecord(doc)) throw invalid(where, 'a manifest must be a JSON object');
   checkHeader(doc, desc, where);

@@ -15,6 +15,8 @@ export interface Progress {
   total?: number;
   /** What is being worked on now (a digest, a file, an image). */
   item?: string;
+  /** What `done` and `total` count (default bytes). */
+  unit?: 'bytes' | 'images' | 'blobs';
 }
 
 export interface OpOptions {

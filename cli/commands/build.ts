@@ -1,0 +1,91 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildBundle, CredentialStore, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
+import type { Command } from '../command.js';
+import { list, registryFlags, sourceDateEpoch, str } from '../options.js';
+import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
+
+/** `--trust` takes root files, or folders of `N.root.json`; carried oldest first. */
+async function rootsToCarry(paths: string[]): Promise<Buffer[]> {
+  const found: { root: TrustRoot; bytes: Buffer }[] = [];
+  for (const path of paths) {
+    const s = await stat(path).catch(() => undefined);
+    if (s?.isDirectory() === true) {
+      for (const name of (await readdir(path)).filter((n) => /^\d+\.root\.json$/.test(n))) found.push(await loadRoot(join(path, name)));
+    } else {
+      found.push(await loadRoot(path));
+    }
+  }
+  found.sort((a, b) => a.root.signed.version - b.root.signed.version);
+  return found.map((f) => f.bytes);
+}
+
+export const build: Command = {
+  command: 'build <spec>',
+  path: ['build'],
+  describe: 'build one signed bundle from a release spec (release.yaml)',
+  builder: (y) =>
+    registryFlags(
+      y
+        .positional('spec', { type: 'string', describe: 'the release spec (release.yaml)' })
+        .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file to write (parts go beside it with --split)' })
+        .option('sign', { type: 'string', array: true, describe: 'Ed25519 private key (PEM) to sign with; repeat for several signers' })
+        .option('trust', { type: 'string', array: true, describe: 'trust root file, or folder of N.root.json, to carry for vessels on an older root' })
+        .option('since', { type: 'string', describe: "build a delta: leave out what a vessel's inventory (or an older bundle) shows it has" })
+        .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
+        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images (overrides the spec)' }),
+    ).example('$0 build release.yaml -o awareness-1.4.0.bundle --sign release.key', 'build and sign')
+      .example('$0 build release.yaml -o stick/awareness.bundle --split fat32 --sign release.key', 'parts for a FAT32 stick'),
+  async run(args, ctx) {
+    const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p)));
+    const roots = await rootsToCarry(list(args, 'trust'));
+    const split = str(args, 'split');
+    const since = str(args, 'since');
+    const created = sourceDateEpoch(ctx.io);
+    const omit = since === undefined ? undefined : await readSince(since);
+    const caFile = str(args, 'ca-file');
+    const result = await buildBundle(str(args, 'spec') as string, {
+      output: str(args, 'output') as string,
+      platforms: list(args, 'platform').map(parsePlatformString),
+      signers,
+      roots,
+      ...(omit === undefined ? {} : { omit }),
+      ...(split === undefined ? {} : { splitSize: parseSize(split) }),
+      ...(created === undefined ? {} : { created }),
+      credentials: new CredentialStore({ env: ctx.io.env }),
+      ...(args['plain-http'] === true ? { plainHttp: true } : {}),
+      ...(caFile === undefined ? {} : { caFile }),
+      signal: ctx.signal,
+      onProgress: ctx.progress.update,
+    });
+    ctx.progress.finish();
+    const { release, write } = result;
+    if (ctx.json) {
+      printJSON(ctx.io, {
+        ok: true,
+        release: { name: release.name, version: release.version, digest: result.releaseDigest, created: release.created },
+        files: write.files,
+        size: write.size,
+        ...(write.parts === undefined ? {} : { parts: write.parts.count, sha256: write.parts.sha256 }),
+        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size })),
+        signatures: result.signedBy.map((keyid) => ({ keyid })),
+        omittedBlobs: release.omittedBlobs,
+        omittedBytes: result.omittedBytes,
+      });
+      return 0;
+    }
+    const out = ctx.io.stdout;
+    writeLine(out, `built ${release.name} ${release.version}: ${write.files.join(', ')} (${formatBytes(write.size)}${write.parts ? ` in ${write.parts.count} parts` : ''})`);
+    writeLine(out, `  release   ${result.releaseDigest}`);
+    writeLine(out, `  images    ${release.images.map((i) => `${i.ref} (${shortDigest(i.digest)})`).join('\n            ')}`);
+    writeLine(out, `  manifests ${release.manifests.length} file(s), device profiles ${release.deviceProfiles.length}`);
+    if (release.omittedBlobs.length > 0) writeLine(out, `  delta     ${release.omittedBlobs.length} blob(s) left out (${formatBytes(result.omittedBytes)} the vessel already has)`);
+    if (result.signedBy.length === 0) {
+      writeLine(ctx.io.stderr, 'warning: the bundle is unsigned; vessels will refuse it (sign with --sign KEY)');
+    } else {
+      writeLine(out, `  signed by ${result.signedBy.join('\n            ')}`);
+    }
+    if (roots.length > 0) writeLine(out, `  carries   ${roots.length} trust root(s)`);
+    return 0;
+  },
+};

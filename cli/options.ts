@@ -1,0 +1,63 @@
+/**
+ * Flags shared by several verbs, and reading them back with the environment's defaults.
+ */
+import type { Argv } from 'yargs';
+import { SeabagError } from '../lib/index.js';
+import type { CliIO } from './io.js';
+
+export function registryFlags(y: Argv): Argv {
+  return y
+    .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (loopback registries do by default, as with Docker)' })
+    .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for the registry certificate' });
+}
+
+/** The `--registry` flag with `SEABAG_REGISTRY` as its default. */
+export function registryFlag(y: Argv, required: boolean): Argv {
+  return y.option('registry', {
+    type: 'string',
+    describe: `the vessel's registry, HOST[:PORT] (env SEABAG_REGISTRY)${required ? '' : '; remembered from the first import'}`,
+  });
+}
+
+export function stateDirFlag(y: Argv): Argv {
+  return y.option('state-dir', { type: 'string', describe: 'vessel state folder (env SEABAG_STATE_DIR, default /var/lib/seabag)' });
+}
+
+export function str(args: Record<string, unknown>, key: string): string | undefined {
+  const v = args[key];
+  if (v === undefined || v === null) return undefined;
+  if (Array.isArray(v)) throw new SeabagError('E_USAGE', `--${key} is given more than once`);
+  return String(v);
+}
+
+export function list(args: Record<string, unknown>, key: string): string[] {
+  const v = args[key];
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+export function stateDir(args: Record<string, unknown>, io: CliIO): string {
+  return str(args, 'state-dir') ?? io.env['SEABAG_STATE_DIR'] ?? '/var/lib/seabag';
+}
+
+/** `SOURCE_DATE_EPOCH` (reproducible-builds.org) as a Date, when set. */
+export function sourceDateEpoch(io: CliIO): Date | undefined {
+  const raw = io.env['SOURCE_DATE_EPOCH'];
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new SeabagError('E_USAGE', `SOURCE_DATE_EPOCH must be seconds since 1970, not ${JSON.stringify(raw)}`);
+  return new Date(Number(raw) * 1000);
+}
+
+/**
+ * A point in time from `2027-06-01`, an RFC 3339 time, or a span from now (`90d`, `12w`, `1y`).
+ */
+export function parseWhen(text: string, now = new Date()): Date {
+  const span = /^(\d+)\s*([dwy])$/.exec(text.trim());
+  if (span !== null) {
+    const days = Number(span[1]) * ({ d: 1, w: 7, y: 365 }[span[2] as 'd' | 'w' | 'y'] ?? 1);
+    return new Date(now.getTime() + days * 86_400_000);
+  }
+  const date = new Date(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
+  if (Number.isNaN(date.getTime())) throw new SeabagError('E_USAGE', `invalid time ${JSON.stringify(text)}: use 2027-06-01, an RFC 3339 time, or a span like 365d, 52w, 1y`);
+  return date;
+}

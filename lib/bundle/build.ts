@@ -1,0 +1,322 @@
+/**
+ * `bundle build`: release spec → one signed, content-addressed, reproducible bundle.
+ *
+ * Images are resolved first (manifests and configs only, held in memory and verified), then
+ * manifests are pinned and device profiles rendered, the release document and its manifest made
+ * and signed, and finally the archive is written in the order DESIGN.md gives: `oci-layout`,
+ * `index.json`, small metadata blobs, then layers, each layer read once from its source and
+ * verified as it passes into the bundle.
+ */
+import { SeabagError } from '../errors.js';
+import { sha256Digest, type Digest } from '../oci/digest.js';
+import { formatPlatform, parseImageManifest, parseJSON, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
+import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import { LAYOUT_VERSION } from '../oci/layout.js';
+import {
+  EMPTY_DIGEST,
+  EMPTY_JSON,
+  DSSE_ENVELOPE,
+  isImageManifest,
+  isManifestLike,
+  OCI_EMPTY,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  SEABAG_DEVICE_PROFILE,
+  SEABAG_K8S_MANIFESTS,
+  SEABAG_RELEASE,
+  SEABAG_RELEASE_CONFIG,
+  SEABAG_SIGNATURE,
+  SEABAG_TRUST_CHAIN,
+  SEABAG_TRUST_ROOT,
+} from '../oci/media-types.js';
+import { formatReference, referenceName, type Reference } from '../oci/reference.js';
+import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
+import { readVerified } from '../oci/verify.js';
+import type { CredentialStore } from '../registry/auth.js';
+import type { RegistryClient } from '../registry/client.js';
+import { throwProblems } from '../schema.js';
+import { IN_TOTO_PAYLOAD_TYPE, signEnvelope } from '../trust/dsse.js';
+import type { SigningKey } from '../trust/keys.js';
+import { releaseStatement } from '../trust/verify.js';
+import { canonicalBytes } from '../util/canonical.js';
+import { renderDeviceProfiles } from './devices.js';
+import { ImageMatcher, pinManifestFiles, type PinTarget } from './k8s.js';
+import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.js';
+import { openImageSource, type ImageSource } from './sources.js';
+import { collectYAMLFiles, loadReleaseSpec } from './spec.js';
+import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+
+export interface BuildOptions extends OpOptions {
+  /** Where to write the bundle (parts go beside it). */
+  output: string;
+  /** Keep only these platforms (overrides the spec's `platforms`). */
+  platforms?: readonly Platform[];
+  /** Keys to sign with; the bundle is unsigned without any. */
+  signers?: readonly SigningKey[];
+  /** Trust roots to carry, as their JSON bytes, oldest first. */
+  roots?: readonly Buffer[];
+  /** Blobs the target vessel already has: left out of the bundle (a delta). */
+  omit?: { digests: ReadonlySet<string>; kind: 'inventory' | 'bundle'; releases?: string[] };
+  /** Split into parts of at most this many bytes. */
+  splitSize?: number;
+  /** The release's `created` time (SOURCE_DATE_EPOCH for reproducible builds). */
+  created?: Date;
+  credentials?: CredentialStore;
+  plainHttp?: boolean;
+  caFile?: string;
+}
+
+export interface BuildResult {
+  release: ReleaseDocument;
+  releaseDigest: Digest;
+  write: WriteResult;
+  /** Bytes of blobs left out (delta). */
+  omittedBytes: number;
+  signedBy: string[];
+}
+
+interface ResolvedImage {
+  reference: Reference;
+  source: ImageSource;
+  graph: GraphNode;
+  ref: string;
+  image: ReleaseImage;
+}
+
+function isoSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** An RFC 3339 time for the spec's `expires`; a date alone means the start of that day, UTC. */
+export function expiryTime(value: string): string {
+  return isoSeconds(new Date(/^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value));
+}
+
+function json(value: unknown): Buffer {
+  return canonicalBytes(value);
+}
+
+function blob(data: Buffer, mediaType: string, annotations?: Record<string, string>): { desc: Descriptor; data: Buffer } {
+  const desc: Descriptor = { mediaType, digest: sha256Digest(data), size: data.length };
+  if (annotations !== undefined) desc.annotations = annotations;
+  return { desc, data };
+}
+
+/** Platforms of an image: an index's kept manifests, or a single manifest's config. */
+function platformsOf(graph: GraphNode, configs: ReadonlyMap<string, Buffer>): string[] {
+  if (isImageManifest(graph.desc.mediaType)) {
+    const manifest = parseImageManifest(graph.bytes as Buffer, graph.desc);
+    const bytes = configs.get(manifest.config.digest);
+    if (bytes === undefined) return [];
+    const config = parseJSON(bytes, manifest.config.digest) as { os?: unknown; architecture?: unknown; variant?: unknown };
+    if (typeof config.os !== 'string' || typeof config.architecture !== 'string') return [];
+    return [formatPlatform({ os: config.os, architecture: config.architecture, ...(typeof config.variant === 'string' ? { variant: config.variant } : {}) })];
+  }
+  return graph.children.flatMap((c) => (c.desc.platform === undefined ? [] : [formatPlatform(c.desc.platform)]));
+}
+
+/**
+ * Builds the bundle a release spec describes.
+ *
+ * @throws E_SPEC_INVALID (every problem of the spec, manifests and profiles at once),
+ *   E_IMAGE_NOT_IN_RELEASE, E_DIGEST_MISMATCH (a source blob that doesn't match), E_NOT_FOUND,
+ *   E_AUTH, E_REGISTRY*, E_DISK_FULL, E_IO. Nothing is left at `output` on failure.
+ */
+export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
+  const loaded = await loadReleaseSpec(specPath);
+  const { spec } = loaded;
+  const platforms = options.platforms && options.platforms.length > 0 ? options.platforms : loaded.platforms;
+  const created = options.created ?? new Date();
+  const clients = new Map<string, RegistryClient>();
+  const sources: ImageSource[] = [];
+  try {
+    // 1. Images: manifests, indexes and configs, verified and held in memory.
+    const resolved: ResolvedImage[] = [];
+    const configs = new Map<string, Buffer>();
+    const providers = new Map<string, ReadOnlyStorage>();
+    let done = 0;
+    for (const [i, ref] of loaded.refs.entries()) {
+      const from = spec.images[i]?.from;
+      options.onProgress?.({ phase: 'resolve', done, total: loaded.refs.length, item: formatReference(ref), unit: 'images' });
+      const source = await openImageSource(ref, from, {
+        baseDir: loaded.baseDir,
+        clients,
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+        ...(options.plainHttp ? { plainHttp: true } : {}),
+        ...(options.caFile ? { caFile: options.caFile } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      sources.push(source);
+      const graph = await resolveGraph(source.store, source.root, { platforms, ...(options.signal ? { signal: options.signal } : {}) });
+      for (const node of postOrder(graph)) {
+        if (!providers.has(node.desc.digest)) providers.set(node.desc.digest, source.store);
+        if (node.bytes !== undefined && isImageManifest(node.desc.mediaType)) {
+          const config = parseImageManifest(node.bytes, node.desc).config;
+          if (!configs.has(config.digest) && config.size <= 4 * 1024 * 1024) {
+            configs.set(config.digest, await readVerified(await source.store.fetch(config, options), config, 'config'));
+          }
+        }
+      }
+      const size = postOrder(graph).reduce((sum, n) => sum + n.desc.size, 0);
+      const image: ReleaseImage = {
+        ref: formatReference(ref),
+        repository: ref.repository,
+        digest: graph.desc.digest,
+        mediaType: graph.desc.mediaType,
+        size,
+        platforms: platformsOf(graph, configs),
+      };
+      if (ref.tag !== undefined) image.tag = ref.tag;
+      if (graph.desc.digest !== source.root.digest) image.sourceDigest = source.root.digest;
+      if (ref.digest !== undefined && ref.digest !== source.root.digest) {
+        throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
+      }
+      resolved.push({ reference: ref, source, graph, ref: image.ref, image });
+      done += 1;
+    }
+
+    // 2. Manifests pinned, device profiles rendered; every problem at once.
+    const targets: PinTarget[] = resolved.map(({ reference, image }) => ({
+      name: referenceName(reference),
+      digest: image.digest,
+      ...(image.tag === undefined ? {} : { tag: image.tag }),
+      ...(image.sourceDigest === undefined ? {} : { sourceDigest: image.sourceDigest }),
+    }));
+    const matcher = new ImageMatcher(targets);
+    const manifestFiles = await collectYAMLFiles(loaded.baseDir, spec.manifests ?? []);
+    const pinned = await pinManifestFiles(manifestFiles, loaded.baseDir, matcher);
+    const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? []);
+    const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
+    const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.message.includes('is not in the release'));
+    throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');
+    throwProblems(notInRelease, 'the manifests and device profiles', 'E_IMAGE_NOT_IN_RELEASE');
+
+    // 3. The release: its layers, its document, its manifest.
+    const manifestLayers = pinned.files.map((f) => blob(Buffer.from(f.text), SEABAG_K8S_MANIFESTS, { [TITLE]: `manifests/${f.file}` }));
+    const profileLayers = devices.profiles.map((p) => blob(Buffer.from(p.text), SEABAG_DEVICE_PROFILE, { [TITLE]: `devices/${p.name}.yaml` }));
+    const omitted = new Set<Digest>();
+    let omittedBytes = 0;
+    const allNodes = resolved.flatMap((r) => postOrder(r.graph));
+    const seen = new Set<string>();
+    for (const node of allNodes) {
+      if (seen.has(node.desc.digest)) continue;
+      seen.add(node.desc.digest);
+      if (!isManifestLike(node.desc.mediaType) && options.omit?.digests.has(node.desc.digest) === true) {
+        omitted.add(node.desc.digest);
+        omittedBytes += node.desc.size;
+      }
+    }
+    const release: ReleaseDocument = {
+      apiVersion: 'seabag.dev/v1',
+      kind: 'ReleaseDocument',
+      name: spec.name,
+      version: spec.version,
+      created: isoSeconds(created),
+      targets: spec.targets ?? [],
+      images: resolved.map((r) => r.image),
+      manifests: pinned.files.map((f, i) => ({ file: f.file, digest: (manifestLayers[i] as { desc: Descriptor }).desc.digest, documents: f.documents })),
+      deviceProfiles: devices.profiles.map((p, i) => ({
+        name: p.name,
+        file: p.file,
+        discovery: p.discovery,
+        ...(p.node === undefined ? {} : { node: p.node }),
+        digest: (profileLayers[i] as { desc: Descriptor }).desc.digest,
+        brokerImage: p.brokerImage,
+      })),
+      omittedBlobs: [...omitted].sort(),
+    };
+    if (spec.expires !== undefined) release.expires = expiryTime(spec.expires);
+    if (platforms.length > 0) release.platforms = platforms.map(formatPlatform);
+    if (options.omit !== undefined) release.since = { kind: options.omit.kind, ...(options.omit.releases ? { releases: options.omit.releases } : {}) };
+    const releaseConfig = blob(json(release), SEABAG_RELEASE_CONFIG);
+    const releaseLayersList = [...manifestLayers, ...profileLayers];
+    const releaseManifest = blob(
+      json({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: SEABAG_RELEASE,
+        config: releaseConfig.desc,
+        layers: releaseLayersList.map((l) => l.desc),
+        annotations: {
+          'org.opencontainers.image.created': release.created,
+          'org.opencontainers.image.title': release.name,
+          'org.opencontainers.image.version': release.version,
+        },
+      }),
+      OCI_MANIFEST,
+    );
+
+    // 4. Signature and carried roots: artifacts whose subject is the release manifest.
+    const empty = blob(Buffer.from(EMPTY_JSON), OCI_EMPTY);
+    if (empty.desc.digest !== EMPTY_DIGEST) throw new Error('empty descriptor digest drifted');
+    const artifacts: { manifest: { desc: Descriptor; data: Buffer }; blobs: { desc: Descriptor; data: Buffer }[]; artifactType: string }[] = [];
+    const signers = options.signers ?? [];
+    if (signers.length > 0) {
+      const statement = canonicalBytes(releaseStatement(release, releaseManifest.desc));
+      const envelope = blob(json(signEnvelope(statement, IN_TOTO_PAYLOAD_TYPE, signers)), DSSE_ENVELOPE);
+      const manifest = blob(
+        json({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_SIGNATURE, config: empty.desc, layers: [envelope.desc], subject: releaseManifest.desc }),
+        OCI_MANIFEST,
+      );
+      artifacts.push({ manifest, blobs: [envelope], artifactType: SEABAG_SIGNATURE });
+    }
+    if (options.roots !== undefined && options.roots.length > 0) {
+      const roots = options.roots.map((r) => blob(r, SEABAG_TRUST_ROOT));
+      const manifest = blob(
+        json({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_TRUST_CHAIN, config: empty.desc, layers: roots.map((r) => r.desc), subject: releaseManifest.desc }),
+        OCI_MANIFEST,
+      );
+      artifacts.push({ manifest, blobs: roots, artifactType: SEABAG_TRUST_CHAIN });
+    }
+
+    // 5. The archive: index.json, metadata, then layers.
+    const index = {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        { ...releaseManifest.desc, artifactType: SEABAG_RELEASE, annotations: { [REF_NAME]: `seabag/${release.name}:${versionTag(release.version)}` } },
+        ...artifacts.map((a) => ({ ...a.manifest.desc, artifactType: a.artifactType })),
+        ...resolved.map((r) => ({ mediaType: r.graph.desc.mediaType, digest: r.graph.desc.digest, size: r.graph.desc.size, annotations: { [REF_NAME]: r.ref } })),
+      ],
+    };
+    const entries: BundleEntry[] = [
+      { name: 'oci-layout', data: json({ imageLayoutVersion: LAYOUT_VERSION }) },
+      { name: 'index.json', data: json(index) },
+      { name: 'blobs', type: 'directory' },
+      { name: 'blobs/sha256', type: 'directory' },
+    ];
+    const written = new Set<string>();
+    const add = (desc: Descriptor, entry: Omit<BundleEntry, 'name'>): void => {
+      if (written.has(desc.digest)) return;
+      written.add(desc.digest);
+      entries.push({ name: `blobs/sha256/${desc.digest.slice(7)}`, ...entry });
+    };
+    for (const a of artifacts) {
+      for (const b of a.blobs) add(b.desc, { data: b.data });
+      add(empty.desc, { data: empty.data });
+      add(a.manifest.desc, { data: a.manifest.data });
+    }
+    add(releaseConfig.desc, { data: releaseConfig.data });
+    for (const l of releaseLayersList) add(l.desc, { data: l.data });
+    add(releaseManifest.desc, { data: releaseManifest.data });
+    for (const node of allNodes) {
+      if (node.bytes !== undefined) add(node.desc, { data: node.bytes });
+      else if (configs.has(node.desc.digest) && !omitted.has(node.desc.digest)) add(node.desc, { data: configs.get(node.desc.digest) as Buffer });
+    }
+    for (const node of allNodes) {
+      if (node.bytes !== undefined || written.has(node.desc.digest) || omitted.has(node.desc.digest)) continue;
+      const provider = providers.get(node.desc.digest) as ReadOnlyStorage;
+      const desc = node.desc;
+      add(desc, { desc, open: () => provider.fetch(desc, options) });
+    }
+    const write = await writeBundle(options.output, entries, {
+      ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    return { release, releaseDigest: releaseManifest.desc.digest, write, omittedBytes, signedBy: signers.map((s) => s.keyid) };
+  } finally {
+    await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
+    for (const c of clients.values()) c.close();
+  }
+}

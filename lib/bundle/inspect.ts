@@ -1,0 +1,97 @@
+/**
+ * `bundle inspect`: what a bundle holds, read from its metadata alone (no layer is read).
+ */
+import type { Digest } from '../oci/digest.js';
+import { isImageManifest, isIndex } from '../oci/media-types.js';
+import { parseImageManifest, parseIndex, type Descriptor } from '../oci/descriptor.js';
+import { parseEnvelope } from '../trust/dsse.js';
+import { parseRoot } from '../trust/root.js';
+import { openBundle, type ReleaseDocument } from './release.js';
+
+export interface InspectReport {
+  file: string;
+  parts: number;
+  size: number;
+  release: Pick<ReleaseDocument, 'name' | 'version' | 'targets' | 'created'> & { digest: Digest; expires?: string };
+  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number }[];
+  manifests: { file: string; documents: number; digest: Digest }[];
+  deviceProfiles: ReleaseDocument['deviceProfiles'];
+  /** Keyids the envelopes name (hints only: `verify` checks them). */
+  signatures: { keyid: string }[];
+  roots: { version: number; expires: string }[];
+  omittedBlobs: Digest[];
+  /** Bytes of the omitted blobs, as the image manifests give their sizes. */
+  omittedBytes: number;
+  since?: ReleaseDocument['since'];
+}
+
+/**
+ * Reads a bundle's release, images, signatures and roots.
+ *
+ * @throws what `openBundle` throws
+ */
+export async function inspectBundle(path: string): Promise<InspectReport> {
+  const bundle = await openBundle(path);
+  try {
+    const { release } = bundle;
+    const omitted = new Set<string>(release.omittedBlobs);
+    const sizes = new Map<string, number>();
+    // Walk the image manifests in the bundle for the sizes of what was left out.
+    const visit = async (desc: Descriptor, depth: number): Promise<void> => {
+      if (depth > 8 || !(await bundle.archive.exists(desc))) return;
+      if (isImageManifest(desc.mediaType)) {
+        const m = parseImageManifest(await bundle.archive.readSmall(desc), desc);
+        for (const d of [m.config, ...m.layers]) sizes.set(d.digest, d.size);
+      } else if (isIndex(desc.mediaType)) {
+        for (const d of parseIndex(await bundle.archive.readSmall(desc), desc).manifests) await visit(d, depth + 1);
+      }
+    };
+    for (const image of release.images) await visit({ mediaType: image.mediaType, digest: image.digest, size: 0 }, 0).catch(() => undefined);
+    const signatures: { keyid: string }[] = [];
+    for (const s of bundle.signatures) {
+      try {
+        for (const sig of parseEnvelope(s.envelope).signatures) signatures.push({ keyid: sig.keyid ?? '(none)' });
+      } catch {
+        signatures.push({ keyid: '(unreadable envelope)' });
+      }
+    }
+    const roots = bundle.roots.flatMap((bytes, i) => {
+      try {
+        const r = parseRoot(bytes, `root ${i + 1}`);
+        return [{ version: r.signed.version, expires: r.signed.expires }];
+      } catch {
+        return [];
+      }
+    });
+    return {
+      file: bundle.input.name,
+      parts: bundle.input.pieces.length,
+      size: bundle.archive.source.size,
+      release: {
+        name: release.name,
+        version: release.version,
+        targets: release.targets,
+        created: release.created,
+        digest: bundle.releaseDesc.digest,
+        ...(release.expires === undefined ? {} : { expires: release.expires }),
+      },
+      images: release.images.map((i) => ({
+        ref: i.ref,
+        repository: i.repository,
+        ...(i.tag === undefined ? {} : { tag: i.tag }),
+        digest: i.digest,
+        platforms: i.platforms,
+        size: i.size,
+      })),
+      manifests: release.manifests.map((m) => ({ file: m.file, documents: m.documents, digest: m.digest })),
+      deviceProfiles: release.deviceProfiles,
+      signatures,
+      roots,
+      omittedBlobs: release.omittedBlobs,
+      omittedBytes: [...omitted].reduce((sum, d) => sum + (sizes.get(d) ?? 0), 0),
+      ...(release.since === undefined ? {} : { since: release.since }),
+    };
+  } finally {
+    await bundle.close();
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * Pinning Kubernetes manifests: every `image:` of a pod spec (containers, initContainers,
+ * ephemeralContainers) in Pods, the templates of Deployments, StatefulSets, DaemonSets,
+ * ReplicaSets, ReplicationControllers, Jobs, CronJobs and PodTemplates, and Akri broker specs,
+ * must name an image of the release and is rewritten to `name@sha256:…`.
+ */
+import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
+import type { Document } from 'yaml';
+import { fromSystemError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { parseReference, referenceName } from '../oci/reference.js';
+import type { Problem } from '../schema.js';
+import { parseYAMLDocuments } from './spec.js';
+
+/** An image of the release as manifests may name it. */
+export interface PinTarget {
+  name: string;
+  tag?: string;
+  digest: Digest;
+  /** The digest at the source, when a platform filter made a new one. */
+  sourceDigest?: Digest;
+}
+
+export interface PinnedFile {
+  /** Path relative to the spec's folder, with forward slashes. */
+  file: string;
+  text: string;
+  documents: number;
+  images: { document: number; path: string; from: string; to: string }[];
+}
+
+/** Finds a release image for an `image:` value. */
+export class ImageMatcher {
+  readonly #byName = new Map<string, PinTarget[]>();
+
+  constructor(targets: readonly PinTarget[]) {
+    for (const t of targets) this.#byName.set(t.name, [...(this.#byName.get(t.name) ?? []), t]);
+  }
+
+  /** The pinned form of `image`, or why it can't be pinned. */
+  pin(image: string): { pinned: string } | { reason: string } {
+    let ref;
+    try {
+      ref = parseReference(image);
+    } catch (err) {
+      return { reason: (err as Error).message };
+    }
+    const name = referenceName(ref);
+    const candidates = this.#byName.get(name) ?? [];
+    const written = writtenName(image);
+    let found: PinTarget | undefined;
+    if (ref.digest !== undefined) {
+      found = candidates.find((c) => c.digest === ref.digest || c.sourceDigest === ref.digest);
+    } else {
+      const tag = ref.tag ?? 'latest';
+      found = candidates.find((c) => c.tag === tag);
+    }
+    if (found !== undefined) return { pinned: `${written}@${found.digest}` };
+    const has = candidates.map((c) => (c.tag === undefined ? `${c.name}@${c.digest}` : `${c.name}:${c.tag}`));
+    return {
+      reason: `image ${JSON.stringify(image)} is not in the release${has.length > 0 ? ` (the release has ${has.join(', ')})` : ''}`,
+    };
+  }
+}
+
+/** `groke/ui:1.4.0@sha256:…` → `groke/ui` (the name as the manifest wrote it). */
+function writtenName(image: string): string {
+  const at = image.indexOf('@');
+  const noDigest = at === -1 ? image : image.slice(0, at);
+  const colon = noDigest.lastIndexOf(':');
+  return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+
+type Path = (string | number)[];
+
+const TEMPLATE_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'ReplicationController', 'Job']);
+const CONTAINER_LISTS = ['containers', 'initContainers', 'ephemeralContainers'];
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function get(obj: unknown, path: Path): unknown {
+  let cur: unknown = obj;
+  for (const seg of path) {
+    if (typeof seg === 'number') cur = Array.isArray(cur) ? cur[seg] : undefined;
+    else cur = isObject(cur) ? cur[seg] : undefined;
+  }
+  return cur;
+}
+
+/** Paths of the pod specs inside one object (recursing into `List` items). */
+function podSpecPaths(obj: unknown, base: Path = []): Path[] {
+  if (!isObject(obj)) return [];
+  const kind = obj['kind'];
+  const apiVersion = typeof obj['apiVersion'] === 'string' ? obj['apiVersion'] : '';
+  if (typeof kind === 'string' && kind.endsWith('List') && Array.isArray(obj['items'])) {
+    return obj['items'].flatMap((item, i) => podSpecPaths(item, [...base, 'items', i]));
+  }
+  if (kind === 'Pod') return [[...base, 'spec']];
+  if (typeof kind === 'string' && TEMPLATE_KINDS.has(kind)) return [[...base, 'spec', 'template', 'spec']];
+  if (kind === 'CronJob') return [[...base, 'spec', 'jobTemplate', 'spec', 'template', 'spec']];
+  if (kind === 'PodTemplate') return [[...base, 'template', 'spec']];
+  if (kind === 'Configuration' && apiVersion.startsWith('akri.sh/')) {
+    return [
+      [...base, 'spec', 'brokerSpec', 'brokerPodSpec'],
+      [...base, 'spec', 'brokerSpec', 'brokerJobSpec', 'template', 'spec'],
+    ];
+  }
+  return [];
+}
+
+/** Every `image` field of the pod specs in `obj`: its path and value. */
+export function imageFields(obj: unknown): { path: Path; image: unknown }[] {
+  const out: { path: Path; image: unknown }[] = [];
+  for (const spec of podSpecPaths(obj)) {
+    for (const list of CONTAINER_LISTS) {
+      const containers = get(obj, [...spec, list]);
+      if (!Array.isArray(containers)) continue;
+      containers.forEach((c, i) => {
+        if (isObject(c) && 'image' in c) out.push({ path: [...spec, list, i, 'image'], image: c['image'] });
+      });
+    }
+  }
+  return out;
+}
+
+export function formatPath(path: Path): string {
+  return path.reduce<string>((acc, seg) => (typeof seg === 'number' ? `${acc}[${seg}]` : acc === '' ? seg : `${acc}.${seg}`), '');
+}
+
+function describeDoc(data: unknown, index: number): string {
+  const kind = isObject(data) && typeof data['kind'] === 'string' ? data['kind'] : 'document';
+  const name = isObject(data) && isObject(data['metadata']) && typeof data['metadata']['name'] === 'string' ? data['metadata']['name'] : undefined;
+  return `document ${index + 1} (${kind}${name === undefined ? '' : ` ${name}`})`;
+}
+
+/**
+ * Pins one YAML text (one or more documents); returns the new text and the problems found.
+ */
+export function pinText(text: string, file: string, matcher: ImageMatcher): { pinned: PinnedFile; problems: Problem[] } {
+  const { docs, problems } = parseYAMLDocuments(text, file);
+  const images: PinnedFile['images'] = [];
+  const out: Document[] = [];
+  for (const { doc, data, index, lineOf } of docs) {
+    for (const { path, image } of imageFields(data)) {
+      const where = `${describeDoc(data, index)} ${formatPath(path)}`;
+      const line = lineOf(path);
+      if (typeof image !== 'string') {
+        problems.push({ file, path: where, message: 'image must be a string', ...(line === undefined ? {} : { line }) });
+        continue;
+      }
+      const result = matcher.pin(image);
+      if ('reason' in result) {
+        problems.push({ file, path: where, message: result.reason, ...(line === undefined ? {} : { line }) });
+        continue;
+      }
+      doc.setIn(path, result.pinned);
+      images.push({ document: index + 1, path: formatPath(path), from: image, to: result.pinned });
+    }
+    out.push(doc);
+  }
+  const rendered = out.map((d) => d.toString({ lineWidth: 0 })).join('---\n');
+  return { pinned: { file, text: rendered, documents: out.length, images }, problems };
+}
+
+/**
+ * Reads and pins manifest files.
+ *
+ * @returns pinned files in the order given, and every problem (unknown images, bad YAML)
+ */
+export async function pinManifestFiles(files: readonly string[], baseDir: string, matcher: ImageMatcher): Promise<{ files: PinnedFile[]; problems: Problem[] }> {
+  const pinned: PinnedFile[] = [];
+  const problems: Problem[] = [];
+  for (const path of files) {
+    const rel = relative(baseDir, path).split('\\').join('/');
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw fromSystemError(err, 'read manifest', rel);
+    }
+    const result = pinText(text, rel, matcher);
+    pinned.push(result.pinned);
+    problems.push(...result.problems);
+  }
+  return { files: pinned, problems };
+}

@@ -1,0 +1,197 @@
+/**
+ * Split bundles: NAME.001, NAME.002, … and NAME.parts.json (count, each part's size and sha256,
+ * the whole file's sha256), so a bundle fits a FAT32 stick and one bad part can be named and sent
+ * again alone. Readers take the parts file, any part, or the folder, and read the parts as one.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fromSystemError, SeabagError } from '../errors.js';
+import { assertSchema } from '../schema.js';
+import { READ_CHUNK } from '../util/files.js';
+import type { Progress } from '../oci/store.js';
+import { FileSource, type ByteSource } from './source.js';
+
+export interface PartsFile {
+  apiVersion: 'seabag.dev/v1';
+  kind: 'BundleParts';
+  /** File name of the whole bundle the parts make up. */
+  bundle: string;
+  size: number;
+  sha256: string;
+  partSize: number;
+  count: number;
+  parts: { name: string; size: number; sha256: string }[];
+}
+
+/** The largest file FAT32 can hold. */
+export const FAT32_MAX = 4_294_967_295;
+
+const PART_SUFFIX = /\.(\d{3,})$/;
+const PARTS_SUFFIX = '.parts.json';
+
+export function partName(bundlePath: string, n: number): string {
+  return `${bundlePath}.${String(n).padStart(3, '0')}`;
+}
+
+export function partsFileName(bundleName: string): string {
+  return `${bundleName}${PARTS_SUFFIX}`;
+}
+
+/**
+ * Parses a split size: `fat32`, bytes (`1048576`), or a number with K, M, G, T (powers of 1024,
+ * as `split -b` and curl read them; `KiB`, `MB` spellings accepted).
+ *
+ * @throws E_USAGE
+ */
+export function parseSize(text: string): number {
+  if (text.toLowerCase() === 'fat32') return FAT32_MAX;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (m === null) throw new SeabagError('E_USAGE', `invalid size ${JSON.stringify(text)}: expected bytes, or a number with K, M, G or T (e.g. 500M, 4G), or fat32`);
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new SeabagError('E_USAGE', `invalid size ${JSON.stringify(text)}: must be at least one byte`);
+  return bytes;
+}
+
+export interface BundleInput {
+  /** What to call the bundle in messages. */
+  name: string;
+  /** The bundle file, or the parts in order. */
+  pieces: { path: string; size: number }[];
+  parts?: PartsFile;
+  partsPath?: string;
+}
+
+async function readPartsFile(path: string): Promise<PartsFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw fromSystemError(err, 'read parts file', path);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new SeabagError('E_PART_CORRUPT', `${path} is not valid JSON: ${(err as Error).message}`, { details: { file: path } });
+  }
+  assertSchema('parts', doc, path, 'E_PART_CORRUPT');
+  const parts = doc as PartsFile;
+  if (parts.count !== parts.parts.length) throw new SeabagError('E_PART_CORRUPT', `${path}: count ${parts.count} but ${parts.parts.length} parts listed`);
+  const sum = parts.parts.reduce((s, p) => s + p.size, 0);
+  if (sum !== parts.size) throw new SeabagError('E_PART_CORRUPT', `${path}: parts add up to ${sum} bytes, not ${parts.size}`);
+  for (const p of parts.parts) {
+    if (basename(p.name) !== p.name || p.name.startsWith('.')) throw new SeabagError('E_PART_CORRUPT', `${path}: part name ${JSON.stringify(p.name)} is not a plain file name`);
+  }
+  return parts;
+}
+
+/**
+ * Finds the bytes of a bundle from what the user named: the bundle, its `.parts.json`, any of
+ * its parts, or the folder holding them. Parts must all be there with their listed sizes.
+ *
+ * @throws E_FILE_NOT_FOUND, E_PART_MISSING (naming the part), E_PART_CORRUPT, E_USAGE
+ */
+export async function resolveBundleInput(path: string): Promise<BundleInput> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    const m = PART_SUFFIX.exec(path);
+    // A named part that is gone, beside its parts file, is a missing part.
+    if (m !== null && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+      const partsPath = `${path.slice(0, -m[0].length)}${PARTS_SUFFIX}`;
+      if ((await stat(partsPath).catch(() => undefined)) !== undefined) return fromPartsFile(partsPath);
+    }
+    throw fromSystemError(err, 'open bundle', path);
+  }
+  if (st.isDirectory()) {
+    const names = await readdir(path);
+    const partsFiles = names.filter((n) => n.endsWith(PARTS_SUFFIX));
+    if (partsFiles.length === 1) return fromPartsFile(join(path, partsFiles[0] as string));
+    const bundles = names.filter((n) => n.endsWith('.bundle'));
+    if (partsFiles.length === 0 && bundles.length === 1) return single(join(path, bundles[0] as string));
+    throw new SeabagError('E_USAGE', `${path} holds ${partsFiles.length} parts files and ${bundles.length} bundles; name the one to use`);
+  }
+  if (path.endsWith(PARTS_SUFFIX)) return fromPartsFile(path);
+  const m = PART_SUFFIX.exec(path);
+  if (m !== null) {
+    const partsPath = `${path.slice(0, -m[0].length)}${PARTS_SUFFIX}`;
+    if ((await stat(partsPath).catch(() => undefined)) !== undefined) return fromPartsFile(partsPath);
+    throw new SeabagError('E_PART_MISSING', `${path} looks like a part, but ${basename(partsPath)} is not beside it`, {
+      details: { missing: [partsPath] },
+      hint: 'copy the .parts.json file with the parts',
+    });
+  }
+  return single(path, st.size);
+}
+
+async function single(path: string, size?: number): Promise<BundleInput> {
+  return { name: path, pieces: [{ path, size: size ?? (await stat(path)).size }] };
+}
+
+async function fromPartsFile(partsPath: string): Promise<BundleInput> {
+  const parts = await readPartsFile(partsPath);
+  const dir = dirname(partsPath);
+  const pieces: { path: string; size: number }[] = [];
+  const missing: string[] = [];
+  for (const p of parts.parts) {
+    const file = join(dir, p.name);
+    const s = await stat(file).catch(() => undefined);
+    if (s === undefined || !s.isFile()) {
+      missing.push(p.name);
+      continue;
+    }
+    if (s.size !== p.size) {
+      throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is ${s.size} bytes; ${basename(partsPath)} says ${p.size}`, {
+        details: { part: p.name, expected: p.size, found: s.size },
+        hint: `send ${p.name} again`,
+      });
+    }
+    pieces.push({ path: file, size: p.size });
+  }
+  if (missing.length > 0) {
+    throw new SeabagError('E_PART_MISSING', `missing part${missing.length === 1 ? '' : 's'} of ${parts.bundle}: ${missing.join(', ')}`, {
+      details: { missing },
+      hint: `copy ${missing.join(', ')} beside ${basename(partsPath)}`,
+    });
+  }
+  return { name: join(dir, parts.bundle), pieces, parts, partsPath };
+}
+
+/** Opens the bytes of a resolved input. */
+export function openInput(input: BundleInput): Promise<ByteSource> {
+  return FileSource.open(input.name, input.pieces);
+}
+
+/**
+ * Hashes every part against the parts file, so a bad one is named before anything else happens.
+ *
+ * @throws E_PART_CORRUPT naming the part
+ */
+export async function verifyParts(input: BundleInput, options: { signal?: AbortSignal; onProgress?: (p: Progress) => void } = {}): Promise<void> {
+  if (input.parts === undefined) return;
+  let done = 0;
+  const total = input.parts.size;
+  for (const [i, p] of input.parts.parts.entries()) {
+    const piece = input.pieces[i];
+    if (piece === undefined) throw new SeabagError('E_PART_MISSING', `part ${p.name} is missing`, { details: { missing: [p.name] } });
+    const hash = createHash('sha256');
+    const stream = createReadStream(piece.path, { highWaterMark: READ_CHUNK });
+    stream.on('data', (chunk) => {
+      done += chunk.length;
+      options.onProgress?.({ phase: 'check parts', done, total, item: p.name });
+    });
+    await pipeline(stream, hash, options.signal === undefined ? {} : { signal: options.signal });
+    const found = hash.digest('hex');
+    if (found !== p.sha256) {
+      throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
+        details: { part: p.name, expected: p.sha256, found },
+        hint: `send ${p.name} again (bundle fetch downloads only the parts that fail)`,
+      });
+    }
+  }
+}

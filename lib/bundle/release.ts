@@ -1,0 +1,128 @@
+/**
+ * The release inside a bundle: the release manifest (an OCI artifact whose config is the release
+ * document and whose layers are the pinned manifests and rendered device profiles), the signature
+ * artifacts that refer to it, and trust roots carried for vessels on an older root.
+ */
+import { SeabagError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { parseImageManifest, parseJSON, TITLE, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
+import { isImageManifest, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
+import { assertSchema } from '../schema.js';
+import { ArchiveLayout, BUNDLE_POLICY } from './archive.js';
+import { openInput, resolveBundleInput, type BundleInput } from './parts.js';
+
+export interface ReleaseImage {
+  /** Full source reference: `shore.example.com/groke/fusion:1.4.0`. */
+  ref: string;
+  /** Repository on the vessel's registry: `groke/fusion`. */
+  repository: string;
+  tag?: string;
+  digest: Digest;
+  /** The digest at the source, when a platform filter made a smaller index. */
+  sourceDigest?: Digest;
+  mediaType: string;
+  /** Bytes of every distinct blob of the image (manifests, configs, layers). */
+  size: number;
+  platforms: string[];
+}
+
+export interface ReleaseDocument {
+  apiVersion: 'seabag.dev/v1';
+  kind: 'ReleaseDocument';
+  name: string;
+  version: string;
+  created: string;
+  expires?: string;
+  targets: string[];
+  platforms?: string[];
+  images: ReleaseImage[];
+  manifests: { file: string; digest: Digest; documents: number }[];
+  deviceProfiles: { name: string; file: string; discovery: 'udev' | 'onvif'; node?: string; digest: Digest; brokerImage: string }[];
+  /** Blobs a delta bundle leaves out: the vessel must already hold them. */
+  omittedBlobs: Digest[];
+  since?: { kind: 'inventory' | 'bundle'; releases?: string[] };
+}
+
+/** A tag may not hold `+` (semver build metadata); OCI tools write `_` instead. */
+export function versionTag(version: string): string {
+  return version.replace(/\+/g, '_');
+}
+
+/** The registry repository the release manifest goes to on the vessel. */
+export function releaseRepository(name: string): string {
+  return `seabag/${name}`;
+}
+
+export interface SignatureArtifact {
+  desc: Descriptor;
+  manifest: ImageManifest;
+  /** The DSSE envelope's bytes (verified against the manifest's layer digest). */
+  envelope: Buffer;
+}
+
+export interface OpenedBundle {
+  input: BundleInput;
+  archive: ArchiveLayout;
+  releaseDesc: Descriptor;
+  releaseManifest: ImageManifest;
+  release: ReleaseDocument;
+  signatures: SignatureArtifact[];
+  /** Trust roots carried in the bundle, in the order of the chain artifact. */
+  roots: Buffer[];
+  close(): Promise<void>;
+}
+
+function layoutError(name: string, message: string): SeabagError {
+  return new SeabagError('E_LAYOUT_INVALID', `${name}: ${message}`, { details: { file: name } });
+}
+
+/**
+ * Opens a bundle (or its parts), checks the archive, and reads its release, signatures and roots.
+ * Only metadata is read here; layers are checked when they stream.
+ *
+ * @throws E_FILE_NOT_FOUND, E_PART_MISSING, E_PART_CORRUPT, E_ARCHIVE_UNSAFE, E_ARCHIVE_TRUNCATED,
+ *   E_LAYOUT_INVALID, E_DIGEST_MISMATCH
+ */
+export async function openBundle(path: string | BundleInput): Promise<OpenedBundle> {
+  const input = typeof path === 'string' ? await resolveBundleInput(path) : path;
+  const source = await openInput(input);
+  try {
+    const archive = await ArchiveLayout.open(source, BUNDLE_POLICY);
+    const name = source.name;
+    const releases = archive.index.manifests.filter((d) => d.artifactType === SEABAG_RELEASE);
+    if (releases.length !== 1) {
+      throw layoutError(name, releases.length === 0 ? 'not a seabag bundle: index.json names no release manifest' : `index.json names ${releases.length} release manifests`);
+    }
+    const releaseDesc = releases[0] as Descriptor;
+    if (!isImageManifest(releaseDesc.mediaType)) throw layoutError(name, `release manifest has media type ${releaseDesc.mediaType}`);
+    const releaseManifest = parseImageManifest(await archive.readSmall(releaseDesc, 'release manifest'), releaseDesc, 'release manifest');
+    if (releaseManifest.artifactType !== SEABAG_RELEASE || releaseManifest.config.mediaType !== SEABAG_RELEASE_CONFIG) {
+      throw layoutError(name, 'the release manifest is not a seabag release artifact');
+    }
+    const releaseBytes = await archive.readSmall(releaseManifest.config, 'release document');
+    const release = parseJSON(releaseBytes, 'release document') as ReleaseDocument;
+    assertSchema('release-document', release, `${name}: release document`, 'E_LAYOUT_INVALID');
+
+    const signatures: SignatureArtifact[] = [];
+    for (const desc of archive.index.manifests.filter((d) => d.artifactType === SEABAG_SIGNATURE)) {
+      const manifest = parseImageManifest(await archive.readSmall(desc, 'signature manifest'), desc, 'signature manifest');
+      const layer = manifest.layers[0];
+      if (manifest.layers.length !== 1 || layer === undefined) throw layoutError(name, `signature manifest ${desc.digest} must have exactly one layer`);
+      signatures.push({ desc, manifest, envelope: await archive.readSmall(layer, 'signature envelope') });
+    }
+    const roots: Buffer[] = [];
+    for (const desc of archive.index.manifests.filter((d) => d.artifactType === SEABAG_TRUST_CHAIN)) {
+      const manifest = parseImageManifest(await archive.readSmall(desc, 'trust chain'), desc, 'trust chain');
+      for (const layer of manifest.layers) roots.push(await archive.readSmall(layer, 'trust root'));
+    }
+    return { input, archive, releaseDesc, releaseManifest, release, signatures, roots, close: () => archive.close() };
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
+}
+
+/** The release manifest's layers with their titles (`manifests/…`, `devices/…`). */
+export function releaseLayers(manifest: ImageManifest): { desc: Descriptor; title: string }[] {
+  return manifest.layers.map((desc) => ({ desc, title: desc.annotations?.[TITLE] ?? desc.digest }));
+}

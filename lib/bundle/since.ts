@@ -1,0 +1,66 @@
+/**
+ * What a vessel already has, for delta bundles: its inventory (sent ashore), or an older bundle
+ * it is known to have imported.
+ */
+import { open, readFile } from 'node:fs/promises';
+import { fromSystemError, SeabagError } from '../errors.js';
+import { assertSchema } from '../schema.js';
+import type { Digest } from '../oci/digest.js';
+import { openBundle } from './release.js';
+
+export interface Inventory {
+  apiVersion: 'seabag.dev/v1';
+  kind: 'Inventory';
+  created: string;
+  target?: string;
+  releases: { name: string; version: string; digest: Digest; state: 'staged' | 'active' | 'previous' | 'failed' }[];
+  blobs: Digest[];
+}
+
+export interface SinceBase {
+  digests: ReadonlySet<string>;
+  kind: 'inventory' | 'bundle';
+  releases: string[];
+}
+
+/**
+ * Reads an inventory (JSON) or an older bundle.
+ *
+ * @throws E_INVENTORY_INVALID, E_FILE_NOT_FOUND, and what `openBundle` throws for a bundle
+ */
+export async function readSince(path: string): Promise<SinceBase> {
+  let head: Buffer;
+  try {
+    const handle = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(64);
+      const { bytesRead } = await handle.read(buf, 0, 64, 0);
+      head = buf.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw fromSystemError(err, 'read', path);
+  }
+  if (head.toString('utf8').trimStart().startsWith('{')) {
+    const text = await readFile(path);
+    if (text.length > 64 * 1024 * 1024) throw new SeabagError('E_INVENTORY_INVALID', `${path} is too large for an inventory`);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text.toString('utf8'));
+    } catch (err) {
+      throw new SeabagError('E_INVENTORY_INVALID', `${path} is not valid JSON: ${(err as Error).message}`);
+    }
+    assertSchema('inventory', doc, path, 'E_INVENTORY_INVALID');
+    const inventory = doc as Inventory;
+    return { digests: new Set(inventory.blobs), kind: 'inventory', releases: inventory.releases.map((r) => `${r.name}@${r.version}`) };
+  }
+  const bundle = await openBundle(path);
+  try {
+    // A vessel that imported this bundle holds everything in it, and what it left out.
+    const digests = new Set<string>([...bundle.archive.blobs.keys(), ...bundle.release.omittedBlobs]);
+    return { digests, kind: 'bundle', releases: [`${bundle.release.name}@${bundle.release.version}`] };
+  } finally {
+    await bundle.close();
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Reading what people write: the release spec (`release.yaml`) and device profiles, as YAML
+ * validated against `schemas/`, every problem reported at once with file, line and path.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { isMap, isSeq, LineCounter, parseAllDocuments, parseDocument, type Document } from 'yaml';
+import { fromSystemError, SeabagError } from '../errors.js';
+import { parsePlatformString, type Platform } from '../oci/descriptor.js';
+import { formatReference, parseReference, type Reference } from '../oci/reference.js';
+import { schemaProblems, throwProblems, type Problem } from '../schema.js';
+import { parseFrom } from './sources.js';
+
+export interface SpecImage {
+  ref: string;
+  from?: string;
+}
+
+export interface ReleaseSpec {
+  apiVersion: 'seabag.dev/v1';
+  kind: 'Release';
+  name: string;
+  version: string;
+  targets?: string[];
+  platforms?: string[];
+  expires?: string;
+  images: SpecImage[];
+  manifests?: string[];
+  deviceProfiles?: string[];
+}
+
+export interface LoadedSpec {
+  spec: ReleaseSpec;
+  file: string;
+  /** Folder that relative paths in the spec are taken from. */
+  baseDir: string;
+  /** Parsed image references, in spec order. */
+  refs: Reference[];
+  platforms: Platform[];
+}
+
+/** A YAML document's line lookup for schema problems. */
+function lineLookup(doc: Document, counter: LineCounter): (segments: (string | number)[]) => number | undefined {
+  return (segments) => {
+    for (let n = segments.length; n >= 0; n -= 1) {
+      const node = doc.getIn(segments.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+      if (node !== undefined && node !== null && Array.isArray(node.range)) return counter.linePos(node.range[0]).line;
+      if (n === 0) {
+        const contents = doc.contents as { range?: [number, number, number] } | null;
+        if (contents?.range) return counter.linePos(contents.range[0]).line;
+      }
+    }
+    return undefined;
+  };
+}
+
+/** Parses one YAML document, turning syntax errors into problems with lines. */
+export function parseYAMLDocument(text: string, file: string): { doc: Document; data: unknown; problems: Problem[]; lineOf: (s: (string | number)[]) => number | undefined } {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
+  const problems: Problem[] = doc.errors.map((e) => ({
+    file,
+    path: '(yaml)',
+    message: e.message.split('\n')[0] ?? e.message,
+    line: counter.linePos(e.pos[0]).line,
+  }));
+  return { doc, data: problems.length > 0 ? undefined : doc.toJS({ maxAliasCount: 100 }), problems, lineOf: lineLookup(doc, counter) };
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    const s = await stat(path);
+    if (s.size > 16 * 1024 * 1024) throw new SeabagError('E_SPEC_INVALID', `${path} is over 16 MiB; is it really a ${what}?`);
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw fromSystemError(err, `read ${what}`, path);
+  }
+}
+
+/**
+ * Reads and validates `release.yaml`.
+ *
+ * @throws E_FILE_NOT_FOUND; E_SPEC_INVALID listing every problem (schema, references, platforms,
+ *   sources, duplicates)
+ */
+export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
+  const file = resolve(path);
+  const text = await readText(file, 'release spec');
+  const shown = relative(process.cwd(), file) || file;
+  const { data, problems, lineOf } = parseYAMLDocument(text, shown);
+  throwProblems(problems, shown);
+  const all = schemaProblems('release', data, shown, lineOf);
+  const spec = data as ReleaseSpec;
+  const refs: Reference[] = [];
+  const platforms: Platform[] = [];
+  if (all.length === 0) {
+    const seen = new Map<string, number>();
+    spec.images.forEach((image, i) => {
+      const at = (message: string, field = 'ref'): Problem => {
+        const p: Problem = { file: shown, path: `images[${i}].${field}`, message };
+        const line = lineOf(['images', i, field]);
+        if (line !== undefined) p.line = line;
+        return p;
+      };
+      try {
+        const ref = parseReference(image.ref);
+        refs.push(ref);
+        const key = formatReference(ref);
+        if (seen.has(key)) all.push(at(`repeats images[${seen.get(key) ?? 0}] (${key})`));
+        seen.set(key, i);
+      } catch (err) {
+        all.push(at((err as Error).message));
+      }
+      if (image.from !== undefined) {
+        try {
+          parseFrom(image.from);
+        } catch (err) {
+          all.push(at((err as Error).message, 'from'));
+        }
+      }
+    });
+    (spec.platforms ?? []).forEach((p, i) => {
+      try {
+        platforms.push(parsePlatformString(p));
+      } catch (err) {
+        all.push({ file: shown, path: `platforms[${i}]`, message: (err as Error).message });
+      }
+    });
+  }
+  throwProblems(all, shown);
+  return { spec, file, baseDir: dirname(file), refs, platforms };
+}
+
+/**
+ * Lists YAML files from files and folders named in the spec (folders recursively, sorted by
+ * path so the result is the same everywhere).
+ *
+ * @throws E_FILE_NOT_FOUND naming the entry
+ */
+export async function collectYAMLFiles(baseDir: string, entries: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (path: string): Promise<void> => {
+    const s = await stat(path).catch((err: unknown) => {
+      throw fromSystemError(err, 'read', relative(baseDir, path) || path);
+    });
+    if (s.isDirectory()) {
+      const names = (await readdir(path)).filter((n) => !n.startsWith('.')).sort();
+      for (const n of names) {
+        const child = join(path, n);
+        const cs = await stat(child);
+        if (cs.isDirectory() || /\.ya?ml$/i.test(n)) await walk(child);
+      }
+    } else {
+      out.push(path);
+    }
+  };
+  for (const entry of entries) await walk(resolve(baseDir, entry));
+  return [...new Set(out)];
+}
+
+/** All documents of a multi-document YAML file (empty documents skipped), with line lookups. */
+export function parseYAMLDocuments(text: string, file: string): { docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[]; problems: Problem[] } {
+  const counter = new LineCounter();
+  const parsed = parseAllDocuments(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
+  const list = Array.isArray(parsed) ? parsed : [];
+  const problems: Problem[] = [];
+  const docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[] = [];
+  list.forEach((doc, index) => {
+    for (const e of doc.errors) problems.push({ file, path: `document ${index + 1}`, message: e.message.split('\n')[0] ?? e.message, line: counter.linePos(e.pos[0]).line });
+    if (doc.errors.length > 0 || doc.contents === null) return;
+    if (!isMap(doc.contents) && !isSeq(doc.contents)) return;
+    docs.push({ doc, data: doc.toJS({ maxAliasCount: 100 }), index, lineOf: lineLookup(doc, counter) });
+  });
+  return { docs, problems };
+}

@@ -1,0 +1,253 @@
+/**
+ * A strict reader of POSIX tar headers (IEEE Std 1003.1-2017 `pax` "ustar Interchange Format"),
+ * walking an archive by offsets: headers are read, data is skipped over and left where it is, so
+ * nothing is ever extracted to a path taken from the archive and no entry is held in memory.
+ *
+ * Bundles are read with the strictest policy (regular files and their directories only, names
+ * from a fixed list); image archives made by other tools (oci-archive, docker save) with a
+ * lenient one that understands PAX and GNU long names and, for docker save, symlinks.
+ */
+import { SeabagError } from '../errors.js';
+import type { ByteSource } from './source.js';
+
+export const BLOCK = 512;
+
+export type EntryType =
+  | 'file'
+  | 'directory'
+  | 'symlink'
+  | 'hardlink'
+  | 'character device'
+  | 'block device'
+  | 'fifo'
+  | 'pax header'
+  | 'pax global header'
+  | 'GNU long name'
+  | 'GNU long link name'
+  | 'unknown';
+
+export interface TarEntry {
+  /** Normalized: no leading `./`, no trailing `/`; the root folder is `''`. */
+  name: string;
+  type: EntryType;
+  size: number;
+  headerOffset: number;
+  dataOffset: number;
+  linkname: string;
+}
+
+export interface ScanPolicy {
+  /** Understand PAX (`x`, `g`) and GNU long-name (`L`, `K`) headers; bundles never have them. */
+  extendedHeaders: boolean;
+  /** Entry types allowed besides files and directories (e.g. symlinks in `docker save` output). */
+  allowTypes?: readonly EntryType[];
+  /** Returns why a (normalized) name is not allowed, or undefined to accept it. */
+  checkName?: (name: string, type: EntryType) => string | undefined;
+  /** Largest allowed size of an entry with this name, if limited. */
+  maxSize?: (name: string) => number | undefined;
+  /** Upper bound on entries (default one million). */
+  maxEntries?: number;
+}
+
+const TYPES: Record<string, EntryType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'character device',
+  '4': 'block device',
+  '5': 'directory',
+  '6': 'fifo',
+  x: 'pax header',
+  g: 'pax global header',
+  L: 'GNU long name',
+  K: 'GNU long link name',
+};
+
+/** Zero padding allowed after the end-of-archive marker (GNU tar pads to 10 KiB records). */
+const MAX_TRAILER = 64 * 1024;
+/** PAX and GNU long-name payloads are small; refuse big ones. */
+const MAX_EXTENDED = 64 * 1024;
+
+export function unsafe(source: string, message: string, details: Record<string, unknown> = {}): SeabagError {
+  return new SeabagError('E_ARCHIVE_UNSAFE', `${source}: ${message}`, { details: { file: source, ...details } });
+}
+
+function cString(buf: Buffer, start: number, end: number): string {
+  const slice = buf.subarray(start, end);
+  const nul = slice.indexOf(0);
+  return (nul === -1 ? slice : slice.subarray(0, nul)).toString('utf8');
+}
+
+/** Octal (NUL/space terminated) or base-256 (GNU, high bit set) number field. */
+function numberField(buf: Buffer, start: number, end: number): number | undefined {
+  const field = buf.subarray(start, end);
+  if (((field[0] ?? 0) & 0x80) !== 0) {
+    if (((field[0] ?? 0) & 0x40) !== 0) return undefined; // negative
+    let value = (field[0] ?? 0) & 0x3f;
+    for (let i = 1; i < field.length; i += 1) {
+      value = value * 256 + (field[i] ?? 0);
+      if (!Number.isSafeInteger(value)) return undefined;
+    }
+    return value;
+  }
+  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  if (text === '') return 0;
+  if (!/^[0-7]+$/.test(text)) return undefined;
+  const value = parseInt(text, 8);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+function checksumOk(block: Buffer): boolean {
+  const stored = numberField(block, 148, 156);
+  if (stored === undefined) return false;
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i += 1) {
+    const byte = i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
+    unsigned += byte;
+    signed += byte > 127 ? byte - 256 : byte;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+function isZero(buf: Buffer): boolean {
+  for (let i = 0; i < buf.length; i += 1) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Normalizes a member name, or says why it is unsafe: absolute, `..`, empty segments,
+ * backslashes, control characters.
+ */
+export function normalizeName(raw: string): { name: string } | { reason: string } {
+  if (raw.length === 0) return { reason: 'empty name' };
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(raw)) return { reason: 'control character in name' };
+  if (raw.includes('\\')) return { reason: 'backslash in name' };
+  if (raw.startsWith('/')) return { reason: 'absolute path' };
+  let name = raw;
+  while (name.startsWith('./')) name = name.slice(2);
+  if (name === '.') name = '';
+  if (name.endsWith('/')) name = name.slice(0, -1);
+  if (name === '') return { name };
+  const segments = name.split('/');
+  if (segments.some((s) => s === '..')) return { reason: 'path goes up (..)' };
+  if (segments.some((s) => s === '' || s === '.')) return { reason: 'empty or "." path segment' };
+  return { name };
+}
+
+function parsePax(data: Buffer, where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let pos = 0;
+  while (pos < data.length) {
+    const space = data.indexOf(0x20, pos);
+    if (space === -1) throw unsafe(where, 'malformed PAX header');
+    const len = Number(data.subarray(pos, space).toString('latin1'));
+    if (!Number.isSafeInteger(len) || len <= 0 || pos + len > data.length) throw unsafe(where, 'malformed PAX record length');
+    const record = data.subarray(space + 1, pos + len - 1).toString('utf8');
+    const eq = record.indexOf('=');
+    if (eq === -1) throw unsafe(where, 'malformed PAX record');
+    out[record.slice(0, eq)] = record.slice(eq + 1);
+    pos += len;
+  }
+  return out;
+}
+
+/**
+ * Walks every header of a tar archive and returns its entries, checking each against `policy`.
+ *
+ * @throws E_ARCHIVE_UNSAFE (links, devices, traversal, duplicates, bad checksums, unknown
+ *   formats, oversized entries, trailing data), E_ARCHIVE_TRUNCATED (ends mid-header or mid-entry,
+ *   or without the end-of-archive marker)
+ */
+export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<TarEntry[]> {
+  const entries: TarEntry[] = [];
+  const names = new Set<string>();
+  const maxEntries = policy.maxEntries ?? 1_000_000;
+  let pos = 0;
+  let pending: { path?: string; linkpath?: string; size?: number } = {};
+  const where = source.name;
+  for (;;) {
+    if (pos + BLOCK > source.size) throw truncatedAt(where, pos, 'a header');
+    const header = await source.read(pos, BLOCK);
+    if (isZero(header)) {
+      if (pos + 2 * BLOCK > source.size) throw truncatedAt(where, pos, 'the end-of-archive marker');
+      const second = await source.read(pos + BLOCK, BLOCK);
+      if (!isZero(second)) throw unsafe(where, `a lone zero block at offset ${pos}`, { offset: pos });
+      const rest = source.size - (pos + 2 * BLOCK);
+      if (rest > MAX_TRAILER) throw unsafe(where, `${rest} bytes of trailing data after the end of the archive`, { offset: pos + 2 * BLOCK });
+      if (rest > 0 && !isZero(await source.read(pos + 2 * BLOCK, rest))) {
+        throw unsafe(where, 'trailing data after the end of the archive', { offset: pos + 2 * BLOCK });
+      }
+      if (Object.keys(pending).length > 0) throw unsafe(where, 'an extended header with no entry after it');
+      return entries;
+    }
+    if (!checksumOk(header)) throw unsafe(where, `bad header checksum at offset ${pos}`, { offset: pos });
+    const magic = header.subarray(257, 265).toString('latin1');
+    const posix = magic === 'ustar\u000000';
+    const gnu = magic === 'ustar  \u0000';
+    if (!posix && !gnu) throw unsafe(where, `not a POSIX tar header at offset ${pos}`, { offset: pos });
+    const flag = String.fromCharCode(header[156] ?? 0);
+    const type = TYPES[flag] ?? 'unknown';
+    const size = numberField(header, 124, 136);
+    if (size === undefined) throw unsafe(where, `bad size field at offset ${pos}`, { offset: pos });
+    const dataOffset = pos + BLOCK;
+    const next = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
+    if (dataOffset + size > source.size) throw truncatedAt(where, pos, `the ${size}-byte entry at offset ${pos}`);
+
+    if (type === 'pax header' || type === 'pax global header' || type === 'GNU long name' || type === 'GNU long link name') {
+      if (!policy.extendedHeaders) throw unsafe(where, `${type} at offset ${pos} (bundles never have them; one could rename an entry)`, { offset: pos, type });
+      if (size > MAX_EXTENDED) throw unsafe(where, `${type} of ${size} bytes at offset ${pos}`);
+      const data = await source.read(dataOffset, size);
+      if (type === 'pax header') {
+        const records = parsePax(data, where);
+        if (records['path'] !== undefined) pending.path = records['path'];
+        if (records['linkpath'] !== undefined) pending.linkpath = records['linkpath'];
+        if (records['size'] !== undefined) {
+          const n = Number(records['size']);
+          if (!Number.isSafeInteger(n) || n < 0) throw unsafe(where, 'bad PAX size');
+          pending.size = n;
+        }
+      } else if (type === 'GNU long name') {
+        pending.path = cString(data, 0, data.length);
+      } else if (type === 'GNU long link name') {
+        pending.linkpath = cString(data, 0, data.length);
+      }
+      pos = next;
+      continue;
+    }
+
+    let raw = cString(header, 0, 100);
+    const prefix = posix ? cString(header, 345, 500) : '';
+    if (prefix !== '') raw = `${prefix}/${raw}`;
+    if (pending.path !== undefined) raw = pending.path;
+    const linkname = pending.linkpath ?? cString(header, 157, 257);
+    if (pending.size !== undefined && pending.size !== size) throw unsafe(where, `PAX size disagrees with the header at offset ${pos}`);
+    pending = {};
+
+    const normalized = normalizeName(raw);
+    if ('reason' in normalized) throw unsafe(where, `${normalized.reason}: ${JSON.stringify(raw.slice(0, 200))}`, { offset: pos, name: raw.slice(0, 200) });
+    const name = normalized.name;
+    if (type !== 'file' && type !== 'directory' && !(policy.allowTypes ?? []).includes(type)) {
+      throw unsafe(where, `${type} ${JSON.stringify(name)} at offset ${pos}: only regular files and folders are allowed`, { offset: pos, name, type });
+    }
+    if (type === 'directory' && size !== 0) throw unsafe(where, `folder ${JSON.stringify(name)} has a size`, { offset: pos, name });
+    const reason = policy.checkName?.(name, type);
+    if (reason !== undefined) throw unsafe(where, `${reason}: ${JSON.stringify(name)} at offset ${pos}`, { offset: pos, name });
+    const limit = policy.maxSize?.(name);
+    if (limit !== undefined && size > limit) throw unsafe(where, `${JSON.stringify(name)} is ${size} bytes, over the ${limit}-byte limit`, { offset: pos, name, size, limit });
+    if (names.has(name)) throw unsafe(where, `duplicate entry ${JSON.stringify(name)} at offset ${pos}`, { offset: pos, name });
+    names.add(name);
+    if (entries.length >= maxEntries) throw unsafe(where, `more than ${maxEntries} entries`);
+    entries.push({ name, type, size, headerOffset: pos, dataOffset, linkname });
+    pos = next;
+  }
+}
+
+function truncatedAt(where: string, pos: number, what: string): SeabagError {
+  return new SeabagError('E_ARCHIVE_TRUNCATED', `${where} is truncated: it ends inside ${what} (at offset ${pos})`, {
+    details: { file: where, offset: pos },
+  });
+}

@@ -1,0 +1,110 @@
+/**
+ * Ed25519 keys in PEM: PKCS#8 private keys, SPKI public keys (RFC 8410), so keys made by
+ * `openssl genpkey -algorithm ed25519` work the same as ours. A keyid is the hex sha256 of the
+ * public key's SPKI DER encoding.
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { fromSystemError, SeabagError } from '../errors.js';
+
+export interface PublicKey {
+  keyid: string;
+  /** SPKI PEM. */
+  pem: string;
+  key: KeyObject;
+}
+
+export interface SigningKey {
+  keyid: string;
+  publicPem: string;
+  privateKey: KeyObject;
+}
+
+function spkiPem(publicKey: KeyObject): string {
+  return publicKey.export({ type: 'spki', format: 'pem' }).toString();
+}
+
+/** Hex sha256 of the SPKI DER of a public key. */
+export function keyidOf(publicKey: KeyObject): string {
+  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
+function requireEd25519(key: KeyObject, what: string): void {
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw new SeabagError('E_KEY_INVALID', `${what} is a ${key.asymmetricKeyType ?? 'unknown'} key; seabag signs with Ed25519 only`, {
+      hint: 'make one with `bundle keygen FILE` or `openssl genpkey -algorithm ed25519 -out FILE`',
+    });
+  }
+}
+
+/** A new Ed25519 key pair as PEM. */
+export function generateKeyPair(): { privatePem: string; publicPem: string; keyid: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicPem: spkiPem(publicKey),
+    keyid: keyidOf(publicKey),
+  };
+}
+
+/**
+ * Parses a PEM private key (PKCS#8 Ed25519).
+ *
+ * @throws E_KEY_INVALID
+ */
+export function parsePrivateKey(pem: string | Buffer, what = 'private key'): SigningKey {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: pem, format: 'pem' });
+  } catch (err) {
+    throw new SeabagError('E_KEY_INVALID', `${what} is not a PEM private key: ${(err as Error).message}`, { cause: err });
+  }
+  requireEd25519(privateKey, what);
+  const publicKey = createPublicKey(privateKey);
+  return { keyid: keyidOf(publicKey), publicPem: spkiPem(publicKey), privateKey };
+}
+
+/**
+ * Parses a PEM public key (SPKI Ed25519); a private key is accepted too and its public half used.
+ *
+ * @throws E_KEY_INVALID
+ */
+export function parsePublicKey(pem: string | Buffer, what = 'public key'): PublicKey {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: pem, format: 'pem' });
+  } catch (err) {
+    throw new SeabagError('E_KEY_INVALID', `${what} is not a PEM public key: ${(err as Error).message}`, { cause: err });
+  }
+  requireEd25519(key, what);
+  return { keyid: keyidOf(key), pem: spkiPem(key), key };
+}
+
+async function readKeyFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw fromSystemError(err, 'read key', path);
+  }
+}
+
+export async function loadPrivateKey(path: string): Promise<SigningKey> {
+  return parsePrivateKey(await readKeyFile(path), path);
+}
+
+export async function loadPublicKey(path: string): Promise<PublicKey> {
+  return parsePublicKey(await readKeyFile(path), path);
+}
+
+/** An Ed25519 signature (deterministic: the same key and message give the same bytes). */
+export function signMessage(key: SigningKey, message: Uint8Array): Buffer {
+  return sign(null, message, key.privateKey);
+}
+
+export function verifyMessage(key: PublicKey, message: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return verify(null, message, key.key, signature);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Is this release signed by enough of the right people? The signature is a DSSE envelope over an
+ * in-toto Statement v1 (in-toto/attestation `spec/v1/statement.md`) whose subject is the release
+ * manifest's digest, stored as an artifact manifest whose `subject` is the release manifest.
+ */
+import { SeabagError } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { digestHex } from '../oci/digest.js';
+import type { OpenedBundle, ReleaseDocument } from '../bundle/release.js';
+import { checkEnvelope, IN_TOTO_PAYLOAD_TYPE, parseEnvelope } from './dsse.js';
+import { extendChain, parseRoot, roleKeys, type TrustRoot } from './root.js';
+
+export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
+export const PREDICATE_TYPE = 'https://seabag.dev/release/v1';
+
+export interface Statement {
+  _type: string;
+  subject: { name: string; digest: Record<string, string> }[];
+  predicateType: string;
+  predicate: Record<string, unknown>;
+}
+
+/** The statement a release's signers sign. */
+export function releaseStatement(release: Pick<ReleaseDocument, 'name' | 'version' | 'created'>, releaseDesc: Descriptor): Statement {
+  return {
+    _type: STATEMENT_TYPE,
+    subject: [{ name: `seabag/${release.name}:${release.version}`, digest: { sha256: digestHex(releaseDesc.digest) } }],
+    predicateType: PREDICATE_TYPE,
+    predicate: { name: release.name, version: release.version, created: release.created },
+  };
+}
+
+function parseStatement(body: Buffer): Statement | undefined {
+  try {
+    const doc = JSON.parse(body.toString('utf8')) as Partial<Statement>;
+    if (doc._type !== STATEMENT_TYPE || doc.predicateType !== PREDICATE_TYPE || !Array.isArray(doc.subject)) return undefined;
+    return doc as Statement;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface SignatureCheck {
+  /** Distinct trusted release keys whose signatures are valid, sorted. */
+  valid: string[];
+  threshold: number;
+}
+
+/**
+ * Checks the release's signatures against the release role of `root`: at least `threshold`
+ * distinct trusted keys (a key counts once, however often it appears) over a statement naming
+ * this release manifest's digest.
+ *
+ * @throws E_UNSIGNED (no signature), E_SUBJECT_MISMATCH (a valid signature over another
+ *   release), E_KEY_UNTRUSTED (signed only by keys this root does not trust), E_SIGNATURE_INVALID
+ *   (a signature that does not verify, or not an in-toto statement), E_THRESHOLD_UNMET
+ */
+export function verifyReleaseSignatures(bundle: Pick<OpenedBundle, 'signatures' | 'releaseDesc'>, root: TrustRoot): SignatureCheck {
+  const threshold = root.signed.roles.release.threshold;
+  const trusted = roleKeys(root, 'release');
+  const releaseHex = digestHex(bundle.releaseDesc.digest);
+  if (bundle.signatures.length === 0) {
+    throw new SeabagError('E_UNSIGNED', 'the bundle carries no signature', { hint: 'build it with --sign KEY', details: { threshold } });
+  }
+  const valid = new Set<string>();
+  let movedFrom: string | undefined;
+  // Every failed signature named (as its hint) a key the root does not trust.
+  let untrustedOnly = true;
+  for (const artifact of bundle.signatures) {
+    const envelope = parseEnvelope(artifact.envelope);
+    if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+      untrustedOnly = false;
+      continue;
+    }
+    const check = checkEnvelope(envelope, trusted);
+    if (check.invalid.some((i) => i.hintTrusted || i.keyid === undefined)) untrustedOnly = false;
+    if (check.valid.length === 0) continue;
+    untrustedOnly = false;
+    const statement = parseStatement(check.body);
+    if (statement === undefined) continue;
+    const names = statement.subject.map((s) => s.digest?.['sha256']).filter((d): d is string => typeof d === 'string');
+    if (!names.includes(releaseHex) || artifact.manifest.subject?.digest !== bundle.releaseDesc.digest) {
+      movedFrom = names[0] ?? 'an unknown release';
+      continue;
+    }
+    for (const k of check.valid) valid.add(k);
+  }
+  const list = [...valid].sort();
+  if (list.length === 0) {
+    if (movedFrom !== undefined) {
+      throw new SeabagError('E_SUBJECT_MISMATCH', `the signature is valid but for another release (sha256:${movedFrom}), not this one (${bundle.releaseDesc.digest})`, {
+        details: { expected: bundle.releaseDesc.digest, found: `sha256:${movedFrom}` },
+      });
+    }
+    if (untrustedOnly) {
+      throw new SeabagError('E_KEY_UNTRUSTED', 'the bundle is signed only by keys the trust root does not list for releases', {
+        details: { trusted: trusted.map((k) => k.keyid), threshold },
+      });
+    }
+    throw new SeabagError('E_SIGNATURE_INVALID', 'no signature in the bundle verifies: the signed content does not match (payload changed, or signature damaged)', {
+      details: { threshold },
+    });
+  }
+  if (list.length < threshold) {
+    throw new SeabagError('E_THRESHOLD_UNMET', `${list.length} distinct trusted key(s) signed the release; the trust root asks for ${threshold}`, {
+      details: { valid: list, threshold },
+    });
+  }
+  return { valid: list, threshold };
+}
+
+/**
+ * The root to judge a bundle by: `trusted`, extended by the roots the bundle carries.
+ *
+ * @throws E_ROOT_CHAIN_INVALID
+ */
+export function effectiveRoot(trusted: TrustRoot, carried: readonly Buffer[], known?: ReadonlyMap<number, string>): { root: TrustRoot; accepted: TrustRoot[] } {
+  const candidates = carried.map((bytes, i) => parseRoot(bytes, `trust root ${i + 1} in the bundle`, 'E_ROOT_CHAIN_INVALID'));
+  const accepted = extendChain(trusted, candidates, known);
+  return { root: accepted.at(-1) ?? trusted, accepted };
+}

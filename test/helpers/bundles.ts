@@ -1,0 +1,109 @@
+/**
+ * Taking bundles apart and putting them back together, for tests that need a bundle that is
+ * wrong in one precise way: the result is a well-formed archive, so what is tested is the check
+ * the change is aimed at, not the archive reader.
+ */
+import { readFile } from 'node:fs/promises';
+import { sha256Digest } from '../../lib/oci/digest.js';
+import type { Descriptor } from '../../lib/oci/descriptor.js';
+import { FileSource } from '../../lib/bundle/source.js';
+import { scanTar } from '../../lib/bundle/tar.js';
+import { writeBundle, type BundleEntry } from '../../lib/bundle/writer.js';
+import { DSSE_ENVELOPE, EMPTY_DIGEST, OCI_EMPTY, OCI_MANIFEST, SEABAG_SIGNATURE } from '../../lib/oci/media-types.js';
+
+export interface Unpacked {
+  /** Entry names in order, with their bytes (folders have none). */
+  entries: { name: string; data?: Buffer; dir?: boolean }[];
+  index: { schemaVersion: 2; mediaType?: string; manifests: (Descriptor & { artifactType?: string })[] };
+}
+
+export async function unpackBundle(path: string): Promise<Unpacked> {
+  const source = await FileSource.open(path, [path]);
+  try {
+    const list = await scanTar(source, { extendedHeaders: false });
+    const entries: Unpacked['entries'] = [];
+    for (const e of list) {
+      if (e.type === 'directory') entries.push({ name: e.name, dir: true });
+      else entries.push({ name: e.name, data: await source.read(e.dataOffset, e.size) });
+    }
+    const index = JSON.parse((entries.find((e) => e.name === 'index.json')?.data ?? Buffer.from('{}')).toString()) as Unpacked['index'];
+    return { entries, index };
+  } finally {
+    await source.close();
+  }
+}
+
+/** Writes entries back (index.json from `index`). */
+export async function packBundle(u: Unpacked, path: string): Promise<void> {
+  const out: BundleEntry[] = u.entries.map((e) =>
+    e.dir === true ? { name: e.name, type: 'directory' } : { name: e.name, data: e.name === 'index.json' ? Buffer.from(JSON.stringify(u.index)) : (e.data as Buffer) },
+  );
+  await writeBundle(path, out);
+}
+
+export function addBlob(u: Unpacked, data: Buffer, mediaType: string): Descriptor {
+  const desc: Descriptor = { mediaType, digest: sha256Digest(data), size: data.length };
+  const name = `blobs/sha256/${desc.digest.slice(7)}`;
+  if (!u.entries.some((e) => e.name === name)) u.entries.push({ name, data });
+  return desc;
+}
+
+export function blob(u: Unpacked, digest: string): Buffer {
+  const found = u.entries.find((e) => e.name === `blobs/sha256/${digest.slice(7)}`)?.data;
+  if (found === undefined) throw new Error(`no blob ${digest}`);
+  return found;
+}
+
+/** The release manifest's descriptor. */
+export function releaseOf(u: Unpacked): Descriptor {
+  const d = u.index.manifests.find((m) => m.artifactType === 'application/vnd.seabag.release.v1+json');
+  if (d === undefined) throw new Error('no release');
+  return d;
+}
+
+/** The DSSE envelope of the (first) signature artifact, or undefined. */
+export function envelopeOf(u: Unpacked): Buffer | undefined {
+  const sig = u.index.manifests.find((m) => m.artifactType === SEABAG_SIGNATURE);
+  if (sig === undefined) return undefined;
+  const manifest = JSON.parse(blob(u, sig.digest).toString()) as { layers: Descriptor[] };
+  return blob(u, (manifest.layers[0] as Descriptor).digest);
+}
+
+/** Replaces the signature artifact with one carrying `envelope` (none when undefined), subject `subject`. */
+export function replaceSignature(u: Unpacked, envelope: Buffer | undefined, subject: Descriptor = releaseOf(u)): void {
+  u.index.manifests = u.index.manifests.filter((m) => m.artifactType !== SEABAG_SIGNATURE);
+  if (envelope === undefined) return;
+  const env = addBlob(u, envelope, DSSE_ENVELOPE);
+  const empty = addBlob(u, Buffer.from('{}'), OCI_EMPTY);
+  if (empty.digest !== EMPTY_DIGEST) throw new Error('empty');
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: SEABAG_SIGNATURE,
+      config: empty,
+      layers: [env],
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    }),
+  );
+  const desc = addBlob(u, manifest, OCI_MANIFEST);
+  u.index.manifests.push({ ...desc, artifactType: SEABAG_SIGNATURE });
+}
+
+/** Flips one byte of a file at `offset`. */
+export async function flipByte(path: string, offset: number): Promise<void> {
+  const { open } = await import('node:fs/promises');
+  const handle = await open(path, 'r+');
+  try {
+    const buf = Buffer.alloc(1);
+    await handle.read(buf, 0, 1, offset);
+    buf[0] = (buf[0] ?? 0) ^ 0x01;
+    await handle.write(buf, 0, 1, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function readBytes(path: string): Promise<Buffer> {
+  return readFile(path);
+}

@@ -9,4 +9,6 @@ export interface CliIO {
   env: NodeJS.ProcessEnv;
   /** Fires on Ctrl-C (the entry point wires SIGINT/SIGTERM to it). */
   signal?: AbortSignal;
+  /** Told of each durable step of a vessel operation (the entry point wires crash-test failpoints here). */
+  onStep?: (step: string) => void;
 }

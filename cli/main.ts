@@ -14,9 +14,25 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/**
+ * Crash tests: SEABAG_FAILPOINT=STEP[@N] kills this process with SIGKILL the Nth time (default
+ * first) a vessel operation passes STEP (import:blob, switch:tag, …; see lib/vessel). A real
+ * SIGKILL, as a power cut would stop it; unset, nothing happens.
+ */
+function failpoint(spec: string | undefined): ((step: string) => void) | undefined {
+  if (spec === undefined || spec === '') return undefined;
+  const [name, count] = spec.split('@');
+  let left = Number(count ?? '1');
+  return (step) => {
+    if (step === name && --left <= 0) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+const onStep = failpoint(process.env['SEABAG_FAILPOINT']);
 process.exitCode = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
   signal: controller.signal,
+  ...(onStep === undefined ? {} : { onStep }),
 });

@@ -61,3 +61,16 @@ export function parseWhen(text: string, now = new Date()): Date {
   if (Number.isNaN(date.getTime())) throw new SeabagError('E_USAGE', `invalid time ${JSON.stringify(text)}: use 2027-06-01, an RFC 3339 time, or a span like 365d, 52w, 1y`);
   return date;
 }
+
+/** Flags every vessel command takes. */
+export function vesselFlags(y: Argv): Argv {
+  return registryFlags(stateDirFlag(registryFlag(y, false)));
+}
+
+/** Flags of the commands that switch releases. */
+export function deployFlags(y: Argv): Argv {
+  return y
+    .option('deploy', { choices: ['registry', 'kubectl'], default: 'registry', describe: 'registry: move tags only (a GitOps controller follows them); kubectl: also apply the manifests and wait for rollouts' })
+    .option('kubectl', { type: 'string', describe: 'the kubectl program (env SEABAG_KUBECTL; default kubectl)' })
+    .option('rollout-timeout', { type: 'number', default: 300, describe: 'seconds to wait for each rollout (--deploy kubectl)' });
+}

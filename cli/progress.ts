@@ -16,6 +16,8 @@ export class ProgressReporter {
   #started = Date.now();
   #lastDraw = 0;
   #drawn = false;
+  #lastDone = -1;
+  #lastTotal: number | undefined;
   #samples: { t: number; done: number }[] = [];
 
   constructor(io: CliIO, mode: ProgressMode) {
@@ -43,7 +45,10 @@ export class ProgressReporter {
     while (this.#samples.length > 2 && now - (this.#samples[0]?.t ?? now) > 5_000) this.#samples.shift();
     const complete = p.total !== undefined && p.done >= p.total;
     const interval = this.#mode === 'tty' ? 100 : 5_000;
+    if (complete && this.#lastDone === p.done && this.#lastTotal === p.total) return;
     if (!complete && now - this.#lastDraw < interval) return;
+    this.#lastDone = p.done;
+    this.#lastTotal = p.total;
     this.#lastDraw = now;
     this.#draw(p, now);
   };

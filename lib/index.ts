@@ -31,3 +31,8 @@ export { verifyReleaseSignatures, effectiveRoot, releaseStatement, type Signatur
 export { compareSemver, isSemver } from './util/semver.js';
 export { writeFileAtomic, writeJSONAtomic } from './util/atomic.js';
 export { packageVersion } from './util/package.js';
+export { importBundle, type ImportOptions, type ImportResult } from './vessel/import.js';
+export { applyRelease, rollbackRelease, vesselStatus, pruneReleases, vesselInventory, type StatusReport, type PruneReport, type SwitchOptions } from './vessel/operations.js';
+export type { SwitchResult, TagMove } from './vessel/switch.js';
+export type { DeployOptions, DeployerName } from './vessel/deploy.js';
+export { DEFAULT_STATE_DIR, StateDir, type VesselState, type HeldRelease } from './vessel/state.js';

@@ -292,7 +292,7 @@ test('inspect --json gives release, images, signatures and omitted blobs', async
   const images = r.json['images'] as { ref: string; digest: string; platforms: string[]; size: number }[];
   t.deepEqual(
     images.map((i) => i.ref),
-    ['shore.example.com/groke/fusion:1.4.0', 'shore.example.com/groke/radar:2.0.0', 'docker.io/groke/toolbox:1.0.0', 'shore.example.com/groke/camera-broker:2.1.0'],
+    ['shore.example.com/groke/fusion:1.4.0', 'shore.example.com/groke/radar:2.0.0', 'docker.io/groke/toolbox:1', 'shore.example.com/groke/camera-broker:2.1.0'],
   );
   t.deepEqual(images[1]?.platforms, ['linux/amd64', 'linux/arm64']);
   t.true(images.every((i) => i.size > 1000 && /^sha256:[a-f0-9]{64}$/.test(i.digest)));

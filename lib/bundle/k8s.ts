@@ -187,3 +187,23 @@ export async function pinManifestFiles(files: readonly string[], baseDir: string
   }
   return { files: pinned, problems };
 }
+
+/**
+ * Points every pinned image of a manifest text at `registry` (`groke/fusion@sha256:…` →
+ * `localhost:32000/groke/fusion@sha256:…`), for clusters that pull from the vessel's registry
+ * by name rather than through a mirror setting.
+ */
+export function rewriteImageHosts(text: string, registry: string, file = 'manifest'): string {
+  const { docs } = parseYAMLDocuments(text, file);
+  const out: Document[] = [];
+  for (const { doc, data } of docs) {
+    for (const { path, image } of imageFields(data)) {
+      if (typeof image !== 'string') continue;
+      const ref = parseReference(image);
+      if (ref.digest === undefined) continue;
+      doc.setIn(path, `${registry}/${ref.repository}@${ref.digest}`);
+    }
+    out.push(doc);
+  }
+  return out.map((d) => d.toString({ lineWidth: 0 })).join('---\n');
+}

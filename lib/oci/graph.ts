@@ -140,6 +140,8 @@ export function graphSize(root: GraphNode): number {
 export interface CopyOptions extends ResolveOptions {
   /** Blob transfers at once (default 3: Distribution ingests fastest from about three streams). */
   concurrency?: number;
+  /** A limiter shared with other copies running at the same time (overrides `concurrency`). */
+  limiter?: Limiter;
   /** Content to leave alone, known to be on the destination already (a delta bundle's omitted blobs). */
   skip?: (desc: Descriptor) => boolean;
   /** Told about each node: pushed, already there, or skipped on request. */
@@ -180,7 +182,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
   const onOuterAbort = (): void => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const signal = controller.signal;
-  const limiter = new Limiter(options.concurrency ?? 3);
+  const limiter = options.limiter ?? new Limiter(options.concurrency ?? 3);
   const total = graphSize(graph);
   const result: CopyResult = { root: graph.desc, bytesCopied: 0, pushed: 0, existed: 0, skipped: 0 };
   let done = 0;

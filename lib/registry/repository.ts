@@ -66,6 +66,23 @@ export class Repository implements Storage, TagStore {
     return !Number.isFinite(length) || length === desc.size;
   }
 
+  /** Does the repository hold this digest, as a blob or as a manifest (whatever its size)? */
+  async has(digest: Digest, options: OpOptions = {}): Promise<boolean> {
+    for (const kind of ['blobs', 'manifests'] as const) {
+      const res = await this.client.request({
+        method: 'HEAD',
+        path: this.path(kind, digest),
+        headers: kind === 'manifests' ? { accept: ACCEPT } : {},
+        scope: [this.pullScope],
+        expect: [200, 404],
+        ...sig(options),
+      });
+      await drain(res);
+      if (res.status === 200) return true;
+    }
+    return false;
+  }
+
   /** GET a blob (or a manifest by digest), streamed; the caller verifies it. */
   async fetch(desc: Descriptor, options: OpOptions = {}): Promise<Readable> {
     if (isManifestLike(desc.mediaType)) {

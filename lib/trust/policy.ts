@@ -63,7 +63,8 @@ export function checkDowngrade(release: ReleaseDocument, digest: string, held: r
       details: { version: release.version, held: same.digest, offered: digest },
     });
   }
-  if (allow || held.length === 0) return;
+  // The same release again (a re-import) is not a downgrade.
+  if (allow || held.length === 0 || same !== undefined) return;
   const newest = held.map((h) => h.version).sort(compareSemver).at(-1) as string;
   if (compareSemver(release.version, newest) < 0) {
     throw new SeabagError('E_DOWNGRADE', `${release.name} ${release.version} is older than ${newest}, which this vessel already holds`, {

@@ -14,7 +14,7 @@ export const EPOCH = '1790000000';
 
 /**
  * Builds the example's images into `dir/build/images`:
- * fusion 1.4.0 and 1.5.0 (1.5.0 adds one small layer), toolbox 1.0.0, and the multi-arch
+ * fusion 1.4.0 and 1.5.0, toolbox 1.0.0 and 1.0.1 (each second one adds a small layer), and the multi-arch
  * (amd64 + arm64) radar 2.0.0 and camera-broker 2.1.0.
  */
 export async function makeExampleImages(dir: string): Promise<string> {
@@ -23,6 +23,7 @@ export async function makeExampleImages(dir: string): Promise<string> {
   await buildImage(layout, 'fusion-1.4.0', { files: release('awareness fusion 1.4.0') });
   await buildImage(layout, 'fusion-1.5.0', { from: 'fusion-1.4.0', files: release('awareness fusion 1.5.0') });
   await buildImage(layout, 'toolbox-1.0.0', { files: release('toolbox 1.0.0') });
+  await buildImage(layout, 'toolbox-1.0.1', { from: 'toolbox-1.0.0', files: release('toolbox 1.0.1') });
   for (const [name, version] of [
     ['radar', '2.0.0'],
     ['camera-broker', '2.1.0'],

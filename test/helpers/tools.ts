@@ -33,7 +33,8 @@ export async function skopeoRaw(ref: string, options: { certDir?: string; authfi
 
 /** `skopeo inspect` (parsed JSON) of a registry image. */
 export async function skopeoInspect(ref: string, options: { certDir?: string } = {}): Promise<{ Digest: string; Name: string; Architecture?: string }> {
-  const result = await execa('skopeo', ['inspect', ...tlsArgs('', options.certDir), `docker://${ref}`]);
+  // --no-tags: a staged image's repository may have no tags at all (Distribution answers 404 to the list).
+  const result = await execa('skopeo', ['inspect', '--no-tags', ...tlsArgs('', options.certDir), `docker://${ref}`]);
   return JSON.parse(result.stdout) as { Digest: string; Name: string };
 }
 

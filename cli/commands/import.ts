@@ -1,0 +1,43 @@
+import { importBundle } from '../../lib/index.js';
+import type { Command } from '../command.js';
+import { str, vesselFlags } from '../options.js';
+import { formatBytes, printJSON, writeLine } from '../render.js';
+import { printNotes, vesselOptions } from '../vessel-options.js';
+
+export const importCommand: Command = {
+  command: 'import <file>',
+  path: ['import'],
+  describe: "verify a bundle and stage it in the vessel's registry, changing nothing that runs",
+  builder: (y) =>
+    vesselFlags(
+      y
+        .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or their folder' })
+        .option('trust', { type: 'string', describe: 'trust root to pin on the first import (later roots arrive inside bundles)' })
+        .option('target', { type: 'string', describe: "this vessel's class (env SEABAG_TARGET); releases name the classes they are for" })
+        .option('allow-downgrade', { type: 'boolean', default: false, describe: 'stage a release older than the newest held' }),
+    ).example('$0 import /media/usb/awareness-1.5.0.bundle --registry localhost:32000 --target class-a', ''),
+  async run(args, ctx) {
+    const target = str(args, 'target') ?? ctx.io.env['SEABAG_TARGET'];
+    const trust = str(args, 'trust');
+    const result = await importBundle(str(args, 'file') as string, {
+      ...vesselOptions(args, ctx),
+      ...(trust === undefined ? {} : { trust }),
+      ...(target === undefined || target === '' ? {} : { target }),
+      allowDowngrade: args['allow-downgrade'] === true,
+    });
+    ctx.progress.finish();
+    printNotes(ctx, result.notes);
+    if (ctx.json) {
+      printJSON(ctx.io, { ok: true, ...result });
+      return 0;
+    }
+    const { release, blobs } = result;
+    const out = ctx.io.stdout;
+    writeLine(out, `staged ${release.name} ${release.version}${result.alreadyHeld ? ' (already held: checked, nothing to stage)' : ''}; nothing that runs has changed`);
+    writeLine(out, `  release  ${release.digest}`);
+    writeLine(out, `  blobs    ${blobs.total}: ${blobs.pushed} pushed (${formatBytes(result.bytesPushed)}), ${blobs.mounted} mounted, ${blobs.skipped} already there${blobs.omitted > 0 ? `, ${blobs.omitted} left out of the delta and found` : ''}`);
+    if (result.rootsPinned.length > 0) writeLine(out, `  trust    pinned root version(s) ${result.rootsPinned.join(', ')}`);
+    writeLine(out, `  next     bundle apply ${release.name}@${release.version}`);
+    return 0;
+  },
+};

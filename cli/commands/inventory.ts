@@ -1,0 +1,20 @@
+import { vesselInventory, writeJSONAtomic } from '../../lib/index.js';
+import type { Command } from '../command.js';
+import { str, vesselFlags } from '../options.js';
+import { printJSON, writeLine } from '../render.js';
+import { vesselOptions } from '../vessel-options.js';
+
+export const inventory: Command = {
+  command: 'inventory',
+  path: ['inventory'],
+  describe: "write what the vessel holds to a small JSON file to send ashore (for bundle build --since)",
+  builder: (y) => vesselFlags(y.option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'file to write' })),
+  async run(args, ctx) {
+    const inv = await vesselInventory(vesselOptions(args, ctx));
+    const output = str(args, 'output') as string;
+    await writeJSONAtomic(output, inv);
+    if (ctx.json) printJSON(ctx.io, { ok: true, file: output, releases: inv.releases, blobs: inv.blobs.length });
+    else writeLine(ctx.io.stdout, `wrote ${output}: ${inv.releases.length} release(s), ${inv.blobs.length} digest(s) held`);
+    return 0;
+  },
+};

@@ -1,0 +1,35 @@
+import { vesselStatus } from '../../lib/index.js';
+import type { Command } from '../command.js';
+import { str, vesselFlags } from '../options.js';
+import { printJSON, shortDigest, table, writeLine } from '../render.js';
+import { printNotes, vesselOptions } from '../vessel-options.js';
+
+export const status: Command = {
+  command: 'status [name]',
+  path: ['status'],
+  describe: 'what the vessel holds and runs, and any operation under way',
+  builder: (y) => vesselFlags(y.positional('name', { type: 'string', describe: 'only this release name' })),
+  async run(args, ctx) {
+    const name = str(args, 'name');
+    const report = await vesselStatus({ ...vesselOptions(args, ctx), ...(name === undefined ? {} : { name }) });
+    printNotes(ctx, report.notes);
+    if (ctx.json) {
+      printJSON(ctx.io, { ok: true, ...report });
+      return 0;
+    }
+    const out = ctx.io.stdout;
+    if (report.releases.length === 0) {
+      writeLine(out, `no releases held (state in ${report.stateDir})`);
+    } else {
+      const rows = report.releases.map((r) => [r.name, r.version, r.state, shortDigest(r.digest), r.importedAt.slice(0, 16).replace('T', ' '), r.appliedAt?.slice(0, 16).replace('T', ' ') ?? '-']);
+      for (const line of table([['NAME', 'VERSION', 'STATE', 'DIGEST', 'IMPORTED', 'APPLIED'], ...rows])) writeLine(out, line);
+      for (const r of report.releases) if (r.failure) writeLine(out, `  ${r.name} ${r.version} failed: ${r.failure}`);
+    }
+    if (report.pending !== null) {
+      const p = report.pending;
+      writeLine(out, `pending: ${p.op} of ${p.name} ${p.to.version}${p.running ? ` in progress (pid ${p.pid})` : ' interrupted'}${p.phase ? `, at ${p.phase}` : ''}`);
+    }
+    writeLine(out, `registry ${report.registry ?? '(not set)'}; class ${report.target ?? '(any)'}; trust root ${report.trustRoot ? `v${report.trustRoot.version}, expires ${report.trustRoot.expires}` : '(none pinned)'}`);
+    return 0;
+  },
+};

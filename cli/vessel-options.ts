@@ -1,0 +1,36 @@
+/**
+ * Turning flags and environment into the library's vessel options.
+ */
+import { CredentialStore, type DeployOptions, type SwitchOptions, type VesselState } from '../lib/index.js';
+import type { RunContext } from './command.js';
+import { stateDir, str } from './options.js';
+
+export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): SwitchOptions {
+  const registry = str(args, 'registry') ?? ctx.io.env['SEABAG_REGISTRY'];
+  const caFile = str(args, 'ca-file');
+  const deploy: DeployOptions = {
+    deployer: args['deploy'] === 'kubectl' ? 'kubectl' : 'registry',
+    env: ctx.io.env,
+    ...(typeof args['rollout-timeout'] === 'number' ? { timeoutSeconds: args['rollout-timeout'] } : {}),
+  };
+  const kubectl = str(args, 'kubectl');
+  if (kubectl !== undefined) deploy.kubectl = kubectl;
+  return {
+    stateDir: stateDir(args, ctx.io),
+    ...(registry === undefined || registry === '' ? {} : { registry }),
+    ...(args['plain-http'] === true ? { plainHttp: true } : {}),
+    ...(caFile === undefined ? {} : { caFile }),
+    credentials: new CredentialStore({ env: ctx.io.env }),
+    signal: ctx.signal,
+    onProgress: ctx.progress.update,
+    ...(ctx.io.onStep === undefined ? {} : { onStep: ctx.io.onStep }),
+    deploy,
+  };
+}
+
+/** Prints notes (recoveries, lock takeovers) on stderr. */
+export function printNotes(ctx: RunContext, notes: readonly string[]): void {
+  for (const n of notes) ctx.io.stderr.write(`note: ${n}\n`);
+}
+
+export type { VesselState };

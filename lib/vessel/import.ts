@@ -1,0 +1,303 @@
+/**
+ * `bundle import`: a bundle from a stick or a download, staged in the vessel's registry without
+ * changing what runs.
+ *
+ * Everything that can refuse the bundle runs before the first byte reaches the registry: parts,
+ * archive structure, root chain, signature threshold, expiry, target class, downgrade,
+ * completeness, and (for a delta) that the blobs it leaves out are already in the registry. Then
+ * blobs stream from their place in the bundle into the registry, hashed as they go, children
+ * before parents, manifests by digest; repositories keep their upstream path without the host.
+ * No tag a workload could resolve is created or moved: the only tags are the release's own
+ * (`seabag/NAME:VERSION`, and the Flux artifact's VERSION).
+ */
+import { SeabagError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { TITLE, type Descriptor } from '../oci/descriptor.js';
+import { copyGraph, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import { MemoryStore } from '../oci/memory.js';
+import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { rewriteImageHosts } from '../bundle/k8s.js';
+import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
+import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { checkComplete } from '../bundle/verify.js';
+import { checkDowngrade, checkExpiry, checkTarget, judgementTime } from '../trust/policy.js';
+import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
+import { effectiveRoot, verifyReleaseSignatures } from '../trust/verify.js';
+import { canonicalBytes } from '../util/canonical.js';
+import { Limiter } from '../util/limit.js';
+import type { DeployOptions } from './deploy.js';
+import { fluxArtifact, type ManifestFile } from './flux.js';
+import { writeJournal } from './journal.js';
+import { Vessel, type VesselOptions } from './session.js';
+import { findRelease, releasesOf, type HeldRelease } from './state.js';
+import { recoverJournal } from './switch.js';
+import { PushTracker } from './target.js';
+
+export interface ImportOptions extends VesselOptions {
+  /** The trust root to pin on a vessel that has none yet. */
+  trust?: string;
+  /** This vessel's class (also remembered in the state). */
+  target?: string;
+  allowDowngrade?: boolean;
+  /** The clock (tests set it back). */
+  now?: Date;
+  /** Blob uploads at once (default 4). */
+  concurrency?: number;
+  /** How to finish an interrupted switch found in the journal. */
+  deploy?: DeployOptions;
+}
+
+export interface ImportResult {
+  release: { name: string; version: string; digest: Digest };
+  blobs: { total: number; pushed: number; skipped: number; mounted: number; omitted: number };
+  bytesPushed: number;
+  /** Trust root versions newly pinned (the first root, and rotations the bundle carried). */
+  rootsPinned: number[];
+  /** The vessel already held this release. */
+  alreadyHeld: boolean;
+  notes: string[];
+}
+
+/** The pinned root, or the one given to pin first. */
+async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
+  const pinned = await vessel.dir.currentRoot();
+  if (trustPath === undefined) {
+    if (pinned === undefined) {
+      throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet', { hint: 'pass --trust trust.json with the first import; later roots arrive inside bundles' });
+    }
+    return { root: pinned };
+  }
+  const { root } = await loadRoot(trustPath);
+  verifyRootSelf(root, trustPath);
+  if (pinned === undefined) return { root, first: root };
+  const known = (await vessel.dir.roots()).get(root.signed.version);
+  if (known !== undefined && canonicalBytes(known).equals(canonicalBytes(root))) return { root: pinned };
+  throw new SeabagError('E_TRUST_MISMATCH', `this vessel already trusts root version ${pinned.signed.version}; --trust ${trustPath} (version ${root.signed.version}) is not one it holds`, {
+    hint: 'after the first import, new roots only arrive chained inside bundles (bundle build --trust)',
+  });
+}
+
+/** The graph of each image, read from the bundle (omitted blobs are leaves). */
+async function imageGraphs(bundle: OpenedBundle, omitted: ReadonlySet<string>): Promise<GraphNode[]> {
+  const graphs: GraphNode[] = [];
+  for (const image of bundle.release.images) {
+    const location = bundle.archive.location(image.digest);
+    const root: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: location?.size ?? 0 };
+    graphs.push(await resolveGraph(bundle.archive, root, { prune: (d) => omitted.has(d.digest) }));
+  }
+  return graphs;
+}
+
+/**
+ * Checks that every blob a delta leaves out is in the registry where the release needs it,
+ * mounting it there from another repository when the vessel has it elsewhere.
+ *
+ * @throws E_BLOBS_MISSING listing every blob that is nowhere
+ */
+async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, graphs: GraphNode[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
+  const omitted = new Set<string>(bundle.release.omittedBlobs);
+  if (omitted.size === 0) return 0;
+  const missing = new Set<string>();
+  const found = new Set<string>();
+  for (const [i, graph] of graphs.entries()) {
+    const image = bundle.release.images[i];
+    if (image === undefined) continue;
+    const repo = await vessel.repository(image.repository);
+    for (const node of postOrder(graph)) {
+      if (!omitted.has(node.desc.digest)) continue;
+      const opts = signal ? { signal } : {};
+      if (await repo.exists(node.desc, opts)) {
+        found.add(node.desc.digest);
+        continue;
+      }
+      let mounted = false;
+      for (const from of tracker.holders(node.desc.digest, image.repository)) {
+        if (await repo.mount(node.desc, from, opts)) {
+          mounted = true;
+          break;
+        }
+      }
+      if (mounted) found.add(node.desc.digest);
+      else missing.add(node.desc.digest);
+    }
+  }
+  if (missing.size > 0) {
+    throw new SeabagError('E_BLOBS_MISSING', `this delta bundle leaves out ${missing.size} blob(s) this vessel does not have: ${[...missing].slice(0, 5).join(', ')}${missing.size > 5 ? ', …' : ''}`, {
+      details: { missing: [...missing].sort() },
+      hint: 'import the full bundle, or ask shore for a delta built --since this vessel\'s current inventory',
+    });
+  }
+  return found.size;
+}
+
+/**
+ * Imports a bundle (or its parts) into the vessel's registry and stages the release.
+ *
+ * @throws every rejection code of verify (exit 1), E_DOWNGRADE, E_TARGET_MISMATCH,
+ *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
+ */
+export async function importBundle(path: string, options: ImportOptions): Promise<ImportResult> {
+  const vessel = await Vessel.open(options, `import ${path}`, 'mutate');
+  const signal = options.signal;
+  const sig = signal ? { signal } : {};
+  try {
+    const recovered = await recoverJournal(vessel, options.deploy ?? { deployer: 'registry' }, signal);
+    if (recovered !== undefined) vessel.notes.push(recovered);
+    const trust = await trustFor(vessel, options.trust);
+
+    const input = await resolveBundleInput(path);
+    await verifyParts(input, options);
+    const bundle = await openBundle(input);
+    try {
+      const { release } = bundle;
+      const digest = bundle.releaseDesc.digest;
+      const { root, accepted } = effectiveRoot(trust.root, bundle.roots, await vessel.dir.knownRootBytes());
+      verifyReleaseSignatures(bundle, root);
+      checkExpiry(root, release, judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime));
+      const target = options.target ?? vessel.state.target;
+      checkTarget(release, target);
+      checkDowngrade(release, digest, releasesOf(vessel.state, release.name), options.allowDowngrade === true);
+      await checkComplete(bundle, sig);
+
+      const omitted = new Set<string>(release.omittedBlobs);
+      const graphs = await imageGraphs(bundle, omitted);
+      const client = await vessel.client();
+      await client.ping(signal);
+      const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
+      for (const held of vessel.state.releases) for (const [repo, digests] of Object.entries(held.content)) tracker.know(repo, digests);
+      const omittedFound = await checkOmitted(vessel, bundle, graphs, tracker, signal);
+
+      // Verified: from here on the vessel changes.
+      vessel.step('import:verified');
+      const pinned = [...(trust.first ? [trust.first] : []), ...accepted];
+      await vessel.dir.pinRoots(pinned);
+      await writeJournal(vessel.dir, {
+        op: 'import',
+        started: new Date().toISOString(),
+        pid: process.pid,
+        name: release.name,
+        to: { version: release.version, digest },
+        bundle: input.name,
+        phase: 'pushing',
+      });
+      vessel.step('import:journal');
+
+      const limiter = new Limiter(options.concurrency ?? 4);
+      const content: Record<string, Set<Digest>> = {};
+      const record = (repo: string, digests: Iterable<Digest>): void => {
+        const set = (content[repo] ??= new Set());
+        for (const d of digests) set.add(d);
+      };
+      let skipped = 0;
+      const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
+        if (outcome === 'exists') skipped += 1;
+      };
+      const totals = new Map<number, { done: number; total: number }>();
+      const progress = (key: number) => (p: { done: number; total?: number }): void => {
+        totals.set(key, { done: p.done, total: p.total ?? 0 });
+        let done = 0;
+        let total = 0;
+        for (const v of totals.values()) {
+          done += v.done;
+          total += v.total;
+        }
+        options.onProgress?.({ phase: 'push', done, total });
+      };
+      await Promise.all(
+        graphs.map(async (graph, i) => {
+          const image = release.images[i] as (typeof release.images)[number];
+          record(image.repository, postOrder(graph).map((n) => n.desc.digest));
+          const repo = await vessel.repository(image.repository);
+          await copyGraph(bundle.archive, tracker.storage(repo), graph, {
+            limiter,
+            skip: (d) => omitted.has(d.digest),
+            onNode,
+            onProgress: progress(i),
+            ...sig,
+          });
+        }),
+      );
+
+      vessel.step('import:images');
+      // The release artifact, then the Flux artifact of its manifests.
+      const releaseRepo = releaseRepository(release.name);
+      const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
+      record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
+      await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1), ...sig });
+      const files: ManifestFile[] = [];
+      for (const layer of bundle.releaseManifest.layers) {
+        const title = layer.annotations?.[TITLE] ?? layer.digest;
+        files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
+      }
+      const flux = await fluxArtifact(files, {
+        'org.opencontainers.image.created': release.created,
+        'org.opencontainers.image.source': `seabag://${release.name}`,
+        'org.opencontainers.image.revision': `${release.version}@${digest}`,
+      });
+      const fluxRepoName = `${releaseRepo}/manifests`;
+      const fluxStore = new MemoryStore();
+      for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
+      const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
+      record(fluxRepoName, postOrder(fluxGraph).map((n) => n.desc.digest));
+      const fluxRepo = await vessel.repository(fluxRepoName);
+      await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, ...sig });
+      const tag = versionTag(release.version);
+      if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
+      vessel.step('import:artifacts');
+      const relRepo = await vessel.repository(releaseRepo);
+      if ((await relRepo.tagDigest(tag, sig)) !== digest) await relRepo.tag({ mediaType: OCI_MANIFEST, digest, size: bundle.releaseDesc.size }, tag, sig);
+
+      vessel.step('import:tagged');
+      // Staged: the last step, one atomic write.
+      const existing = findRelease(vessel.state, release.name, release.version);
+      const held: HeldRelease = {
+        name: release.name,
+        version: release.version,
+        digest,
+        state: existing?.state ?? 'staged',
+        created: release.created,
+        importedAt: existing?.importedAt ?? new Date().toISOString(),
+        ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+        images: release.images.map((i) => ({
+          ref: i.ref,
+          repository: i.repository,
+          ...(i.tag === undefined ? {} : { tag: i.tag }),
+          digest: i.digest,
+          mediaType: i.mediaType,
+          size: i.size,
+        })),
+        content: Object.fromEntries(Object.entries(content).map(([repo, set]) => [repo, [...set].sort()])),
+        manifestsRepository: fluxRepoName,
+        fluxDigest: flux.manifest.desc.digest,
+      };
+      vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
+      const newest = vessel.state.newestTrustedTime;
+      if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
+      const remembered = vessel.state.registry;
+      vessel.state.registry = {
+        host: vessel.registryHost,
+        ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : remembered?.plainHttp !== undefined && remembered.host === vessel.registryHost ? { plainHttp: remembered.plainHttp } : {}),
+        ...(options.caFile !== undefined ? { caFile: options.caFile } : remembered?.caFile !== undefined && remembered.host === vessel.registryHost ? { caFile: remembered.caFile } : {}),
+      };
+      if (target !== undefined) vessel.state.target = target;
+      await vessel.save();
+      vessel.step('import:saved');
+      await vessel.dir.removeJournal();
+
+      // Counted per repository and digest, as pushes, mounts and HEADs are.
+      const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);
+      return {
+        release: { name: release.name, version: release.version, digest },
+        blobs: { total, pushed: tracker.stats.pushed, skipped, mounted: tracker.stats.mounted, omitted: omittedFound },
+        bytesPushed: tracker.stats.bytesPushed,
+        rootsPinned: pinned.map((r) => r.signed.version),
+        alreadyHeld: existing !== undefined,
+        notes: vessel.notes,
+      };
+    } finally {
+      await bundle.close();
+    }
+  } finally {
+    await vessel.close();
+  }
+}

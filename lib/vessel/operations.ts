@@ -1,0 +1,264 @@
+/**
+ * The vessel commands besides import: apply, rollback, status, prune, inventory.
+ */
+import { SeabagError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { postOrder, resolveGraph } from '../oci/graph.js';
+import { isManifestLike } from '../oci/media-types.js';
+import { isNotFound } from '../registry/client.js';
+import { releaseRepository } from '../bundle/release.js';
+import type { Inventory } from '../bundle/since.js';
+import { settleAll } from '../util/limit.js';
+import { compareSemver } from '../util/semver.js';
+import type { DeployOptions } from './deploy.js';
+import { readJournal, type Journal } from './journal.js';
+import { holderAlive, lockHolder } from './lock.js';
+import { Vessel, type VesselOptions } from './session.js';
+import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
+import { recoverJournal, switchRelease, type SwitchResult } from './switch.js';
+
+export interface SwitchOptions extends VesselOptions {
+  deploy: DeployOptions;
+}
+
+function heldList(releases: HeldRelease[]): string {
+  return releases.length === 0 ? 'none' : releases.map((r) => `${r.version} (${r.state})`).join(', ');
+}
+
+/** Opens the vessel for a change, finishing whatever a crash left first. */
+async function openForChange(options: SwitchOptions, command: string): Promise<Vessel> {
+  const vessel = await Vessel.open(options, command, 'mutate');
+  try {
+    const recovered = await recoverJournal(vessel, options.deploy, options.signal);
+    if (recovered !== undefined) vessel.notes.push(recovered);
+    return vessel;
+  } catch (err) {
+    await vessel.close();
+    throw err;
+  }
+}
+
+/**
+ * `bundle apply NAME@VERSION`.
+ *
+ * @throws E_RELEASE_UNKNOWN (not held), and what `switchRelease` throws
+ */
+export async function applyRelease(name: string, version: string, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
+  const vessel = await openForChange(options, `apply ${name}@${version}`);
+  try {
+    const target = findRelease(vessel.state, name, version);
+    if (target === undefined) {
+      throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel does not hold ${name} ${version}; it holds ${heldList(releasesOf(vessel.state, name))}`, {
+        hint: 'import its bundle first (bundle import FILE)',
+      });
+    }
+    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal);
+    return { ...result, notes: vessel.notes };
+  } finally {
+    await vessel.close();
+  }
+}
+
+/**
+ * `bundle rollback NAME [--to VERSION]`: back to the previous release, or to one named. No
+ * downgrade check: that guards imports, not the captain.
+ *
+ * @throws E_RELEASE_UNKNOWN, E_NOT_FOUND (nothing to go back to), and what `switchRelease` throws
+ */
+export async function rollbackRelease(name: string, to: string | undefined, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
+  const vessel = await openForChange(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
+  try {
+    const held = releasesOf(vessel.state, name);
+    let target: HeldRelease | undefined;
+    if (to !== undefined) {
+      target = findRelease(vessel.state, name, to);
+      if (target === undefined) throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel does not hold ${name} ${to}; it holds ${heldList(held)}`);
+    } else {
+      target = held.find((r) => r.state === 'previous');
+      if (target === undefined) {
+        throw new SeabagError('E_NOT_FOUND', `there is no previous release of ${name} to roll back to; it holds ${heldList(held)}`, { hint: 'name one with --to VERSION' });
+      }
+    }
+    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal);
+    return { ...result, notes: vessel.notes };
+  } finally {
+    await vessel.close();
+  }
+}
+
+export interface StatusReport {
+  stateDir: string;
+  registry?: string;
+  target?: string;
+  trustRoot?: { version: number; expires: string };
+  releases: { name: string; version: string; state: ReleaseState; digest: Digest; created: string; importedAt: string; appliedAt?: string; failure?: string; images: number }[];
+  pending: (Pick<Journal, 'op' | 'name' | 'to' | 'from' | 'phase' | 'started'> & { running: boolean; pid: number }) | null;
+  notes: string[];
+}
+
+/**
+ * `bundle status`: the truth as state.json has it, and any operation under way. An operation a
+ * crash left behind is finished first (when no live command holds the vessel).
+ */
+export async function vesselStatus(options: SwitchOptions & { name?: string }): Promise<StatusReport> {
+  const dir = new StateDir(options.stateDir);
+  const notes: string[] = [];
+  let journal = await readJournal(dir);
+  let running = false;
+  if (journal !== undefined) {
+    const holder = await lockHolder(dir.lockPath);
+    running = holder !== undefined && holderAlive(holder);
+    if (!running) {
+      try {
+        const vessel = await openForChange(options, 'status');
+        notes.push(...vessel.notes);
+        await vessel.close();
+      } catch (err) {
+        notes.push(`could not finish the interrupted ${journal.op} of ${journal.name} ${journal.to.version} yet: ${(err as Error).message}`);
+      }
+      journal = await readJournal(dir);
+    }
+  }
+  const state = await dir.load();
+  const root = await dir.currentRoot().catch(() => undefined);
+  const releases = state.releases
+    .filter((r) => options.name === undefined || r.name === options.name)
+    .map((r) => ({
+      name: r.name,
+      version: r.version,
+      state: r.state,
+      digest: r.digest,
+      created: r.created,
+      importedAt: r.importedAt,
+      ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
+      ...(r.failure === undefined ? {} : { failure: r.failure }),
+      images: r.images.length,
+    }));
+  return {
+    stateDir: dir.dir,
+    ...(state.registry === undefined ? {} : { registry: state.registry.host }),
+    ...(state.target === undefined ? {} : { target: state.target }),
+    ...(root === undefined ? {} : { trustRoot: { version: root.signed.version, expires: root.signed.expires } }),
+    releases,
+    pending:
+      journal === undefined
+        ? null
+        : {
+            op: journal.op,
+            name: journal.name,
+            to: journal.to,
+            ...(journal.from === undefined ? {} : { from: journal.from }),
+            ...(journal.phase === undefined ? {} : { phase: journal.phase }),
+            started: journal.started,
+            running,
+            pid: journal.pid,
+          },
+    notes,
+  };
+}
+
+export interface PruneReport {
+  removed: { name: string; version: string; digest: Digest }[];
+  kept: { name: string; version: string; state: ReleaseState }[];
+  manifestsDeleted: number;
+  /** Deletes the registry refused (deletes disabled): content stays until GC with deletes on. */
+  deleteRefused: boolean;
+  notes: string[];
+}
+
+/**
+ * `bundle prune [--keep N]`: removes releases beyond the newest N of each name (never the active
+ * one), deleting their manifests that no kept release uses. Blobs go at the registry's next
+ * garbage collection.
+ */
+export async function pruneReleases(options: SwitchOptions & { keep: number; name?: string }): Promise<PruneReport> {
+  if (!Number.isInteger(options.keep) || options.keep < 1) throw new SeabagError('E_USAGE', '--keep must be at least 1');
+  const vessel = await openForChange(options, `prune --keep ${options.keep}`);
+  try {
+    const names = [...new Set(vessel.state.releases.map((r) => r.name))].filter((n) => options.name === undefined || n === options.name);
+    const removed: HeldRelease[] = [];
+    for (const name of names) {
+      const held = releasesOf(vessel.state, name).sort((a, b) => compareSemver(b.version, a.version));
+      const keep = new Set(held.slice(0, options.keep));
+      for (const r of held) if (r.state === 'active') keep.add(r);
+      removed.push(...held.filter((r) => !keep.has(r)));
+    }
+    const kept = vessel.state.releases.filter((r) => !removed.includes(r));
+    const keptDigests = new Map<string, Set<string>>();
+    for (const r of kept) for (const [repo, digests] of Object.entries(r.content)) for (const d of digests) (keptDigests.get(repo) ?? keptDigests.set(repo, new Set()).get(repo))?.add(d);
+    let deleted = 0;
+    let refused = false;
+    const signal = options.signal;
+    const sig = signal ? { signal } : {};
+    const remove = async (repository: string, digest: Digest): Promise<void> => {
+      if (keptDigests.get(repository)?.has(digest) === true) return;
+      const repo = await vessel.repository(repository);
+      try {
+        await repo.deleteManifest(digest, sig);
+        deleted += 1;
+      } catch (err) {
+        if (err instanceof SeabagError && err.details['status'] === 405) refused = true;
+        else if (!isNotFound(err)) throw err;
+      }
+    };
+    for (const r of removed) {
+      for (const image of r.images) {
+        const repo = await vessel.repository(image.repository);
+        let manifests: Digest[] = [image.digest];
+        try {
+          const root = (await repo.getManifest(image.digest, sig)).desc;
+          const graph = await resolveGraph(repo, root, sig);
+          manifests = postOrder(graph).filter((n) => isManifestLike(n.desc.mediaType)).map((n) => n.desc.digest).reverse();
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+        for (const m of manifests) await remove(image.repository, m);
+      }
+      await remove(releaseRepository(r.name), r.digest);
+      if (r.fluxDigest !== undefined) await remove(r.manifestsRepository, r.fluxDigest);
+    }
+    vessel.state.releases = kept;
+    await vessel.save();
+    return {
+      removed: removed.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
+      kept: kept.map((r) => ({ name: r.name, version: r.version, state: r.state })),
+      manifestsDeleted: deleted,
+      deleteRefused: refused,
+      notes: vessel.notes,
+    };
+  } finally {
+    await vessel.close();
+  }
+}
+
+/**
+ * `bundle inventory`: what the vessel holds (releases, and every digest of theirs the registry
+ * really has), small enough to mail ashore for `bundle build --since`.
+ */
+export async function vesselInventory(options: VesselOptions): Promise<Inventory> {
+  const vessel = await Vessel.open(options, 'inventory', 'read');
+  try {
+    const checks: (() => Promise<string | undefined>)[] = [];
+    const seen = new Set<string>();
+    for (const r of vessel.state.releases) {
+      for (const [repository, digests] of Object.entries(r.content)) {
+        for (const d of digests) {
+          if (seen.has(d)) continue;
+          seen.add(d);
+          checks.push(async () => ((await (await vessel.repository(repository)).has(d, options.signal ? { signal: options.signal } : {})) ? d : undefined));
+        }
+      }
+    }
+    const present = (await settleAll(checks, 8)).filter((d): d is string => d !== undefined);
+    return {
+      apiVersion: 'seabag.dev/v1',
+      kind: 'Inventory',
+      created: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      ...(vessel.state.target === undefined ? {} : { target: vessel.state.target }),
+      releases: vessel.state.releases.map((r) => ({ name: r.name, version: r.version, digest: r.digest, state: r.state })),
+      blobs: present.sort() as Digest[],
+    };
+  } finally {
+    await vessel.close();
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * `apply` and `rollback`: the captain's switch between held releases. The images' own tags move
+ * first, then (with `--deploy kubectl`) the manifests are applied and rolled out, then the single
+ * commit point moves: `seabag/NAME:current` (and the Flux artifact's `current`). The journal
+ * records the switch first, so a crash at any step is finished by the next command.
+ */
+import { SeabagError, throwIfAborted } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
+import { OCI_MANIFEST } from '../oci/media-types.js';
+import { isNotFound } from '../registry/client.js';
+import { readVerified } from '../oci/verify.js';
+import { rewriteImageHosts } from '../bundle/k8s.js';
+import { releaseRepository } from '../bundle/release.js';
+import { kubectlDeploy, type DeployOptions } from './deploy.js';
+import type { ManifestFile } from './flux.js';
+import { readJournal, writeJournal, type Journal } from './journal.js';
+import type { Vessel } from './session.js';
+import { findRelease, releasesOf, type HeldRelease } from './state.js';
+
+export interface TagMove {
+  repository: string;
+  tag: string;
+  from?: Digest;
+  to: Digest;
+}
+
+export interface SwitchResult {
+  op: 'apply' | 'rollback';
+  release: { name: string; version: string; digest: Digest };
+  from?: { version: string; digest: Digest };
+  tags: TagMove[];
+  deployed?: { applied: string[]; rolledOut: string[] };
+  /** It was already the active release: nothing moved. */
+  unchanged: boolean;
+}
+
+export const CURRENT_TAG = 'current';
+
+function manifestDesc(digest: Digest, mediaType: string): Descriptor {
+  return { mediaType, digest, size: 0 };
+}
+
+/**
+ * Checks that everything the release needs to run is still in the registry.
+ *
+ * @throws E_BLOBS_MISSING naming what is gone
+ */
+export async function checkHeld(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<void> {
+  const missing: string[] = [];
+  const check = async (repository: string, digest: Digest): Promise<void> => {
+    const repo = await vessel.repository(repository);
+    try {
+      await repo.getManifest(digest, signal ? { signal } : {});
+    } catch (err) {
+      if (isNotFound(err)) missing.push(`${repository}@${digest}`);
+      else throw err;
+    }
+  };
+  for (const image of release.images) await check(image.repository, image.digest);
+  await check(releaseRepository(release.name), release.digest);
+  if (missing.length > 0) {
+    throw new SeabagError('E_BLOBS_MISSING', `${release.name} ${release.version} is no longer complete in the registry: ${missing.join(', ')}`, {
+      details: { missing },
+      hint: 'import its bundle again (only what is missing is pushed)',
+    });
+  }
+}
+
+/** The release's manifests and rendered device profiles, read back from the registry, hosts rewritten. */
+export async function releaseFiles(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<ManifestFile[]> {
+  const repo = await vessel.repository(releaseRepository(release.name));
+  const { bytes, desc } = await repo.getManifest(release.digest, signal ? { signal } : {});
+  const manifest = parseImageManifest(bytes, desc, 'release manifest');
+  const files: ManifestFile[] = [];
+  for (const layer of manifest.layers) {
+    const text = (await readVerified(await repo.fetch(layer, signal ? { signal } : {}), layer, 'release layer')).toString('utf8');
+    const title = layer.annotations?.[TITLE] ?? layer.digest;
+    files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts(text, vessel.registryHost, title) });
+  }
+  return files;
+}
+
+/** Points each image's own tag at the release's digest; returns what moved. */
+async function moveTags(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<TagMove[]> {
+  const moves: TagMove[] = [];
+  for (const image of release.images) {
+    throwIfAborted(signal);
+    if (image.tag === undefined) continue;
+    const repo = await vessel.repository(image.repository);
+    const now = await repo.tagDigest(image.tag, signal ? { signal } : {});
+    if (now === image.digest) continue;
+    await repo.tag(manifestDesc(image.digest, image.mediaType), image.tag, signal ? { signal } : {});
+    moves.push({ repository: image.repository, tag: image.tag, ...(now === undefined ? {} : { from: now }), to: image.digest });
+    vessel.step('switch:tag');
+  }
+  return moves;
+}
+
+/** The commit point: `seabag/NAME:current`, then the Flux artifact's `current`. */
+async function commit(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<TagMove[]> {
+  const moves: TagMove[] = [];
+  const targets: [string, Digest | undefined][] = [
+    [releaseRepository(release.name), release.digest],
+    [release.manifestsRepository, release.fluxDigest],
+  ];
+  for (const [repository, digest] of targets) {
+    if (digest === undefined) continue;
+    const repo = await vessel.repository(repository);
+    const now = await repo.tagDigest(CURRENT_TAG, signal ? { signal } : {});
+    if (now === digest) continue;
+    await repo.tag(manifestDesc(digest, OCI_MANIFEST), CURRENT_TAG, signal ? { signal } : {});
+    moves.push({ repository, tag: CURRENT_TAG, ...(now === undefined ? {} : { from: now }), to: digest });
+    vessel.step('switch:commit');
+  }
+  return moves;
+}
+
+/** Marks `target` active and `from` (what ran before) previous; any other active or previous one is staged. */
+function markActive(vessel: Vessel, target: HeldRelease, from: HeldRelease | undefined): void {
+  const now = new Date().toISOString();
+  for (const r of releasesOf(vessel.state, target.name)) {
+    if (r === target) continue;
+    if (r === from) r.state = 'previous';
+    else if (r.state === 'active' || r.state === 'previous') r.state = 'staged';
+  }
+  target.state = 'active';
+  target.appliedAt = now;
+  delete target.failure;
+}
+
+/**
+ * Switches `name` to `target`.
+ *
+ * @throws E_BLOBS_MISSING, E_ROLLOUT_FAILED (after switching back), E_REGISTRY*, E_TOOL
+ */
+export async function switchRelease(
+  vessel: Vessel,
+  target: HeldRelease,
+  op: 'apply' | 'rollback',
+  deploy: DeployOptions,
+  signal?: AbortSignal,
+  resumed?: Journal,
+): Promise<SwitchResult> {
+  const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
+  const fromRelease = resumed?.from !== undefined ? findRelease(vessel.state, target.name, resumed.from.version) : current !== target ? current : undefined;
+  await checkHeld(vessel, target, signal);
+  const journal: Journal = {
+    op,
+    started: new Date().toISOString(),
+    pid: process.pid,
+    name: target.name,
+    to: { version: target.version, digest: target.digest },
+    ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
+    deploy: deploy.deployer,
+    phase: 'tags',
+  };
+  await writeJournal(vessel.dir, journal);
+  vessel.step('switch:journal');
+  const tags = await moveTags(vessel, target, signal);
+  let deployed: SwitchResult['deployed'];
+  if (deploy.deployer === 'kubectl') {
+    await writeJournal(vessel.dir, { ...journal, phase: 'deploy' });
+    try {
+      deployed = await kubectlDeploy(await releaseFiles(vessel, target, signal), deploy, signal);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      let back = 'there was no earlier release to switch back to';
+      if (fromRelease !== undefined) {
+        try {
+          await moveTags(vessel, fromRelease, signal);
+          await kubectlDeploy(await releaseFiles(vessel, fromRelease, signal), deploy, signal);
+          back = `switched back to ${fromRelease.version}`;
+        } catch (revertErr) {
+          back = `switching back to ${fromRelease.version} failed too: ${(revertErr as Error).message}`;
+        }
+      }
+      target.state = 'failed';
+      target.failure = reason;
+      await vessel.save();
+      await vessel.dir.removeJournal();
+      throw new SeabagError('E_ROLLOUT_FAILED', `${op} of ${target.name} ${target.version} failed: ${reason}; ${back}`, {
+        cause: err,
+        details: { release: target.version, revertedTo: fromRelease?.version },
+        hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+      });
+    }
+  }
+  await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
+  tags.push(...(await commit(vessel, target, signal)));
+  markActive(vessel, target, fromRelease);
+  await vessel.save();
+  vessel.step('switch:saved');
+  await vessel.dir.removeJournal();
+  return {
+    op,
+    release: { name: target.name, version: target.version, digest: target.digest },
+    ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
+    tags,
+    ...(deployed === undefined ? {} : { deployed }),
+    unchanged: current === target && tags.length === 0,
+  };
+}
+
+/**
+ * Finishes or reverts what a crashed command left in the journal, and says which.
+ * An import had staged nothing yet (its state write is its last step), so it is dropped; a
+ * switch is finished, since the captain asked for it and every step can be repeated.
+ */
+export async function recoverJournal(vessel: Vessel, deploy: DeployOptions, signal?: AbortSignal): Promise<string | undefined> {
+  const journal = await readJournal(vessel.dir);
+  if (journal === undefined) return undefined;
+  const what = `${journal.name} ${journal.to.version}`;
+  if (journal.op === 'import') {
+    await vessel.dir.removeJournal();
+    if (findRelease(vessel.state, journal.name, journal.to.version)?.digest === journal.to.digest) {
+      return `an import of ${what} had finished just before it was interrupted; nothing to do`;
+    }
+    return `an import of ${what} was interrupted (${journal.phase ?? 'early'}); it had staged nothing, and importing the bundle again finishes it, pushing only what is missing`;
+  }
+  const target = findRelease(vessel.state, journal.name, journal.to.version);
+  if (target === undefined || target.digest !== journal.to.digest) {
+    await vessel.dir.removeJournal();
+    return `dropped an interrupted ${journal.op} of ${what}: this vessel no longer holds that release`;
+  }
+  await switchRelease(vessel, target, journal.op, { ...deploy, deployer: journal.deploy ?? deploy.deployer }, signal, journal);
+  return `finished the interrupted ${journal.op} of ${what} (it had stopped at ${journal.phase ?? 'the start'})`;
+}

@@ -36,3 +36,4 @@ export { applyRelease, rollbackRelease, vesselStatus, pruneReleases, vesselInven
 export type { SwitchResult, TagMove } from './vessel/switch.js';
 export type { DeployOptions, DeployerName } from './vessel/deploy.js';
 export { DEFAULT_STATE_DIR, StateDir, type VesselState, type HeldRelease } from './vessel/state.js';
+export { fetchBundle, parseRate, type FetchOptions, type FetchResult } from './fetch/fetch.js';

@@ -1,5 +1,6 @@
 import type { Command } from '../command.js';
 import { build } from './build.js';
+import { fetch } from './fetch.js';
 import { importCommand } from './import.js';
 import { inspect } from './inspect.js';
 import { inventory } from './inventory.js';
@@ -11,4 +12,4 @@ import { trustInit, trustRotate } from './trust.js';
 import { verify } from './verify.js';
 
 /** Every verb of the program, in the order `--help` lists them. */
-export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune];
+export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, fetch];

@@ -38,7 +38,8 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
     const sizes = new Map<string, number>();
     // Walk the image manifests in the bundle for the sizes of what was left out.
     const visit = async (desc: Descriptor, depth: number): Promise<void> => {
-      if (depth > 8 || !(await bundle.archive.exists(desc))) return;
+      if (depth > 8 || bundle.archive.location(desc.digest) === undefined) return;
+      desc = { ...desc, size: bundle.archive.location(desc.digest)?.size ?? desc.size };
       if (isImageManifest(desc.mediaType)) {
         const m = parseImageManifest(await bundle.archive.readSmall(desc), desc);
         for (const d of [m.config, ...m.layers]) sizes.set(d.digest, d.size);
@@ -46,7 +47,10 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
         for (const d of parseIndex(await bundle.archive.readSmall(desc), desc).manifests) await visit(d, depth + 1);
       }
     };
-    for (const image of release.images) await visit({ mediaType: image.mediaType, digest: image.digest, size: 0 }, 0).catch(() => undefined);
+    for (const image of release.images) {
+      const size = bundle.archive.location(image.digest)?.size ?? 0;
+      await visit({ mediaType: image.mediaType, digest: image.digest, size }, 0).catch(() => undefined);
+    }
     const signatures: { keyid: string }[] = [];
     for (const s of bundle.signatures) {
       try {

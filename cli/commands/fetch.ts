@@ -1,0 +1,41 @@
+import { fetchBundle, parseRate } from '../../lib/index.js';
+import type { Command } from '../command.js';
+import { str } from '../options.js';
+import { formatBytes, printJSON, writeLine } from '../render.js';
+
+export const fetch: Command = {
+  command: 'fetch <url>',
+  path: ['fetch'],
+  describe: 'download a bundle or its parts over HTTP(S): resumes, checks each part, limits the rate, rides out outages',
+  builder: (y) =>
+    y
+      .positional('url', { type: 'string', describe: 'URL of a bundle, or of its .parts.json' })
+      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'folder to download into' })
+      .option('limit-rate', { type: 'string', describe: 'average bytes per second not to exceed, as curl writes it: 500K, 1M (powers of 1024)' })
+      .option('retries', { type: 'number', default: 20, describe: 'failed attempts in a row without progress before giving up (waits grow to 30 s: about 10 minutes)' })
+      .option('timeout', { type: 'number', default: 60, describe: 'seconds without data before a connection is dropped and tried again' })
+      .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for HTTPS' })
+      .example('$0 fetch https://shore.example.com/releases/awareness-1.5.0.bundle.parts.json -o /var/spool/seabag --limit-rate 300K', ''),
+  async run(args, ctx) {
+    const rate = str(args, 'limit-rate');
+    const caFile = str(args, 'ca-file');
+    const result = await fetchBundle(str(args, 'url') as string, {
+      outDir: str(args, 'output') as string,
+      ...(rate === undefined ? {} : { limitRate: parseRate(rate) }),
+      retries: Number(args['retries']),
+      timeoutSeconds: Number(args['timeout']),
+      ...(caFile === undefined ? {} : { caFile }),
+      signal: ctx.signal,
+      onProgress: ctx.progress.update,
+      onRetry: (r) => ctx.io.stderr.write(`link: ${r.reason}; trying again in ${Math.round(r.delayMs / 1000)} s (attempt ${r.attempt})\n`),
+    });
+    ctx.progress.finish();
+    if (ctx.json) {
+      printJSON(ctx.io, { ok: true, ...result });
+      return 0;
+    }
+    writeLine(ctx.io.stdout, `fetched ${result.bundle} (${formatBytes(result.size)}; ${formatBytes(result.downloaded)} over the link${result.reused ? `, ${result.reused} part(s) already here` : ''}${result.refetched ? `, ${result.refetched} part(s) fetched again` : ''})`);
+    writeLine(ctx.io.stdout, `  next  bundle import ${result.bundle}`);
+    return 0;
+  },
+};

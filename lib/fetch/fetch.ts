@@ -1,0 +1,334 @@
+/**
+ * `bundle fetch`: a bundle, or its parts, over a thin and breaking link. Downloads go to
+ * `NAME.partial` and resume with `Range` (RFC 9110 §14) after any break or restart; each part is
+ * checked against the parts file's sha256 and only a part that fails is fetched again; a token
+ * bucket keeps the average rate at or under `--limit-rate`; failures back off and are retried as
+ * long as the link keeps coming back, so an outage of several minutes is ridden out.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
+import type { OpOptions } from '../oci/store.js';
+import { networkError, readBody, Transport, type HttpResponse } from '../registry/http.js';
+import { assertSchema } from '../schema.js';
+import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
+import { READ_CHUNK } from '../util/files.js';
+import type { PartsFile } from '../bundle/parts.js';
+
+export interface FetchOptions extends OpOptions {
+  /** Folder to download into (made if missing). */
+  outDir: string;
+  /** Average bytes per second not to exceed. */
+  limitRate?: number;
+  /** Failed attempts in a row, without a byte of progress, before giving up (default 20). */
+  retries?: number;
+  /** Seconds without a byte before a connection is dropped and tried again (default 60). */
+  timeoutSeconds?: number;
+  /** First and longest wait between attempts (default 1 s and 30 s). */
+  backoff?: { minMs: number; maxMs: number };
+  /** PEM file of a CA for HTTPS. */
+  caFile?: string;
+  onRetry?: (info: { url: string; attempt: number; delayMs: number; reason: string }) => void;
+}
+
+export interface FetchResult {
+  /** What to give `bundle import`: the bundle, or the parts file. */
+  bundle: string;
+  files: string[];
+  /** Bytes of the whole bundle. */
+  size: number;
+  /** Bytes that came over the link in this run. */
+  downloaded: number;
+  /** Parts already there and intact. */
+  reused: number;
+  /** Parts fetched again because their sha256 was wrong. */
+  refetched: number;
+}
+
+/**
+ * Parses a rate the way curl's `--limit-rate` does: bytes, or K, M, G (powers of 1024).
+ *
+ * @throws E_USAGE
+ */
+export function parseRate(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)$/i.exec(text.trim());
+  if (m === null) throw new SeabagError('E_USAGE', `invalid rate ${JSON.stringify(text)}: bytes per second, or with K, M, G (e.g. 500K, 1M)`);
+  const rate = Math.floor(Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase()] ?? 1));
+  if (rate < 1) throw new SeabagError('E_USAGE', `invalid rate ${JSON.stringify(text)}: at least one byte per second`);
+  return rate;
+}
+
+/** A token bucket holding at most one second of the rate, so the average never runs ahead. */
+class RateLimiter {
+  readonly #rate: number;
+  #tokens: number;
+  #last = Date.now();
+
+  constructor(rate: number) {
+    this.#rate = rate;
+    this.#tokens = 0;
+  }
+
+  async take(n: number, signal?: AbortSignal): Promise<void> {
+    const now = Date.now();
+    this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
+    this.#last = now;
+    this.#tokens -= n;
+    if (this.#tokens < 0) {
+      const wait = (-this.#tokens / this.#rate) * 1000;
+      await sleep(wait, undefined, signal ? { signal } : {});
+    }
+  }
+}
+
+interface Session {
+  transport: Transport;
+  options: FetchOptions;
+  limiter: RateLimiter | undefined;
+  downloaded: number;
+  /** Bytes of the whole fetch done, for progress. */
+  done: number;
+  total: number;
+}
+
+function fetchError(message: string, details: Record<string, unknown>, temporary: boolean): SeabagError {
+  return new SeabagError('E_FETCH', message, { details, temporary });
+}
+
+async function get(session: Session, url: URL, headers: Record<string, string>): Promise<HttpResponse> {
+  try {
+    return await session.transport.send({ method: 'GET', url, headers, ...(session.options.signal ? { signal: session.options.signal } : {}) });
+  } catch (err) {
+    const e = networkError(err, 'GET', url);
+    // A link that is down is worth waiting for, whatever the socket said.
+    throw e.code === 'E_REGISTRY_UNREACHABLE' ? fetchError(`cannot reach ${url.host}: ${e.message}`, { url: url.href }, true) : e;
+  }
+}
+
+function statusError(res: HttpResponse): SeabagError {
+  res.body.resume();
+  const temporary = res.status >= 500 || res.status === 429 || res.status === 408;
+  return fetchError(`GET ${res.url.href}: HTTP ${res.status}`, { url: res.url.href, status: res.status }, temporary);
+}
+
+/** Runs attempts until one succeeds; gives up after `retries` failures in a row without progress. */
+async function withPatience<T>(session: Session, url: URL, attempt: (progressed: () => void) => Promise<T>): Promise<T> {
+  const retries = session.options.retries ?? 20;
+  const { minMs, maxMs } = session.options.backoff ?? { minMs: 1_000, maxMs: 30_000 };
+  let failures = 0;
+  for (;;) {
+    throwIfAborted(session.options.signal);
+    let progressed = false;
+    try {
+      return await attempt(() => {
+        progressed = true;
+      });
+    } catch (err) {
+      const e = err instanceof SeabagError ? err : fetchError(String((err as Error).message ?? err), { url: url.href }, true);
+      if (!e.temporary || e.code === 'E_ABORTED') throw e;
+      failures = progressed ? 1 : failures + 1;
+      if (failures > retries) {
+        throw new SeabagError('E_FETCH', `giving up on ${url.href} after ${retries} failed attempts in a row: ${e.message}`, {
+          cause: e,
+          details: { url: url.href },
+          hint: 'run the same command again later: it resumes where it stopped (--retries raises the patience)',
+        });
+      }
+      const delay = Math.min(maxMs, minMs * 2 ** (failures - 1));
+      session.options.onRetry?.({ url: url.href, attempt: failures, delayMs: delay, reason: e.message });
+      await sleep(delay, undefined, session.options.signal ? { signal: session.options.signal } : {});
+    }
+  }
+}
+
+/**
+ * Brings `url` into `dest` through `dest.partial`, resuming from what is there. Returns the size.
+ */
+async function download(session: Session, url: URL, dest: string, expectedSize: number | undefined): Promise<number> {
+  const partial = `${dest}.partial`;
+  return withPatience(session, url, async (progressed) => {
+    let offset = (await stat(partial).catch(() => undefined))?.size ?? 0;
+    if (expectedSize !== undefined && offset > expectedSize) {
+      await rm(partial, { force: true });
+      offset = 0;
+    }
+    if (expectedSize !== undefined && offset === expectedSize) return offset;
+    const res = await get(session, url, offset > 0 ? { range: `bytes=${offset}-` } : {});
+    let total: number | undefined;
+    if (res.status === 416) {
+      res.body.resume();
+      const whole = Number(/\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''))?.[1]);
+      if (Number.isFinite(whole) && whole === offset) return offset;
+      await rm(partial, { force: true });
+      throw fetchError(`${url.href}: the server refused to resume at ${offset}; starting over`, { url: url.href }, true);
+    }
+    if (res.status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+      if (m === null || Number(m[1]) !== offset) {
+        res.body.resume();
+        await rm(partial, { force: true });
+        throw fetchError(`${url.href}: the server resumed at the wrong place; starting over`, { url: url.href }, true);
+      }
+      total = m[3] === '*' ? undefined : Number(m[3]);
+    } else if (res.status === 200) {
+      // No range support (or nothing to resume): start from the beginning.
+      offset = 0;
+      const length = Number(res.headers['content-length']);
+      total = Number.isFinite(length) ? length : undefined;
+    } else {
+      throw statusError(res);
+    }
+    if (expectedSize !== undefined && total !== undefined && total !== expectedSize) {
+      res.body.resume();
+      throw new SeabagError('E_PART_CORRUPT', `${url.href} is ${total} bytes; the parts file says ${expectedSize}`, { details: { url: url.href, expected: expectedSize, found: total } });
+    }
+    let handle: FileHandle | undefined;
+    let received = offset;
+    try {
+      handle = await open(partial, offset === 0 ? 'w' : 'r+');
+      const timeoutMs = (session.options.timeoutSeconds ?? 60) * 1000;
+      let timer: NodeJS.Timeout | undefined;
+      const arm = (): void => {
+        clearTimeout(timer);
+        timer = setTimeout(() => res.body.destroy(Object.assign(new Error(`no data for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })), timeoutMs);
+      };
+      arm();
+      try {
+        for await (const chunk of res.body) {
+          const buf = chunk as Buffer;
+          arm();
+          if (session.limiter !== undefined) await session.limiter.take(buf.length, session.options.signal);
+          await handle.write(buf, 0, buf.length, received);
+          received += buf.length;
+          session.downloaded += buf.length;
+          session.done += buf.length;
+          progressed();
+          session.options.onProgress?.({ phase: 'fetch', done: session.done, total: session.total, item: basename(dest) });
+        }
+      } catch (err) {
+        throw networkError(err, 'GET', url).code === 'E_ABORTED' ? err : fetchError(`download of ${url.href} broke at byte ${received}: ${(err as Error).message}`, { url: url.href, offset: received }, true);
+      } finally {
+        clearTimeout(timer);
+      }
+      await handle.sync();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw fromSystemError(err, 'write', partial);
+      throw err;
+    } finally {
+      await handle?.close();
+    }
+    const want = expectedSize ?? total;
+    if (want !== undefined && received < want) {
+      throw fetchError(`download of ${url.href} stopped at byte ${received} of ${want}`, { url: url.href, offset: received }, true);
+    }
+    return received;
+  });
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), hash);
+  return hash.digest('hex');
+}
+
+/** A file name from a URL or a parts file, refusing anything that could leave the folder. */
+function plainName(name: string, what: string): string {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\\') || name.includes('\0')) {
+    throw new SeabagError('E_FETCH', `${what} ${JSON.stringify(name)} is not a plain file name`);
+  }
+  return name;
+}
+
+/**
+ * Downloads a bundle (URL of the file) or its parts (URL of `NAME.parts.json`) into a folder.
+ *
+ * @throws E_FETCH (after the retries, or a non-temporary HTTP error), E_PART_CORRUPT (a part still
+ *   wrong after being fetched again), E_DISK_FULL, E_USAGE
+ */
+export async function fetchBundle(url: string, options: FetchOptions): Promise<FetchResult> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new SeabagError('E_USAGE', `invalid URL ${JSON.stringify(url)}`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new SeabagError('E_USAGE', `fetch speaks http and https, not ${parsed.protocol}`);
+  await mkdir(options.outDir, { recursive: true }).catch((err: unknown) => {
+    throw fromSystemError(err, 'create', options.outDir);
+  });
+  let ca: string | undefined;
+  if (options.caFile !== undefined) ca = await readFile(options.caFile, 'utf8').catch((err: unknown) => {
+    throw fromSystemError(err, 'read CA file', options.caFile);
+  });
+  const transport = new Transport({ ...(ca === undefined ? {} : { ca }), timeoutMs: (options.timeoutSeconds ?? 60) * 1000 });
+  const session: Session = { transport, options, limiter: options.limitRate ? new RateLimiter(options.limitRate) : undefined, downloaded: 0, done: 0, total: 0 };
+  try {
+    const name = plainName(decodeURIComponent(basename(parsed.pathname)), 'the URL names');
+    if (!name.endsWith('.parts.json')) {
+      const dest = join(options.outDir, name);
+      const size = await download(session, parsed, dest, undefined);
+      await rename(`${dest}.partial`, dest);
+      await fsyncDir(options.outDir);
+      return { bundle: dest, files: [dest], size, downloaded: session.downloaded, reused: 0, refetched: 0 };
+    }
+
+    // Parts: the parts file first (small), then each part, checked against it.
+    const text = await withPatience(session, parsed, async () => {
+      const res = await get(session, parsed, {});
+      if (res.status !== 200) throw statusError(res);
+      return (await readBody(res, 1024 * 1024)).toString('utf8');
+    });
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch {
+      throw new SeabagError('E_PART_CORRUPT', `${url} is not a parts file (not JSON)`);
+    }
+    assertSchema('parts', doc, url, 'E_PART_CORRUPT');
+    const parts = doc as PartsFile;
+    session.total = parts.size;
+    const files: string[] = [];
+    let reused = 0;
+    let refetched = 0;
+    for (const part of parts.parts) {
+      const dest = join(options.outDir, plainName(part.name, 'a part name'));
+      files.push(dest);
+      const existing = await stat(dest).catch(() => undefined);
+      if (existing?.size === part.size && (await sha256Of(dest)) === part.sha256) {
+        reused += 1;
+        session.done += part.size;
+        options.onProgress?.({ phase: 'fetch', done: session.done, total: session.total, item: part.name });
+        continue;
+      }
+      await rm(dest, { force: true });
+      const partUrl = new URL(part.name, parsed);
+      for (let round = 0; ; round += 1) {
+        const before = session.done;
+        await download(session, partUrl, dest, part.size);
+        const found = await sha256Of(`${dest}.partial`);
+        if (found === part.sha256) break;
+        // A damaged part (on the wire, or a damaged .partial we resumed): fetch it whole again.
+        await rm(`${dest}.partial`, { force: true });
+        session.done = before;
+        refetched += 1;
+        if (round >= 2) {
+          throw new SeabagError('E_PART_CORRUPT', `part ${part.name} from ${partUrl.href} has sha256 ${found} three times; the parts file says ${part.sha256}`, {
+            details: { part: part.name, expected: part.sha256, found },
+            hint: 'the copy on the server is damaged: ask shore to upload it again',
+          });
+        }
+      }
+      await rename(`${dest}.partial`, dest);
+      await fsyncDir(options.outDir);
+    }
+    const partsPath = join(options.outDir, name);
+    await writeFileAtomic(partsPath, text);
+    return { bundle: partsPath, files: [...files, partsPath], size: parts.size, downloaded: session.downloaded, reused, refetched };
+  } finally {
+    transport.close();
+  }
+}

@@ -163,7 +163,11 @@ test('fetch killed and started again resumes from its .partial files', async (t)
   const out = await tempDir(t);
   const { spawnCli } = await import('./helpers/cli.js');
   const child = spawnCli(['fetch', `${nginx.url}/big.bundle`, '-o', out, '--limit-rate', '2M', '--no-progress']);
-  await new Promise((r) => setTimeout(r, 1200));
+  // Kill it once it has part of the file (not on a timer: a loaded machine starts node slowly).
+  const deadline = Date.now() + 20_000;
+  while (((await stat(join(out, 'big.bundle.partial')).catch(() => undefined))?.size ?? 0) < 512 * 1024 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   child.kill('SIGKILL');
   await child;
   const partial = await stat(join(out, 'big.bundle.partial'));

@@ -20,6 +20,7 @@ const BUNDLE_DIRS = new Set(['', 'blobs', 'blobs/sha256']);
 /** Bundles: regular files named `oci-layout`, `index.json`, `blobs/sha256/<hex>` and their folders; nothing else. */
 export const BUNDLE_POLICY: ScanPolicy = {
   extendedHeaders: false,
+  zeroPadding: true,
   checkName: (name, type) => {
     if (type === 'directory') return BUNDLE_DIRS.has(name) ? undefined : 'unexpected folder';
     if (name === OCI_LAYOUT_FILE || name === INDEX_FILE || BLOB_NAME.test(name)) return undefined;
@@ -31,7 +32,7 @@ export const BUNDLE_POLICY: ScanPolicy = {
 /** Image archives from other tools: PAX and GNU names understood, other files ignored. */
 export const OCI_ARCHIVE_POLICY: ScanPolicy = {
   extendedHeaders: true,
-  maxSize: BUNDLE_POLICY.maxSize ?? (() => undefined),
+  maxSize: (name) => (name === OCI_LAYOUT_FILE || name === INDEX_FILE ? MAX_METADATA_SIZE : undefined),
 };
 
 export class ArchiveLayout implements ReadOnlyStorage {

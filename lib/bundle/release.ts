@@ -5,7 +5,7 @@
  */
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { parseImageManifest, parseJSON, TITLE, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
+import { parseImageManifest, parseJSON, REF_NAME, TITLE, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
 import { isImageManifest, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import { assertSchema } from '../schema.js';
 import { ArchiveLayout, BUNDLE_POLICY } from './archive.js';
@@ -125,4 +125,37 @@ export async function openBundle(path: string | BundleInput): Promise<OpenedBund
 /** The release manifest's layers with their titles (`manifests/…`, `devices/…`). */
 export function releaseLayers(manifest: ImageManifest): { desc: Descriptor; title: string }[] {
   return manifest.layers.map((desc) => ({ desc, title: desc.annotations?.[TITLE] ?? desc.digest }));
+}
+
+/**
+ * `index.json` is not signed, so after the signature check it must say exactly what the signed
+ * release says: the release manifest under `seabag/NAME:VERSION`, the release's images under
+ * their references with their digests, media types and sizes, and signature and trust-chain
+ * artifacts; nothing else, and nothing left out.
+ *
+ * @throws E_LAYOUT_INVALID naming the entry that disagrees
+ */
+export function checkIndex(bundle: Pick<OpenedBundle, 'archive' | 'release' | 'releaseDesc'>): void {
+  const { release } = bundle;
+  const name = bundle.archive.source.name;
+  const listed = new Set<string>();
+  for (const [i, d] of bundle.archive.index.manifests.entries()) {
+    const where = `index.json manifests[${i}]`;
+    const size = bundle.archive.location(d.digest)?.size;
+    if (size !== undefined && size !== d.size) throw layoutError(name, `${where} says ${d.size} bytes for ${d.digest}, the archive holds ${size}`);
+    if (d.artifactType === SEABAG_RELEASE) {
+      const tag = `seabag/${release.name}:${versionTag(release.version)}`;
+      if (d.digest !== bundle.releaseDesc.digest || d.annotations?.[REF_NAME] !== tag) throw layoutError(name, `${where} does not name the release as ${tag}`);
+      continue;
+    }
+    if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) continue;
+    const ref = d.annotations?.[REF_NAME];
+    const image = release.images.find((im) => im.digest === d.digest && im.ref === ref);
+    if (image === undefined) throw layoutError(name, `${where} names ${ref ?? '(no name)'}@${d.digest}, which the signed release does not list`);
+    if (image.mediaType !== d.mediaType) throw layoutError(name, `${where} gives ${ref} the media type ${d.mediaType}, the signed release says ${image.mediaType}`);
+    listed.add(`${image.ref} ${image.digest}`);
+  }
+  for (const image of release.images) {
+    if (!listed.has(`${image.ref} ${image.digest}`)) throw layoutError(name, `index.json does not list ${image.ref}@${image.digest}, which the signed release holds`);
+  }
 }

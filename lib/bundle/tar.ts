@@ -47,6 +47,8 @@ export interface ScanPolicy {
   maxSize?: (name: string) => number | undefined;
   /** Upper bound on entries (default one million). */
   maxEntries?: number;
+  /** Require the padding after each entry to be zeros (POSIX says it is; bundles are checked). */
+  zeroPadding?: boolean;
 }
 
 const TYPES: Record<string, EntryType> = {
@@ -241,6 +243,12 @@ export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<T
     if (names.has(name)) throw unsafe(where, `duplicate entry ${JSON.stringify(name)} at offset ${pos}`, { offset: pos, name });
     names.add(name);
     if (entries.length >= maxEntries) throw unsafe(where, `more than ${maxEntries} entries`);
+    if (policy.zeroPadding === true && next > dataOffset + size) {
+      if (next > source.size) throw truncatedAt(where, dataOffset + size, `the padding of ${JSON.stringify(name)}`);
+      if (!isZero(await source.read(dataOffset + size, next - dataOffset - size))) {
+        throw unsafe(where, `non-zero padding after ${JSON.stringify(name)} at offset ${dataOffset + size}`, { offset: dataOffset + size, name });
+      }
+    }
     entries.push({ name, type, size, headerOffset: pos, dataOffset, linkname });
     pos = next;
   }

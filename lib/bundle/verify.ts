@@ -13,7 +13,7 @@ import { checkExpiry } from '../trust/policy.js';
 import type { TrustRoot } from '../trust/root.js';
 import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../trust/verify.js';
 import { resolveBundleInput, verifyParts } from './parts.js';
-import { openBundle, type OpenedBundle, type ReleaseDocument } from './release.js';
+import { checkIndex, openBundle, type OpenedBundle, type ReleaseDocument } from './release.js';
 
 export interface VerifyOptions extends OpOptions {
   trust: TrustRoot;
@@ -94,6 +94,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
   try {
     const { root, accepted } = effectiveRoot(options.trust, bundle.roots);
     const signatures = verifyReleaseSignatures(bundle, root);
+    checkIndex(bundle);
     checkExpiry(root, bundle.release, options.now ?? new Date());
     await checkComplete(bundle, options);
     const hashed = await hashAllBlobs(bundle, options);

@@ -146,6 +146,11 @@ export interface CopyOptions extends ResolveOptions {
   skip?: (desc: Descriptor) => boolean;
   /** Told about each node: pushed, already there, or skipped on request. */
   onNode?: (desc: Descriptor, outcome: 'pushed' | 'exists' | 'skipped') => void;
+  /**
+   * Push manifests (default true). With false only blobs move: a first pass over several graphs,
+   * so that no manifest reaches the destination until every blob of every graph has.
+   */
+  manifests?: boolean;
 }
 
 export interface CopyResult {
@@ -219,6 +224,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
         if (await dst.exists(node.desc, { signal })) return markExisting(node);
         await Promise.all(node.children.map(copyNode));
         throwIfAborted(signal);
+        if (options.manifests === false) return;
         await dst.push(node.desc, async () => Readable.from([bytes]), { signal });
         result.bytesCopied += bytes.length;
         return settle(node, 'pushed', 0);

@@ -18,7 +18,7 @@ import { MemoryStore } from '../oci/memory.js';
 import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { checkIndex, openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
 import { checkComplete } from '../bundle/verify.js';
 import { checkDowngrade, checkExpiry, checkTarget, judgementTime } from '../trust/policy.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
@@ -153,6 +153,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const digest = bundle.releaseDesc.digest;
       const { root, accepted } = effectiveRoot(trust.root, bundle.roots, await vessel.dir.knownRootBytes());
       verifyReleaseSignatures(bundle, root);
+      checkIndex(bundle);
       checkExpiry(root, release, judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime));
       const target = options.target ?? vessel.state.target;
       checkTarget(release, target);
@@ -192,6 +193,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
         if (outcome === 'exists') skipped += 1;
       };
+
       const totals = new Map<number, { done: number; total: number }>();
       const progress = (key: number) => (p: { done: number; total?: number }): void => {
         totals.set(key, { done: p.done, total: p.total ?? 0 });
@@ -203,21 +205,45 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         }
         options.onProgress?.({ phase: 'push', done, total });
       };
-      await Promise.all(
-        graphs.map(async (graph, i) => {
-          const image = release.images[i] as (typeof release.images)[number];
-          record(image.repository, postOrder(graph).map((n) => n.desc.digest));
-          const repo = await vessel.repository(image.repository);
-          await copyGraph(bundle.archive, tracker.storage(repo), graph, {
-            limiter,
-            skip: (d) => omitted.has(d.digest),
-            onNode,
-            onProgress: progress(i),
-            ...sig,
-          });
-        }),
-      );
-
+      // Two passes: every blob of every image first, then the manifests, so a bad blob anywhere
+      // leaves no manifest in the registry. The first failure stops the other images' transfers.
+      const present = new Set<string>();
+      const stop = new AbortController();
+      const onAbort = (): void => stop.abort(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const pass = async (manifests: boolean): Promise<void> => {
+        const results = await Promise.allSettled(
+          graphs.map(async (graph, i) => {
+            const image = release.images[i] as (typeof release.images)[number];
+            if (!manifests) record(image.repository, postOrder(graph).map((n) => n.desc.digest));
+            const repo = await vessel.repository(image.repository);
+            await copyGraph(bundle.archive, tracker.storage(repo), graph, {
+              limiter,
+              manifests,
+              skip: (d) => omitted.has(d.digest) || (manifests && present.has(`${image.repository} ${d.digest}`)),
+              onNode: (d, outcome) => {
+                if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
+                if (outcome === 'exists' && !(manifests && present.has(`${image.repository} ${d.digest}`))) skipped += 1;
+              },
+              ...(manifests ? {} : { onProgress: progress(i) }),
+              signal: stop.signal,
+            }).catch((err: unknown) => {
+              stop.abort(err);
+              throw err;
+            });
+          }),
+        );
+        const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+        const real = failed.find((e) => !(e instanceof SeabagError && e.code === 'E_ABORTED')) ?? failed[0];
+        if (real !== undefined) throw real;
+      };
+      try {
+        await pass(false);
+        vessel.step('import:blobs');
+        await pass(true);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
       vessel.step('import:images');
       // The release artifact, then the Flux artifact of its manifests.
       const releaseRepo = releaseRepository(release.name);

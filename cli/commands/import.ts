@@ -33,7 +33,7 @@ export const importCommand: Command = {
     }
     const { release, blobs } = result;
     const out = ctx.io.stdout;
-    writeLine(out, `staged ${release.name} ${release.version}${result.alreadyHeld ? ' (already held: checked, nothing to stage)' : ''}; nothing that runs has changed`);
+    writeLine(out, `staged ${release.name} ${release.version}${result.alreadyHeld ? ' (already held: signature checked; its content is in the registry)' : ''}; nothing that runs has changed`);
     writeLine(out, `  release  ${release.digest}`);
     writeLine(out, `  blobs    ${blobs.total}: ${blobs.pushed} pushed (${formatBytes(result.bytesPushed)}), ${blobs.mounted} mounted, ${blobs.skipped} already there${blobs.omitted > 0 ? `, ${blobs.omitted} left out of the delta and found` : ''}`);
     if (result.rootsPinned.length > 0) writeLine(out, `  trust    pinned root version(s) ${result.rootsPinned.join(', ')}`);

@@ -235,6 +235,14 @@ export class RegistryClient {
     if (res.status === 401 || res.status === 403) {
       return new SeabagError('E_AUTH', `${this.registry} denied ${method} ${url.pathname} (${res.status}${codes.length ? ` ${codes.join(',')}` : ''})`, { details });
     }
+    // Distribution passes the storage driver's error through as the detail of an UNKNOWN error.
+    const detail = (errors ?? []).map((e) => (typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail ?? ''))).join(' ');
+    if (/no space left on device|ENOSPC|disk quota exceeded/i.test(detail)) {
+      return new SeabagError('E_DISK_FULL', `the registry ${this.registry} is out of disk space (${method} ${url.pathname})`, {
+        details: { ...details, detail },
+        hint: 'free space on the registry (bundle prune, then its garbage collection) and run the command again',
+      });
+    }
     const retryAfter = Number(res.headers['retry-after']);
     if (Number.isFinite(retryAfter) && retryAfter > 0) details['retryAfterMs'] = retryAfter * 1000;
     const temporary = res.status === 429 || res.status >= 500;

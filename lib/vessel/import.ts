@@ -182,144 +182,151 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         phase: 'pushing',
       });
       vessel.step('import:journal');
-
-      const limiter = new Limiter(options.concurrency ?? 4);
-      const content: Record<string, Set<Digest>> = {};
-      const record = (repo: string, digests: Iterable<Digest>): void => {
-        const set = (content[repo] ??= new Set());
-        for (const d of digests) set.add(d);
-      };
-      let skipped = 0;
-      const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
-        if (outcome === 'exists') skipped += 1;
-      };
-
-      const totals = new Map<number, { done: number; total: number }>();
-      const progress = (key: number) => (p: { done: number; total?: number }): void => {
-        totals.set(key, { done: p.done, total: p.total ?? 0 });
-        let done = 0;
-        let total = 0;
-        for (const v of totals.values()) {
-          done += v.done;
-          total += v.total;
-        }
-        options.onProgress?.({ phase: 'push', done, total });
-      };
-      // Two passes: every blob of every image first, then the manifests, so a bad blob anywhere
-      // leaves no manifest in the registry. The first failure stops the other images' transfers.
-      const present = new Set<string>();
-      const stop = new AbortController();
-      const onAbort = (): void => stop.abort(signal?.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const pass = async (manifests: boolean): Promise<void> => {
-        const results = await Promise.allSettled(
-          graphs.map(async (graph, i) => {
-            const image = release.images[i] as (typeof release.images)[number];
-            if (!manifests) record(image.repository, postOrder(graph).map((n) => n.desc.digest));
-            const repo = await vessel.repository(image.repository);
-            await copyGraph(bundle.archive, tracker.storage(repo), graph, {
-              limiter,
-              manifests,
-              skip: (d) => omitted.has(d.digest) || (manifests && present.has(`${image.repository} ${d.digest}`)),
-              onNode: (d, outcome) => {
-                if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
-                if (outcome === 'exists' && !(manifests && present.has(`${image.repository} ${d.digest}`))) skipped += 1;
-              },
-              ...(manifests ? {} : { onProgress: progress(i) }),
-              signal: stop.signal,
-            }).catch((err: unknown) => {
-              stop.abort(err);
-              throw err;
-            });
-          }),
-        );
-        const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
-        const real = failed.find((e) => !(e instanceof SeabagError && e.code === 'E_ABORTED')) ?? failed[0];
-        if (real !== undefined) throw real;
-      };
+      // A failure (not a crash) leaves nothing to finish: the journal goes with it.
+      let staged = false;
       try {
-        await pass(false);
-        vessel.step('import:blobs');
-        await pass(true);
+
+        const limiter = new Limiter(options.concurrency ?? 4);
+        const content: Record<string, Set<Digest>> = {};
+        const record = (repo: string, digests: Iterable<Digest>): void => {
+          const set = (content[repo] ??= new Set());
+          for (const d of digests) set.add(d);
+        };
+        let skipped = 0;
+        const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
+          if (outcome === 'exists') skipped += 1;
+        };
+
+        const totals = new Map<number, { done: number; total: number }>();
+        const progress = (key: number) => (p: { done: number; total?: number }): void => {
+          totals.set(key, { done: p.done, total: p.total ?? 0 });
+          let done = 0;
+          let total = 0;
+          for (const v of totals.values()) {
+            done += v.done;
+            total += v.total;
+          }
+          options.onProgress?.({ phase: 'push', done, total });
+        };
+        // Two passes: every blob of every image first, then the manifests, so a bad blob anywhere
+        // leaves no manifest in the registry. The first failure stops the other images' transfers.
+        const present = new Set<string>();
+        const stop = new AbortController();
+        const onAbort = (): void => stop.abort(signal?.reason);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const pass = async (manifests: boolean): Promise<void> => {
+          const results = await Promise.allSettled(
+            graphs.map(async (graph, i) => {
+              const image = release.images[i] as (typeof release.images)[number];
+              if (!manifests) record(image.repository, postOrder(graph).map((n) => n.desc.digest));
+              const repo = await vessel.repository(image.repository);
+              await copyGraph(bundle.archive, tracker.storage(repo), graph, {
+                limiter,
+                manifests,
+                skip: (d) => omitted.has(d.digest) || (manifests && present.has(`${image.repository} ${d.digest}`)),
+                onNode: (d, outcome) => {
+                  if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
+                  if (outcome === 'exists' && !(manifests && present.has(`${image.repository} ${d.digest}`))) skipped += 1;
+                },
+                ...(manifests ? {} : { onProgress: progress(i) }),
+                signal: stop.signal,
+              }).catch((err: unknown) => {
+                stop.abort(err);
+                throw err;
+              });
+            }),
+          );
+          const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+          const real = failed.find((e) => !(e instanceof SeabagError && e.code === 'E_ABORTED')) ?? failed[0];
+          if (real !== undefined) throw real;
+        };
+        try {
+          await pass(false);
+          vessel.step('import:blobs');
+          await pass(true);
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
+        vessel.step('import:images');
+        // The release artifact, then the Flux artifact of its manifests.
+        const releaseRepo = releaseRepository(release.name);
+        const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
+        record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
+        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1), ...sig });
+        const files: ManifestFile[] = [];
+        for (const layer of bundle.releaseManifest.layers) {
+          const title = layer.annotations?.[TITLE] ?? layer.digest;
+          files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
+        }
+        const flux = await fluxArtifact(files, {
+          'org.opencontainers.image.created': release.created,
+          'org.opencontainers.image.source': `seabag://${release.name}`,
+          'org.opencontainers.image.revision': `${release.version}@${digest}`,
+        });
+        const fluxRepoName = `${releaseRepo}/manifests`;
+        const fluxStore = new MemoryStore();
+        for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
+        const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
+        record(fluxRepoName, postOrder(fluxGraph).map((n) => n.desc.digest));
+        const fluxRepo = await vessel.repository(fluxRepoName);
+        await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, ...sig });
+        const tag = versionTag(release.version);
+        if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
+        vessel.step('import:artifacts');
+        const relRepo = await vessel.repository(releaseRepo);
+        if ((await relRepo.tagDigest(tag, sig)) !== digest) await relRepo.tag({ mediaType: OCI_MANIFEST, digest, size: bundle.releaseDesc.size }, tag, sig);
+
+        vessel.step('import:tagged');
+        // Staged: the last step, one atomic write.
+        const existing = findRelease(vessel.state, release.name, release.version);
+        const held: HeldRelease = {
+          name: release.name,
+          version: release.version,
+          digest,
+          state: existing?.state ?? 'staged',
+          created: release.created,
+          importedAt: existing?.importedAt ?? new Date().toISOString(),
+          ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+          images: release.images.map((i) => ({
+            ref: i.ref,
+            repository: i.repository,
+            ...(i.tag === undefined ? {} : { tag: i.tag }),
+            digest: i.digest,
+            mediaType: i.mediaType,
+            size: i.size,
+          })),
+          content: Object.fromEntries(Object.entries(content).map(([repo, set]) => [repo, [...set].sort()])),
+          manifestsRepository: fluxRepoName,
+          fluxDigest: flux.manifest.desc.digest,
+        };
+        vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
+        const newest = vessel.state.newestTrustedTime;
+        if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
+        const remembered = vessel.state.registry;
+        vessel.state.registry = {
+          host: vessel.registryHost,
+          ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : remembered?.plainHttp !== undefined && remembered.host === vessel.registryHost ? { plainHttp: remembered.plainHttp } : {}),
+          ...(options.caFile !== undefined ? { caFile: options.caFile } : remembered?.caFile !== undefined && remembered.host === vessel.registryHost ? { caFile: remembered.caFile } : {}),
+        };
+        if (target !== undefined) vessel.state.target = target;
+        await vessel.save();
+        vessel.step('import:saved');
+        await vessel.dir.removeJournal();
+        staged = true;
+
+        // Counted per repository and digest, as pushes, mounts and HEADs are.
+        const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);
+        return {
+          release: { name: release.name, version: release.version, digest },
+          blobs: { total, pushed: tracker.stats.pushed, skipped, mounted: tracker.stats.mounted, omitted: omittedFound },
+          bytesPushed: tracker.stats.bytesPushed,
+          rootsPinned: pinned.map((r) => r.signed.version),
+          alreadyHeld: existing !== undefined,
+          notes: vessel.notes,
+        };
       } finally {
-        signal?.removeEventListener('abort', onAbort);
+        if (!staged) await vessel.dir.removeJournal().catch(() => undefined);
       }
-      vessel.step('import:images');
-      // The release artifact, then the Flux artifact of its manifests.
-      const releaseRepo = releaseRepository(release.name);
-      const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
-      record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
-      await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1), ...sig });
-      const files: ManifestFile[] = [];
-      for (const layer of bundle.releaseManifest.layers) {
-        const title = layer.annotations?.[TITLE] ?? layer.digest;
-        files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
-      }
-      const flux = await fluxArtifact(files, {
-        'org.opencontainers.image.created': release.created,
-        'org.opencontainers.image.source': `seabag://${release.name}`,
-        'org.opencontainers.image.revision': `${release.version}@${digest}`,
-      });
-      const fluxRepoName = `${releaseRepo}/manifests`;
-      const fluxStore = new MemoryStore();
-      for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
-      const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
-      record(fluxRepoName, postOrder(fluxGraph).map((n) => n.desc.digest));
-      const fluxRepo = await vessel.repository(fluxRepoName);
-      await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, ...sig });
-      const tag = versionTag(release.version);
-      if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
-      vessel.step('import:artifacts');
-      const relRepo = await vessel.repository(releaseRepo);
-      if ((await relRepo.tagDigest(tag, sig)) !== digest) await relRepo.tag({ mediaType: OCI_MANIFEST, digest, size: bundle.releaseDesc.size }, tag, sig);
-
-      vessel.step('import:tagged');
-      // Staged: the last step, one atomic write.
-      const existing = findRelease(vessel.state, release.name, release.version);
-      const held: HeldRelease = {
-        name: release.name,
-        version: release.version,
-        digest,
-        state: existing?.state ?? 'staged',
-        created: release.created,
-        importedAt: existing?.importedAt ?? new Date().toISOString(),
-        ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
-        images: release.images.map((i) => ({
-          ref: i.ref,
-          repository: i.repository,
-          ...(i.tag === undefined ? {} : { tag: i.tag }),
-          digest: i.digest,
-          mediaType: i.mediaType,
-          size: i.size,
-        })),
-        content: Object.fromEntries(Object.entries(content).map(([repo, set]) => [repo, [...set].sort()])),
-        manifestsRepository: fluxRepoName,
-        fluxDigest: flux.manifest.desc.digest,
-      };
-      vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
-      const newest = vessel.state.newestTrustedTime;
-      if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
-      const remembered = vessel.state.registry;
-      vessel.state.registry = {
-        host: vessel.registryHost,
-        ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : remembered?.plainHttp !== undefined && remembered.host === vessel.registryHost ? { plainHttp: remembered.plainHttp } : {}),
-        ...(options.caFile !== undefined ? { caFile: options.caFile } : remembered?.caFile !== undefined && remembered.host === vessel.registryHost ? { caFile: remembered.caFile } : {}),
-      };
-      if (target !== undefined) vessel.state.target = target;
-      await vessel.save();
-      vessel.step('import:saved');
-      await vessel.dir.removeJournal();
-
-      // Counted per repository and digest, as pushes, mounts and HEADs are.
-      const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);
-      return {
-        release: { name: release.name, version: release.version, digest },
-        blobs: { total, pushed: tracker.stats.pushed, skipped, mounted: tracker.stats.mounted, omitted: omittedFound },
-        bytesPushed: tracker.stats.bytesPushed,
-        rootsPinned: pinned.map((r) => r.signed.version),
-        alreadyHeld: existing !== undefined,
-        notes: vessel.notes,
-      };
     } finally {
       await bundle.close();
     }

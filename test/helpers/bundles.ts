@@ -107,3 +107,30 @@ export async function flipByte(path: string, offset: number): Promise<void> {
 export async function readBytes(path: string): Promise<Buffer> {
   return readFile(path);
 }
+
+/**
+ * Rewrites the signed release itself and signs it again with `key`: for content a trusted signer
+ * got wrong (the attack is then on everything after the signature check).
+ */
+export async function resign(u: Unpacked, keyPath: string, change: (release: Record<string, unknown>) => void): Promise<void> {
+  const { parsePrivateKey, signEnvelope, IN_TOTO_PAYLOAD_TYPE, releaseStatement } = await import('../../lib/index.js');
+  const { canonicalBytes } = await import('../../lib/util/canonical.js');
+  const releaseDesc = releaseOf(u);
+  const manifest = JSON.parse(blob(u, releaseDesc.digest).toString()) as { config: Descriptor; layers: Descriptor[] } & Record<string, unknown>;
+  const release = JSON.parse(blob(u, manifest.config.digest).toString()) as Record<string, unknown>;
+  change(release);
+  const config = addBlob(u, canonicalBytes(release), manifest.config.mediaType);
+  const newManifest = addBlob(u, canonicalBytes({ ...manifest, config }), releaseDesc.mediaType);
+  u.index.manifests = u.index.manifests.map((m) => (m.digest === releaseDesc.digest ? { ...m, digest: newManifest.digest, size: newManifest.size } : m));
+  const key = parsePrivateKey(await readFile(keyPath));
+  const statement = canonicalBytes(releaseStatement(release as never, newManifest));
+  replaceSignature(u, canonicalBytes(signEnvelope(statement, IN_TOTO_PAYLOAD_TYPE, [key])), newManifest);
+}
+
+/** A deep copy to edit (structuredClone would turn the Buffers into plain Uint8Arrays). */
+export function cloneUnpacked(u: Unpacked): Unpacked {
+  return {
+    entries: u.entries.map((e) => ({ ...e, ...(e.data === undefined ? {} : { data: Buffer.from(e.data) }) })),
+    index: JSON.parse(JSON.stringify(u.index)) as Unpacked['index'],
+  };
+}

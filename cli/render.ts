@@ -31,7 +31,9 @@ export function reportError(io: CliIO, err: unknown, json: boolean): number {
   } else {
     writeLine(io.stderr, `error[${e.code}]: ${e.message}`);
     if (e.hint !== undefined) writeLine(io.stderr, `  hint: ${e.hint}`);
-    if (io.env['SEABAG_DEBUG'] === '1' && e.stack) writeLine(io.stderr, e.stack);
+    if (io.env['SEABAG_DEBUG'] === '1') {
+      for (let c: unknown = e; c instanceof Error; c = c.cause) writeLine(io.stderr, c.stack ?? String(c));
+    }
   }
   return exitStatusOf(e);
 }

@@ -15,7 +15,7 @@ import { startRegistry } from '../test/helpers/registry.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const work = join(root, '.demo');
-const bin = join(root, 'dist', 'cli', 'main.js');
+const bin = join(root, 'dist', 'seabag.mjs');
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 
 function say(text: string): void {

@@ -4,9 +4,11 @@
  * the document came from YAML) and what was expected.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { Ajv2020, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import { SeabagError, type ErrorCode } from './errors.js';
+import { ajv2020 } from './util/lazy.js';
 import { packageRoot } from './util/package.js';
 
 export type SchemaName = 'release' | 'device-profile' | 'release-document' | 'trust-root' | 'state' | 'inventory' | 'parts' | 'journal';
@@ -20,26 +22,46 @@ export interface Problem {
   line?: number;
 }
 
-const DATE = /^\d{4}-\d{2}-\d{2}$/;
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
+/** Time patterns in the schemas, and how to say what they want. */
+const PATTERN_WORDS: Record<string, string> = {
+  '^\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])T([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$': 'must be an RFC 3339 time (2027-06-01T00:00:00Z)',
+  '^\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])(T([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d))?$':
+    'must be a date (2027-06-01) or an RFC 3339 time',
+};
 
-function isRealDate(value: string): boolean {
-  return !Number.isNaN(Date.parse(DATE.test(value) ? `${value}T00:00:00Z` : value));
+export const SCHEMA_NAMES: readonly SchemaName[] = ['release', 'device-profile', 'release-document', 'trust-root', 'state', 'inventory', 'parts', 'journal'];
+
+/** The export name of a schema's validator in the compiled module (`device-profile` → `device_profile`). */
+export function validatorName(name: SchemaName): string {
+  return name.replace(/-/g, '_');
 }
 
+const require = createRequire(import.meta.url);
+let compiledModule: Record<string, ValidateFunction> | null | undefined;
 let ajv: Ajv2020 | undefined;
 const compiled = new Map<SchemaName, ValidateFunction>();
 
+/**
+ * The validator of a schema: from dist/validators.cjs, which the build compiles from schemas/
+ * (scripts/compile-schemas.mjs: no schema compiling at run time, which cost every command a
+ * tenth of a second), else compiled here with ajv (a checkout that was not built).
+ */
 function validator(name: SchemaName): ValidateFunction {
   let fn = compiled.get(name);
   if (fn !== undefined) return fn;
-  if (ajv === undefined) {
-    ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
-    ajv.addFormat('date-or-date-time', { type: 'string', validate: (v: string) => (DATE.test(v) || DATE_TIME.test(v)) && isRealDate(v) });
-    ajv.addFormat('date-time', { type: 'string', validate: (v: string) => DATE_TIME.test(v) && isRealDate(v) });
+  if (compiledModule === undefined) {
+    try {
+      compiledModule = require(join(packageRoot(), 'dist', 'validators.cjs')) as Record<string, ValidateFunction>;
+    } catch {
+      compiledModule = null;
+    }
   }
-  const schema = JSON.parse(readFileSync(join(packageRoot(), 'schemas', `${name}.schema.json`), 'utf8')) as object;
-  fn = ajv.compile(schema);
+  fn = compiledModule?.[validatorName(name)];
+  if (fn === undefined) {
+    ajv ??= new (ajv2020().Ajv2020)({ allErrors: true, strict: true, allowUnionTypes: true });
+    const schema = JSON.parse(readFileSync(join(packageRoot(), 'schemas', `${name}.schema.json`), 'utf8')) as object;
+    fn = ajv.compile(schema);
+  }
   compiled.set(name, fn);
   return fn;
 }
@@ -75,9 +97,7 @@ function describe(err: ErrorObject): { pointer: string; message: string } {
     case 'enum':
       return { pointer: err.instancePath, message: `must be one of ${(p['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
     case 'pattern':
-      return { pointer: err.instancePath, message: `must match ${String(p['pattern'])}` };
-    case 'format':
-      return { pointer: err.instancePath, message: `must be a ${String(p['format']).replace(/-/g, ' ')}` };
+      return { pointer: err.instancePath, message: PATTERN_WORDS[String(p['pattern'])] ?? `must match ${String(p['pattern'])}` };
     default:
       return { pointer: err.instancePath, message: err.message ?? err.keyword };
   }

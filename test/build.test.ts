@@ -171,7 +171,7 @@ test('an invalid spec fails with every problem listed, with lines', async (t) =>
     /release\.yaml:3: name: must match/,
     /release\.yaml:4: version: must be string/,
     /release\.yaml:5: targets: must be array/,
-    /release\.yaml:6: expires: must be a date or date time/,
+    /release\.yaml:6: expires: must be a date \(2027-06-01\) or an RFC 3339 time/,
     /release\.yaml:9: images\[0\]\.from: must match/,
     /release\.yaml:10: extra: is not a known field/,
   ]) {

@@ -6,12 +6,13 @@ import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { execa } from 'execa';
 
-const BIN = new URL('../dist/cli/main.js', import.meta.url).pathname;
+const BIN = new URL('../dist/seabag.mjs', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; bin: Record<string, string> };
 
 test('the package installs bundle and seabag as the same program', (t) => {
   t.deepEqual(Object.keys(pkg.bin).sort(), ['bundle', 'seabag']);
   t.is(pkg.bin['bundle'], pkg.bin['seabag']);
+  t.is(pkg.bin['bundle'], 'dist/seabag.mjs');
   t.regex(readFileSync(BIN, 'utf8'), /^#!\/usr\/bin\/env node/);
 });
 

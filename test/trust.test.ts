@@ -358,7 +358,7 @@ test('the CI example passes a good bundle and fails the pipeline on a bad one', 
   const bin = join(dir, 'bin');
   const { mkdir, symlink } = await import('node:fs/promises');
   await mkdir(bin);
-  await symlink(new URL('../dist/cli/main.js', import.meta.url).pathname, join(bin, 'bundle'));
+  await symlink(new URL('../dist/seabag.mjs', import.meta.url).pathname, join(bin, 'bundle'));
   const env = { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, TRUST_ROOT: trust };
   const ok = await execa('sh', [script, good], { env, reject: false, all: true });
   t.is(ok.exitCode, 0, ok.all);

@@ -9,7 +9,7 @@ import type { Digest } from '../oci/digest.js';
 import { MAX_METADATA_SIZE, parseIndexDocument, parseJSON, type Descriptor, type ImageIndex } from '../oci/descriptor.js';
 import { INDEX_FILE, LAYOUT_VERSION, OCI_LAYOUT_FILE } from '../oci/layout.js';
 import { OCI_INDEX } from '../oci/media-types.js';
-import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
+import type { OpOptions, RangeReader, ReadOnlyStorage } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import type { ByteSource } from './source.js';
 import { scanTar, unsafe, type ScanPolicy, type TarEntry } from './tar.js';
@@ -94,6 +94,19 @@ export class ArchiveLayout implements ReadOnlyStorage {
   async fetch(desc: Descriptor, options: OpOptions = {}): Promise<Readable> {
     const entry = this.#entry(desc);
     return this.source.stream(entry.dataOffset, entry.size, options.signal);
+  }
+
+  async reader(desc: Descriptor): Promise<RangeReader> {
+    const entry = this.#entry(desc);
+    const source = this.source;
+    return {
+      size: entry.size,
+      read: async (target, position) => {
+        const want = Math.min(target.length, entry.size - position);
+        return want <= 0 ? 0 : source.readInto(target.subarray(0, want), entry.dataOffset + position);
+      },
+      close: async () => undefined,
+    };
   }
 
   /** Present by name and size; the bytes are verified when read. */

@@ -307,7 +307,8 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       if (node.bytes !== undefined || written.has(node.desc.digest) || omitted.has(node.desc.digest)) continue;
       const provider = providers.get(node.desc.digest) as ReadOnlyStorage;
       const desc = node.desc;
-      add(desc, { desc, open: () => provider.fetch(desc, options) });
+      const reader = provider.reader?.bind(provider);
+      add(desc, reader === undefined ? { desc, open: () => provider.fetch(desc, options) } : { desc, reader: () => reader(desc) });
     }
     const write = await writeBundle(options.output, entries, {
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
-import { stringify } from 'yaml';
+import { yaml } from '../util/lazy.js';
 import { fromSystemError } from '../errors.js';
 import { schemaProblems, type Problem } from '../schema.js';
 import type { ImageMatcher } from './k8s.js';
@@ -43,13 +43,13 @@ export function akriConfiguration(profile: DeviceProfile, brokerImage: string): 
   if (profile.discovery.udev !== undefined) {
     const details: Record<string, unknown> = { udevRules: profile.discovery.udev.rules };
     if (profile.discovery.udev.groupRecursive !== undefined) details['groupRecursive'] = profile.discovery.udev.groupRecursive;
-    handler = { name: 'udev', discoveryDetails: stringify(details, { lineWidth: 0 }) };
+    handler = { name: 'udev', discoveryDetails: yaml().stringify(details, { lineWidth: 0 }) };
   } else {
     const onvif = profile.discovery.onvif ?? {};
     const details: Record<string, unknown> = {};
     for (const key of ['ipAddresses', 'macAddresses', 'scopes'] as const) if (onvif[key] !== undefined) details[key] = onvif[key];
     details['discoveryTimeoutSeconds'] = onvif.discoveryTimeoutSeconds ?? 1;
-    handler = { name: 'onvif', discoveryDetails: stringify(details, { lineWidth: 0 }) };
+    handler = { name: 'onvif', discoveryDetails: yaml().stringify(details, { lineWidth: 0 }) };
   }
   const container: Record<string, unknown> = {
     name: `${profile.name}-broker`,
@@ -118,7 +118,7 @@ export async function renderDeviceProfiles(files: readonly string[], baseDir: st
         file: rel,
         discovery: profile.discovery.udev !== undefined ? 'udev' : 'onvif',
         brokerImage: pinned.pinned,
-        text: stringify(akriConfiguration(profile, pinned.pinned), { lineWidth: 0 }),
+        text: yaml().stringify(akriConfiguration(profile, pinned.pinned), { lineWidth: 0 }),
       };
       if (profile.node !== undefined) rendered.node = profile.node;
       profiles.push(rendered);

@@ -3,14 +3,10 @@
  * the whole file's sha256), so a bundle fits a FAT32 stick and one bad part can be named and sent
  * again alone. Readers take the parts file, any part, or the folder, and read the parts as one.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { assertSchema } from '../schema.js';
-import { READ_CHUNK } from '../util/files.js';
 import type { Progress } from '../oci/store.js';
 import { FileSource, type ByteSource } from './source.js';
 
@@ -179,14 +175,21 @@ export async function verifyParts(input: BundleInput, options: { signal?: AbortS
   for (const [i, p] of input.parts.parts.entries()) {
     const piece = input.pieces[i];
     if (piece === undefined) throw new SeabagError('E_PART_MISSING', `part ${p.name} is missing`, { details: { missing: [p.name] } });
-    const hash = createHash('sha256');
-    const stream = createReadStream(piece.path, { highWaterMark: READ_CHUNK });
-    stream.on('data', (chunk) => {
-      done += chunk.length;
-      options.onProgress?.({ phase: 'check parts', done, total, item: p.name });
-    });
-    await pipeline(stream, hash, options.signal === undefined ? {} : { signal: options.signal });
-    const found = hash.digest('hex');
+    const source = await FileSource.open(piece.path, [piece]);
+    let found: string;
+    try {
+      found = await source.sha256(
+        0,
+        piece.size,
+        (n) => {
+          done += n;
+          options.onProgress?.({ phase: 'check parts', done, total, item: p.name });
+        },
+        options.signal,
+      );
+    } finally {
+      await source.close();
+    }
     if (found !== p.sha256) {
       throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
         details: { part: p.name, expected: p.sha256, found },

@@ -3,9 +3,10 @@
  * The files are opened once, so what was checked is what is read, even if a path is replaced
  * meanwhile; a file that shrinks under us (a USB stick pulled) is reported as truncation.
  */
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { fromSystemError, SeabagError } from '../errors.js';
+import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
 import { READ_CHUNK } from '../util/files.js';
 
 export interface ByteSource {
@@ -16,6 +17,13 @@ export interface ByteSource {
   read(position: number, length: number): Promise<Buffer>;
   /** A stream of exactly `length` bytes at `position`, in 1 MiB chunks. */
   stream(position: number, length: number, signal?: AbortSignal): Readable;
+  /**
+   * The hex sha256 of `[position, position + length)`, reading ahead while it hashes (no stream
+   * in between: this is verify's whole cost). `onBytes` hears of each chunk hashed.
+   */
+  sha256(position: number, length: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string>;
+  /** Fills `target` from `position`; returns how many bytes the files gave (short at their end). */
+  readInto(target: Buffer, position: number): Promise<number>;
   /** Which file holds `position` (for naming a bad part). */
   locate(position: number): { file: string; offset: number };
   close(): Promise<void>;
@@ -84,8 +92,7 @@ export class FileSource implements ByteSource {
     return { file: last?.path ?? this.name, offset: position - (last?.start ?? 0) };
   }
 
-  /** Reads into `target` from `position`; returns how many bytes the files actually gave. */
-  async #readInto(target: Buffer, position: number): Promise<number> {
+  async readInto(target: Buffer, position: number): Promise<number> {
     let done = 0;
     for (const p of this.#pieces) {
       if (done >= target.length) break;
@@ -111,7 +118,7 @@ export class FileSource implements ByteSource {
   async read(position: number, length: number): Promise<Buffer> {
     if (position + length > this.size) throw truncated(this.name, this.size, position + length);
     const buf = Buffer.allocUnsafe(length);
-    const got = await this.#readInto(buf, position);
+    const got = await this.readInto(buf, position);
     if (got < length) throw truncated(this.name, position + got, position + length);
     return buf;
   }
@@ -129,7 +136,7 @@ export class FileSource implements ByteSource {
         }
         const want = Math.min(READ_CHUNK, end - offset);
         const buf = Buffer.allocUnsafe(want);
-        this.#readInto(buf, offset).then(
+        this.readInto(buf, offset).then(
           (got) => {
             if (got < want) throw truncated(this.name, offset + got, end);
             offset += got;
@@ -143,7 +150,38 @@ export class FileSource implements ByteSource {
     return stream;
   }
 
+  async sha256(position: number, length: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string> {
+    const hash = createHash('sha256');
+    const end = position + length;
+    const size = Math.min(HASH_CHUNK, Math.max(1, length));
+    const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+    const readAt = async (buf: Buffer, at: number): Promise<Buffer> => {
+      const want = Math.min(buf.length, end - at);
+      const got = await this.readInto(buf.subarray(0, want), at);
+      if (got < want) throw truncated(this.name, at + got, end);
+      return buf.subarray(0, want);
+    };
+    let at = position;
+    let turn = 0;
+    let next: Promise<Buffer> | undefined = at < end ? readAt(buffers[0] as Buffer, at) : undefined;
+    while (next !== undefined) {
+      throwIfAborted(signal);
+      const chunk = await next;
+      at += chunk.length;
+      turn ^= 1;
+      // Read the next chunk while this one is hashed.
+      next = at < end ? readAt(buffers[turn] as Buffer, at) : undefined;
+      next?.catch(() => undefined);
+      hash.update(chunk);
+      onBytes?.(chunk.length);
+    }
+    return hash.digest('hex');
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.#pieces.map((p) => p.handle.close().catch(() => undefined)));
   }
 }
+
+/** Chunk of the read-ahead hash loop: big enough that syscalls don't count. */
+const HASH_CHUNK = 4 * 1024 * 1024;

@@ -4,7 +4,8 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
-import { isMap, isSeq, LineCounter, parseAllDocuments, parseDocument, type Document } from 'yaml';
+import type { Document, LineCounter } from 'yaml';
+import { yaml } from '../util/lazy.js';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { parsePlatformString, type Platform } from '../oci/descriptor.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
@@ -56,8 +57,8 @@ function lineLookup(doc: Document, counter: LineCounter): (segments: (string | n
 
 /** Parses one YAML document, turning syntax errors into problems with lines. */
 export function parseYAMLDocument(text: string, file: string): { doc: Document; data: unknown; problems: Problem[]; lineOf: (s: (string | number)[]) => number | undefined } {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
+  const counter = new (yaml().LineCounter)();
+  const doc = yaml().parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
   const problems: Problem[] = doc.errors.map((e) => ({
     file,
     path: '(yaml)',
@@ -86,7 +87,9 @@ async function readText(path: string, what: string): Promise<string> {
 export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
   const file = resolve(path);
   const text = await readText(file, 'release spec');
-  const shown = relative(process.cwd(), file) || file;
+  // Named as the user would: relative when it is under the working folder.
+  const rel = relative(process.cwd(), file);
+  const shown = rel === '' || rel.startsWith('..') ? file : rel;
   const { data, problems, lineOf } = parseYAMLDocument(text, shown);
   throwProblems(problems, shown);
   const all = schemaProblems('release', data, shown, lineOf);
@@ -160,15 +163,15 @@ export async function collectYAMLFiles(baseDir: string, entries: readonly string
 
 /** All documents of a multi-document YAML file (empty documents skipped), with line lookups. */
 export function parseYAMLDocuments(text: string, file: string): { docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[]; problems: Problem[] } {
-  const counter = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
+  const counter = new (yaml().LineCounter)();
+  const parsed = yaml().parseAllDocuments(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
   const list = Array.isArray(parsed) ? parsed : [];
   const problems: Problem[] = [];
   const docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[] = [];
   list.forEach((doc, index) => {
     for (const e of doc.errors) problems.push({ file, path: `document ${index + 1}`, message: e.message.split('\n')[0] ?? e.message, line: counter.linePos(e.pos[0]).line });
     if (doc.errors.length > 0 || doc.contents === null) return;
-    if (!isMap(doc.contents) && !isSeq(doc.contents)) return;
+    if (!yaml().isMap(doc.contents) && !yaml().isSeq(doc.contents)) return;
     docs.push({ doc, data: doc.toJS({ maxAliasCount: 100 }), index, lineOf: lineLookup(doc, counter) });
   });
   return { docs, problems };

@@ -259,3 +259,44 @@ function truncatedAt(where: string, pos: number, what: string): SeabagError {
     details: { file: where, offset: pos },
   });
 }
+
+function octalField(value: number, width: number): Buffer {
+  const field = Buffer.alloc(width);
+  if (value < 8 ** (width - 1)) {
+    field.write(value.toString(8).padStart(width - 1, '0'), 0, 'latin1');
+    return field;
+  }
+  // GNU base-256 for sizes of 8 GiB and more (high bit set, big-endian).
+  let v = value;
+  for (let i = width - 1; i > 0; i -= 1) {
+    field[i] = v % 256;
+    v = Math.floor(v / 256);
+  }
+  field[0] = 0x80;
+  return field;
+}
+
+/**
+ * The ustar header of one bundle entry: a regular file or a folder, mtime 0, uid/gid 0, modes
+ * 0644/0755, no user or group names (nothing but name and size comes from the content).
+ */
+export function encodeHeader(name: string, size: number, type: 'file' | 'directory'): Buffer {
+  const header = Buffer.alloc(BLOCK);
+  const fullName = type === 'directory' && !name.endsWith('/') ? `${name}/` : name;
+  if (Buffer.byteLength(fullName) > 100) throw new Error(`tar name longer than 100 bytes: ${fullName}`);
+  header.write(fullName, 0, 'utf8');
+  octalField(type === 'directory' ? 0o755 : 0o644, 8).copy(header, 100);
+  octalField(0, 8).copy(header, 108);
+  octalField(0, 8).copy(header, 116);
+  octalField(size, 12).copy(header, 124);
+  octalField(0, 12).copy(header, 136);
+  header.write(type === 'directory' ? '5' : '0', 156, 'latin1');
+  header.write('ustar\u000000', 257, 'latin1');
+  octalField(0, 8).copy(header, 329);
+  octalField(0, 8).copy(header, 337);
+  header.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return header;
+}

@@ -3,8 +3,6 @@
  * the root chain it carries, the signature threshold, expiry, completeness of every image, and
  * every blob's bytes, hashed in one sequential pass over the file.
  */
-import { createHash } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
 import { SeabagError, throwIfAborted } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { postOrder, resolveGraph } from '../oci/graph.js';
@@ -61,14 +59,16 @@ export async function hashAllBlobs(bundle: OpenedBundle, options: OpOptions = {}
   let done = 0;
   for (const [digest, entry] of blobs) {
     throwIfAborted(options.signal);
-    const hash = createHash('sha256');
-    const stream = bundle.archive.source.stream(entry.dataOffset, entry.size, options.signal);
-    stream.on('data', (chunk: Buffer) => {
-      done += chunk.length;
-      options.onProgress?.({ phase: 'verify', done, total, item: digest });
-    });
-    await pipeline(stream, hash);
-    const found = `sha256:${hash.digest('hex')}`;
+    const hex = await bundle.archive.source.sha256(
+      entry.dataOffset,
+      entry.size,
+      (n) => {
+        done += n;
+        options.onProgress?.({ phase: 'verify', done, total, item: digest });
+      },
+      options.signal,
+    );
+    const found = `sha256:${hex}`;
     if (found !== digest) {
       const where = bundle.archive.source.locate(entry.dataOffset);
       throw new SeabagError('E_DIGEST_MISMATCH', `blob ${digest} is damaged: its bytes hash to ${found}`, {

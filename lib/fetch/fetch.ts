@@ -104,8 +104,11 @@ async function get(session: Session, url: URL, headers: Record<string, string>):
     return await session.transport.send({ method: 'GET', url, headers, ...(session.options.signal ? { signal: session.options.signal } : {}) });
   } catch (err) {
     const e = networkError(err, 'GET', url);
-    // A link that is down is worth waiting for, whatever the socket said.
-    throw e.code === 'E_REGISTRY_UNREACHABLE' ? fetchError(`cannot reach ${url.host}: ${e.message}`, { url: url.href }, true) : e;
+    // A link that is down is worth waiting for, whatever the socket said; a certificate we do not
+    // trust is not going to change.
+    if (e.code === 'E_REGISTRY_UNREACHABLE') throw fetchError(`cannot reach ${url.host}: ${e.message}`, { url: url.href }, true);
+    if (e.code === 'E_REGISTRY') throw new SeabagError('E_FETCH', e.message, { cause: e, details: e.details, hint: 'pass --ca-file with the CA that signed the server certificate' });
+    throw e;
   }
 }
 

@@ -233,23 +233,39 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
         throwIfAborted(signal);
         if (await dst.exists(node.desc, { signal })) return settle(node, 'exists', 0);
         let attemptBytes = 0;
+        const count = (n: number): void => {
+          attemptBytes += n;
+          done += n;
+          report(node.desc.digest);
+        };
+        // A restarted transfer counts from zero again.
+        const restart = (): void => {
+          done -= attemptBytes;
+          attemptBytes = 0;
+        };
+        const reader = src.reader?.bind(src);
         await dst.push(
           node.desc,
           async () => {
-            // A restarted transfer counts from zero again.
-            done -= attemptBytes;
-            attemptBytes = 0;
+            restart();
             // The destination verifies what it stores (Storage.push), so bytes are hashed once.
             const stream = await src.fetch(node.desc, { signal });
-            const counting = counter((n) => {
-              attemptBytes += n;
-              done += n;
-              report(node.desc.digest);
-            });
+            const counting = counter(count);
             stream.once('error', (err) => counting.destroy(err));
             return stream.pipe(counting);
           },
-          { signal },
+          {
+            signal,
+            ...(reader === undefined
+              ? {}
+              : {
+                  reader: async () => {
+                    restart();
+                    return reader(node.desc);
+                  },
+                  onBytes: count,
+                }),
+          },
         );
         result.bytesCopied += node.desc.size;
         settle(node, 'pushed', attemptBytes);

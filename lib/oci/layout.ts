@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,7 +15,7 @@ import { READ_CHUNK, streamToFileAtomic } from '../util/files.js';
 import { blobPath } from './digest.js';
 import { MAX_METADATA_SIZE, parseIndexDocument, parseJSON, REF_NAME, type Descriptor, type ImageIndex } from './descriptor.js';
 import { OCI_INDEX } from './media-types.js';
-import type { ContentSource, OpOptions, Storage, TagStore } from './store.js';
+import type { ContentSource, OpOptions, RangeReader, Storage, TagStore } from './store.js';
 import { VerifyingStream } from './verify.js';
 
 export const LAYOUT_VERSION = '1.0.0';
@@ -73,6 +73,26 @@ export class OciLayout implements Storage, TagStore {
       stream.once('error', (err) => reject(fromSystemError(err, 'read blob', path)));
     });
     return stream;
+  }
+
+  async reader(desc: Descriptor): Promise<RangeReader> {
+    const path = this.path(desc);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      throw fromSystemError(err, 'read blob', path);
+    }
+    const { size } = await handle.stat();
+    if (size !== desc.size) {
+      await handle.close();
+      throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ${size} bytes, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: size } });
+    }
+    return {
+      size,
+      read: async (target, position) => (await handle.read(target, 0, target.length, position)).bytesRead,
+      close: () => handle.close(),
+    };
   }
 
   /** True when the blob is here with the right size and its bytes hash to its digest. */

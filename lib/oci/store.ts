@@ -27,11 +27,28 @@ export interface OpOptions {
 /** Opens content afresh; called again when a transfer has to start over. */
 export type ContentSource = () => Promise<Readable>;
 
+/** Random access to one blob's bytes, for copies that read ahead into buffers they reuse. */
+export interface RangeReader {
+  readonly size: number;
+  /** Fills `target` from `position` of the blob; returns how many bytes it got (0 at the end). */
+  read(target: Buffer, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
 export interface ReadOnlyStorage {
+  /** Random access to a blob, when the store is a file (layouts, bundles); absent for registries. */
+  reader?(desc: Descriptor): Promise<RangeReader>;
   /** Opens the content named by `desc`. The caller verifies what it reads (see `VerifyingStream`). */
   fetch(desc: Descriptor, options?: OpOptions): Promise<Readable>;
   /** Does the store hold this content (checked, not assumed from a name or a size)? */
   exists(desc: Descriptor, options?: OpOptions): Promise<boolean>;
+}
+
+export interface PushOptions extends OpOptions {
+  /** Random access to the same content, for stores that copy faster without a stream. */
+  reader?: () => Promise<RangeReader>;
+  /** Told of bytes sent when `reader` is used (a stream's bytes are counted by whoever made it). */
+  onBytes?: (n: number) => void;
 }
 
 export interface Storage extends ReadOnlyStorage {
@@ -39,7 +56,7 @@ export interface Storage extends ReadOnlyStorage {
    * Stores content, verifying it against `desc` as it streams. `open` may be called more than once
    * when a transfer breaks and is started over. Either the content is stored whole or not at all.
    */
-  push(desc: Descriptor, open: ContentSource, options?: OpOptions): Promise<void>;
+  push(desc: Descriptor, open: ContentSource, options?: PushOptions): Promise<void>;
 }
 
 export interface TagStore {

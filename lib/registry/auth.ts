@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { execa } from '../util/lazy.js';
 import { SeabagError } from '../errors.js';
 import { DOCKER_HUB } from '../oci/reference.js';
 
@@ -140,7 +140,7 @@ export class CredentialStore {
     const program = `docker-credential-${helper}`;
     let stdout: string;
     try {
-      const result = await execa(program, ['get'], { input: server, env: this.#env, timeout: 30_000 });
+      const result = await (await execa())(program, ['get'], { input: server, env: this.#env, timeout: 30_000 });
       stdout = result.stdout;
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; code?: string; message: string };

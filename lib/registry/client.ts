@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
-import { drain, readBody, Transport, type HttpResponse } from './http.js';
+import { drain, readBody, Transport, type BodyPump, type HttpResponse } from './http.js';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
 import { Repository, type RepositoryOptions } from './repository.js';
 
@@ -31,7 +31,7 @@ export interface RegistryRequest {
   path: string;
   headers?: Record<string, string>;
   /** Produces the body; called again for each attempt, so streams are opened afresh. */
-  body?: () => Promise<Buffer | Readable> | Buffer | Readable;
+  body?: () => Promise<Buffer | Readable | BodyPump> | Buffer | Readable | BodyPump;
   /** Repository access this needs, e.g. `repository:groke/fusion:pull,push`. */
   scope?: string[];
   /** Statuses that count as success; anything else is an error. */
@@ -129,7 +129,7 @@ export class RegistryClient {
       if (res.status === 401 && round === 0) {
         const challenge = parseChallenge(res.headers['www-authenticate']);
         await drain(res);
-        if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)) body.destroy();
+        if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'function') body.destroy();
         if (challenge !== undefined && this.#learn(challenge)) {
           this.#tokens.delete(scopeKey(scope));
           authorization = await this.#authorization(scope, req.signal, challenge.params['scope']);

@@ -2,7 +2,7 @@
  * HTTP for registries: keep-alive agents, a custom CA added to the system roots, streamed bodies,
  * and network failures classified once, here, as temporary or not.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
@@ -12,10 +12,15 @@ export interface HttpRequest {
   method: string;
   url: URL;
   headers?: Record<string, string>;
-  /** A Buffer, or a stream that is piped in as it arrives (never buffered). */
-  body?: Buffer | Readable;
+  /**
+   * A Buffer; a stream, piped in as it arrives (never buffered); or a pump that writes to the
+   * request and ends it (its failure aborts the request with that error).
+   */
+  body?: Buffer | Readable | BodyPump;
   signal?: AbortSignal;
 }
+
+export type BodyPump = (request: ClientRequest) => Promise<void>;
 
 export interface HttpResponse {
   status: number;
@@ -120,7 +125,7 @@ export class Transport {
       });
       outgoing.on('error', (err) => {
         // A request that failed must not keep its source open (a file, a bundle range).
-        if (req.body !== undefined && !Buffer.isBuffer(req.body)) req.body.destroy();
+        if (req.body !== undefined && !Buffer.isBuffer(req.body) && typeof req.body !== 'function') req.body.destroy();
         if (settled) return;
         settled = true;
         reject(bodyError !== undefined ? bodyError : networkError(err, req.method, req.url));
@@ -129,6 +134,11 @@ export class Transport {
         outgoing.end();
       } else if (Buffer.isBuffer(req.body)) {
         outgoing.end(req.body);
+      } else if (typeof req.body === 'function') {
+        req.body(outgoing).catch((err: unknown) => {
+          bodyError = err;
+          outgoing.destroy(err as Error);
+        });
       } else {
         const body = req.body;
         body.once('error', (err) => {

@@ -8,7 +8,7 @@ import { isDigest, sha256Digest, type Digest } from '../oci/digest.js';
 import { MAX_METADATA_SIZE, type Descriptor } from '../oci/descriptor.js';
 import { ALL_MANIFEST_TYPES, isManifestLike } from '../oci/media-types.js';
 import { TAG } from '../oci/reference.js';
-import type { ContentSource, OpOptions, Storage, TagStore } from '../oci/store.js';
+import type { ContentSource, OpOptions, PushOptions, Storage, TagStore } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import type { RegistryClient } from './client.js';
 import { isNotFound } from './client.js';
@@ -150,7 +150,7 @@ export class Repository implements Storage, TagStore {
    * Stores content: manifests by digest (PUT), blobs by mount when a known repository has them,
    * else by upload.
    */
-  async push(desc: Descriptor, open: ContentSource, options: OpOptions = {}): Promise<void> {
+  async push(desc: Descriptor, open: ContentSource, options: PushOptions = {}): Promise<void> {
     if (isManifestLike(desc.mediaType)) {
       if (desc.size > MAX_METADATA_SIZE) throw new SeabagError('E_LAYOUT_INVALID', `manifest ${desc.digest} is over the ${MAX_METADATA_SIZE}-byte limit`);
       const bytes = await readVerified(await open(), desc, 'manifest');

@@ -4,11 +4,15 @@
  * on PATCH), so after a break we HEAD the blob (the PUT may have landed) and otherwise start a new
  * session with the content opened afresh.
  */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import type { Readable } from 'node:stream';
+import { SeabagError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import type { ContentSource, OpOptions } from '../oci/store.js';
+import type { ContentSource, OpOptions, PushOptions, RangeReader } from '../oci/store.js';
+import { BufferPool, COPY_CHUNK } from '../util/buffers.js';
 import { VerifyingStream } from '../oci/verify.js';
-import { drain } from './http.js';
+import { drain, type BodyPump } from './http.js';
 import type { Repository } from './repository.js';
 import { withRetry } from './retry.js';
 
@@ -25,13 +29,58 @@ function verified(source: Readable, desc: Descriptor): Readable {
 }
 
 /**
+ * A request body read straight from random-access content into reused buffers, hashed as it
+ * goes; the last chunk is sent only after the digest checks out.
+ */
+function pump(open: () => Promise<RangeReader>, desc: Descriptor, onBytes?: (n: number) => void): BodyPump {
+  return async (request) => {
+    const reader = await open();
+    try {
+      if (reader.size !== desc.size) {
+        throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ${reader.size} bytes, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: reader.size } });
+      }
+      const pool = new BufferPool(3, COPY_CHUNK);
+      const hash = createHash('sha256');
+      const readAt = async (at: number): Promise<{ buf: Buffer; n: number }> => {
+        const buf = await pool.take();
+        const n = await reader.read(buf.subarray(0, Math.min(buf.length, desc.size - at)), at);
+        if (n === 0) throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ends at ${at} bytes, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: at } });
+        return { buf, n };
+      };
+      let position = 0;
+      let next = desc.size > 0 ? readAt(0) : undefined;
+      while (next !== undefined) {
+        const { buf, n } = await next;
+        position += n;
+        next = position < desc.size ? readAt(position) : undefined;
+        next?.catch(() => undefined);
+        const chunk = buf.subarray(0, n);
+        hash.update(chunk);
+        if (position === desc.size) {
+          const found = `sha256:${hash.digest('hex')}`;
+          if (found !== desc.digest) {
+            throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest}: content does not match its digest (found ${found})`, { details: { expected: desc.digest, found, size: desc.size } });
+          }
+        }
+        const flowing = request.write(chunk, () => pool.give(buf));
+        onBytes?.(n);
+        if (!flowing) await once(request, 'drain');
+      }
+      request.end();
+    } finally {
+      await reader.close();
+    }
+  };
+}
+
+/**
  * Uploads one blob, verifying it as it streams: the last bytes are held back until the digest
  * is checked, so the registry never completes an upload of wrong content.
  *
  * @throws E_DIGEST_MISMATCH, E_SIZE_MISMATCH (not retried); E_REGISTRY_UNREACHABLE, E_REGISTRY
  *   after the retries run out
  */
-export async function uploadBlob(repo: Repository, desc: Descriptor, open: ContentSource, options: OpOptions = {}): Promise<void> {
+export async function uploadBlob(repo: Repository, desc: Descriptor, open: ContentSource, options: PushOptions = {}): Promise<void> {
   const client = repo.client;
   await withRetry(
     async (attempt) => {
@@ -53,7 +102,7 @@ export async function uploadBlob(repo: Repository, desc: Descriptor, open: Conte
         method: 'PUT',
         path: url.href,
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-        body: async () => verified(await open(), desc),
+        body: options.reader === undefined ? async () => verified(await open(), desc) : () => pump(options.reader as () => Promise<RangeReader>, desc, options.onBytes),
         scope: [repo.pushScope],
         expect: [201],
         retry: false,

@@ -3,8 +3,7 @@
  * local registry); `kubectl` applies the pinned manifests with image hosts rewritten to the local
  * registry and waits for each Deployment, StatefulSet and DaemonSet to roll out.
  */
-import { execa } from 'execa';
-import { parseAllDocuments } from 'yaml';
+import { execa, yaml } from '../util/lazy.js';
 import { SeabagError } from '../errors.js';
 import type { ManifestFile } from './flux.js';
 
@@ -27,7 +26,7 @@ const ROLLOUT_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet']);
 export function rollouts(files: readonly ManifestFile[]): { resource: string; namespace: string | undefined }[] {
   const out: { resource: string; namespace: string | undefined }[] = [];
   for (const f of files) {
-    for (const doc of parseAllDocuments(f.text)) {
+    for (const doc of yaml().parseAllDocuments(f.text)) {
       const data = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
       if (data === null || typeof data !== 'object' || typeof data.kind !== 'string' || !ROLLOUT_KINDS.has(data.kind)) continue;
       if (typeof data.metadata?.name !== 'string') continue;
@@ -41,7 +40,7 @@ async function kubectl(options: DeployOptions, args: string[], input: string | u
   const program = options.kubectl ?? options.env?.['SEABAG_KUBECTL'] ?? 'kubectl';
   const full = [...(options.kubectlArgs ?? []), ...args];
   try {
-    const result = await execa(program, full, {
+    const result = await (await execa())(program, full, {
       ...(input === undefined ? {} : { input }),
       ...(options.env === undefined ? {} : { env: options.env }),
       ...(signal === undefined ? {} : { cancelSignal: signal }),

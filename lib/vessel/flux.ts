@@ -5,7 +5,7 @@
  * `OCIRepository` on the vessel can follow its `current` tag.
  */
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
+import { tarStream } from '../util/lazy.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST } from '../oci/media-types.js';
@@ -24,7 +24,7 @@ export interface FluxArtifact {
 
 /** A deterministic tar of the files (mtime 0, root-owned, 0644). */
 async function tarFiles(files: readonly ManifestFile[]): Promise<Buffer> {
-  const pack = tar.pack();
+  const pack = tarStream().pack();
   const chunks: Buffer[] = [];
   const done = (async () => {
     for await (const chunk of pack as unknown as AsyncIterable<Buffer>) chunks.push(chunk);

@@ -130,6 +130,16 @@ async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, graphs: GraphN
   return found.size;
 }
 
+/** Does the registry still hold this release: its manifests (which stand for their blobs) and its tags? */
+async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal): Promise<boolean> {
+  const sig = signal ? { signal } : {};
+  for (const image of held.images) if (!(await (await vessel.repository(image.repository)).has(image.digest, sig))) return false;
+  const tag = versionTag(held.version);
+  if ((await (await vessel.repository(releaseRepository(held.name))).tagDigest(tag, sig)) !== held.digest) return false;
+  if (held.fluxDigest !== undefined && (await (await vessel.repository(held.manifestsRepository)).tagDigest(tag, sig)) !== held.fluxDigest) return false;
+  return true;
+}
+
 /**
  * Imports a bundle (or its parts) into the vessel's registry and stages the release.
  *
@@ -159,6 +169,23 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       checkTarget(release, target);
       checkDowngrade(release, digest, releasesOf(vessel.state, release.name), options.allowDowngrade === true);
       await checkComplete(bundle, sig);
+
+      // The same release again, with nothing new to pin: when the registry still has all of it,
+      // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
+      // find that out more slowly).
+      const held = findRelease(vessel.state, release.name, release.version);
+      const nothingNew = accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
+      if (held?.digest === digest && nothingNew && (await stillHeld(vessel, held, signal))) {
+        const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
+        return {
+          release: { name: release.name, version: release.version, digest },
+          blobs: { total, pushed: 0, skipped: total, mounted: 0, omitted: 0 },
+          bytesPushed: 0,
+          rootsPinned: [],
+          alreadyHeld: true,
+          notes: vessel.notes,
+        };
+      }
 
       const omitted = new Set<string>(release.omittedBlobs);
       const graphs = await imageGraphs(bundle, omitted);

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isManifestLike } from '../oci/media-types.js';
-import type { ContentSource, OpOptions, Storage } from '../oci/store.js';
+import type { ContentSource, OpOptions, PushOptions, Storage } from '../oci/store.js';
 import type { Repository } from '../registry/repository.js';
 
 export interface PushStats {
@@ -54,11 +54,11 @@ export class PushTracker {
     return {
       exists: async (desc: Descriptor, options?: OpOptions) => repo.exists(desc, options),
       fetch: async (desc: Descriptor, options?: OpOptions): Promise<Readable> => repo.fetch(desc, options),
-      push: async (desc: Descriptor, open: ContentSource, options?: OpOptions) => this.#push(repo, desc, open, options ?? {}),
+      push: async (desc: Descriptor, open: ContentSource, options?: PushOptions) => this.#push(repo, desc, open, options ?? {}),
     };
   }
 
-  async #push(repo: Repository, desc: Descriptor, open: ContentSource, options: OpOptions): Promise<void> {
+  async #push(repo: Repository, desc: Descriptor, open: ContentSource, options: PushOptions): Promise<void> {
     if (isManifestLike(desc.mediaType)) {
       await repo.push(desc, open, options);
       this.stats.pushed += 1;

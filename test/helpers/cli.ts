@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { main } from '../../cli/program.js';
 
-export const BIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+export const BIN = new URL('../../dist/seabag.mjs', import.meta.url).pathname;
 
 export interface CliResult {
   code: number;

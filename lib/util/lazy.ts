@@ -1,0 +1,24 @@
+/**
+ * Dependencies loaded on first use, so a command pays only for what it needs (loading yaml, ajv
+ * and tar-stream up front cost every invocation about a tenth of a second).
+ */
+import { createRequire } from 'node:module';
+import type * as YAML from 'yaml';
+import type * as AjvModule from 'ajv/dist/2020.js';
+import type TarStream from 'tar-stream';
+
+const require = createRequire(import.meta.url);
+
+function once<T>(load: () => T): () => T {
+  let loaded: T | undefined;
+  return () => (loaded ??= load());
+}
+
+export const yaml = once(() => require('yaml') as typeof YAML);
+export const ajv2020 = once(() => require('ajv/dist/2020.js') as typeof AjvModule);
+export const tarStream = once(() => require('tar-stream') as typeof TarStream);
+
+/** execa is ESM-only: imported when a program must run. */
+export async function execa(): Promise<typeof import('execa')['execa']> {
+  return (await import('execa')).execa;
+}

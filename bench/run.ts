@@ -65,10 +65,15 @@ function fmt(s: Stats, unit = 's'): string {
   return `${s.median.toFixed(2)} ${unit} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
 }
 
+/** Ratios near zero keep a third decimal, so 0.045 does not read as 0.05. */
+function ratioText(r: number): string {
+  return r < 0.1 ? r.toFixed(3) : r.toFixed(2);
+}
+
 function say(f: Figure): void {
   figures.push(f);
   const parts = [f.name.padEnd(44)];
-  if (f.ours && f.theirs) parts.push(`ours ${fmt(f.ours)}  theirs ${fmt(f.theirs)}  ratio ${f.ratio?.toFixed(2)}${f.target ? ` (target ${f.target})` : ''}`);
+  if (f.ours && f.theirs) parts.push(`ours ${fmt(f.ours)}  theirs ${fmt(f.theirs)}  ratio ${f.ratio === undefined ? '' : ratioText(f.ratio)}${f.target ? ` (target ${f.target})` : ''}`);
   if (f.value) parts.push(f.value);
   if (f.note) parts.push(`— ${f.note}`);
   process.stdout.write(`${parts.join('  ')}\n`);
@@ -288,7 +293,7 @@ async function updateReadme(result: { date: string; runs: number; figures: Figur
   if (!text.includes(start) || !text.includes(end)) return;
   const rows = result.figures.map((f) => {
     const figure = f.ours && f.theirs ? `${f.ours.median.toFixed(2)} s vs ${f.theirs.median.toFixed(2)} s` : (f.value ?? '');
-    return `| ${f.name} | ${figure} | ${f.ratio === undefined ? '' : f.ratio.toFixed(2)} | ${f.target ?? ''} |`;
+    return `| ${f.name} | ${figure} | ${f.ratio === undefined ? '' : ratioText(f.ratio)} | ${f.target ?? ''} |`;
   });
   const table = [
     start,
@@ -302,4 +307,9 @@ async function updateReadme(result: { date: string; runs: number; figures: Figur
   await writeFile(path, text.slice(0, text.indexOf(start)) + table + text.slice(text.indexOf(end) + end.length));
 }
 
-await main();
+if (process.argv.includes('--readme')) {
+  // Re-render the README's table from the last results, without measuring again.
+  await updateReadme(JSON.parse(await readFile(join(root, 'bench', 'results', 'latest.json'), 'utf8')) as { date: string; runs: number; figures: Figure[] });
+} else {
+  await main();
+}

@@ -1,7 +1,7 @@
 /**
  * Turning flags and environment into the library's vessel options.
  */
-import { CredentialStore, type DeployOptions, type SwitchOptions, type VesselState } from '../lib/index.js';
+import { CredentialStore, type DeployOptions, type SwitchOptions } from '../lib/index.js';
 import type { RunContext } from './command.js';
 import { stateDir, str } from './options.js';
 
@@ -33,4 +33,3 @@ export function printNotes(ctx: RunContext, notes: readonly string[]): void {
   for (const n of notes) ctx.io.stderr.write(`note: ${n}\n`);
 }
 
-export type { VesselState };

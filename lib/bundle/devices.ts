@@ -3,13 +3,10 @@
  * a discovery handler (udev rules, or ONVIF filters) with its details as YAML text, the capacity,
  * and a broker pod spec whose image is pinned like any other and which runs on the profile's node.
  */
-import { readFile } from 'node:fs/promises';
-import { relative } from 'node:path';
 import { yaml } from '../util/lazy.js';
-import { fromSystemError } from '../errors.js';
 import { schemaProblems, type Problem } from '../schema.js';
 import type { ImageMatcher } from './k8s.js';
-import { parseYAMLDocuments } from './spec.js';
+import { parseYAMLDocuments, readSpecFile } from './spec.js';
 
 interface Filter {
   action: 'Include' | 'Exclude';
@@ -84,13 +81,7 @@ export async function renderDeviceProfiles(files: readonly string[], baseDir: st
   const problems: Problem[] = [];
   const names = new Map<string, string>();
   for (const path of files) {
-    const rel = relative(baseDir, path).split('\\').join('/');
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      throw fromSystemError(err, 'read device profile', rel);
-    }
+    const { rel, text } = await readSpecFile(path, baseDir, 'device profile');
     const parsed = parseYAMLDocuments(text, rel);
     problems.push(...parsed.problems);
     for (const { data, lineOf, index } of parsed.docs) {

@@ -6,13 +6,13 @@ import { isImageManifest, isIndex } from '../oci/media-types.js';
 import { parseImageManifest, parseIndex, type Descriptor } from '../oci/descriptor.js';
 import { parseEnvelope } from '../trust/dsse.js';
 import { parseRoot } from '../trust/root.js';
-import { openBundle, type ReleaseDocument } from './release.js';
+import { openBundle, releaseSummary, type ReleaseDocument, type ReleaseSummary } from './release.js';
 
 export interface InspectReport {
   file: string;
   parts: number;
   size: number;
-  release: Pick<ReleaseDocument, 'name' | 'version' | 'targets' | 'created'> & { digest: Digest; expires?: string };
+  release: ReleaseSummary;
   images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number }[];
   manifests: { file: string; documents: number; digest: Digest }[];
   deviceProfiles: ReleaseDocument['deviceProfiles'];
@@ -71,14 +71,7 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
       file: bundle.input.name,
       parts: bundle.input.pieces.length,
       size: bundle.archive.source.size,
-      release: {
-        name: release.name,
-        version: release.version,
-        targets: release.targets,
-        created: release.created,
-        digest: bundle.releaseDesc.digest,
-        ...(release.expires === undefined ? {} : { expires: release.expires }),
-      },
+      release: releaseSummary(bundle),
       images: release.images.map((i) => ({
         ref: i.ref,
         repository: i.repository,

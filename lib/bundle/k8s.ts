@@ -4,14 +4,11 @@
  * ReplicaSets, ReplicationControllers, Jobs, CronJobs and PodTemplates, and Akri broker specs,
  * must name an image of the release and is rewritten to `name@sha256:…`.
  */
-import { readFile } from 'node:fs/promises';
-import { relative } from 'node:path';
 import type { Document } from 'yaml';
-import { fromSystemError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseReference, referenceName } from '../oci/reference.js';
 import type { Problem } from '../schema.js';
-import { parseYAMLDocuments } from './spec.js';
+import { parseYAMLDocuments, readSpecFile } from './spec.js';
 
 /** An image of the release as manifests may name it. */
 export interface PinTarget {
@@ -174,13 +171,7 @@ export async function pinManifestFiles(files: readonly string[], baseDir: string
   const pinned: PinnedFile[] = [];
   const problems: Problem[] = [];
   for (const path of files) {
-    const rel = relative(baseDir, path).split('\\').join('/');
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      throw fromSystemError(err, 'read manifest', rel);
-    }
+    const { rel, text } = await readSpecFile(path, baseDir, 'manifest');
     const result = pinText(text, rel, matcher);
     pinned.push(result.pinned);
     problems.push(...result.problems);

@@ -122,6 +122,28 @@ export async function openBundle(path: string | BundleInput): Promise<OpenedBund
   }
 }
 
+/** What reports say of a bundle's release: name, version, dates, targets and its digest. */
+export interface ReleaseSummary {
+  name: string;
+  version: string;
+  created: string;
+  targets: string[];
+  digest: Digest;
+  expires?: string;
+}
+
+export function releaseSummary(bundle: Pick<OpenedBundle, 'release' | 'releaseDesc'>): ReleaseSummary {
+  const { release } = bundle;
+  return {
+    name: release.name,
+    version: release.version,
+    created: release.created,
+    targets: release.targets,
+    digest: bundle.releaseDesc.digest,
+    ...(release.expires === undefined ? {} : { expires: release.expires }),
+  };
+}
+
 /** The release manifest's layers with their titles (`manifests/…`, `devices/…`). */
 export function releaseLayers(manifest: ImageManifest): { desc: Descriptor; title: string }[] {
   return manifest.layers.map((desc) => ({ desc, title: desc.annotations?.[TITLE] ?? desc.digest }));

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
+import { fromSystemError, SeabagError } from '../errors.js';
+import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { READ_CHUNK } from '../util/files.js';
 
 export interface ByteSource {
@@ -152,29 +153,20 @@ export class FileSource implements ByteSource {
 
   async sha256(position: number, length: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string> {
     const hash = createHash('sha256');
-    const end = position + length;
-    const size = Math.min(HASH_CHUNK, Math.max(1, length));
-    const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
-    const readAt = async (buf: Buffer, at: number): Promise<Buffer> => {
-      const want = Math.min(buf.length, end - at);
-      const got = await this.readInto(buf.subarray(0, want), at);
-      if (got < want) throw truncated(this.name, at + got, end);
-      return buf.subarray(0, want);
-    };
-    let at = position;
-    let turn = 0;
-    let next: Promise<Buffer> | undefined = at < end ? readAt(buffers[0] as Buffer, at) : undefined;
-    while (next !== undefined) {
-      throwIfAborted(signal);
-      const chunk = await next;
-      at += chunk.length;
-      turn ^= 1;
-      // Read the next chunk while this one is hashed.
-      next = at < end ? readAt(buffers[turn] as Buffer, at) : undefined;
-      next?.catch(() => undefined);
-      hash.update(chunk);
-      onBytes?.(chunk.length);
-    }
+    const pool = new BufferPool(2, Math.min(COPY_CHUNK, Math.max(1, length)));
+    await readAhead(
+      { read: (target, at) => this.readInto(target, position + at) },
+      length,
+      pool,
+      (chunk, buffer) => {
+        hash.update(chunk);
+        onBytes?.(chunk.length);
+        // Hashed synchronously: the buffer is free for the next read at once.
+        pool.give(buffer);
+      },
+      (at) => truncated(this.name, position + at, position + length),
+      signal,
+    );
     return hash.digest('hex');
   }
 
@@ -183,5 +175,3 @@ export class FileSource implements ByteSource {
   }
 }
 
-/** Chunk of the read-ahead hash loop: big enough that syscalls don't count. */
-const HASH_CHUNK = 4 * 1024 * 1024;

@@ -161,6 +161,21 @@ export async function collectYAMLFiles(baseDir: string, entries: readonly string
   return [...new Set(out)];
 }
 
+/**
+ * Reads a file a spec names, returning its text and its path relative to the spec's folder (with
+ * forward slashes, as problems and bundles name it).
+ *
+ * @throws E_FILE_NOT_FOUND, E_IO naming the relative path
+ */
+export async function readSpecFile(path: string, baseDir: string, what: string): Promise<{ rel: string; text: string }> {
+  const rel = relative(baseDir, path).split('\\').join('/');
+  try {
+    return { rel, text: await readFile(path, 'utf8') };
+  } catch (err) {
+    throw fromSystemError(err, `read ${what}`, rel);
+  }
+}
+
 /** All documents of a multi-document YAML file (empty documents skipped), with line lookups. */
 export function parseYAMLDocuments(text: string, file: string): { docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[]; problems: Problem[] } {
   const counter = new (yaml().LineCounter)();

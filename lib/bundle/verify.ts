@@ -11,7 +11,7 @@ import { checkExpiry } from '../trust/policy.js';
 import type { TrustRoot } from '../trust/root.js';
 import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../trust/verify.js';
 import { resolveBundleInput, verifyParts } from './parts.js';
-import { checkIndex, openBundle, type OpenedBundle, type ReleaseDocument } from './release.js';
+import { checkIndex, openBundle, releaseSummary, type OpenedBundle, type ReleaseSummary } from './release.js';
 
 export interface VerifyOptions extends OpOptions {
   trust: TrustRoot;
@@ -20,7 +20,7 @@ export interface VerifyOptions extends OpOptions {
 }
 
 export interface VerifyReport {
-  release: Pick<ReleaseDocument, 'name' | 'version' | 'created' | 'targets'> & { digest: Digest; expires?: string };
+  release: ReleaseSummary;
   signatures: SignatureCheck;
   root: { version: number; accepted: number[] };
   blobs: { verified: number; omitted: number; bytes: number };
@@ -100,14 +100,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
     const hashed = await hashAllBlobs(bundle, options);
     const { release } = bundle;
     return {
-      release: {
-        name: release.name,
-        version: release.version,
-        created: release.created,
-        targets: release.targets,
-        digest: bundle.releaseDesc.digest,
-        ...(release.expires === undefined ? {} : { expires: release.expires }),
-      },
+      release: releaseSummary(bundle),
       signatures,
       root: { version: root.signed.version, accepted: accepted.map((r) => r.signed.version) },
       blobs: { verified: hashed.count, omitted: release.omittedBlobs.length, bytes: hashed.bytes },

@@ -16,7 +16,7 @@ import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Progress, RangeReader } from '../oci/store.js';
 import { fsyncDir, tempPathFor, writeJSONAtomic } from '../util/atomic.js';
-import { BufferPool, COPY_CHUNK } from '../util/buffers.js';
+import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { partName, partsFileName, type PartsFile } from './parts.js';
 import { BLOCK, encodeHeader } from './tar.js';
 
@@ -207,26 +207,18 @@ function checkDigest(desc: Descriptor, hash: Hash): void {
 /** Copies one blob from random-access storage: read ahead, hash, write, buffers reused. */
 async function copyFromReader(sink: PartSink, pool: BufferPool, reader: RangeReader, desc: Descriptor, onBytes: (n: number) => void, signal?: AbortSignal): Promise<void> {
   const hash = createHash('sha256');
-  const readAt = async (position: number): Promise<{ buf: Buffer; n: number }> => {
-    const buf = await pool.take();
-    const want = Math.min(buf.length, desc.size - position);
-    const n = await reader.read(buf.subarray(0, want), position);
-    if (n === 0) throw sizeError(desc, position);
-    return { buf, n };
-  };
-  let position = 0;
-  let next = desc.size > 0 ? readAt(0) : undefined;
-  while (next !== undefined) {
-    throwIfAborted(signal);
-    const { buf, n } = await next;
-    position += n;
-    next = position < desc.size ? readAt(position) : undefined;
-    next?.catch(() => undefined);
-    const chunk = buf.subarray(0, n);
-    hash.update(chunk);
-    await sink.append(chunk, () => pool.give(buf));
-    onBytes(n);
-  }
+  await readAhead(
+    reader,
+    desc.size,
+    pool,
+    async (chunk, buffer) => {
+      hash.update(chunk);
+      await sink.append(chunk, () => pool.give(buffer));
+      onBytes(chunk.length);
+    },
+    (position) => sizeError(desc, position),
+    signal,
+  );
   checkDigest(desc, hash);
 }
 

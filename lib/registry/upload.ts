@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { SeabagError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentSource, OpOptions, PushOptions, RangeReader } from '../oci/store.js';
-import { BufferPool, COPY_CHUNK } from '../util/buffers.js';
+import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { VerifyingStream } from '../oci/verify.js';
 import { drain, type BodyPump } from './http.js';
 import type { Repository } from './repository.js';
@@ -41,31 +41,24 @@ function pump(open: () => Promise<RangeReader>, desc: Descriptor, onBytes?: (n: 
       }
       const pool = new BufferPool(3, COPY_CHUNK);
       const hash = createHash('sha256');
-      const readAt = async (at: number): Promise<{ buf: Buffer; n: number }> => {
-        const buf = await pool.take();
-        const n = await reader.read(buf.subarray(0, Math.min(buf.length, desc.size - at)), at);
-        if (n === 0) throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ends at ${at} bytes, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: at } });
-        return { buf, n };
-      };
-      let position = 0;
-      let next = desc.size > 0 ? readAt(0) : undefined;
-      while (next !== undefined) {
-        const { buf, n } = await next;
-        position += n;
-        next = position < desc.size ? readAt(position) : undefined;
-        next?.catch(() => undefined);
-        const chunk = buf.subarray(0, n);
-        hash.update(chunk);
-        if (position === desc.size) {
-          const found = `sha256:${hash.digest('hex')}`;
-          if (found !== desc.digest) {
-            throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest}: content does not match its digest (found ${found})`, { details: { expected: desc.digest, found, size: desc.size } });
+      await readAhead(
+        reader,
+        desc.size,
+        pool,
+        async (chunk, buffer, last) => {
+          hash.update(chunk);
+          if (last) {
+            const found = `sha256:${hash.digest('hex')}`;
+            if (found !== desc.digest) {
+              throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest}: content does not match its digest (found ${found})`, { details: { expected: desc.digest, found, size: desc.size } });
+            }
           }
-        }
-        const flowing = request.write(chunk, () => pool.give(buf));
-        onBytes?.(n);
-        if (!flowing) await once(request, 'drain');
-      }
+          const flowing = request.write(chunk, () => pool.give(buffer));
+          onBytes?.(chunk.length);
+          if (!flowing) await once(request, 'drain');
+        },
+        (at) => new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ends at ${at} bytes, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: at } }),
+      );
       request.end();
     } finally {
       await reader.close();

@@ -7,8 +7,18 @@ import type { CliIO } from './io.js';
 
 export function registryFlags(y: Argv): Argv {
   return y
-    .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (loopback registries do by default, as with Docker)' })
-    .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for the registry certificate' });
+    .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (loopback registries do by default, as with Docker; --no-plain-http for HTTPS there)' })
+    .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for the registry certificate (implies HTTPS)' });
+}
+
+/**
+ * HTTP or HTTPS from the flags: --plain-http says plain, --no-plain-http or a CA file says TLS;
+ * otherwise undefined (loopback plain, anything else TLS).
+ */
+export function plainHttp(args: Record<string, unknown>): boolean | undefined {
+  if (args['plain-http'] === true) return true;
+  if (args['plain-http'] === false || typeof args['ca-file'] === 'string') return false;
+  return undefined;
 }
 
 /** The `--registry` flag with `SEABAG_REGISTRY` as its default. */

@@ -3,7 +3,7 @@
  */
 import { CredentialStore, type DeployOptions, type SwitchOptions } from '../lib/index.js';
 import type { RunContext } from './command.js';
-import { stateDir, str } from './options.js';
+import { plainHttp, stateDir, str } from './options.js';
 
 export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): SwitchOptions {
   const registry = str(args, 'registry') ?? ctx.io.env['SEABAG_REGISTRY'];
@@ -18,7 +18,7 @@ export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): S
   return {
     stateDir: stateDir(args, ctx.io),
     ...(registry === undefined || registry === '' ? {} : { registry }),
-    ...(args['plain-http'] === true ? { plainHttp: true } : {}),
+    ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
     ...(caFile === undefined ? {} : { caFile }),
     credentials: new CredentialStore({ env: ctx.io.env }),
     signal: ctx.signal,

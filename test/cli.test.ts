@@ -33,3 +33,43 @@ test('an unknown option is a usage error: exit 2 with error[E_USAGE] on stderr',
   t.is(j.exitCode, 2);
   t.like(JSON.parse(j.stdout), { ok: false, error: { code: 'E_USAGE' } });
 });
+
+test('progress: one line redrawn on a terminal with rate and ETA, a few plain lines elsewhere, none with --no-progress', async (t) => {
+  const { Writable } = await import('node:stream');
+  const { ProgressReporter } = await import('../cli/progress.js');
+  const capture = (tty: boolean) => {
+    const out = { text: '' };
+    const stream = Object.assign(
+      new Writable({
+        write(chunk: Buffer, _e, cb) {
+          out.text += chunk.toString();
+          cb();
+        },
+      }),
+      { isTTY: tty, columns: 100 },
+    );
+    return { out, io: { stdout: stream, stderr: stream, env: {} } };
+  };
+  const tty = capture(true);
+  const onTTY = new ProgressReporter(tty.io, ProgressReporter.modeFor(tty.io, true));
+  const started = Date.now();
+  for (let i = 1; i <= 4; i += 1) {
+    while (Date.now() - started < i * 120) await new Promise((r) => setTimeout(r, 10));
+    onTTY.update({ phase: 'push', done: i * 1024 * 1024, total: 8 * 1024 * 1024 });
+  }
+  onTTY.finish();
+  t.regex(tty.out.text, /\r\x1b\[2Kpush: \d+(\.\d)? MiB of 8\.0 MiB \(\d+%\) [\d.]+ [KM]iB\/s ETA \d+s/);
+  t.false(tty.out.text.trimEnd().includes('\n'), 'one line, redrawn in place');
+
+  const plain = capture(false);
+  const onPipe = new ProgressReporter(plain.io, ProgressReporter.modeFor(plain.io, true));
+  for (let i = 1; i <= 100; i += 1) onPipe.update({ phase: 'push', done: i, total: 100 });
+  const lines = plain.out.text.trim().split('\n');
+  t.true(lines.length <= 2, `a few plain lines, not ${lines.length}`);
+  t.regex(lines.at(-1) ?? '', /push: 100 B of 100 B \(100%\)/);
+
+  const off = capture(true);
+  const none = new ProgressReporter(off.io, ProgressReporter.modeFor(off.io, false));
+  none.update({ phase: 'push', done: 1, total: 2 });
+  t.is(off.out.text, '');
+});

@@ -301,3 +301,29 @@ test('a delta of 1.5.0 over a vessel holding 1.4.0 carries only the changed laye
   const b = await build('1.5.0', fromBundle, '--since', v1);
   t.deepEqual(b.json['omittedBlobs'], built.json['omittedBlobs']);
 });
+
+test('fetch over HTTPS trusts the CA given with --ca-file, and says what to do without it', async (t) => {
+  const { makeCertificates } = await import('./helpers/registry.js');
+  const { createServer } = await import('node:https');
+  const dir = await tempDir(t);
+  const certs = await makeCertificates(dir);
+  const payload = Buffer.alloc(300_000, 9);
+  const server = createServer({ cert: await readFile(certs.certFile), key: await readFile(certs.keyFile) }, (req, res) => {
+    if (req.url !== '/x.bundle') {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-length': payload.length }).end(payload);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const port = (server.address() as { port: number }).port;
+  const out = join(dir, 'out');
+  const untrusted = await runCli(['fetch', `https://127.0.0.1:${port}/x.bundle`, '-o', out, '--json', '--no-progress']);
+  t.is(untrusted.code, 3);
+  t.is(untrusted.json.error?.code, 'E_FETCH');
+  t.regex(JSON.stringify(untrusted.json.error), /--ca-file/);
+  const ok = await runCli(['fetch', `https://127.0.0.1:${port}/x.bundle`, '-o', out, '--ca-file', certs.caFile, '--json', '--no-progress']);
+  t.is(ok.code, 0, ok.stdout);
+  t.true((await readFile(join(out, 'x.bundle'))).equals(payload));
+});

@@ -361,3 +361,19 @@ test('the first import needs --trust; later a different root is refused; apply o
   t.is(unknown.json.error?.code, 'E_RELEASE_UNKNOWN');
   t.regex(unknown.json.error?.message ?? '', /holds 1\.4\.0 \(staged\)/);
 });
+
+test('a registry with TLS: --ca-file on the first import is remembered for apply', async (t) => {
+  const { startRegistry } = await import('./helpers/registry.js');
+  const registry = await startRegistry({ tls: true }, t.teardown.bind(t));
+  const dir = await tempDir(t);
+  const env = { SEABAG_STATE_DIR: join(dir, 'state'), SEABAG_REGISTRY: registry.host };
+  const refused = await runCli(['import', v1, '--trust', trust, '--target', 'class-a', '--no-plain-http', '--json', '--no-progress'], env);
+  t.is(refused.code, 3, 'without the CA the certificate is not trusted');
+  t.is(refused.json.error?.code, 'E_REGISTRY');
+  const imported = await runCli(['import', v1, '--trust', trust, '--target', 'class-a', '--ca-file', registry.caFile as string, '--json', '--no-progress'], env);
+  t.is(imported.code, 0, imported.stdout);
+  const applied = await runCli(['apply', 'awareness@1.4.0', '--json', '--no-progress'], env);
+  t.is(applied.code, 0, applied.stdout);
+  const state = JSON.parse(await readFile(join(dir, 'state', 'state.json'), 'utf8')) as { registry: { host: string; caFile?: string; plainHttp?: boolean } };
+  t.like(state.registry, { host: registry.host, caFile: registry.caFile, plainHttp: false });
+});

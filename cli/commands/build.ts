@@ -2,7 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildBundle, CredentialStore, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { list, registryFlags, sourceDateEpoch, str } from '../options.js';
+import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
 
 /** `--trust` takes root files, or folders of `N.root.json`; carried oldest first. */
@@ -53,7 +53,7 @@ export const build: Command = {
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       ...(created === undefined ? {} : { created }),
       credentials: new CredentialStore({ env: ctx.io.env }),
-      ...(args['plain-http'] === true ? { plainHttp: true } : {}),
+      ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
       ...(caFile === undefined ? {} : { caFile }),
       signal: ctx.signal,
       onProgress: ctx.progress.update,

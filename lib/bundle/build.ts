@@ -142,7 +142,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
         baseDir: loaded.baseDir,
         clients,
         ...(options.credentials ? { credentials: options.credentials } : {}),
-        ...(options.plainHttp ? { plainHttp: true } : {}),
+        ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
         ...(options.caFile ? { caFile: options.caFile } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });

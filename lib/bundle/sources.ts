@@ -32,7 +32,7 @@ export interface SourceOptions extends OpOptions {
   /** Folder relative paths in `from` are taken from (the release spec's folder). */
   baseDir: string;
   credentials?: CredentialStore;
-  /** Registries to speak plain HTTP to (besides loopback ones). */
+  /** Plain HTTP (true) or TLS (false) for registries; undefined: plain for loopback only. */
   plainHttp?: boolean;
   caFile?: string;
   /** Registry clients shared between images of one build. */
@@ -87,7 +87,7 @@ async function client(registry: string, options: SourceOptions): Promise<Registr
   if (existing !== undefined) return existing;
   const created = await RegistryClient.create(registry, {
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    ...(options.plainHttp === true ? { plainHttp: true } : {}),
+    ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
     ...(options.caFile === undefined ? {} : { caFile: options.caFile }),
   });
   options.clients?.set(registry, created);

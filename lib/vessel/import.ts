@@ -192,7 +192,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const client = await vessel.client();
       await client.ping(signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
-      for (const held of vessel.state.releases) for (const [repo, digests] of Object.entries(held.content)) tracker.know(repo, digests);
+      for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
       const omittedFound = await checkOmitted(vessel, bundle, graphs, tracker, signal);
 
       // Verified: from here on the vessel changes.
@@ -212,7 +212,6 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       // A failure (not a crash) leaves nothing to finish: the journal goes with it.
       let staged = false;
       try {
-
         const limiter = new Limiter(options.concurrency ?? 4);
         const content: Record<string, Set<Digest>> = {};
         const record = (repo: string, digests: Iterable<Digest>): void => {

@@ -291,3 +291,27 @@ test('bearer token auth: the token server gets our docker-config credentials and
   const err = (await t.throwsAsync(anonymous.repository('groke/fusion').resolve('v1'))) as SeabagError;
   t.is(err.code, 'E_AUTH');
 });
+
+test('retries are for temporary answers only: 503 and 429 are retried, 400 is not (stand-in server)', async (t) => {
+  // Distribution cannot be made to answer 503 or 429 on demand, so a stand-in server does.
+  const { createServer } = await import('node:http');
+  const answers: number[] = [503, 429, 200];
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const status = req.url === '/v2/bad/tags/list?n=100' ? 400 : (answers.shift() ?? 200);
+    res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '0' } : {}) });
+    res.end(status === 200 ? '{"tags":["a"]}' : JSON.stringify({ errors: [{ code: status === 400 ? 'NAME_INVALID' : 'UNAVAILABLE', message: 'no' }] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  const retried: string[] = [];
+  const client = await RegistryClient.create(host, { retry: { retries: 3, minDelayMs: 5, maxDelayMs: 10 }, onRetry: (err) => retried.push(String(err.details['status'])) });
+  t.teardown(() => client.close());
+  t.deepEqual(await client.repository('good').listTags(), ['a']);
+  t.deepEqual(retried, ['503', '429']);
+  const err = (await t.throwsAsync(client.repository('bad').listTags())) as SeabagError;
+  t.like(err, { code: 'E_REGISTRY', details: { status: 400, errors: ['NAME_INVALID'] } });
+  t.is(seen.filter((s) => s.startsWith('GET /v2/bad')).length, 1, 'a 400 is not retried');
+});

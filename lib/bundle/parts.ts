@@ -8,6 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { assertSchema } from '../schema.js';
 import type { Progress } from '../oci/store.js';
+import { sha256File } from '../util/files.js';
 import { FileSource, type ByteSource } from './source.js';
 
 export interface PartsFile {
@@ -175,21 +176,14 @@ export async function verifyParts(input: BundleInput, options: { signal?: AbortS
   for (const [i, p] of input.parts.parts.entries()) {
     const piece = input.pieces[i];
     if (piece === undefined) throw new SeabagError('E_PART_MISSING', `part ${p.name} is missing`, { details: { missing: [p.name] } });
-    const source = await FileSource.open(piece.path, [piece]);
-    let found: string;
-    try {
-      found = await source.sha256(
-        0,
-        piece.size,
-        (n) => {
-          done += n;
-          options.onProgress?.({ phase: 'check parts', done, total, item: p.name });
-        },
-        options.signal,
-      );
-    } finally {
-      await source.close();
-    }
+    const found = await sha256File(
+      piece.path,
+      (n) => {
+        done += n;
+        options.onProgress?.({ phase: 'check parts', done, total, item: p.name });
+      },
+      options.signal,
+    );
     if (found !== p.sha256) {
       throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
         details: { part: p.name, expected: p.sha256, found },

@@ -5,7 +5,7 @@
  */
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { parseImageManifest, parseJSON, REF_NAME, TITLE, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
+import { parseImageManifest, parseJSON, REF_NAME, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
 import { isImageManifest, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import { assertSchema } from '../schema.js';
 import { ArchiveLayout, BUNDLE_POLICY } from './archive.js';
@@ -142,11 +142,6 @@ export function releaseSummary(bundle: Pick<OpenedBundle, 'release' | 'releaseDe
     digest: bundle.releaseDesc.digest,
     ...(release.expires === undefined ? {} : { expires: release.expires }),
   };
-}
-
-/** The release manifest's layers with their titles (`manifests/…`, `devices/…`). */
-export function releaseLayers(manifest: ImageManifest): { desc: Descriptor; title: string }[] {
-  return manifest.layers.map((desc) => ({ desc, title: desc.annotations?.[TITLE] ?? desc.digest }));
 }
 
 /**

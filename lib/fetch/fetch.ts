@@ -5,18 +5,15 @@
  * bucket keeps the average rate at or under `--limit-rate`; failures back off and are retried as
  * long as the link keeps coming back, so an outage of several minutes is ridden out.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
 import type { OpOptions } from '../oci/store.js';
 import { networkError, readBody, Transport, type HttpResponse } from '../registry/http.js';
 import { assertSchema } from '../schema.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
-import { READ_CHUNK } from '../util/files.js';
+import { sha256File } from '../util/files.js';
 import type { PartsFile } from '../bundle/parts.js';
 
 export interface FetchOptions extends OpOptions {
@@ -232,12 +229,6 @@ async function download(session: Session, url: URL, dest: string, expectedSize: 
   });
 }
 
-async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), hash);
-  return hash.digest('hex');
-}
-
 /** A file name from a URL or a parts file, refusing anything that could leave the folder. */
 function plainName(name: string, what: string): string {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\\') || name.includes('\0')) {
@@ -301,7 +292,7 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
       const dest = join(options.outDir, plainName(part.name, 'a part name'));
       files.push(dest);
       const existing = await stat(dest).catch(() => undefined);
-      if (existing?.size === part.size && (await sha256Of(dest)) === part.sha256) {
+      if (existing?.size === part.size && (await sha256File(dest)) === part.sha256) {
         reused += 1;
         session.done += part.size;
         options.onProgress?.({ phase: 'fetch', done: session.done, total: session.total, item: part.name });
@@ -312,7 +303,7 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
       for (let round = 0; ; round += 1) {
         const before = session.done;
         await download(session, partUrl, dest, part.size);
-        const found = await sha256Of(`${dest}.partial`);
+        const found = await sha256File(`${dest}.partial`);
         if (found === part.sha256) break;
         // A damaged part (on the wire, or a damaged .partial we resumed): fetch it whole again.
         await rm(`${dest}.partial`, { force: true });

@@ -5,7 +5,6 @@
  */
 import { SeabagError } from '../errors.js';
 import { parseDigest, type Digest } from './digest.js';
-import { isImageManifest, isIndex } from './media-types.js';
 
 export interface Platform {
   architecture: string;
@@ -185,28 +184,6 @@ export function parseIndexDocument(doc: unknown, desc: Pick<Descriptor, 'mediaTy
   if (doc['subject'] !== undefined) index.subject = parseDescriptor(doc['subject'], `${where}.subject`);
   if (doc['annotations'] !== undefined) index.annotations = stringMap(doc['annotations'], `${where}.annotations`);
   return index;
-}
-
-/**
- * The content a manifest or index names, in the order a copy must push it (children first):
- * for a manifest its config and layers (and the subject it refers to), for an index its
- * manifests. Anything else names nothing.
- */
-export function successors(desc: Descriptor, data: Uint8Array): Descriptor[] {
-  if (isImageManifest(desc.mediaType)) {
-    const m = parseImageManifest(data, desc);
-    return [...(m.subject === undefined ? [] : [m.subject]), m.config, ...m.layers];
-  }
-  if (isIndex(desc.mediaType)) {
-    const ix = parseIndex(data, desc);
-    return [...(ix.subject === undefined ? [] : [ix.subject]), ...ix.manifests];
-  }
-  return [];
-}
-
-/** A descriptor with only the fields that identify content, for comparisons and storage. */
-export function plainDescriptor(desc: Descriptor): Descriptor {
-  return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
 }
 
 /** `os/arch[/variant]`, as `--platform` writes it. */

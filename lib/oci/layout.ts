@@ -3,15 +3,13 @@
  * `blobs/sha256/<hex>`. Blobs are written whole or not at all (temp file, verify, fsync, rename,
  * fsync the directory), and so is `index.json`.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { writeJSONAtomic } from '../util/atomic.js';
-import { READ_CHUNK, streamToFileAtomic } from '../util/files.js';
+import { READ_CHUNK, sha256File, streamToFileAtomic } from '../util/files.js';
 import { blobPath } from './digest.js';
 import { MAX_METADATA_SIZE, parseIndexDocument, parseJSON, REF_NAME, type Descriptor, type ImageIndex } from './descriptor.js';
 import { OCI_INDEX } from './media-types.js';
@@ -106,9 +104,7 @@ export class OciLayout implements Storage, TagStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw fromSystemError(err, 'stat blob', path);
     }
-    const hash = createHash('sha256');
-    await pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), hash, options.signal ? { signal: options.signal } : {});
-    if (`sha256:${hash.digest('hex')}` !== desc.digest) return false;
+    if (`sha256:${await sha256File(path, undefined, options.signal)}` !== desc.digest) return false;
     this.#verified.add(desc.digest);
     return true;
   }

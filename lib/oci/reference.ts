@@ -92,11 +92,6 @@ export function formatReference(ref: Reference): string {
   return `${referenceName(ref)}${ref.tag === undefined ? '' : `:${ref.tag}`}${ref.digest === undefined ? '' : `@${ref.digest}`}`;
 }
 
-/** Is `repository` a valid repository path (for names built from user input, like `seabag/NAME`)? */
-export function isRepositoryName(repository: string): boolean {
-  return repository.length > 0 && repository.length <= MAX_NAME && repository.split('/').every((c) => PATH_COMPONENT.test(c));
-}
-
 /** The host to talk the distribution API to: Docker Hub's API lives on registry-1.docker.io. */
 export function apiHost(registry: string): string {
   return registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;

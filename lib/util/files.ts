@@ -1,18 +1,49 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { fsyncDir, tempPathFor } from './atomic.js';
+import { BufferPool, COPY_CHUNK, readAhead } from './buffers.js';
 
 /** Reads of 1 MiB: large enough that hashing, not syscalls, sets the pace. */
 export const READ_CHUNK = 1024 * 1024;
 
-/** A read stream over `[start, start + length)` of a file, in 1 MiB chunks. */
-export function readRange(path: string, start: number, length: number): Readable {
-  if (length === 0) return createReadStream(path, { start: 0, end: -1, highWaterMark: READ_CHUNK });
-  return createReadStream(path, { start, end: start + length - 1, highWaterMark: READ_CHUNK });
+/**
+ * The hex sha256 of a whole file, reading ahead into two reused buffers while it hashes (the
+ * loop verify uses, see `readAhead`).
+ *
+ * @throws E_FILE_NOT_FOUND, E_IO; E_SIZE_MISMATCH when the file shrinks while it is read
+ */
+export async function sha256File(path: string, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw fromSystemError(err, 'read', path);
+  }
+  try {
+    const { size } = await handle.stat();
+    const hash = createHash('sha256');
+    const pool = new BufferPool(2, Math.min(COPY_CHUNK, Math.max(1, size)));
+    await readAhead(
+      { read: async (target, at) => (await handle.read(target, 0, target.length, at)).bytesRead },
+      size,
+      pool,
+      (chunk, buffer) => {
+        hash.update(chunk);
+        onBytes?.(chunk.length);
+        pool.give(buffer);
+      },
+      (at) => new SeabagError('E_SIZE_MISMATCH', `${path} shrank to ${at} bytes while it was read`, { details: { file: path, expected: size, found: at } }),
+      signal,
+    );
+    return hash.digest('hex');
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -41,16 +72,5 @@ export async function streamToFileAtomic(
     await rm(temp, { force: true }).catch(() => undefined);
     if (err instanceof SeabagError) throw err;
     throw fromSystemError(err, 'write', path);
-  }
-}
-
-/** Size of a file, or undefined when there is none. */
-export async function fileSize(path: string): Promise<number | undefined> {
-  try {
-    const s = await stat(path);
-    return s.isFile() ? s.size : undefined;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fromSystemError(err, 'stat', path);
   }
 }

@@ -5,7 +5,7 @@
  */
 import { SeabagError, throwIfAborted } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { postOrder, resolveGraph } from '../oci/graph.js';
+import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import type { OpOptions } from '../oci/store.js';
 import { checkExpiry } from '../trust/policy.js';
 import type { TrustRoot } from '../trust/root.js';
@@ -28,16 +28,19 @@ export interface VerifyReport {
 
 /**
  * Every blob an image or the release needs is in the bundle, or listed as omitted (a delta).
+ * Returns each image's graph, in release order (omitted blobs are leaves), for whoever copies it.
  *
  * @throws E_BLOBS_MISSING listing what is neither
  */
-export async function checkComplete(bundle: OpenedBundle, options: OpOptions = {}): Promise<Set<string>> {
+export async function checkComplete(bundle: OpenedBundle, options: OpOptions = {}): Promise<GraphNode[]> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   const needed = new Set<string>([bundle.releaseDesc.digest, bundle.releaseManifest.config.digest, ...bundle.releaseManifest.layers.map((l) => l.digest)]);
+  const graphs: GraphNode[] = [];
   for (const image of bundle.release.images) {
     const root = bundle.archive.index.manifests.find((d) => d.digest === image.digest) ?? { mediaType: image.mediaType, digest: image.digest, size: bundle.archive.location(image.digest)?.size ?? 0 };
     const graph = await resolveGraph(bundle.archive, root, { prune: (d) => omitted.has(d.digest), ...options });
     for (const node of postOrder(graph)) needed.add(node.desc.digest);
+    graphs.push(graph);
   }
   const missing = [...needed].filter((d) => !omitted.has(d) && bundle.archive.location(d as Digest) === undefined);
   if (missing.length > 0) {
@@ -45,7 +48,7 @@ export async function checkComplete(bundle: OpenedBundle, options: OpOptions = {
       details: { missing },
     });
   }
-  return needed;
+  return graphs;
 }
 
 /**

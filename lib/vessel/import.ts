@@ -77,17 +77,6 @@ async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<
   });
 }
 
-/** The graph of each image, read from the bundle (omitted blobs are leaves). */
-async function imageGraphs(bundle: OpenedBundle, omitted: ReadonlySet<string>): Promise<GraphNode[]> {
-  const graphs: GraphNode[] = [];
-  for (const image of bundle.release.images) {
-    const location = bundle.archive.location(image.digest);
-    const root: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: location?.size ?? 0 };
-    graphs.push(await resolveGraph(bundle.archive, root, { prune: (d) => omitted.has(d.digest) }));
-  }
-  return graphs;
-}
-
 /**
  * Checks that every blob a delta leaves out is in the registry where the release needs it,
  * mounting it there from another repository when the vessel has it elsewhere.
@@ -168,7 +157,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const target = options.target ?? vessel.state.target;
       checkTarget(release, target);
       checkDowngrade(release, digest, releasesOf(vessel.state, release.name), options.allowDowngrade === true);
-      await checkComplete(bundle, sig);
+      const graphs = await checkComplete(bundle, sig);
 
       // The same release again, with nothing new to pin: when the registry still has all of it,
       // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
@@ -188,7 +177,6 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       }
 
       const omitted = new Set<string>(release.omittedBlobs);
-      const graphs = await imageGraphs(bundle, omitted);
       const client = await vessel.client();
       await client.ping(signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));

@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, CredentialStore, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
+import { buildBundle, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
@@ -33,11 +33,14 @@ export const build: Command = {
         .option('trust', { type: 'string', array: true, describe: 'trust root file, or folder of N.root.json, to carry for vessels on an older root' })
         .option('since', { type: 'string', describe: "build a delta: leave out what a vessel's inventory (or an older bundle) shows it has" })
         .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
-        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images (overrides the spec)' }),
+        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images (overrides the spec)' })
+        .option('referrers', { type: 'boolean', default: true, describe: "carry each image's signatures, attestations and SBOMs (--no-referrers to leave them out)" })
+        .option('image-key', { type: 'string', array: true, describe: 'require every image to carry a cosign signature by this public key (PEM, ECDSA P-256 or Ed25519); repeatable' }),
     ).example('$0 build release.yaml -o awareness-1.4.0.bundle --sign release.key', 'build and sign')
       .example('$0 build release.yaml -o stick/awareness.bundle --split fat32 --sign release.key', 'parts for a FAT32 stick'),
   async run(args, ctx) {
     const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p)));
+    const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
     const split = str(args, 'split');
     const since = str(args, 'since');
@@ -49,6 +52,8 @@ export const build: Command = {
       platforms: list(args, 'platform').map(parsePlatformString),
       signers,
       roots,
+      referrers: args['referrers'] !== false,
+      imageKeys,
       ...(omit === undefined ? {} : { omit }),
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       ...(created === undefined ? {} : { created }),
@@ -67,7 +72,8 @@ export const build: Command = {
         files: write.files,
         size: write.size,
         ...(write.parts === undefined ? {} : { parts: write.parts.count, sha256: write.parts.sha256 }),
-        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size })),
+        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size, referrers: (i.referrers ?? []).length })),
+        ...(result.imageSignatures === undefined ? {} : { imageSignatures: result.imageSignatures }),
         signatures: result.signedBy.map((keyid) => ({ keyid })),
         omittedBlobs: release.omittedBlobs,
         omittedBytes: result.omittedBytes,
@@ -78,6 +84,9 @@ export const build: Command = {
     writeLine(out, `built ${release.name} ${release.version}: ${write.files.join(', ')} (${formatBytes(write.size)}${write.parts ? ` in ${write.parts.count} parts` : ''})`);
     writeLine(out, `  release   ${result.releaseDigest}`);
     writeLine(out, `  images    ${release.images.map((i) => `${i.ref} (${shortDigest(i.digest)})`).join('\n            ')}`);
+    const referrerCount = release.images.reduce((n, i) => n + (i.referrers ?? []).length, 0);
+    if (referrerCount > 0) writeLine(out, `  referrers ${referrerCount} (signatures, attestations, SBOMs) carried with their images`);
+    if (result.imageSignatures !== undefined) writeLine(out, `  images    every one cosign-signed by an image key`);
     writeLine(out, `  manifests ${release.manifests.length} file(s), device profiles ${release.deviceProfiles.length}`);
     if (release.omittedBlobs.length > 0) writeLine(out, `  delta     ${release.omittedBlobs.length} blob(s) left out (${formatBytes(result.omittedBytes)} the vessel already has)`);
     if (result.signedBy.length === 0) {

@@ -6,6 +6,7 @@ import { isImageManifest, isIndex } from '../oci/media-types.js';
 import { parseImageManifest, parseIndex, type Descriptor } from '../oci/descriptor.js';
 import { parseEnvelope } from '../trust/dsse.js';
 import { parseRoot } from '../trust/root.js';
+import type { ReleaseReferrer } from './referrers.js';
 import { openBundle, releaseSummary, type ReleaseDocument, type ReleaseSummary } from './release.js';
 
 export interface InspectReport {
@@ -13,7 +14,9 @@ export interface InspectReport {
   parts: number;
   size: number;
   release: ReleaseSummary;
-  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number }[];
+  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; referrers: ReleaseReferrer[] }[];
+  /** Keys the release required every image to be signed by (cosign), when it did. */
+  imagePolicy?: { keyids: string[] };
   manifests: { file: string; documents: number; digest: Digest }[];
   deviceProfiles: ReleaseDocument['deviceProfiles'];
   /** Keyids the envelopes name (hints only: `verify` checks them). */
@@ -79,7 +82,9 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
         digest: i.digest,
         platforms: i.platforms,
         size: i.size,
+        referrers: i.referrers ?? [],
       })),
+      ...(release.imagePolicy === undefined ? {} : { imagePolicy: { keyids: release.imagePolicy.keys.map((k) => k.keyid) } }),
       manifests: release.manifests.map((m) => ({ file: m.file, documents: m.documents, digest: m.digest })),
       deviceProfiles: release.deviceProfiles,
       signatures,

@@ -7,9 +7,11 @@ import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseImageManifest, parseJSON, REF_NAME, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
 import { isImageManifest, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
+import { parseReference, referenceName } from '../oci/reference.js';
 import { assertSchema } from '../schema.js';
 import { ArchiveLayout, BUNDLE_POLICY } from './archive.js';
 import { openInput, resolveBundleInput, type BundleInput } from './parts.js';
+import { referrerIndexEntry, type ReleaseReferrer } from './referrers.js';
 
 export interface ReleaseImage {
   /** Full source reference: `shore.example.com/groke/fusion:1.4.0`. */
@@ -24,6 +26,8 @@ export interface ReleaseImage {
   /** Bytes of every distinct blob of the image (manifests, configs, layers). */
   size: number;
   platforms: string[];
+  /** Signatures, attestations, SBOMs and other referrers of the image and its manifests. */
+  referrers?: ReleaseReferrer[];
 }
 
 export interface ReleaseDocument {
@@ -41,6 +45,8 @@ export interface ReleaseDocument {
   /** Blobs a delta bundle leaves out: the vessel must already hold them. */
   omittedBlobs: Digest[];
   since?: { kind: 'inventory' | 'bundle'; releases?: string[] };
+  /** Keys every image was required to be signed by (cosign), checked at build. */
+  imagePolicy?: { keys: { keyid: string; publicKey: string }[] };
 }
 
 /** A tag may not hold `+` (semver build metadata); OCI tools write `_` instead. */
@@ -168,11 +174,34 @@ export function checkIndex(bundle: Pick<OpenedBundle, 'archive' | 'release' | 'r
     if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) continue;
     const ref = d.annotations?.[REF_NAME];
     const image = release.images.find((im) => im.digest === d.digest && im.ref === ref);
+    if (image === undefined && isListedReferrer(release, d)) {
+      listed.add(`${d.digest} ${ref ?? ''}`);
+      continue;
+    }
     if (image === undefined) throw layoutError(name, `${where} names ${ref ?? '(no name)'}@${d.digest}, which the signed release does not list`);
     if (image.mediaType !== d.mediaType) throw layoutError(name, `${where} gives ${ref} the media type ${d.mediaType}, the signed release says ${image.mediaType}`);
     listed.add(`${image.ref} ${image.digest}`);
   }
   for (const image of release.images) {
     if (!listed.has(`${image.ref} ${image.digest}`)) throw layoutError(name, `index.json does not list ${image.ref}@${image.digest}, which the signed release holds`);
+    for (const r of image.referrers ?? []) {
+      const entry = referrerIndexEntry(r, referrerImageName(image));
+      if (!listed.has(`${entry.digest} ${entry.annotations?.[REF_NAME] ?? ''}`)) throw layoutError(name, `index.json does not list the ${r.kind} ${r.digest} of ${image.ref}, which the signed release holds`);
+    }
   }
+}
+
+/** The name cosign tags of an image's referrers go under in `index.json`: its reference without tag or digest. */
+function referrerImageName(image: ReleaseImage): string {
+  return referenceName(parseReference(image.ref));
+}
+
+/** An `index.json` entry that is, exactly, a referrer the signed release lists (same digest, type, size, name). */
+function isListedReferrer(release: ReleaseDocument, d: Descriptor): boolean {
+  return release.images.some((image) =>
+    (image.referrers ?? []).some((r) => {
+      const entry = referrerIndexEntry(r, referrerImageName(image));
+      return entry.digest === d.digest && entry.mediaType === d.mediaType && entry.size === d.size && entry.annotations?.[REF_NAME] === d.annotations?.[REF_NAME];
+    }),
+  );
 }

@@ -28,6 +28,8 @@ export interface ReleaseSpec {
   images: SpecImage[];
   manifests?: string[];
   deviceProfiles?: string[];
+  /** Public keys (files) every image must carry a cosign signature by. */
+  imagePolicy?: { keys: string[] };
 }
 
 export interface LoadedSpec {

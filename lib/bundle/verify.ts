@@ -11,12 +11,20 @@ import { checkExpiry } from '../trust/policy.js';
 import type { TrustRoot } from '../trust/root.js';
 import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../trust/verify.js';
 import { resolveBundleInput, verifyParts } from './parts.js';
+import { carriedReferrers } from './referrers.js';
+import { requireSignedImages, type ImageSignatureReport } from './image-policy.js';
+import { parseImageKey, type ImageKey } from '../trust/cosign.js';
 import { checkIndex, openBundle, releaseSummary, type OpenedBundle, type ReleaseSummary } from './release.js';
 
 export interface VerifyOptions extends OpOptions {
   trust: TrustRoot;
   /** When to judge expiry (default: now). */
   now?: Date;
+  /**
+   * Also check every image's cosign signature, by these keys and those the signed release's
+   * `imagePolicy` names (`bundle verify --images`).
+   */
+  images?: { keys: readonly ImageKey[] };
 }
 
 export interface VerifyReport {
@@ -24,6 +32,8 @@ export interface VerifyReport {
   signatures: SignatureCheck;
   root: { version: number; accepted: number[] };
   blobs: { verified: number; omitted: number; bytes: number };
+  /** Each image's cosign signers (with `images`). */
+  images?: ImageSignatureReport[];
 }
 
 /**
@@ -41,6 +51,9 @@ export async function checkComplete(bundle: OpenedBundle, options: OpOptions = {
     const graph = await resolveGraph(bundle.archive, root, { prune: (d) => omitted.has(d.digest), ...options });
     for (const node of postOrder(graph)) needed.add(node.desc.digest);
     graphs.push(graph);
+  }
+  for (const r of await carriedReferrers(bundle.archive, bundle.release.images, { omitted, ...options })) {
+    for (const node of postOrder(r.graph)) needed.add(node.desc.digest);
   }
   const missing = [...needed].filter((d) => !omitted.has(d) && bundle.archive.location(d as Digest) === undefined);
   if (missing.length > 0) {
@@ -84,11 +97,26 @@ export async function hashAllBlobs(bundle: OpenedBundle, options: OpOptions = {}
 }
 
 /**
+ * Every image of a (signature-checked) bundle carries a valid cosign signature by one of `keys` or
+ * of the keys its release's `imagePolicy` names; read from the bundle alone.
+ *
+ * @throws E_USAGE when there is no key at all; E_IMAGE_UNSIGNED, E_IMAGE_SIGNATURE_INVALID
+ */
+export async function checkImageSignatures(bundle: OpenedBundle, keys: readonly ImageKey[], options: OpOptions = {}): Promise<ImageSignatureReport[]> {
+  const all = [...keys, ...(bundle.release.imagePolicy?.keys ?? []).map((k, i) => parseImageKey(k.publicKey, `the release's image key ${i + 1}`))];
+  if (all.length === 0) {
+    throw new SeabagError('E_USAGE', 'the release names no image keys, and none were given', { hint: 'pass --image-key KEY.pub (the cosign public key the images are signed with)' });
+  }
+  return requireSignedImages(bundle.release.images, () => bundle.archive, all, { omitted: new Set(bundle.release.omittedBlobs), ...options });
+}
+
+/**
  * Verifies a bundle (or its parts) against a trust root.
  *
  * @throws E_PART_MISSING, E_PART_CORRUPT, E_ARCHIVE_UNSAFE, E_ARCHIVE_TRUNCATED, E_LAYOUT_INVALID,
  *   E_ROOT_CHAIN_INVALID, E_UNSIGNED, E_KEY_UNTRUSTED, E_SIGNATURE_INVALID, E_SUBJECT_MISMATCH,
- *   E_THRESHOLD_UNMET, E_EXPIRED, E_BLOBS_MISSING, E_DIGEST_MISMATCH
+ *   E_THRESHOLD_UNMET, E_EXPIRED, E_BLOBS_MISSING, E_DIGEST_MISMATCH; with `images`, also
+ *   E_IMAGE_UNSIGNED, E_IMAGE_SIGNATURE_INVALID
  */
 export async function verifyBundle(path: string, options: VerifyOptions): Promise<VerifyReport> {
   const input = await resolveBundleInput(path);
@@ -100,6 +128,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
     checkIndex(bundle);
     checkExpiry(root, bundle.release, options.now ?? new Date());
     await checkComplete(bundle, options);
+    const images = options.images === undefined ? undefined : await checkImageSignatures(bundle, options.images.keys, options);
     const hashed = await hashAllBlobs(bundle, options);
     const { release } = bundle;
     return {
@@ -107,6 +136,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
       signatures,
       root: { version: root.signed.version, accepted: accepted.map((r) => r.signed.version) },
       blobs: { verified: hashed.count, omitted: release.omittedBlobs.length, bytes: hashed.bytes },
+      ...(images === undefined ? {} : { images }),
     };
   } finally {
     await bundle.close();

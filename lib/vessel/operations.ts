@@ -15,10 +15,32 @@ import { readJournal, type Journal } from './journal.js';
 import { holderAlive, lockHolder } from './lock.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
-import { recoverJournal, switchRelease, type SwitchResult } from './switch.js';
+import { planSwitch, recoverJournal, switchRelease, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;
+  /** Work out what would change and return it, changing nothing (no lock, no recovery, no write). */
+  dryRun?: boolean;
+  /**
+   * Shown the plan (what would move or be removed) before anything changes; resolving false
+   * stops with nothing changed (E_DECLINED). Absent: no question (scripts, `--yes`).
+   */
+  confirm?: (plan: SwitchResult | PruneReport) => Promise<boolean>;
+}
+
+/** Opens the vessel for a command that may change it: read-only for a dry run (and says what a crash left pending). */
+async function openFor(options: SwitchOptions, command: string): Promise<Vessel> {
+  if (options.dryRun !== true) return openForChange(options, command);
+  const vessel = await Vessel.open(options, command, 'read');
+  const journal = await readJournal(vessel.dir);
+  if (journal !== undefined) vessel.notes.push(`an interrupted ${journal.op} of ${journal.name} ${journal.to.version} is pending; the real run finishes it first`);
+  return vessel;
+}
+
+/** Asks `options.confirm` about a plan; throws E_DECLINED on no. */
+async function confirmed(options: SwitchOptions, plan: SwitchResult | PruneReport, what: string): Promise<void> {
+  if (options.confirm === undefined) return;
+  if (!(await options.confirm(plan))) throw new SeabagError('E_DECLINED', `${what}: not done, the answer was no; nothing changed`);
 }
 
 function heldList(releases: HeldRelease[]): string {
@@ -44,13 +66,18 @@ async function openForChange(options: SwitchOptions, command: string): Promise<V
  * @throws E_RELEASE_UNKNOWN (not held), and what `switchRelease` throws
  */
 export async function applyRelease(name: string, version: string, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
-  const vessel = await openForChange(options, `apply ${name}@${version}`);
+  const vessel = await openFor(options, `apply ${name}@${version}`);
   try {
     const target = findRelease(vessel.state, name, version);
     if (target === undefined) {
       throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel does not hold ${name} ${version}; it holds ${heldList(releasesOf(vessel.state, name))}`, {
         hint: 'import its bundle first (bundle import FILE)',
       });
+    }
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = await planSwitch(vessel, target, 'apply', options.signal);
+      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      await confirmed(options, plan, `apply ${name} ${version}`);
     }
     const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal);
     return { ...result, notes: vessel.notes };
@@ -66,7 +93,7 @@ export async function applyRelease(name: string, version: string, options: Switc
  * @throws E_RELEASE_UNKNOWN, E_NOT_FOUND (nothing to go back to), and what `switchRelease` throws
  */
 export async function rollbackRelease(name: string, to: string | undefined, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
-  const vessel = await openForChange(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
+  const vessel = await openFor(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
   try {
     const held = releasesOf(vessel.state, name);
     let target: HeldRelease | undefined;
@@ -78,6 +105,11 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
       if (target === undefined) {
         throw new SeabagError('E_NOT_FOUND', `there is no previous release of ${name} to roll back to; it holds ${heldList(held)}`, { hint: 'name one with --to VERSION' });
       }
+    }
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = await planSwitch(vessel, target, 'rollback', options.signal);
+      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
     }
     const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal);
     return { ...result, notes: vessel.notes };
@@ -164,6 +196,8 @@ export interface PruneReport {
   /** Deletes the registry refused (deletes disabled): content stays until GC with deletes on. */
   deleteRefused: boolean;
   notes: string[];
+  /** Only the plan: what would be removed (`--dry-run`); nothing was. */
+  dryRun?: boolean;
 }
 
 /**
@@ -173,7 +207,7 @@ export interface PruneReport {
  */
 export async function pruneReleases(options: SwitchOptions & { keep: number; name?: string }): Promise<PruneReport> {
   if (!Number.isInteger(options.keep) || options.keep < 1) throw new SeabagError('E_USAGE', '--keep must be at least 1');
-  const vessel = await openForChange(options, `prune --keep ${options.keep}`);
+  const vessel = await openFor(options, `prune --keep ${options.keep}`);
   try {
     const names = [...new Set(vessel.state.releases.map((r) => r.name))].filter((n) => options.name === undefined || n === options.name);
     const removed: HeldRelease[] = [];
@@ -184,6 +218,18 @@ export async function pruneReleases(options: SwitchOptions & { keep: number; nam
       removed.push(...held.filter((r) => !keep.has(r)));
     }
     const kept = vessel.state.releases.filter((r) => !removed.includes(r));
+    if (options.dryRun === true || (options.confirm !== undefined && removed.length > 0)) {
+      const plan: PruneReport = {
+        removed: removed.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
+        kept: kept.map((r) => ({ name: r.name, version: r.version, state: r.state })),
+        manifestsDeleted: 0,
+        deleteRefused: false,
+        notes: vessel.notes,
+        dryRun: true,
+      };
+      if (options.dryRun === true) return plan;
+      await confirmed(options, plan, 'prune');
+    }
     const keptDigests = new Map<string, Set<string>>();
     for (const r of kept) for (const [repo, digests] of Object.entries(r.content)) for (const d of digests) (keptDigests.get(repo) ?? keptDigests.set(repo, new Set()).get(repo))?.add(d);
     let deleted = 0;

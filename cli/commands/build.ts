@@ -33,7 +33,9 @@ export const build: Command = {
         .option('trust', { type: 'string', array: true, describe: 'trust root file, or folder of N.root.json, to carry for vessels on an older root' })
         .option('since', { type: 'string', describe: "build a delta: leave out what a vessel's inventory (or an older bundle) shows it has" })
         .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
-        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images (overrides the spec)' }),
+        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images, as containerd selects them (overrides the spec)' })
+        .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
+        .option('referrers', { type: 'boolean', default: true, describe: 'carry image referrers: buildx attestation manifests of the kept platforms (--no-referrers drops them)' }),
     ).example('$0 build release.yaml -o awareness-1.4.0.bundle --sign release.key', 'build and sign')
       .example('$0 build release.yaml -o stick/awareness.bundle --split fat32 --sign release.key', 'parts for a FAT32 stick'),
   async run(args, ctx) {
@@ -47,6 +49,11 @@ export const build: Command = {
     const result = await buildBundle(str(args, 'spec') as string, {
       output: str(args, 'output') as string,
       platforms: list(args, 'platform').map(parsePlatformString),
+      platformStrict: args['platform-strict'] === true,
+      referrers: args['referrers'] !== false,
+      onWarning: (w) => {
+        if (!ctx.json) writeLine(ctx.io.stderr, `warning: ${w.message}`);
+      },
       signers,
       roots,
       ...(omit === undefined ? {} : { omit }),
@@ -67,10 +74,11 @@ export const build: Command = {
         files: write.files,
         size: write.size,
         ...(write.parts === undefined ? {} : { parts: write.parts.count, sha256: write.parts.sha256 }),
-        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size })),
+        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size, ...(i.attestations ? { attestations: i.attestations } : {}) })),
         signatures: result.signedBy.map((keyid) => ({ keyid })),
         omittedBlobs: release.omittedBlobs,
         omittedBytes: result.omittedBytes,
+        warnings: result.warnings,
       });
       return 0;
     }

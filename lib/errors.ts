@@ -5,6 +5,7 @@
  * text. Whether an error is worth retrying is decided once, where the error is made
  * (`temporary`), the way go-containerregistry's transport errors carry it.
  */
+import { redactText, redactValue } from './util/redact.js';
 
 /** Exit status classes of the CLI contract (DESIGN.md, "CLI contract"). */
 export const EXIT = {
@@ -84,11 +85,12 @@ export class SeabagError extends Error {
   readonly temporary: boolean;
 
   constructor(code: ErrorCode, message: string, options: SeabagErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // Redacted here, once, so no message or --json detail can carry a credential (redact.ts).
+    super(redactText(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SeabagError';
     this.code = code;
-    this.details = options.details ?? {};
-    this.hint = options.hint;
+    this.details = redactValue(options.details ?? {});
+    this.hint = options.hint === undefined ? undefined : redactText(options.hint);
     this.temporary = options.temporary ?? false;
   }
 

@@ -31,6 +31,8 @@ export const RELEASE_FIELDS = [
   '  targets: [class-a]            vessel classes that may import it; absent: any',
   '  platforms: [linux/arm64]      keep only these platforms of multi-platform',
   '                                images; absent: all',
+  '  platformStrict: true          an image with none of the platforms fails the',
+  '                                build (default: a warning, carried whole)',
   '  expires: 2027-06-01           a date or RFC 3339 time after which vessels',
   '                                refuse it; must be in the future',
   '  images:                       every image the release runs, at least one',
@@ -63,7 +65,9 @@ export const build: Command = {
         .option('trust', { type: 'string', array: true, describe: 'trust root file, or folder of N.root.json, to carry for vessels on an older root' })
         .option('since', { type: 'string', describe: "build a delta: leave out what a vessel's inventory (or an older bundle) shows it has" })
         .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
-        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images (overrides the spec)' }),
+        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images, as containerd selects them (overrides the spec)' })
+        .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
+        .option('referrers', { type: 'boolean', default: true, describe: 'carry image referrers: buildx attestation manifests of the kept platforms (--no-referrers drops them)' }),
     ),
   progress: true,
   more: RELEASE_FIELDS,
@@ -83,6 +87,11 @@ export const build: Command = {
     const result = await buildBundle(str(args, 'spec') as string, {
       output: str(args, 'output') as string,
       platforms: list(args, 'platform').map(parsePlatformString),
+      platformStrict: args['platform-strict'] === true,
+      referrers: args['referrers'] !== false,
+      onWarning: (w) => {
+        if (!ctx.json) writeLine(ctx.io.stderr, `warning: ${w.message}`);
+      },
       signers,
       roots,
       ...(omit === undefined ? {} : { omit }),
@@ -103,10 +112,11 @@ export const build: Command = {
         files: write.files,
         size: write.size,
         ...(write.parts === undefined ? {} : { parts: write.parts.count, sha256: write.parts.sha256 }),
-        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size })),
+        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size, ...(i.attestations ? { attestations: i.attestations } : {}) })),
         signatures: result.signedBy.map((keyid) => ({ keyid })),
         omittedBlobs: release.omittedBlobs,
         omittedBytes: result.omittedBytes,
+        warnings: result.warnings,
       });
       return 0;
     }

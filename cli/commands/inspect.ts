@@ -29,6 +29,14 @@ export const inspect: Command = {
     for (const line of table([['REF', 'DIGEST', 'PLATFORMS', 'SIZE'], ...report.images.map((i) => [i.ref, shortDigest(i.digest), i.platforms.join(',') || '-', formatBytes(i.size)])])) {
       writeLine(out, `  ${line}`);
     }
+    const attested = report.images.filter((i) => (i.attestations?.length ?? 0) > 0);
+    if (attested.length > 0) {
+      writeLine(out);
+      writeLine(out, 'attestations (buildx provenance/SBOM manifests, carried with their images):');
+      for (const i of attested) {
+        for (const a of i.attestations ?? []) writeLine(out, `  ${i.ref}  ${shortDigest(a.digest)} for ${a.platform ?? shortDigest(a.subject)}`);
+      }
+    }
     writeLine(out);
     writeLine(out, `manifests: ${report.manifests.map((m) => `${m.file} (${m.documents} doc${m.documents === 1 ? '' : 's'})`).join(', ') || 'none'}`);
     writeLine(out, `device profiles: ${report.deviceProfiles.map((d) => `${d.name} (${d.discovery}${d.node ? ` on ${d.node}` : ''})`).join(', ') || 'none'}`);

@@ -15,6 +15,7 @@ import { readJournal, type Journal } from './journal.js';
 import { holderAlive, lockHolder } from './lock.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
+import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
 import { planSwitch, recoverJournal, switchRelease, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
@@ -123,7 +124,21 @@ export interface StatusReport {
   registry?: string;
   target?: string;
   trustRoot?: { version: number; expires: string };
-  releases: { name: string; version: string; state: ReleaseState; digest: Digest; created: string; importedAt: string; appliedAt?: string; failure?: string; images: number }[];
+  releases: {
+    name: string;
+    version: string;
+    state: ReleaseState;
+    digest: Digest;
+    created: string;
+    importedAt: string;
+    appliedAt?: string;
+    failure?: string;
+    images: number;
+    /** For a release that is not active: the images whose digests an apply of it would change. */
+    changes?: ImageChange[];
+  }[];
+  /** Per release name: the version `bundle rollback NAME` would return to (none when nothing ran before). */
+  rollback: { name: string; version: string }[];
   pending: (Pick<Journal, 'op' | 'name' | 'to' | 'from' | 'phase' | 'started'> & { running: boolean; pid: number }) | null;
   notes: string[];
 }
@@ -153,8 +168,19 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
   }
   const state = await dir.load();
   const root = await dir.currentRoot().catch(() => undefined);
-  const releases = state.releases
-    .filter((r) => options.name === undefined || r.name === options.name)
+  if (options.name !== undefined && !state.releases.some((r) => r.name === options.name)) {
+    const names = [...new Set(state.releases.map((r) => r.name))].sort();
+    throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel holds no release named ${options.name}; ${names.length === 0 ? 'it holds none yet' : `it holds ${names.join(', ')}`}`, {
+      details: { name: options.name, held: names },
+      hint: names.length === 0 ? 'stage one with bundle import FILE' : `run bundle status ${names[0]}, or bundle status for all`,
+    });
+  }
+  const shown = state.releases.filter((r) => options.name === undefined || r.name === options.name);
+  const rollback = [...new Set(shown.map((r) => r.name))].flatMap((name) => {
+    const back = rollbackTarget(state, name);
+    return back === undefined ? [] : [{ name, version: back.version }];
+  });
+  const releases = shown
     .map((r) => ({
       name: r.name,
       version: r.version,
@@ -165,6 +191,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),
       images: r.images.length,
+      ...(r.state === 'active' ? {} : { changes: imageChanges(state, r) }),
     }));
   return {
     stateDir: dir.dir,
@@ -172,6 +199,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
     ...(state.target === undefined ? {} : { target: state.target }),
     ...(root === undefined ? {} : { trustRoot: { version: root.signed.version, expires: root.signed.expires } }),
     releases,
+    rollback,
     pending:
       journal === undefined
         ? null

@@ -12,8 +12,12 @@ export const verify: Command = {
       .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or a folder' })
       .option('trust', { type: 'string', demandOption: true, describe: 'the trust root (trust.json) to verify against' })
       .option('images', { type: 'boolean', default: false, describe: "also check every image's cosign signature (keys: the release's imagePolicy and --image-key)" })
-      .option('image-key', { type: 'string', array: true, describe: 'with --images: a cosign public key (PEM, ECDSA P-256 or Ed25519) images may be signed by; repeatable' })
-      .example('$0 verify awareness-1.4.0.bundle --trust trust.json', 'exit 0 when valid, 1 when rejected'),
+      .option('image-key', { type: 'string', array: true, describe: 'with --images: a cosign public key (PEM, ECDSA P-256 or Ed25519) images may be signed by; repeatable' }),
+  progress: true,
+  examples: [
+    { does: 'in CI: exit 0 when valid, 1 when rejected', run: 'bundle verify awareness-1.4.0.bundle --trust trust.json' },
+    { does: "also check every image's cosign signature against the release's image keys", run: 'bundle verify awareness-1.4.0.bundle --trust trust.json --images' },
+  ],
   async run(args, ctx) {
     const { root } = await loadRoot(str(args, 'trust') as string);
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));

@@ -7,14 +7,14 @@ import { parseImageManifest, parseIndex, type Descriptor } from '../oci/descript
 import { parseEnvelope } from '../trust/dsse.js';
 import { parseRoot } from '../trust/root.js';
 import type { ReleaseReferrer } from './referrers.js';
-import { openBundle, releaseSummary, type ReleaseDocument, type ReleaseSummary } from './release.js';
+import { openBundle, releaseSummary, type ReleaseAttestation, type ReleaseDocument, type ReleaseSummary } from './release.js';
 
 export interface InspectReport {
   file: string;
   parts: number;
   size: number;
   release: ReleaseSummary;
-  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; referrers: ReleaseReferrer[] }[];
+  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; attestations?: ReleaseAttestation[]; referrers: ReleaseReferrer[] }[];
   /** Keys the release required every image to be signed by (cosign), when it did. */
   imagePolicy?: { keyids: string[] };
   manifests: { file: string; documents: number; digest: Digest }[];
@@ -82,6 +82,7 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
         digest: i.digest,
         platforms: i.platforms,
         size: i.size,
+        ...(i.attestations === undefined ? {} : { attestations: i.attestations }),
         referrers: i.referrers ?? [],
       })),
       ...(release.imagePolicy === undefined ? {} : { imagePolicy: { keyids: release.imagePolicy.keys.map((k) => k.keyid) } }),

@@ -35,6 +35,8 @@ const CODES = {
   E_PART_MISSING: EXIT.rejected,
   E_PART_CORRUPT: EXIT.rejected,
   E_TRUST_MISMATCH: EXIT.rejected,
+  /** The person asked (`Proceed? [y/N]`) said no. */
+  E_DECLINED: EXIT.rejected,
   // 2: the request itself is wrong.
   E_USAGE: EXIT.usage,
   E_SPEC_INVALID: EXIT.usage,
@@ -48,10 +50,13 @@ const CODES = {
   E_TRUST_REQUIRED: EXIT.usage,
   E_RELEASE_UNKNOWN: EXIT.usage,
   E_NOT_FOUND: EXIT.usage,
+  E_PLATFORM_UNAVAILABLE: EXIT.usage,
+  E_FOREIGN_LAYER_MISSING: EXIT.usage,
   E_INVENTORY_INVALID: EXIT.usage,
   // 3: the world around us failed.
   E_REGISTRY: EXIT.environment,
   E_REGISTRY_UNREACHABLE: EXIT.environment,
+  E_FOREIGN_LAYERS_REFUSED: EXIT.environment,
   E_AUTH: EXIT.environment,
   E_LOCKED: EXIT.environment,
   E_IO: EXIT.environment,

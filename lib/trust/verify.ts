@@ -6,7 +6,7 @@
 import { SeabagError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { digestHex } from '../oci/digest.js';
-import type { OpenedBundle, ReleaseDocument } from '../bundle/release.js';
+import type { ReleaseDocument, SignedRelease } from '../release/model.js';
 import { checkEnvelope, IN_TOTO_PAYLOAD_TYPE, parseEnvelope } from './dsse.js';
 import { extendChain, parseRoot, roleKeys, type TrustRoot } from './root.js';
 
@@ -55,7 +55,7 @@ export interface SignatureCheck {
  *   release), E_KEY_UNTRUSTED (signed only by keys this root does not trust), E_SIGNATURE_INVALID
  *   (a signature that does not verify, or not an in-toto statement), E_THRESHOLD_UNMET
  */
-export function verifyReleaseSignatures(bundle: Pick<OpenedBundle, 'signatures' | 'releaseDesc'>, root: TrustRoot): SignatureCheck {
+export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot): SignatureCheck {
   const threshold = root.signed.roles.release.threshold;
   const trusted = roleKeys(root, 'release');
   const releaseHex = digestHex(bundle.releaseDesc.digest);

@@ -62,9 +62,10 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
       });
     }
     const signatures: { keyid: string }[] = [];
-    for (const s of bundle.signatures) {
+    // Each distinct envelope once, however many artifacts carry it.
+    for (const envelope of new Set(bundle.signatures.map((s) => s.envelope))) {
       try {
-        for (const sig of parseEnvelope(s.envelope).signatures) signatures.push({ keyid: sig.keyid ?? '(none)' });
+        for (const sig of parseEnvelope(envelope).signatures) signatures.push({ keyid: sig.keyid ?? '(none)' });
       } catch {
         signatures.push({ keyid: '(unreadable envelope)' });
       }

@@ -66,13 +66,20 @@ export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot):
   let movedFrom: string | undefined;
   // Every failed signature named (as its hint) a key the root does not trust.
   let untrustedOnly = true;
+  // Several artifacts may carry the same envelope: each distinct envelope is parsed and checked once.
+  const checked = new Map<Buffer, { envelope: ReturnType<typeof parseEnvelope>; check?: ReturnType<typeof checkEnvelope> }>();
   for (const artifact of bundle.signatures) {
-    const envelope = parseEnvelope(artifact.envelope);
-    if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+    let seen = checked.get(artifact.envelope);
+    if (seen === undefined) {
+      const envelope = parseEnvelope(artifact.envelope);
+      seen = envelope.payloadType === IN_TOTO_PAYLOAD_TYPE ? { envelope, check: checkEnvelope(envelope, trusted) } : { envelope };
+      checked.set(artifact.envelope, seen);
+    }
+    const check = seen.check;
+    if (check === undefined) {
       untrustedOnly = false;
       continue;
     }
-    const check = checkEnvelope(envelope, trusted);
     if (check.invalid.some((i) => i.hintTrusted || i.keyid === undefined)) untrustedOnly = false;
     if (check.valid.length === 0) continue;
     untrustedOnly = false;

@@ -12,6 +12,7 @@ export {
   releaseRepository,
   releaseSummary,
   versionTag,
+  type ReleaseAttestation,
   type ReleaseDocument,
   type ReleaseImage,
   type ReleaseSummary,

@@ -19,11 +19,13 @@ export const verify: Command = {
     { does: "also check every image's cosign signature against the release's image keys", run: 'bundle verify awareness-1.4.0.bundle --trust trust.json --images' },
   ],
   async run(args, ctx) {
-    const { root } = await loadRoot(str(args, 'trust') as string);
+    const trustPath = str(args, 'trust') as string;
+    const { root } = await loadRoot(trustPath);
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     if (imageKeys.length > 0 && args['images'] !== true) throw new SeabagError('E_USAGE', '--image-key is used with --images');
     const report = await verifyBundle(str(args, 'file') as string, {
       trust: root,
+      trustName: trustPath,
       ...(args['images'] === true ? { images: { keys: imageKeys } } : {}),
       signal: ctx.signal,
       onProgress: ctx.progress.update,

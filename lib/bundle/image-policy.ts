@@ -14,13 +14,13 @@ import { fetchVerified } from '../oci/graph.js';
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import { checkCosignSignature, COSIGN_SIGNATURE_ANNOTATION, MAX_PAYLOAD_SIZE, type ImageKey, type SignatureFault } from '../trust/cosign.js';
-import type { ReleaseReferrer } from './referrers.js';
+import type { ReferrerRecord } from '../oci/referrers.js';
 
 export interface PolicyImage {
   ref: string;
   digest: Digest;
   sourceDigest?: Digest;
-  referrers?: ReleaseReferrer[];
+  referrers?: ReferrerRecord[];
 }
 
 export interface ImageSignatureReport {

@@ -14,44 +14,27 @@
  * Referrers of referrers (a signature over an SBOM) are followed too, a few levels deep.
  *
  * Nothing is parsed beyond the manifest structure: every kind, known or not, is carried byte for
- * byte. A referrer's `subject` is never part of its content (the subject is the image, carried on
- * its own), so the walk stops there.
+ * byte (what a referrer is as content is `oci/referrers.ts`).
  *
  * Limits: at most {@link MAX_REFERRERS} referrers per image, {@link MAX_REFERRER_DEPTH} levels of
  * referrers of referrers, {@link MAX_LAYOUT_SCAN} manifests of a layout's `index.json` read for
  * their `subject`; manifests and indexes are held in memory only up to 4 MiB each.
  */
 import { SeabagError, throwIfAborted } from '../errors.js';
-import { digestHex, isDigest, type Digest } from '../oci/digest.js';
-import { MAX_METADATA_SIZE, parseImageManifest, parseIndex, REF_NAME, type Descriptor, type ImageIndex } from '../oci/descriptor.js';
-import { fetchVerified, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { MAX_METADATA_SIZE, parseIndex, REF_NAME, type Descriptor, type ImageIndex } from '../oci/descriptor.js';
+import { fetchVerified, postOrder, type GraphNode } from '../oci/graph.js';
 import { OciLayout } from '../oci/layout.js';
-import { isImageManifest, isIndex, isManifestLike, OCI_INDEX } from '../oci/media-types.js';
+import { isIndex, isManifestLike, OCI_INDEX } from '../oci/media-types.js';
+import { fallbackTag, referrerFacts, referrerGraph, type ReferrerKind, type ReferrerRecord } from '../oci/referrers.js';
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import { isNotFound } from '../registry/client.js';
 import { drain, readBody, type HttpResponse } from '../registry/http.js';
 import { Repository } from '../registry/repository.js';
 import { ArchiveLayout } from './archive.js';
 
-/** What a referrer is: one of cosign's tags, or an OCI 1.1 referrer (`subject` set). */
-export type ReferrerKind = 'signature' | 'attestation' | 'sbom' | 'referrer';
-
-/** A referrer as the release document lists it, under its image. */
-export interface ReleaseReferrer {
-  kind: ReferrerKind;
-  /** The manifest it refers to (the image, one of its manifests, or another referrer). */
-  subject: Digest;
-  digest: Digest;
-  mediaType: string;
-  size: number;
-  /** The manifest's `artifactType` (or its config's media type), as a referrers list gives it. */
-  artifactType?: string;
-  /** cosign's tag in the image's repository (`sha256-<hex>.sig`); absent for OCI 1.1 referrers. */
-  tag?: string;
-}
-
 export interface DiscoveredReferrer {
-  record: ReleaseReferrer;
+  record: ReferrerRecord;
   /** The referrer's content: its manifest (bytes held) and what it names, without its subject. */
   graph: GraphNode;
 }
@@ -65,43 +48,6 @@ const COSIGN_SUFFIXES: readonly (readonly [string, ReferrerKind])[] = [
   ['att', 'attestation'],
   ['sbom', 'sbom'],
 ];
-
-/** The referrers tag schema's tag for a digest: `sha256-<hex>`. */
-export function fallbackTag(digest: Digest): string {
-  return `sha256-${digestHex(digest)}`;
-}
-
-/** cosign's tag for a digest: `sha256-<hex>.sig` (or `.att`, `.sbom`). */
-export function cosignTag(digest: Digest, suffix: 'sig' | 'att' | 'sbom'): string {
-  return `${fallbackTag(digest)}.${suffix}`;
-}
-
-/** The manifest a referrer names as its `subject`, and the artifact type a referrers list gives it. */
-export function referrerFacts(bytes: Buffer, desc: Descriptor): { subject?: Digest; artifactType?: string; annotations?: Record<string, string> } {
-  if (isImageManifest(desc.mediaType)) {
-    const m = parseImageManifest(bytes, desc);
-    const artifactType = m.artifactType ?? m.config.mediaType;
-    return { ...(m.subject ? { subject: m.subject.digest } : {}), artifactType, ...(m.annotations ? { annotations: m.annotations } : {}) };
-  }
-  const i = parseIndex(bytes, desc);
-  return { ...(i.subject ? { subject: i.subject.digest } : {}), ...(i.artifactType ? { artifactType: i.artifactType } : {}), ...(i.annotations ? { annotations: i.annotations } : {}) };
-}
-
-/**
- * A referrer's content graph: its manifest and everything it names except its `subject` (nor
- * anything in `stop`), which is the image's content and travels with the image.
- *
- * @throws E_LAYOUT_INVALID, E_DIGEST_MISMATCH and the store's errors
- */
-export async function referrerGraph(store: ReadOnlyStorage, desc: Descriptor, options: OpOptions & { stop?: (d: Descriptor) => boolean } = {}): Promise<GraphNode> {
-  const bytes = await fetchVerified(store, desc, options);
-  const { subject } = referrerFacts(bytes, desc);
-  const graph = await resolveGraph(store, desc, {
-    prune: (d) => d.digest === subject || options.stop?.(d) === true,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  return { ...graph, children: graph.children.filter((c) => c.desc.digest !== subject) };
-}
 
 interface Hit {
   desc: Descriptor;
@@ -281,7 +227,7 @@ export async function discoverReferrers(store: ReadOnlyStorage, subjects: readon
         const facts = referrerFacts(bytes, desc);
         if (hit.kind === 'referrer' && facts.subject !== subject) continue;
         const graph = await referrerGraph(store, desc, { ...options, stop: (d) => seen.has(d.digest as Digest) && d.digest !== desc.digest });
-        const record: ReleaseReferrer = {
+        const record: ReferrerRecord = {
           kind: hit.kind,
           subject,
           digest: desc.digest,
@@ -321,50 +267,5 @@ export function referrerSubjects(graph: GraphNode, sourceDigest?: Digest): Diges
     .map((n) => n.desc.digest)
     .reverse();
   if (sourceDigest !== undefined && !out.includes(sourceDigest)) out.push(sourceDigest);
-  return out;
-}
-
-/** The `index.json` entry of a referrer in a bundle: cosign's tags under the image's name, so OCI tools find them. */
-export function referrerIndexEntry(record: ReleaseReferrer, imageName: string): Descriptor {
-  return {
-    mediaType: record.mediaType,
-    digest: record.digest,
-    size: record.size,
-    ...(record.artifactType === undefined ? {} : { artifactType: record.artifactType }),
-    ...(record.tag === undefined ? {} : { annotations: { [REF_NAME]: `${imageName}:${record.tag}` } }),
-  };
-}
-
-/** A referrer of a release image, with its content graph, read back from a bundle (or wherever the bundle's content is). */
-export interface CarriedReferrer {
-  /** The image's repository on the vessel: the referrer goes beside it. */
-  repository: string;
-  record: ReleaseReferrer;
-  graph: GraphNode;
-}
-
-/**
- * The referrers a release carries, each with its content graph as `store` holds it (omitted blobs
- * are leaves), in release order, each distinct (repository, digest, tag) once.
- *
- * @throws E_LAYOUT_INVALID, E_DIGEST_MISMATCH and the store's errors (E_BLOBS_MISSING for a bundle)
- */
-export async function carriedReferrers(
-  store: ReadOnlyStorage,
-  images: readonly { repository: string; referrers?: ReleaseReferrer[] }[],
-  options: OpOptions & { omitted?: ReadonlySet<string> } = {},
-): Promise<CarriedReferrer[]> {
-  const out: CarriedReferrer[] = [];
-  const seen = new Set<string>();
-  for (const image of images) {
-    for (const record of image.referrers ?? []) {
-      const key = `${image.repository} ${record.digest} ${record.tag ?? ''}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const desc: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size };
-      const graph = await referrerGraph(store, desc, { ...options, stop: (d) => options.omitted?.has(d.digest) === true });
-      out.push({ repository: image.repository, record, graph });
-    }
-  }
   return out;
 }

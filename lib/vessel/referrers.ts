@@ -19,7 +19,7 @@ import type { OpOptions } from '../oci/store.js';
 import { isNotFound } from '../registry/client.js';
 import { drain } from '../registry/http.js';
 import type { Repository } from '../registry/repository.js';
-import { fallbackTag, referrerFacts, type CarriedReferrer } from '../bundle/referrers.js';
+import { fallbackTag, referrerFacts, type CarriedReferrer } from '../oci/referrers.js';
 
 export interface LinkResult {
   /** cosign tags set or moved. */

@@ -34,6 +34,8 @@ const CODES = {
   E_PART_MISSING: EXIT.rejected,
   E_PART_CORRUPT: EXIT.rejected,
   E_TRUST_MISMATCH: EXIT.rejected,
+  /** An applied release failed its health check; seabag switched back. */
+  E_HEALTH_CHECK_FAILED: EXIT.rejected,
   // 2: the request itself is wrong.
   E_USAGE: EXIT.usage,
   E_SPEC_INVALID: EXIT.usage,

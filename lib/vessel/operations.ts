@@ -15,10 +15,45 @@ import { readJournal, type Journal } from './journal.js';
 import { holderAlive, lockHolder } from './lock.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
-import { recoverJournal, switchRelease, type SwitchResult } from './switch.js';
+import { recoverJournal, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;
+  /** The health gate of apply and rollback (see `gateFor`). */
+  gate?: GateOptions;
+}
+
+/**
+ * What the captain said about health checks. `check` (a shell command line) wins over the
+ * release's own check; the release's check runs only with `releaseCheck`, since it is a command
+ * chosen ashore that would run on this host with seabag's rights (see README, "The health gate").
+ */
+export interface GateOptions {
+  check?: string;
+  /** Seconds; default 120 for `check`, the release's own timeout for its check. */
+  timeoutSeconds?: number;
+  releaseCheck?: boolean;
+  env?: Record<string, string | undefined>;
+}
+
+/** Picks the check that gates a switch to `target`, and says why another did not run. */
+export function gateFor(target: HeldRelease, gate: GateOptions | undefined, notes: string[]): SwitchGate | undefined {
+  const env = gate?.env ?? {};
+  const own = target.check;
+  const shown = (argv: string[]): string => argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  if (gate?.check !== undefined) {
+    if (own !== undefined) notes.push(`${target.name} ${target.version} carries its own health check (${shown(own.command)}); --check replaces it`);
+    return { check: { command: ['/bin/sh', '-c', gate.check], timeoutSeconds: gate.timeoutSeconds ?? 120, source: 'cli' }, env };
+  }
+  if (own === undefined) {
+    if (gate?.releaseCheck === true) notes.push(`${target.name} ${target.version} carries no health check of its own; nothing was checked`);
+    return undefined;
+  }
+  if (gate?.releaseCheck !== true) {
+    notes.push(`${target.name} ${target.version} carries a signed health check that was not run: ${shown(own.command)} (pass --release-check to run it, or --check CMD for your own)`);
+    return undefined;
+  }
+  return { check: { command: own.command, timeoutSeconds: gate.timeoutSeconds ?? own.timeoutSeconds, source: 'release' }, env };
 }
 
 function heldList(releases: HeldRelease[]): string {
@@ -52,7 +87,7 @@ export async function applyRelease(name: string, version: string, options: Switc
         hint: 'import its bundle first (bundle import FILE)',
       });
     }
-    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal);
+    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal, undefined, gateFor(target, options.gate, vessel.notes));
     return { ...result, notes: vessel.notes };
   } finally {
     await vessel.close();
@@ -79,7 +114,7 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
         throw new SeabagError('E_NOT_FOUND', `there is no previous release of ${name} to roll back to; it holds ${heldList(held)}`, { hint: 'name one with --to VERSION' });
       }
     }
-    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal);
+    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal, undefined, gateFor(target, options.gate, vessel.notes));
     return { ...result, notes: vessel.notes };
   } finally {
     await vessel.close();

@@ -34,7 +34,14 @@ export const importCommand: Command = {
           type: 'string',
           describe: "containerd:DIR or k3s:FILE (repeatable): write the runtime's mirror settings there now and after every later import",
         }),
-    ).example('$0 import /media/usb/awareness-1.5.0.bundle --registry localhost:32000 --target class-a', ''),
+    ),
+  progress: true,
+  examples: [
+    { does: 'the first import pins the trust root and remembers the registry', run: 'bundle import aw-1.4.0.bundle --trust trust.json --registry localhost:32000' },
+    { does: 'a vessel of class-a takes only releases meant for it', run: 'bundle import aw-1.4.0.bundle --target class-a' },
+    { does: 'later imports remember the registry and the root', run: 'bundle import /media/usb/awareness-1.5.0.bundle' },
+    { does: 'and keep containerd mirroring every host the releases use', run: 'bundle import aw.bundle --runtime-config containerd:/etc/containerd/certs.d' },
+  ],
   async run(args, ctx) {
     const target = str(args, 'target') ?? ctx.io.env['SEABAG_TARGET'];
     const trust = str(args, 'trust');

@@ -17,10 +17,13 @@ export const runtimeConfigCommand: Command = {
         .option('upstream-fallback', { type: 'boolean', default: false, describe: 'let the runtime try the upstream registry when the vessel lacks an image (off: the link is metered)' })
         .option('force', { type: 'boolean', default: false, describe: 'replace files that seabag did not write' })
         .conflicts('containerd', 'k3s'),
-    )
-      .example('$0 runtime-config --containerd -o /etc/containerd/certs.d', '')
-      .example('$0 runtime-config --k3s -o /etc/rancher/k3s/registries.yaml --ca-file /etc/seabag/registry-ca.pem', '')
-      .example('$0 runtime-config --json', 'the hosts and the endpoint, written nowhere'),
+    ),
+  examples: [
+    { does: 'containerd (config_path) and MicroK8s (args/certs.d)', run: 'bundle runtime-config --containerd -o /etc/containerd/certs.d' },
+    { does: 'K3s, with the CA of a TLS vessel registry', run: 'bundle runtime-config --k3s -o registries.yaml --ca-file ca.pem' },
+    { does: 'the hosts and the endpoint, written nowhere', run: 'bundle runtime-config --json' },
+  ],
+  more: 'Every upstream host of the held releases (docker.io, ghcr.io, shore.example.com, ...) is sent to the vessel registry; import --runtime-config keeps the files current. K3s reads registries.yaml at start: restart k3s. containerd reads hosts.toml at each pull.',
   async run(args, ctx) {
     const output = str(args, 'output');
     const kind = args['containerd'] === true ? 'containerd' : args['k3s'] === true ? 'k3s' : undefined;

@@ -42,3 +42,7 @@ export { hostsToml, registriesYaml, registriesDocument } from './runtime/render.
 export { runHealthCheck, trimOutput, type HealthCheck, type CheckOutcome } from './runtime/check.js';
 export { parseDuration, DEFAULT_CHECK_TIMEOUT, MAX_CHECK_SECONDS } from './util/duration.js';
 export { fetchBundle, parseRate, type FetchOptions, type FetchResult } from './fetch/fetch.js';
+export * from './release/model.js';
+export * from './release/metadata.js';
+export { readRelease } from './release/read.js';
+export { admit, checkComplete, checkIndex, type Admission, type AdmitOptions } from './release/admit.js';

@@ -35,6 +35,8 @@ const CODES = {
   E_PART_MISSING: EXIT.rejected,
   E_PART_CORRUPT: EXIT.rejected,
   E_TRUST_MISMATCH: EXIT.rejected,
+  /** The person asked (`Proceed? [y/N]`) said no. */
+  E_DECLINED: EXIT.rejected,
   // 2: the request itself is wrong.
   E_USAGE: EXIT.usage,
   E_SPEC_INVALID: EXIT.usage,

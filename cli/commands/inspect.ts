@@ -8,6 +8,10 @@ export const inspect: Command = {
   path: ['inspect'],
   describe: 'show what a bundle holds (FILE: the bundle, its .parts.json, any part, or their folder)',
   builder: (y) => y.positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or a folder' }),
+  examples: [
+    { does: 'what a bundle holds: release, images, manifests, signers', run: 'bundle inspect awareness-1.5.0.bundle' },
+    { does: 'the same, for a program', run: 'bundle inspect /media/usb/awareness-1.5.0.bundle.parts.json --json' },
+  ],
   async run(args, ctx) {
     const report = await inspectBundle(str(args, 'file') as string);
     if (ctx.json) {

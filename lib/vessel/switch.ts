@@ -33,6 +33,8 @@ export interface SwitchResult {
   deployed?: { applied: string[]; rolledOut: string[] };
   /** It was already the active release: nothing moved. */
   unchanged: boolean;
+  /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
+  dryRun?: boolean;
 }
 
 export const CURRENT_TAG = 'current';
@@ -114,6 +116,35 @@ async function commit(vessel: Vessel, release: HeldRelease, signal?: AbortSignal
     vessel.step('switch:commit');
   }
   return moves;
+}
+
+/**
+ * What `switchRelease` would move, read from the registry and changing nothing: the images' tags
+ * that point elsewhere, then the commit point. The same list the switch itself reports.
+ *
+ * @throws E_BLOBS_MISSING, E_REGISTRY*
+ */
+export async function planSwitch(vessel: Vessel, target: HeldRelease, op: 'apply' | 'rollback', signal?: AbortSignal): Promise<SwitchResult> {
+  const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
+  await checkHeld(vessel, target, signal);
+  const sig = signal ? { signal } : {};
+  const tags: TagMove[] = [];
+  const consider = async (repository: string, tag: string, digest: Digest): Promise<void> => {
+    const now = await (await vessel.repository(repository)).tagDigest(tag, sig);
+    if (now !== digest) tags.push({ repository, tag, ...(now === undefined ? {} : { from: now }), to: digest });
+  };
+  for (const image of target.images) if (image.tag !== undefined) await consider(image.repository, image.tag, image.digest);
+  await consider(releaseRepository(target.name), CURRENT_TAG, target.digest);
+  if (target.fluxDigest !== undefined) await consider(target.manifestsRepository, CURRENT_TAG, target.fluxDigest);
+  const from = current !== target ? current : undefined;
+  return {
+    op,
+    release: { name: target.name, version: target.version, digest: target.digest },
+    ...(from === undefined ? {} : { from: { version: from.version, digest: from.digest } }),
+    tags,
+    unchanged: current === target && tags.length === 0,
+    dryRun: true,
+  };
 }
 
 /** Marks `target` active and `from` (what ran before) previous; any other active or previous one is staged. */

@@ -3,7 +3,7 @@
  * already trusted, since a ship's clock may be wrong), target vessel class, and no downgrade.
  */
 import { SeabagError } from '../errors.js';
-import type { ReleaseDocument } from '../bundle/release.js';
+import type { ReleaseDocument } from '../release/model.js';
 import { compareSemver } from '../util/semver.js';
 import { parseTime } from '../util/time.js';
 import type { TrustRoot } from './root.js';

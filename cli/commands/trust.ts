@@ -14,7 +14,7 @@ function keyFlags(y: Argv): Argv {
     .option('expires', { type: 'string', describe: 'when the root expires: 2027-06-01, an RFC 3339 time, or 365d / 52w / 1y from now (default 1y)' })
     .option('sign', { type: 'string', array: true, demandOption: true, describe: 'private root key(s) to sign with' })
     .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'file to write' })
-    .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file (never one this command reads)' });
+    .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' });
 }
 
 /** `-o` must not exist (without --force) and must not be any file this command reads. */

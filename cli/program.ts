@@ -8,8 +8,7 @@ import type { Command } from './command.js';
 import { commands } from './commands/index.js';
 import type { CliIO } from './io.js';
 import { ProgressReporter } from './progress.js';
-import { reportError, writeLine } from './render.js';
-
+import { reportError, reportInterrupt, writeLine } from './render.js';
 
 const EPILOGUE = [
   'Exit status: 0 done; 1 rejected (signature, digest, unsafe archive, downgrade, wrong target,',
@@ -94,6 +93,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return await command.run(parsed.args, { io, json, progress, signal });
   } catch (err) {
     progress.finish();
+    if (signal.aborted) return reportInterrupt(io, err, json);
     return reportError(io, err, json);
   }
 }

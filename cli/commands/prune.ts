@@ -1,6 +1,6 @@
-import { pruneReleases } from '../../lib/index.js';
+import { prunePlan, pruneReleases } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { vesselFlags } from '../options.js';
+import { str, vesselFlags } from '../options.js';
 import { printJSON, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
 
@@ -10,11 +10,25 @@ const GC_HINT =
 export const prune: Command = {
   command: 'prune',
   path: ['prune'],
-  describe: 'remove releases beyond the newest N of each name (never the active one)',
+  describe: 'remove releases beyond the newest N of each name (never the active one, nor the previous one without --force)',
   builder: (y) =>
-    vesselFlags(y.option('keep', { type: 'number', default: 3, describe: 'releases to keep per name' }).option('name', { type: 'string', describe: 'only this release name' })),
+    vesselFlags(
+      y
+        .option('keep', { type: 'number', default: 3, describe: 'releases to keep per name' })
+        .option('name', { type: 'string', describe: 'only this release name' })
+        .option('force', { type: 'boolean', default: false, describe: 'also remove the previous release (the rollback target)' }),
+    ),
   async run(args, ctx) {
-    const report = await pruneReleases({ ...vesselOptions(args, ctx), keep: Number(args['keep']), ...(typeof args['name'] === 'string' ? { name: args['name'] } : {}) });
+    const name = str(args, 'name');
+    const choice = { keep: Number(args['keep']), force: args['force'] === true, ...(name === undefined ? {} : { name }) };
+    const options = { ...vesselOptions(args, ctx), ...choice };
+    // What will go, listed before anything changes; only those are removed.
+    const plan = await prunePlan(options);
+    if (!ctx.json) {
+      for (const r of plan.remove) writeLine(ctx.io.stdout, `will remove ${r.name} ${r.version} (${r.state})`);
+      for (const k of plan.keep.filter((x) => x.why === 'previous')) writeLine(ctx.io.stdout, `keeping ${k.name} ${k.version}: it is the rollback target (--force removes it)`);
+    }
+    const report = await pruneReleases({ ...options, only: plan.remove.map((r) => r.digest) });
     printNotes(ctx, report.notes);
     if (ctx.json) {
       printJSON(ctx.io, { ok: true, ...report, gc: GC_HINT });

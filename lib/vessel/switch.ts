@@ -1,29 +1,28 @@
 /**
  * `apply` and `rollback`: the captain's switch between held releases. The images' own tags move
  * first, then (with `--deploy kubectl`) the manifests are applied and rolled out, then the single
- * commit point moves: `seabag/NAME:current` (and the Flux artifact's `current`). The journal
- * records the switch first, so a crash at any step is finished by the next command.
+ * commit point moves: `seabag/NAME:current` (and the Flux artifact's `current`).
+ *
+ * The journal records the switch, with every tag it will move and where that tag pointed before,
+ * before anything moves. A crash at any step is finished by the next command (the captain asked
+ * for the switch and every step can be repeated). A failure is undone: the tags that moved go back
+ * and the journal goes; if the undo fails too the journal stays, marked failed, and waits for
+ * `bundle recover --abort|--finish`.
  */
 import { SeabagError, throwIfAborted } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
-import { OCI_MANIFEST } from '../oci/media-types.js';
-import { isNotFound } from '../registry/client.js';
+import { parseImageManifest, TITLE } from '../oci/descriptor.js';
 import { readVerified } from '../oci/verify.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { releaseRepository } from '../bundle/release.js';
+import { settleAll } from '../util/limit.js';
 import { kubectlDeploy, type DeployOptions } from './deploy.js';
 import type { ManifestFile } from './flux.js';
-import { readJournal, writeJournal, type Journal } from './journal.js';
+import { writeJournal, type SwitchJournal, type TagMove } from './journal.js';
 import type { Vessel } from './session.js';
 import { findRelease, releasesOf, type HeldRelease } from './state.js';
 
-export interface TagMove {
-  repository: string;
-  tag: string;
-  from?: Digest;
-  to: Digest;
-}
+export type { TagMove } from './journal.js';
 
 export interface SwitchResult {
   op: 'apply' | 'rollback';
@@ -31,38 +30,43 @@ export interface SwitchResult {
   from?: { version: string; digest: Digest };
   tags: TagMove[];
   deployed?: { applied: string[]; rolledOut: string[] };
-  /** It was already the active release: nothing moved. */
+  /** It was already the active release and every tag already pointed at it: nothing was written. */
   unchanged: boolean;
 }
 
 export const CURRENT_TAG = 'current';
 
-function manifestDesc(digest: Digest, mediaType: string): Descriptor {
-  return { mediaType, digest, size: 0 };
+function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
 }
 
 /**
- * Checks that everything the release needs to run is still in the registry.
+ * What the registry lacks of a held release: every blob and manifest it needs, HEADed in the
+ * repository that must have it. Empty when the release is complete.
+ */
+export async function missingContent(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<string[]> {
+  const checks: (() => Promise<string | undefined>)[] = [];
+  for (const [repository, digests] of Object.entries(release.content)) {
+    for (const digest of digests) {
+      checks.push(async () => ((await (await vessel.repository(repository)).has(digest, sig(signal))) ? undefined : `${repository}@${digest}`));
+    }
+  }
+  return (await settleAll(checks, 8)).filter((m): m is string => m !== undefined).sort();
+}
+
+/**
+ * Checks that everything the release needs to run is still in the registry: every blob, not only
+ * the manifests (a layer lost to disk trouble or a careless garbage collection fails the pull on
+ * the node, after the switch).
  *
  * @throws E_BLOBS_MISSING naming what is gone
  */
 export async function checkHeld(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<void> {
-  const missing: string[] = [];
-  const check = async (repository: string, digest: Digest): Promise<void> => {
-    const repo = await vessel.repository(repository);
-    try {
-      await repo.getManifest(digest, signal ? { signal } : {});
-    } catch (err) {
-      if (isNotFound(err)) missing.push(`${repository}@${digest}`);
-      else throw err;
-    }
-  };
-  for (const image of release.images) await check(image.repository, image.digest);
-  await check(releaseRepository(release.name), release.digest);
+  const missing = await missingContent(vessel, release, signal);
   if (missing.length > 0) {
-    throw new SeabagError('E_BLOBS_MISSING', `${release.name} ${release.version} is no longer complete in the registry: ${missing.join(', ')}`, {
+    throw new SeabagError('E_BLOBS_MISSING', `${release.name} ${release.version} is no longer complete in the registry: ${missing.length} missing (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''})`, {
       details: { missing },
-      hint: 'import its bundle again (only what is missing is pushed)',
+      hint: 'import its bundle again: the import checks every blob and pushes only what is missing',
     });
   }
 }
@@ -70,69 +74,147 @@ export async function checkHeld(vessel: Vessel, release: HeldRelease, signal?: A
 /** The release's manifests and rendered device profiles, read back from the registry, hosts rewritten. */
 export async function releaseFiles(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<ManifestFile[]> {
   const repo = await vessel.repository(releaseRepository(release.name));
-  const { bytes, desc } = await repo.getManifest(release.digest, signal ? { signal } : {});
+  const { bytes, desc } = await repo.getManifest(release.digest, sig(signal));
   const manifest = parseImageManifest(bytes, desc, 'release manifest');
   const files: ManifestFile[] = [];
   for (const layer of manifest.layers) {
-    const text = (await readVerified(await repo.fetch(layer, signal ? { signal } : {}), layer, 'release layer')).toString('utf8');
+    const text = (await readVerified(await repo.fetch(layer, sig(signal)), layer, 'release layer')).toString('utf8');
     const title = layer.annotations?.[TITLE] ?? layer.digest;
     files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts(text, vessel.registryHost, title) });
   }
   return files;
 }
 
-/** Points each image's own tag at the release's digest; returns what moved. */
-async function moveTags(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<TagMove[]> {
-  const moves: TagMove[] = [];
-  for (const image of release.images) {
-    throwIfAborted(signal);
-    if (image.tag === undefined) continue;
-    const repo = await vessel.repository(image.repository);
-    const now = await repo.tagDigest(image.tag, signal ? { signal } : {});
-    if (now === image.digest) continue;
-    await repo.tag(manifestDesc(image.digest, image.mediaType), image.tag, signal ? { signal } : {});
-    moves.push({ repository: image.repository, tag: image.tag, ...(now === undefined ? {} : { from: now }), to: image.digest });
-    vessel.step('switch:tag');
-  }
-  return moves;
+/** Points `tag` at the manifest `digest` the repository holds (GET it by digest, PUT it under the tag). */
+async function pointTag(vessel: Vessel, repository: string, tag: string, digest: Digest, signal?: AbortSignal): Promise<void> {
+  const repo = await vessel.repository(repository);
+  const { desc, bytes } = await repo.getManifest(digest, sig(signal));
+  await repo.putManifest(tag, bytes, desc.mediaType, sig(signal));
 }
 
-/** The commit point: `seabag/NAME:current`, then the Flux artifact's `current`. */
-async function commit(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<TagMove[]> {
-  const moves: TagMove[] = [];
-  const targets: [string, Digest | undefined][] = [
-    [releaseRepository(release.name), release.digest],
-    [release.manifestsRepository, release.fluxDigest],
-  ];
-  for (const [repository, digest] of targets) {
-    if (digest === undefined) continue;
-    const repo = await vessel.repository(repository);
-    const now = await repo.tagDigest(CURRENT_TAG, signal ? { signal } : {});
-    if (now === digest) continue;
-    await repo.tag(manifestDesc(digest, OCI_MANIFEST), CURRENT_TAG, signal ? { signal } : {});
-    moves.push({ repository, tag: CURRENT_TAG, ...(now === undefined ? {} : { from: now }), to: digest });
-    vessel.step('switch:commit');
+/** The tags a switch to `release` moves: the images' own tags, then the commit point(s). */
+function wantedTags(release: HeldRelease): { repository: string; tag: string; to: Digest; commit: boolean }[] {
+  const out: { repository: string; tag: string; to: Digest; commit: boolean }[] = [];
+  for (const image of release.images) if (image.tag !== undefined) out.push({ repository: image.repository, tag: image.tag, to: image.digest, commit: false });
+  out.push({ repository: releaseRepository(release.name), tag: CURRENT_TAG, to: release.digest, commit: true });
+  if (release.fluxDigest !== undefined) out.push({ repository: release.manifestsRepository, tag: CURRENT_TAG, to: release.fluxDigest, commit: true });
+  return out;
+}
+
+/**
+ * The tags a switch to `release` would move now, each with where it points today: images' tags
+ * first, the commit point(s) last. Empty when every tag already names the release. Reads only.
+ *
+ * @throws E_REGISTRY*, E_AUTH
+ */
+export async function planSwitch(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<(TagMove & { commit: boolean })[]> {
+  const plan: (TagMove & { commit: boolean })[] = [];
+  for (const want of wantedTags(release)) {
+    throwIfAborted(signal);
+    const now = await (await vessel.repository(want.repository)).tagDigest(want.tag, sig(signal));
+    if (now === want.to) continue;
+    plan.push({ repository: want.repository, tag: want.tag, ...(now === undefined ? {} : { from: now }), to: want.to, commit: want.commit });
   }
-  return moves;
+  return plan;
+}
+
+function asMove(m: TagMove): TagMove {
+  return { repository: m.repository, tag: m.tag, ...(m.from === undefined ? {} : { from: m.from }), to: m.to };
 }
 
 /** Marks `target` active and `from` (what ran before) previous; any other active or previous one is staged. */
 function markActive(vessel: Vessel, target: HeldRelease, from: HeldRelease | undefined): void {
-  const now = new Date().toISOString();
+  if (target.state === 'active' && from === undefined) return;
   for (const r of releasesOf(vessel.state, target.name)) {
     if (r === target) continue;
     if (r === from) r.state = 'previous';
-    else if (r.state === 'active' || r.state === 'previous') r.state = 'staged';
+    else if (r.state === 'active' || (r.state === 'previous' && from !== undefined)) r.state = 'staged';
   }
   target.state = 'active';
-  target.appliedAt = now;
+  target.appliedAt = new Date().toISOString();
   delete target.failure;
 }
 
+export interface UndoOutcome {
+  /** Every moved tag points where it did before (or, for a tag the switch created, at the target still: see `left`). */
+  ok: boolean;
+  /** Tags put back. */
+  restored: TagMove[];
+  /** Tags the switch created that a registry cannot remove without deleting the manifest: they stay. */
+  left: TagMove[];
+  /** Why the undo failed, when it did. */
+  error?: string;
+}
+
 /**
- * Switches `name` to `target`.
+ * Undoes a switch: puts every tag it moved back where it pointed before, last moved first. Not
+ * cancellable (it runs after an interrupt). A tag the switch created is left (Distribution cannot
+ * untag without deleting the manifest, and nothing could have resolved it before the switch).
+ */
+export async function undoSwitch(vessel: Vessel, moves: readonly TagMove[]): Promise<UndoOutcome> {
+  const restored: TagMove[] = [];
+  const left: TagMove[] = [];
+  try {
+    for (const move of [...moves].reverse()) {
+      const repo = await vessel.repository(move.repository);
+      const now = await repo.tagDigest(move.tag);
+      if (move.from === undefined) {
+        if (now !== undefined) left.push(move);
+        continue;
+      }
+      if (now === move.from) continue;
+      await pointTag(vessel, move.repository, move.tag, move.from);
+      restored.push(move);
+      vessel.step('switch:undo');
+    }
+    return { ok: true, restored, left };
+  } catch (err) {
+    return { ok: false, restored, left, error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Words for where the tags of an interrupted or failed switch stand. */
+function movesText(moves: readonly TagMove[]): string {
+  return moves.map((m) => `${m.repository}:${m.tag}`).join(', ');
+}
+
+/**
+ * A switch failed (not a crash): undo it. Clean undo: the journal goes and the original error is
+ * thrown, saying nothing changed. Failed undo: the journal stays, marked failed, and
+ * E_SWITCH_INCOMPLETE says exactly which tags may have moved.
+ */
+async function failSwitch(vessel: Vessel, journal: SwitchJournal, moves: readonly TagMove[], err: unknown): Promise<never> {
+  const undo = await undoSwitch(vessel, moves);
+  const what = `${journal.op} of ${journal.name} ${journal.to.version}`;
+  const code = err instanceof SeabagError ? err.code : 'E_INTERNAL';
+  const reason = err instanceof Error ? err.message : String(err);
+  if (undo.ok) {
+    await vessel.dir.removeJournal();
+    const changed = undo.left.length === 0 ? 'nothing that runs has changed' : `nothing that runs has changed (new tag(s) ${movesText(undo.left)} stay, naming ${journal.to.version})`;
+    if (err instanceof SeabagError) {
+      err.details['undone'] = true;
+      err.details['changed'] = changed;
+      throw err;
+    }
+    throw new SeabagError('E_INTERNAL', `${what} failed: ${reason}; it was undone: ${changed}`, { cause: err, details: { undone: true, changed } });
+  }
+  const failed: SwitchJournal = { ...journal, moves: [...moves], failed: { code, error: reason, undo: undo.error ?? 'unknown', at: new Date().toISOString() } };
+  await writeJournal(vessel.dir, failed);
+  const changed = `the ${what} is half done: tags ${movesText(moves)} may name either release`;
+  throw new SeabagError('E_SWITCH_INCOMPLETE', `${what} failed (${reason}) and undoing it failed too (${undo.error ?? 'unknown'}); ${changed}`, {
+    cause: err,
+    details: { failedWith: code, undo: undo.error, moves, changed },
+    hint: '`bundle status` shows where each tag points; `bundle recover --abort` puts them back, `bundle recover --finish` completes the switch',
+  });
+}
+
+/**
+ * Switches `name` to `target`. A repeated apply of the active release, with every tag already
+ * in place, writes nothing at all.
  *
- * @throws E_BLOBS_MISSING, E_ROLLOUT_FAILED (after switching back), E_REGISTRY*, E_TOOL
+ * @throws E_BLOBS_MISSING (before anything moves), E_ROLLOUT_FAILED (after switching back),
+ *   E_SWITCH_INCOMPLETE (failed, and the undo failed), E_ABORTED, E_REGISTRY*, E_TOOL: each
+ *   failure after the first move is undone first
  */
 export async function switchRelease(
   vessel: Vessel,
@@ -140,89 +222,116 @@ export async function switchRelease(
   op: 'apply' | 'rollback',
   deploy: DeployOptions,
   signal?: AbortSignal,
-  resumed?: Journal,
+  resumed?: SwitchJournal,
 ): Promise<SwitchResult> {
   const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
   const fromRelease = resumed?.from !== undefined ? findRelease(vessel.state, target.name, resumed.from.version) : current !== target ? current : undefined;
   await checkHeld(vessel, target, signal);
-  const journal: Journal = {
-    op,
-    started: new Date().toISOString(),
-    pid: process.pid,
-    name: target.name,
-    to: { version: target.version, digest: target.digest },
-    ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
-    deploy: deploy.deployer,
-    phase: 'tags',
-  };
-  await writeJournal(vessel.dir, journal);
-  vessel.step('switch:journal');
-  const tags = await moveTags(vessel, target, signal);
-  let deployed: SwitchResult['deployed'];
-  if (deploy.deployer === 'kubectl') {
-    await writeJournal(vessel.dir, { ...journal, phase: 'deploy' });
-    try {
-      deployed = await kubectlDeploy(await releaseFiles(vessel, target, signal), deploy, signal);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      let back = 'there was no earlier release to switch back to';
-      if (fromRelease !== undefined) {
-        try {
-          await moveTags(vessel, fromRelease, signal);
-          await kubectlDeploy(await releaseFiles(vessel, fromRelease, signal), deploy, signal);
-          back = `switched back to ${fromRelease.version}`;
-        } catch (revertErr) {
-          back = `switching back to ${fromRelease.version} failed too: ${(revertErr as Error).message}`;
-        }
-      }
-      target.state = 'failed';
-      target.failure = reason;
-      await vessel.save();
-      await vessel.dir.removeJournal();
-      throw new SeabagError('E_ROLLOUT_FAILED', `${op} of ${target.name} ${target.version} failed: ${reason}; ${back}`, {
-        cause: err,
-        details: { release: target.version, revertedTo: fromRelease?.version },
-        hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
-      });
-    }
-  }
-  await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
-  tags.push(...(await commit(vessel, target, signal)));
-  markActive(vessel, target, fromRelease);
-  await vessel.save();
-  vessel.step('switch:saved');
-  await vessel.dir.removeJournal();
-  return {
+  const plan = await planSwitch(vessel, target, signal);
+  const result = (tags: TagMove[], deployed?: SwitchResult['deployed']): SwitchResult => ({
     op,
     release: { name: target.name, version: target.version, digest: target.digest },
     ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
     tags,
     ...(deployed === undefined ? {} : { deployed }),
-    unchanged: current === target && tags.length === 0,
+    unchanged: resumed === undefined && current === target && tags.length === 0,
+  });
+  if (resumed === undefined && current === target && plan.length === 0 && deploy.deployer !== 'kubectl') return result([]);
+
+  // What an undo restores: the moves as first planned (a resumed switch already moved some).
+  const moves: TagMove[] = resumed?.moves ?? plan.map(asMove);
+  const journal: SwitchJournal = {
+    op,
+    started: resumed?.started ?? new Date().toISOString(),
+    pid: process.pid,
+    name: target.name,
+    to: { version: target.version, digest: target.digest },
+    ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
+    deploy: deploy.deployer,
+    moves,
+    phase: 'tags',
   };
+  await writeJournal(vessel.dir, journal);
+  vessel.step('switch:journal');
+  const tags: TagMove[] = [];
+  let deployed: SwitchResult['deployed'];
+  try {
+    for (const move of plan.filter((m) => !m.commit)) {
+      throwIfAborted(signal);
+      await pointTag(vessel, move.repository, move.tag, move.to, signal);
+      tags.push(asMove(move));
+      vessel.step('switch:tag');
+    }
+    if (deploy.deployer === 'kubectl') {
+      await writeJournal(vessel.dir, { ...journal, phase: 'deploy' });
+      try {
+        deployed = await kubectlDeploy(await releaseFiles(vessel, target, signal), deploy, signal);
+      } catch (err) {
+        if (err instanceof SeabagError && err.code === 'E_ABORTED') throw err;
+        return await failRollout(vessel, journal, moves, target, fromRelease, deploy, err);
+      }
+    }
+    await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
+    for (const move of plan.filter((m) => m.commit)) {
+      throwIfAborted(signal);
+      await pointTag(vessel, move.repository, move.tag, move.to, signal);
+      tags.push(asMove(move));
+      vessel.step('switch:commit');
+    }
+    markActive(vessel, target, fromRelease);
+    await vessel.save();
+  } catch (err) {
+    if (err instanceof SeabagError && err.code === 'E_ROLLOUT_FAILED') throw err;
+    return failSwitch(vessel, journal, moves, err);
+  }
+  vessel.step('switch:saved');
+  await vessel.dir.removeJournal();
+  return result(tags, deployed);
 }
 
-/**
- * Finishes or reverts what a crashed command left in the journal, and says which.
- * An import had staged nothing yet (its state write is its last step), so it is dropped; a
- * switch is finished, since the captain asked for it and every step can be repeated.
- */
-export async function recoverJournal(vessel: Vessel, deploy: DeployOptions, signal?: AbortSignal): Promise<string | undefined> {
-  const journal = await readJournal(vessel.dir);
-  if (journal === undefined) return undefined;
-  const what = `${journal.name} ${journal.to.version}`;
-  if (journal.op === 'import') {
-    await vessel.dir.removeJournal();
-    if (findRelease(vessel.state, journal.name, journal.to.version)?.digest === journal.to.digest) {
-      return `an import of ${what} had finished just before it was interrupted; nothing to do`;
+/** A rollout failed: the tags go back, the earlier release is deployed again, the target is marked failed. */
+async function failRollout(
+  vessel: Vessel,
+  journal: SwitchJournal,
+  moves: readonly TagMove[],
+  target: HeldRelease,
+  fromRelease: HeldRelease | undefined,
+  deploy: DeployOptions,
+  err: unknown,
+): Promise<never> {
+  const reason = err instanceof Error ? err.message : String(err);
+  const undo = await undoSwitch(vessel, moves);
+  let back = 'there was no earlier release to switch back to';
+  if (!undo.ok) back = `putting the tags back failed: ${undo.error ?? 'unknown'}`;
+  else if (fromRelease !== undefined) {
+    try {
+      await kubectlDeploy(await releaseFiles(vessel, fromRelease), deploy);
+      back = `switched back to ${fromRelease.version}`;
+    } catch (revertErr) {
+      back = `switching back to ${fromRelease.version} failed too: ${(revertErr as Error).message}`;
     }
-    return `an import of ${what} was interrupted (${journal.phase ?? 'early'}); it had staged nothing, and importing the bundle again finishes it, pushing only what is missing`;
   }
-  const target = findRelease(vessel.state, journal.name, journal.to.version);
-  if (target === undefined || target.digest !== journal.to.digest) {
-    await vessel.dir.removeJournal();
-    return `dropped an interrupted ${journal.op} of ${what}: this vessel no longer holds that release`;
-  }
-  await switchRelease(vessel, target, journal.op, { ...deploy, deployer: journal.deploy ?? deploy.deployer }, signal, journal);
-  return `finished the interrupted ${journal.op} of ${what} (it had stopped at ${journal.phase ?? 'the start'})`;
+  target.state = 'failed';
+  target.failure = reason;
+  await vessel.save();
+  if (undo.ok) await vessel.dir.removeJournal();
+  else await writeJournal(vessel.dir, { ...journal, moves: [...moves], failed: { code: 'E_ROLLOUT_FAILED', error: reason, undo: undo.error ?? 'unknown', at: new Date().toISOString() } });
+  throw new SeabagError('E_ROLLOUT_FAILED', `${journal.op} of ${target.name} ${target.version} failed: ${reason}; ${back}`, {
+    cause: err,
+    details: { release: target.version, revertedTo: fromRelease?.version, undone: undo.ok },
+    hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+  });
 }
+
+/** The error for a switch that failed half-way and waits for the captain. */
+export function switchIncomplete(journal: SwitchJournal): SeabagError {
+  return new SeabagError(
+    'E_SWITCH_INCOMPLETE',
+    `an earlier ${journal.op} of ${journal.name} ${journal.to.version} failed half-way (${journal.failed?.error ?? 'interrupted'}) and could not be undone (${journal.failed?.undo ?? ''})`,
+    {
+      details: { pending: { op: journal.op, name: journal.name, to: journal.to, ...(journal.from ? { from: journal.from } : {}), moves: journal.moves ?? [] } },
+      hint: '`bundle status` shows where each tag points; `bundle recover --abort` puts them back, `bundle recover --finish` completes the switch',
+    },
+  );
+}
+

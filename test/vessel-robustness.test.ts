@@ -64,9 +64,10 @@ test.serial('prune keeps the active and the previous release unless --force, lis
   t.deepEqual(await states(v), { '1.4.0': 'staged', '1.5.0': 'previous', '1.6.0': 'active' });
   const pruned = await v.run(['prune', '--keep', '1']);
   t.is(pruned.code, 0, pruned.stderr);
-  t.regex(pruned.stdout, /will remove awareness 1\.4\.0 \(staged\)/);
-  t.regex(pruned.stdout, /keeping awareness 1\.5\.0: it is the rollback target/);
-  t.notRegex(pruned.stdout, /will remove awareness 1\.5\.0/);
+  t.regex(pruned.stdout, /removed 1 release:\n {2}awareness 1\.4\.0 /);
+  t.regex(pruned.stdout, /awareness 1\.5\.0 stays: it is the rollback target \(--force removes it\)/);
+  const plan = await v.run(['prune', '--keep', '1', '--force', '--dry-run']);
+  t.regex(plan.stdout, /prune removes 1 release:\n {2}awareness 1\.5\.0 /, 'the plan lists what --force would remove');
   t.deepEqual(await states(v), { '1.5.0': 'previous', '1.6.0': 'active' });
   t.is(await v.tag('seabag/awareness', '1.4.0'), undefined, '1.4.0 went from the registry');
   const back = await v.run(['rollback', 'awareness', '--json']);

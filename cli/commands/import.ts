@@ -15,7 +15,13 @@ export const importCommand: Command = {
         .option('trust', { type: 'string', describe: 'trust root to pin on the first import (later roots arrive inside bundles)' })
         .option('target', { type: 'string', describe: "this vessel's class (env SEABAG_TARGET); releases name the classes they are for" })
         .option('allow-downgrade', { type: 'boolean', default: false, describe: 'stage a release older than the newest held' }),
-    ).example('$0 import /media/usb/awareness-1.5.0.bundle --registry localhost:32000 --target class-a', ''),
+    ),
+  progress: true,
+  examples: [
+    { does: 'the first import pins the trust root and remembers the registry', run: 'bundle import aw-1.4.0.bundle --trust trust.json --registry localhost:32000' },
+    { does: 'a vessel of class-a takes only releases meant for it', run: 'bundle import aw-1.4.0.bundle --target class-a' },
+    { does: 'later imports remember the registry and the root', run: 'bundle import /media/usb/awareness-1.5.0.bundle' },
+  ],
   async run(args, ctx) {
     const target = str(args, 'target') ?? ctx.io.env['SEABAG_TARGET'];
     const trust = str(args, 'trust');

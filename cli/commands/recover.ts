@@ -16,7 +16,11 @@ export const recover: Command = {
           .option('finish', { type: 'boolean', describe: 'complete the switch' })
           .conflicts('abort', 'finish'),
       ),
-    ).example('$0 recover --abort', ''),
+    ),
+  examples: [
+    { does: 'put back every tag a half-done switch moved (status shows them)', run: 'bundle recover --abort' },
+    { does: 'complete the half-done switch instead', run: 'bundle recover --finish' },
+  ],
   async run(args, ctx) {
     if (args['abort'] !== true && args['finish'] !== true) {
       throw new SeabagError('E_USAGE', 'say what to do with the pending operation: --abort or --finish', { hint: '`bundle status` shows it' });

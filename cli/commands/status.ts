@@ -1,6 +1,6 @@
 import { vesselStatus } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { str, vesselFlags } from '../options.js';
+import { stateDirFlag, str } from '../options.js';
 import { printJSON, shortDigest, table, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
 
@@ -8,7 +8,12 @@ export const status: Command = {
   command: 'status [name]',
   path: ['status'],
   describe: 'what the vessel holds and runs, and any operation under way',
-  builder: (y) => vesselFlags(y.positional('name', { type: 'string', describe: 'only this release name' })),
+  // No registry flags: status reads the state folder only (a crashed switch it finishes uses the registry remembered there).
+  builder: (y) => stateDirFlag(y.positional('name', { type: 'string', describe: 'only this release name' })),
+  examples: [
+    { does: 'what is held, what runs, what a rollback would return to', run: 'bundle status' },
+    { does: 'one release, for a program', run: 'bundle status awareness --json' },
+  ],
   async run(args, ctx) {
     const name = str(args, 'name');
     const report = await vesselStatus({ ...vesselOptions(args, ctx), ...(name === undefined ? {} : { name }) });

@@ -10,8 +10,11 @@ export const verify: Command = {
   builder: (y) =>
     y
       .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or a folder' })
-      .option('trust', { type: 'string', demandOption: true, describe: 'the trust root (trust.json) to verify against' })
-      .example('$0 verify awareness-1.4.0.bundle --trust trust.json', 'exit 0 when valid, 1 when rejected'),
+      .option('trust', { type: 'string', demandOption: true, describe: 'the trust root (trust.json) to verify against' }),
+  progress: true,
+  examples: [
+    { does: 'in CI: exit 0 when valid, 1 when rejected', run: 'bundle verify awareness-1.4.0.bundle --trust trust.json' },
+  ],
   async run(args, ctx) {
     const { root } = await loadRoot(str(args, 'trust') as string);
     const report = await verifyBundle(str(args, 'file') as string, { trust: root, signal: ctx.signal, onProgress: ctx.progress.update });

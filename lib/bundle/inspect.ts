@@ -6,14 +6,14 @@ import { isImageManifest, isIndex } from '../oci/media-types.js';
 import { parseImageManifest, parseIndex, type Descriptor } from '../oci/descriptor.js';
 import { parseEnvelope } from '../trust/dsse.js';
 import { parseRoot } from '../trust/root.js';
-import { openBundle, releaseSummary, type ReleaseDocument, type ReleaseSummary } from './release.js';
+import { openBundle, releaseSummary, type ReleaseAttestation, type ReleaseDocument, type ReleaseSummary } from './release.js';
 
 export interface InspectReport {
   file: string;
   parts: number;
   size: number;
   release: ReleaseSummary;
-  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number }[];
+  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; attestations?: ReleaseAttestation[] }[];
   manifests: { file: string; documents: number; digest: Digest }[];
   deviceProfiles: ReleaseDocument['deviceProfiles'];
   /** Keyids the envelopes name (hints only: `verify` checks them). */
@@ -79,6 +79,7 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
         digest: i.digest,
         platforms: i.platforms,
         size: i.size,
+        ...(i.attestations === undefined ? {} : { attestations: i.attestations }),
       })),
       manifests: release.manifests.map((m) => ({ file: m.file, documents: m.documents, digest: m.digest })),
       deviceProfiles: release.deviceProfiles,

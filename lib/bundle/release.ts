@@ -24,6 +24,17 @@ export interface ReleaseImage {
   /** Bytes of every distinct blob of the image (manifests, configs, layers). */
   size: number;
   platforms: string[];
+  /** buildx attestation manifests carried in the image's index, each with the manifest it describes. */
+  attestations?: ReleaseAttestation[];
+}
+
+/** A buildx attestation manifest (`vnd.docker.reference.type: attestation-manifest`) of an image. */
+export interface ReleaseAttestation {
+  digest: Digest;
+  /** The manifest it describes (`vnd.docker.reference.digest`). */
+  subject: Digest;
+  /** That manifest's platform, when the index names it. */
+  platform?: string;
 }
 
 export interface ReleaseDocument {

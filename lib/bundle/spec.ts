@@ -24,6 +24,8 @@ export interface ReleaseSpec {
   version: string;
   targets?: string[];
   platforms?: string[];
+  /** An image with none of `platforms` fails the build instead of a warning. */
+  platformStrict?: boolean;
   expires?: string;
   images: SpecImage[];
   manifests?: string[];

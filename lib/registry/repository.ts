@@ -52,14 +52,10 @@ export class Repository implements Storage, TagStore {
   /** HEAD a blob or manifest; true when the registry has it with the expected size. */
   async exists(desc: Descriptor, options: OpOptions = {}): Promise<boolean> {
     const kind = isManifestLike(desc.mediaType) ? 'manifests' : 'blobs';
-    const res = await this.client.request({
-      method: 'HEAD',
-      path: this.path(kind, desc.digest),
-      headers: kind === 'manifests' ? { accept: ACCEPT } : {},
-      scope: [this.pullScope],
-      expect: [200, 404],
-      ...sig(options),
-    });
+    const res =
+      kind === 'blobs'
+        ? await this.#blobRequest('HEAD', desc.digest, [200, 404], options)
+        : await this.client.request({ method: 'HEAD', path: this.path(kind, desc.digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
     await drain(res);
     if (res.status === 404) return false;
     const length = Number(res.headers['content-length']);
@@ -69,14 +65,10 @@ export class Repository implements Storage, TagStore {
   /** Does the repository hold this digest, as a blob or as a manifest (whatever its size)? */
   async has(digest: Digest, options: OpOptions = {}): Promise<boolean> {
     for (const kind of ['blobs', 'manifests'] as const) {
-      const res = await this.client.request({
-        method: 'HEAD',
-        path: this.path(kind, digest),
-        headers: kind === 'manifests' ? { accept: ACCEPT } : {},
-        scope: [this.pullScope],
-        expect: [200, 404],
-        ...sig(options),
-      });
+      const res =
+        kind === 'blobs'
+          ? await this.#blobRequest('HEAD', digest, [200, 404], options)
+          : await this.client.request({ method: 'HEAD', path: this.path(kind, digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
       await drain(res);
       if (res.status === 200) return true;
     }
@@ -89,22 +81,40 @@ export class Repository implements Storage, TagStore {
       const { bytes } = await this.getManifest(desc.digest, options);
       return Readable.from([bytes]);
     }
+    const res = await this.#blobRequest('GET', desc.digest, [200], options);
+    return res.body;
+  }
+
+  /**
+   * GET or HEAD a blob, following the redirects of registries backed by object storage (S3, GCS,
+   * a CDN: distribution-spec "Pulling blobs" allows 307). The client sends credentials only to
+   * the registry's own origin, so the redirect target gets a bare request, as presigned URLs
+   * require; a 401 there never becomes the registry's auth scheme.
+   */
+  async #blobRequest(method: 'GET' | 'HEAD', digest: Digest, expect: number[], options: OpOptions): Promise<HttpResponse> {
+    const redirects = [301, 302, 303, 307, 308];
     let res: HttpResponse = await this.client.request({
-      method: 'GET',
-      path: this.path('blobs', desc.digest),
+      method,
+      path: this.path('blobs', digest),
       scope: [this.pullScope],
-      expect: [200, 307, 302, 303, 301],
+      expect: [...expect, ...redirects],
       ...sig(options),
     });
-    // Registries backed by object storage redirect blob reads; follow without our credentials.
-    for (let hops = 0; res.status !== 200; hops += 1) {
+    for (let hops = 0; redirects.includes(res.status); hops += 1) {
       const location = res.headers.location;
       await drain(res);
-      if (location === undefined || hops >= 5) throw new SeabagError('E_REGISTRY', `GET ${desc.digest}: bad redirect from ${this.client.registry}`);
+      if (location === undefined || hops >= 5) {
+        throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${location === undefined ? 'a redirect without a Location' : 'more than 5 redirects'} from ${this.client.registry}`, {
+          details: { registry: this.client.registry, digest },
+        });
+      }
       const next = new URL(location, res.url);
-      res = await this.client.request({ method: 'GET', path: next.href, expect: [200, 307, 302, 303, 301], ...sig(options) });
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+        throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${this.client.registry} redirected to a ${next.protocol} URL`, { details: { registry: this.client.registry, digest } });
+      }
+      res = await this.client.request({ method, path: next.href, expect: [...expect, ...redirects], ...sig(options) });
     }
-    return res.body;
+    return res;
   }
 
   /**

@@ -11,10 +11,25 @@ import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneRep
 import { openForChange, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
-import { missingContent, switchRelease, type SwitchResult } from './switch.js';
+import { missingContent, planSwitch, switchRelease, type SwitchResult } from './switch.js';
 
 export type { SwitchOptions } from './recover.js';
 export type { PruneChoice, PrunePlan, PruneReport } from './prune.js';
+
+/** Opens the vessel for a command that may change it: read-only for a dry run (and says what a crash left pending). */
+async function openFor(options: SwitchOptions, command: string): Promise<Vessel> {
+  if (options.dryRun !== true) return openForChange(options, command);
+  const vessel = await Vessel.open(options, command, 'read');
+  const journal = await readJournal(vessel.dir);
+  if (journal !== undefined) vessel.notes.push(`an interrupted ${describeJournal(journal)} is pending; the real run finishes it first`);
+  return vessel;
+}
+
+/** Asks `options.confirm` about a plan; throws E_DECLINED on no. */
+async function confirmed(options: SwitchOptions, plan: SwitchResult | PruneReport, what: string): Promise<void> {
+  if (options.confirm === undefined) return;
+  if (!(await options.confirm(plan))) throw new SeabagError('E_DECLINED', `${what}: not done, the answer was no; nothing changed`);
+}
 
 function heldList(releases: HeldRelease[]): string {
   return releases.length === 0 ? 'none' : releases.map((r) => `${r.version} (${r.state})`).join(', ');
@@ -26,13 +41,18 @@ function heldList(releases: HeldRelease[]): string {
  * @throws E_RELEASE_UNKNOWN (not held), and what `switchRelease` throws
  */
 export async function applyRelease(name: string, version: string, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
-  const vessel = await openForChange(options, `apply ${name}@${version}`);
+  const vessel = await openFor(options, `apply ${name}@${version}`);
   try {
     const target = findRelease(vessel.state, name, version);
     if (target === undefined) {
       throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel does not hold ${name} ${version}; it holds ${heldList(releasesOf(vessel.state, name))}`, {
         hint: 'import its bundle first (bundle import FILE)',
       });
+    }
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = await planSwitch(vessel, target, 'apply', options.signal);
+      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      await confirmed(options, plan, `apply ${name} ${version}`);
     }
     const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal);
     return { ...result, notes: vessel.notes };
@@ -48,7 +68,7 @@ export async function applyRelease(name: string, version: string, options: Switc
  * @throws E_RELEASE_UNKNOWN, E_NOT_FOUND (nothing to go back to), and what `switchRelease` throws
  */
 export async function rollbackRelease(name: string, to: string | undefined, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
-  const vessel = await openForChange(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
+  const vessel = await openFor(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
   try {
     const held = releasesOf(vessel.state, name);
     let target: HeldRelease | undefined;
@@ -60,6 +80,11 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
       if (target === undefined) {
         throw new SeabagError('E_NOT_FOUND', `there is no previous release of ${name} to roll back to; it holds ${heldList(held)}`, { hint: 'name one with --to VERSION' });
       }
+    }
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = await planSwitch(vessel, target, 'rollback', options.signal);
+      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
     }
     const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal);
     return { ...result, notes: vessel.notes };
@@ -221,8 +246,21 @@ export async function prunePlan(options: VesselOptions & PruneChoice): Promise<P
  */
 export async function pruneReleases(options: SwitchOptions & PruneChoice & { only?: readonly Digest[] }): Promise<PruneReport> {
   planPrune({ apiVersion: 'seabag.dev/v1', kind: 'VesselState', releases: [] }, options);
-  const vessel = await openForChange(options, `prune --keep ${options.keep}${options.force === true ? ' --force' : ''}`);
+  const vessel = await openFor(options, `prune --keep ${options.keep}${options.force === true ? ' --force' : ''}`);
   try {
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = planPrune(vessel.state, options);
+      const report: PruneReport = {
+        removed: plan.remove.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
+        kept: plan.keep.map((k) => ({ name: k.name, version: k.version, state: k.state, why: k.why })),
+        manifestsDeleted: 0,
+        deleteRefused: false,
+        notes: vessel.notes,
+        dryRun: true,
+      };
+      if (options.dryRun === true) return report;
+      if (report.removed.length > 0) await confirmed(options, report, 'prune');
+    }
     return await pruneVessel(vessel, options, options.signal);
   } finally {
     await vessel.close();

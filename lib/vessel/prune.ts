@@ -55,11 +55,14 @@ export function planPrune(state: VesselState, choice: PruneChoice): PrunePlan {
 
 export interface PruneReport {
   removed: { name: string; version: string; digest: Digest }[];
-  kept: { name: string; version: string; state: ReleaseState }[];
+  /** What stays, and why (`previous`: the rollback target, which `force` would remove). */
+  kept: { name: string; version: string; state: ReleaseState; why?: PrunePlan['keep'][number]['why'] }[];
   manifestsDeleted: number;
   /** Deletes the registry refused (deletes disabled): content stays until GC with deletes on. */
   deleteRefused: boolean;
   notes: string[];
+  /** Only the plan: what would be removed (`--dry-run`); nothing was. */
+  dryRun?: boolean;
 }
 
 function isRemoved(journal: PruneJournal, r: HeldRelease): boolean {
@@ -138,7 +141,10 @@ export async function pruneVessel(vessel: Vessel, choice: PruneChoice & { only?:
   const staying = vessel.state.releases.filter((r) => !leaving.includes(r));
   const report = (deleted: number, refused: boolean): PruneReport => ({
     removed: leaving.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
-    kept: staying.map((r) => ({ name: r.name, version: r.version, state: r.state })),
+    kept: staying.map((r) => {
+      const why = plan.keep.find((k) => k.digest === r.digest && k.name === r.name && k.version === r.version)?.why;
+      return { name: r.name, version: r.version, state: r.state, ...(why === undefined ? {} : { why }) };
+    }),
     manifestsDeleted: deleted,
     deleteRefused: refused,
     notes: vessel.notes,

@@ -9,10 +9,18 @@ import { describeJournal, readJournal, type SwitchJournal, type TagMove } from '
 import { finishPrune } from './prune.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease } from './state.js';
-import { planSwitch, switchIncomplete, switchRelease, undoSwitch } from './switch.js';
+import type { PruneReport } from './prune.js';
+import { plannedMoves, switchIncomplete, switchRelease, undoSwitch, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;
+  /** Work out what would change and return it, changing nothing (no lock, no recovery, no write). */
+  dryRun?: boolean;
+  /**
+   * Shown the plan (what would move or be removed) before anything changes; resolving false
+   * stops with nothing changed (E_DECLINED). Absent: no question (scripts, `--yes`).
+   */
+  confirm?: (plan: SwitchResult | PruneReport) => Promise<boolean>;
 }
 
 /**
@@ -82,7 +90,7 @@ export async function openForChange(options: SwitchOptions, command: string, tol
 async function movesBackTo(vessel: Vessel, journal: SwitchJournal, signal?: AbortSignal): Promise<TagMove[]> {
   const from = journal.from === undefined ? undefined : findRelease(vessel.state, journal.name, journal.from.version);
   if (from === undefined) return [];
-  return (await planSwitch(vessel, from, signal)).map((p) => ({ repository: p.repository, tag: p.tag, from: p.to, to: p.from ?? p.to }));
+  return (await plannedMoves(vessel, from, signal)).map((p) => ({ repository: p.repository, tag: p.tag, from: p.to, to: p.from ?? p.to }));
 }
 
 /**

@@ -32,6 +32,8 @@ export interface SwitchResult {
   deployed?: { applied: string[]; rolledOut: string[] };
   /** It was already the active release and every tag already pointed at it: nothing was written. */
   unchanged: boolean;
+  /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
+  dryRun?: boolean;
 }
 
 export const CURRENT_TAG = 'current';
@@ -107,7 +109,7 @@ function wantedTags(release: HeldRelease): { repository: string; tag: string; to
  *
  * @throws E_REGISTRY*, E_AUTH
  */
-export async function planSwitch(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<(TagMove & { commit: boolean })[]> {
+export async function plannedMoves(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<(TagMove & { commit: boolean })[]> {
   const plan: (TagMove & { commit: boolean })[] = [];
   for (const want of wantedTags(release)) {
     throwIfAborted(signal);
@@ -120,6 +122,27 @@ export async function planSwitch(vessel: Vessel, release: HeldRelease, signal?: 
 
 function asMove(m: TagMove): TagMove {
   return { repository: m.repository, tag: m.tag, ...(m.from === undefined ? {} : { from: m.from }), to: m.to };
+}
+
+/**
+ * What `switchRelease` would move, read from the registry and changing nothing: the images' tags
+ * that point elsewhere, then the commit point. The same list the switch itself reports.
+ *
+ * @throws E_BLOBS_MISSING, E_REGISTRY*
+ */
+export async function planSwitch(vessel: Vessel, target: HeldRelease, op: 'apply' | 'rollback', signal?: AbortSignal): Promise<SwitchResult> {
+  const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
+  await checkHeld(vessel, target, signal);
+  const tags = (await plannedMoves(vessel, target, signal)).map(asMove);
+  const from = current !== target ? current : undefined;
+  return {
+    op,
+    release: { name: target.name, version: target.version, digest: target.digest },
+    ...(from === undefined ? {} : { from: { version: from.version, digest: from.digest } }),
+    tags,
+    unchanged: current === target && tags.length === 0,
+    dryRun: true,
+  };
 }
 
 /** Marks `target` active and `from` (what ran before) previous; any other active or previous one is staged. */
@@ -227,7 +250,7 @@ export async function switchRelease(
   const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
   const fromRelease = resumed?.from !== undefined ? findRelease(vessel.state, target.name, resumed.from.version) : current !== target ? current : undefined;
   await checkHeld(vessel, target, signal);
-  const plan = await planSwitch(vessel, target, signal);
+  const plan = await plannedMoves(vessel, target, signal);
   const result = (tags: TagMove[], deployed?: SwitchResult['deployed']): SwitchResult => ({
     op,
     release: { name: target.name, version: target.version, digest: target.digest },

@@ -22,6 +22,11 @@ export interface RegistryOptions {
   token?: { realm: string; service: string; issuer: string; certFile: string };
   /** Reuse this storage folder (to start a second registry on the same data). */
   storageDir?: string;
+  /**
+   * Distribution's own `redirect` storage middleware: blob GETs and HEADs answer 307 to this
+   * base URL plus the storage path, as a registry on S3 or behind CloudFront does (see cdn.ts).
+   */
+  redirectTo?: string;
 }
 
 export interface RegistryHandle {
@@ -119,6 +124,9 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     `  addr: ${host}`,
     '  secret: seabag-test-secret',
   ];
+  if (options.redirectTo !== undefined) {
+    lines.push('middleware:', '  storage:', '    - name: redirect', '      options:', `        baseurl: ${options.redirectTo}`);
+  }
   let caFile: string | undefined;
   if (options.tls === true) {
     const certs = await makeCertificates(dir);

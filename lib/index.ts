@@ -38,3 +38,7 @@ export type { SwitchResult, TagMove, UndoOutcome } from './vessel/switch.js';
 export type { DeployOptions, DeployerName } from './vessel/deploy.js';
 export { DEFAULT_STATE_DIR, StateDir, type VesselState, type HeldRelease } from './vessel/state.js';
 export { fetchBundle, parseRate, type FetchOptions, type FetchResult } from './fetch/fetch.js';
+export * from './release/model.js';
+export * from './release/metadata.js';
+export { readRelease } from './release/read.js';
+export { admit, checkComplete, checkIndex, type Admission, type AdmitOptions } from './release/admit.js';

@@ -165,3 +165,33 @@ test('a non-terminal is never asked: a script that pipes into apply proceeds as 
   t.notRegex(r.stdout + r.stderr, /Proceed\?/);
   t.regex(r.stdout, /^applied awareness 1\.5\.0 \(was 1\.4\.0\)\n  /m);
 });
+
+test('status names the release a rollback returns to and the images an apply of each staged release would change', async (t) => {
+  const v = await vesselWithTwo(t);
+  const before = await v.run(['status']);
+  t.is(before.code, 0, before.stderr);
+  t.regex(before.stdout, /^awareness: 1\.4\.0 runs; a rollback has nothing to return to/m);
+  t.regex(before.stdout, /^  bundle apply awareness@1\.5\.0 would change 2 images:\n    groke\/(fusion|toolbox):\S+  sha256:[0-9a-f]{12} → sha256:[0-9a-f]{12}\n    groke\/(fusion|toolbox):/m);
+  const json = await v.run(['status', '--json']);
+  const staged = (json.json['releases'] as { version: string; changes?: { repository: string; tag?: string; to: string }[] }[]).find((r) => r.version === '1.5.0');
+  const predicted = (staged?.changes ?? []).map((c) => `${c.repository}:${c.tag}`).sort();
+
+  const applied = await v.run(['apply', 'awareness@1.5.0', '--json']);
+  const moved = (applied.json['tags'] as { repository: string; tag: string }[]).filter((m) => !m.repository.startsWith('seabag/')).map((m) => `${m.repository}:${m.tag}`).sort();
+  t.deepEqual(predicted, moved, "status predicted exactly the images apply moved");
+
+  const after = await v.run(['status', 'awareness']);
+  t.regex(after.stdout, /^awareness: 1\.5\.0 runs; bundle rollback awareness returns to 1\.4\.0, changing 2 images:$/m);
+  t.like((await v.run(['status', '--json'])).json, { rollback: [{ name: 'awareness', version: '1.4.0' }] });
+  const back = await v.run(['rollback', 'awareness', '--json']);
+  t.like(back.json, { release: { version: '1.4.0' } }, 'the rollback went where status said');
+});
+
+test('status NAME for a name not held says so and lists the names held (exit 2)', async (t) => {
+  const v = await vesselWithTwo(t);
+  const r = await v.run(['status', 'awarenes']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /^error\[E_RELEASE_UNKNOWN\]: this vessel holds no release named awarenes; it holds awareness$/m);
+  const j = await v.run(['status', 'radar', '--json']);
+  t.like(j.json, { ok: false, error: { code: 'E_RELEASE_UNKNOWN', details: { name: 'radar', held: ['awareness'] } } });
+});

@@ -1,8 +1,46 @@
-import { vesselStatus } from '../../lib/index.js';
+import { vesselStatus, type StatusReport } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { stateDirFlag, str } from '../options.js';
 import { printJSON, shortDigest, table, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
+
+type Change = NonNullable<StatusReport['releases'][number]['changes']>[number];
+
+function changeLines(changes: readonly Change[]): string[] {
+  return changes.map((c) => `    ${c.repository}${c.tag === undefined ? '' : `:${c.tag}`}  ${c.from === undefined ? '(new)' : shortDigest(c.from)} → ${shortDigest(c.to)}`);
+}
+
+function images(n: number): string {
+  return `${n} image${n === 1 ? '' : 's'}`;
+}
+
+/** What a rollback would return to, and what an apply of each staged release would change. */
+function whatIf(report: StatusReport): string[] {
+  const lines: string[] = [];
+  const names = [...new Set(report.releases.map((r) => r.name))];
+  for (const name of names) {
+    const own = report.releases.filter((r) => r.name === name);
+    const active = own.find((r) => r.state === 'active');
+    const back = report.rollback.find((b) => b.name === name);
+    lines.push('');
+    if (active === undefined) {
+      lines.push(`${name}: nothing of it runs yet`);
+    } else if (back === undefined) {
+      lines.push(`${name}: ${active.version} runs; a rollback has nothing to return to (no release ran before it)`);
+    } else {
+      const target = own.find((r) => r.version === back.version);
+      const changes = target?.changes ?? [];
+      lines.push(`${name}: ${active.version} runs; bundle rollback ${name} returns to ${back.version}, changing ${images(changes.length)}${changes.length > 0 ? ':' : ''}`);
+      lines.push(...changeLines(changes));
+    }
+    for (const r of own.filter((x) => x.state === 'staged' || x.state === 'failed')) {
+      const changes = r.changes ?? [];
+      lines.push(`  bundle apply ${name}@${r.version} would change ${images(changes.length)}${changes.length > 0 ? ':' : ''}`);
+      lines.push(...changeLines(changes));
+    }
+  }
+  return lines;
+}
 
 export const status: Command = {
   command: 'status [name]',
@@ -32,6 +70,7 @@ export const status: Command = {
       for (const r of report.releases) {
         if (r.complete === false) writeLine(out, `  ${r.name} ${r.version} is INCOMPLETE: the registry lacks ${r.missing?.length ?? 0} blob(s) or manifest(s) it needs; import its bundle again to repair it`);
       }
+      for (const line of whatIf(report)) writeLine(out, line);
     }
     if (report.pending !== null) {
       const p = report.pending;

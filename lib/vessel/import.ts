@@ -18,11 +18,10 @@ import { MemoryStore } from '../oci/memory.js';
 import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { checkIndex, openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
-import { checkComplete } from '../bundle/verify.js';
-import { checkDowngrade, checkExpiry, checkTarget, judgementTime } from '../trust/policy.js';
+import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { admit } from '../release/admit.js';
+import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
-import { effectiveRoot, verifyReleaseSignatures } from '../trust/verify.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
@@ -60,15 +59,15 @@ export interface ImportResult {
 }
 
 /** The pinned root, or the one given to pin first. */
-async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
+async function trustFor(vessel: Vessel, trustPath: string | undefined, given: TrustRoot | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
   const pinned = await vessel.dir.currentRoot();
-  if (trustPath === undefined) {
+  if (trustPath === undefined || given === undefined) {
     if (pinned === undefined) {
       throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet', { hint: 'pass --trust trust.json with the first import; later roots arrive inside bundles' });
     }
     return { root: pinned };
   }
-  const { root } = await loadRoot(trustPath);
+  const root = given;
   verifyRootSelf(root, trustPath);
   if (pinned === undefined) return { root, first: root };
   const known = (await vessel.dir.roots()).get(root.signed.version);
@@ -152,27 +151,36 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
  *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
  */
 export async function importBundle(path: string, options: ImportOptions): Promise<ImportResult> {
+  // What the user named is read (regular files only) before the lock is taken: a FIFO or a
+  // missing part must not hold the vessel.
+  const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
+  const input = await resolveBundleInput(path);
   // A pending journal (a switch that failed half-way) never blocks staging another release.
   const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${path}`, true);
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
-    const trust = await trustFor(vessel, options.trust);
+    const trust = await trustFor(vessel, options.trust, given);
 
-    const input = await resolveBundleInput(path);
     await verifyParts(input, options);
     const bundle = await openBundle(input);
     try {
       const { release } = bundle;
       const digest = bundle.releaseDesc.digest;
-      const { root, accepted } = effectiveRoot(trust.root, bundle.roots, await vessel.dir.knownRootBytes());
-      verifyReleaseSignatures(bundle, root);
-      checkIndex(bundle);
-      checkExpiry(root, release, judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime));
       const target = options.target ?? vessel.state.target;
-      checkTarget(release, target);
-      checkDowngrade(release, digest, releasesOf(vessel.state, release.name), options.allowDowngrade === true);
-      const graphs = await checkComplete(bundle, sig);
+      // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
+      const { accepted, graphs } = await admit(bundle.archive, {
+        reader: bundle.reader,
+        trust: trust.root,
+        trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
+        knownRoots: await vessel.dir.knownRootBytes(),
+        now: judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime),
+        policy: (r, d) => {
+          checkTarget(r, target);
+          checkDowngrade(r, d, releasesOf(vessel.state, r.name), options.allowDowngrade === true);
+        },
+        ...sig,
+      });
 
       // The same release again, with nothing new to pin: when the registry still has all of it,
       // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only

@@ -11,6 +11,7 @@ import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneRep
 import { openForChange, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
+import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
 import { missingContent, planSwitch, switchRelease, type SwitchResult } from './switch.js';
 
 export type { SwitchOptions } from './recover.js';
@@ -112,7 +113,11 @@ export interface StatusReport {
     complete: boolean | null;
     /** What the registry lacks of it (`repository@digest`). */
     missing?: string[];
+    /** For a release that is not active: the images whose digests an apply of it would change. */
+    changes?: ImageChange[];
   }[];
+  /** Per release name: the version `bundle rollback NAME` would return to (none when nothing ran before). */
+  rollback: { name: string; version: string }[];
   pending:
     | {
         op: Journal['op'];
@@ -162,7 +167,18 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
   }
   const state = await dir.load();
   const root = await dir.currentRoot().catch(() => undefined);
+  if (options.name !== undefined && !state.releases.some((r) => r.name === options.name)) {
+    const names = [...new Set(state.releases.map((r) => r.name))].sort();
+    throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel holds no release named ${options.name}; ${names.length === 0 ? 'it holds none yet' : `it holds ${names.join(', ')}`}`, {
+      details: { name: options.name, held: names },
+      hint: names.length === 0 ? 'stage one with bundle import FILE' : `run bundle status ${names[0]}, or bundle status for all`,
+    });
+  }
   const shown = state.releases.filter((r) => options.name === undefined || r.name === options.name);
+  const rollback = [...new Set(shown.map((r) => r.name))].flatMap((name) => {
+    const back = rollbackTarget(state, name);
+    return back === undefined ? [] : [{ name, version: back.version }];
+  });
   // One look at the registry: every blob of every release shown, and the tags of a pending switch.
   let complete: Map<HeldRelease, string[]> | undefined;
   let tags: NonNullable<StatusReport['pending']>['tags'];
@@ -201,6 +217,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       images: r.images.length,
       complete: missing === undefined ? null : missing.length === 0,
       ...(missing !== undefined && missing.length > 0 ? { missing } : {}),
+      ...(r.state === 'active' ? {} : { changes: imageChanges(state, r) }),
     };
   });
   return {
@@ -209,6 +226,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
     ...(state.target === undefined ? {} : { target: state.target }),
     ...(root === undefined ? {} : { trustRoot: { version: root.signed.version, expires: root.signed.expires } }),
     releases,
+    rollback,
     pending: journal === undefined ? null : pendingOf(journal, running, tags),
     notes,
   };

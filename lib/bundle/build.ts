@@ -50,6 +50,7 @@ import { versionTag, type ReleaseAttestation, type ReleaseDocument, type Release
 import { openImageSource, type ImageSource } from './sources.js';
 import { collectYAMLFiles, loadReleaseSpec } from './spec.js';
 import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
 export interface BuildOptions extends OpOptions {
   /** Where to write the bundle (parts go beside it). */
@@ -439,6 +440,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       omittedBlobs: [...omitted].sort(),
     };
     if (spec.expires !== undefined) release.expires = expiryTime(spec.expires);
+    if (spec.check !== undefined) release.check = { command: spec.check.command, timeoutSeconds: parseDuration(spec.check.timeout ?? DEFAULT_CHECK_TIMEOUT, 'check.timeout', MAX_RELEASE_CHECK_SECONDS) };
     if (platforms.length > 0) release.platforms = platforms.map(formatPlatform);
     if (options.omit !== undefined) release.since = { kind: options.omit.kind, ...(options.omit.releases ? { releases: options.omit.releases } : {}) };
     const releaseConfig = blob(json(release), SEABAG_RELEASE_CONFIG);

@@ -45,6 +45,8 @@ export interface ReleaseDocument {
   images: ReleaseImage[];
   manifests: { file: string; digest: Digest; documents: number }[];
   deviceProfiles: { name: string; file: string; discovery: 'udev' | 'onvif'; node?: string; digest: Digest; brokerImage: string }[];
+  /** The release's own health check (see `ReleaseSpec.check`); run aboard only with the captain's consent. */
+  check?: { command: string[]; timeoutSeconds: number };
   /** Blobs a delta bundle leaves out: the vessel must already hold them. */
   omittedBlobs: Digest[];
   since?: { kind: 'inventory' | 'bundle'; releases?: string[] };

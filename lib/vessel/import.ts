@@ -29,7 +29,8 @@ import { fluxArtifact, type ManifestFile } from './flux.js';
 import { readJournal, writeJournal } from './journal.js';
 import { openForChange } from './recover.js';
 import type { Vessel, VesselOptions } from './session.js';
-import { findRelease, releasesOf, type HeldRelease } from './state.js';
+import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
+import { refreshRuntimeConfig } from '../runtime/config.js';
 import { missingContent } from './switch.js';
 import { PushTracker } from './target.js';
 
@@ -45,6 +46,8 @@ export interface ImportOptions extends VesselOptions {
   concurrency?: number;
   /** How to finish an interrupted switch found in the journal. */
   deploy?: DeployOptions;
+  /** Where to keep the runtime's mirror settings current from now on (remembered in the state). */
+  runtimeConfig?: RuntimeTargets;
 }
 
 export interface ImportResult {
@@ -55,7 +58,24 @@ export interface ImportResult {
   rootsPinned: number[];
   /** The vessel already held this release. */
   alreadyHeld: boolean;
+  /** The runtime's mirror settings rewritten after the import (`import --runtime-config`). */
+  runtimeConfig?: { written: string[]; error?: { code: string; message: string } };
   notes: string[];
+}
+
+/**
+ * Remembers new runtime config targets, then rewrites every remembered one for what the vessel
+ * now holds. A failure here does not undo the import (the release is staged); it is reported.
+ */
+async function keepRuntimeConfig(vessel: Vessel, options: ImportOptions): Promise<Pick<ImportResult, 'runtimeConfig'>> {
+  if (options.runtimeConfig !== undefined) {
+    vessel.state.runtimeConfig = { ...vessel.state.runtimeConfig, ...options.runtimeConfig };
+    await vessel.save();
+  }
+  const refreshed = await refreshRuntimeConfig(vessel.state);
+  if (refreshed === undefined) return {};
+  if (refreshed.error !== undefined) vessel.notes.push(`the runtime's mirror settings were not rewritten: ${refreshed.error.message}`);
+  return { runtimeConfig: { written: refreshed.written, ...(refreshed.error === undefined ? {} : { error: { code: refreshed.error.code, message: refreshed.error.message } }) } };
 }
 
 /** The pinned root, or the one given to pin first. */
@@ -195,6 +215,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           bytesPushed: 0,
           rootsPinned: [],
           alreadyHeld: true,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       }
@@ -331,6 +352,8 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           created: release.created,
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+          ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
+          ...(release.check === undefined ? {} : { check: release.check }),
           images: release.images.map((i) => ({
             ref: i.ref,
             repository: i.repository,
@@ -359,6 +382,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           bytesPushed: tracker.stats.bytesPushed,
           rootsPinned: pinned.map((r) => r.signed.version),
           alreadyHeld: existing !== undefined,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       } finally {

@@ -28,7 +28,7 @@ export interface ReleaseRef {
 interface JournalBase {
   started: string;
   pid: number;
-  /** How far it got: `pushing`, `tags`, `deploy`, `commit`, `deletes`. */
+  /** How far it got: `pushing`, `tags`, `deploy`, `commit`, `check`, `checked`, `deletes`. */
   phase?: string;
 }
 
@@ -48,6 +48,8 @@ export interface SwitchJournal extends JournalBase {
   deploy?: DeployerName;
   /** Every tag the switch moves, in order, with where it pointed before: what an undo restores. */
   moves?: TagMove[];
+  /** The health check gating a switch: until it has passed (`checked`), recovery switches back. */
+  check?: { source: 'cli' | 'release'; command: string[]; timeoutSeconds: number };
   /** The switch failed and undoing it failed too: nothing finishes it but `bundle recover`. */
   failed?: { code: string; error: string; undo: string; at: string };
 }

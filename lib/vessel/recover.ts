@@ -9,11 +9,14 @@ import { describeJournal, readJournal, type SwitchJournal, type TagMove } from '
 import { finishPrune } from './prune.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease } from './state.js';
+import type { GateOptions } from './operations.js';
 import type { PruneReport } from './prune.js';
-import { plannedMoves, switchIncomplete, switchRelease, undoSwitch, type SwitchResult } from './switch.js';
+import { plannedMoves, revertSwitch, switchIncomplete, switchRelease, undoSwitch, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;
+  /** The health gate of apply and rollback (see `gateFor`). */
+  gate?: GateOptions;
   /** Work out what would change and return it, changing nothing (no lock, no recovery, no write). */
   dryRun?: boolean;
   /**
@@ -50,7 +53,19 @@ export async function recoverJournal(vessel: Vessel, deploy: DeployOptions, sign
     await vessel.dir.removeJournal();
     return `dropped an interrupted ${journal.op} of ${what}: this vessel no longer holds that release`;
   }
-  await switchRelease(vessel, target, journal.op, { ...deploy, deployer: journal.deploy ?? deploy.deployer }, signal, journal);
+  const journalDeploy = { ...deploy, deployer: journal.deploy ?? deploy.deployer };
+  if (journal.check !== undefined && journal.phase !== 'checked') {
+    // A gated switch counts only once its check has passed; this one never did.
+    const back = journal.from === undefined ? undefined : findRelease(vessel.state, journal.name, journal.from.version);
+    const reason =
+      journal.phase === 'check'
+        ? `health check interrupted: seabag (pid ${journal.pid}) stopped while the check ran, so it never passed`
+        : `health check never ran: seabag (pid ${journal.pid}) stopped at ${journal.phase ?? 'the start'} of the switch`;
+    const moves = journal.moves ?? (await movesBackTo(vessel, journal, signal));
+    const how = await revertSwitch(vessel, journal, moves, target, back?.digest === journal.from?.digest ? back : undefined, { code: 'E_HEALTH_CHECK_FAILED', message: reason }, journalDeploy);
+    return `the interrupted ${journal.op} of ${what} never passed its health check: ${how}; ${journal.to.version} is marked failed`;
+  }
+  await switchRelease(vessel, target, journal.op, journalDeploy, signal, journal);
   return `finished the interrupted ${journal.op} of ${what} (it had stopped at ${journal.phase ?? 'the start'})`;
 }
 

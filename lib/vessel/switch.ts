@@ -15,6 +15,7 @@ import { parseImageManifest, TITLE } from '../oci/descriptor.js';
 import { readVerified } from '../oci/verify.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { releaseRepository } from '../bundle/release.js';
+import { describeFailure, runHealthCheck, type HealthCheck } from '../runtime/check.js';
 import { settleAll } from '../util/limit.js';
 import { kubectlDeploy, type DeployOptions } from './deploy.js';
 import type { ManifestFile } from './flux.js';
@@ -30,6 +31,8 @@ export interface SwitchResult {
   from?: { version: string; digest: Digest };
   tags: TagMove[];
   deployed?: { applied: string[]; rolledOut: string[] };
+  /** The health check that gated the switch, when one ran (it passed, or this is not returned). */
+  check?: { source: HealthCheck['source']; command: string[]; output: string };
   /** It was already the active release and every tag already pointed at it: nothing was written. */
   unchanged: boolean;
   /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
@@ -231,13 +234,89 @@ async function failSwitch(vessel: Vessel, journal: SwitchJournal, moves: readonl
   });
 }
 
+/** A health check gating a switch, and the environment it runs in. */
+export interface SwitchGate {
+  check: HealthCheck;
+  env: Record<string, string | undefined>;
+}
+
+/** The environment a check runs in: the caller's, and which switch it judges. */
+function checkEnv(gate: SwitchGate, target: HeldRelease, from: HeldRelease | undefined, registry: string): Record<string, string | undefined> {
+  return { ...gate.env, SEABAG_RELEASE: target.name, SEABAG_VERSION: target.version, SEABAG_PREVIOUS: from?.version ?? '', SEABAG_REGISTRY: registry };
+}
+
+/** The states of one name's releases, to put back when a switch is reverted. */
+export type StateSnapshot = Map<HeldRelease, Pick<HeldRelease, 'state' | 'appliedAt' | 'failure'>>;
+
+function snapshotStates(vessel: Vessel, name: string): StateSnapshot {
+  return new Map(releasesOf(vessel.state, name).map((r) => [r, { state: r.state, ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }), ...(r.failure === undefined ? {} : { failure: r.failure }) }]));
+}
+
+/**
+ * Switches back after `target` did not pass (its rollout or its health check failed): the tags go
+ * back where they were (`moves`), the earlier release's manifests are applied again (kubectl),
+ * the releases' states are put back (`before`, or: `back` active) and `target` is marked failed
+ * with `reason`. Every step can be repeated, so a crash here is finished the same way by the next
+ * command. Says how it went.
+ *
+ * @throws E_SWITCH_INCOMPLETE when the tags cannot be put back (the journal stays, marked failed)
+ */
+export async function revertSwitch(
+  vessel: Vessel,
+  journal: SwitchJournal,
+  moves: readonly TagMove[],
+  target: HeldRelease,
+  back: HeldRelease | undefined,
+  reason: { code: string; message: string },
+  deploy: DeployOptions,
+  before?: StateSnapshot,
+): Promise<string> {
+  const undo = await undoSwitch(vessel, moves);
+  if (!undo.ok) {
+    await writeJournal(vessel.dir, { ...journal, moves: [...moves], failed: { code: reason.code, error: reason.message, undo: undo.error ?? 'unknown', at: new Date().toISOString() } });
+    throw new SeabagError('E_SWITCH_INCOMPLETE', `${journal.op} of ${target.name} ${target.version} failed (${reason.message}) and switching back failed too (${undo.error ?? 'unknown'})`, {
+      details: { failedWith: reason.code, undo: undo.error, moves, changed: `the ${journal.op} of ${target.name} ${target.version} is half done: tags ${movesText(moves)} may name either release` },
+      hint: '`bundle status` shows where each tag points; `bundle recover --abort` puts them back, `bundle recover --finish` completes the switch',
+    });
+  }
+  let how = back === undefined || back === target ? 'there was no earlier release to switch back to: its tags stay where they are' : `switched back to ${back.version}`;
+  if (back !== undefined && back !== target && deploy.deployer === 'kubectl') {
+    try {
+      await kubectlDeploy(await releaseFiles(vessel, back), deploy);
+    } catch (err) {
+      how = `switching back to ${back.version} failed: ${(err as Error).message}`;
+    }
+  }
+  if (before !== undefined) {
+    for (const [r, was] of before) {
+      r.state = was.state;
+      if (was.appliedAt === undefined) delete r.appliedAt;
+      else r.appliedAt = was.appliedAt;
+      if (was.failure === undefined) delete r.failure;
+      else r.failure = was.failure;
+    }
+  } else if (back !== undefined && back !== target) {
+    for (const r of releasesOf(vessel.state, target.name)) if (r.state === 'active') r.state = 'staged';
+    back.state = 'active';
+  }
+  target.state = 'failed';
+  target.failure = reason.message;
+  await vessel.save();
+  vessel.step('switch:reverted');
+  await vessel.dir.removeJournal();
+  return how;
+}
+
 /**
  * Switches `name` to `target`. A repeated apply of the active release, with every tag already
- * in place, writes nothing at all.
+ * in place, writes nothing at all. With a gate, the check runs once the switch is committed; if
+ * it fails or times out, the switch is reverted (`revertSwitch`) and E_HEALTH_CHECK_FAILED thrown.
+ * The journal carries the check from the start, so a crash before the check has passed is
+ * finished by switching back.
  *
- * @throws E_BLOBS_MISSING (before anything moves), E_ROLLOUT_FAILED (after switching back),
- *   E_SWITCH_INCOMPLETE (failed, and the undo failed), E_ABORTED, E_REGISTRY*, E_TOOL: each
- *   failure after the first move is undone first
+ * @throws E_BLOBS_MISSING (before anything moves), E_ROLLOUT_FAILED and E_HEALTH_CHECK_FAILED
+ *   (after switching back), E_SWITCH_INCOMPLETE (failed, and the undo failed), E_ABORTED,
+ *   E_REGISTRY*, E_TOOL: each failure after the first move is undone first
  */
 export async function switchRelease(
   vessel: Vessel,
@@ -246,21 +325,23 @@ export async function switchRelease(
   deploy: DeployOptions,
   signal?: AbortSignal,
   resumed?: SwitchJournal,
+  gate?: SwitchGate,
 ): Promise<SwitchResult> {
   const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
   const fromRelease = resumed?.from !== undefined ? findRelease(vessel.state, target.name, resumed.from.version) : current !== target ? current : undefined;
   await checkHeld(vessel, target, signal);
   const plan = await plannedMoves(vessel, target, signal);
-  const result = (tags: TagMove[], deployed?: SwitchResult['deployed']): SwitchResult => ({
+  const result = (tags: TagMove[], extra: Pick<SwitchResult, 'deployed' | 'check'> = {}): SwitchResult => ({
     op,
     release: { name: target.name, version: target.version, digest: target.digest },
     ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
     tags,
-    ...(deployed === undefined ? {} : { deployed }),
+    ...extra,
     unchanged: resumed === undefined && current === target && tags.length === 0,
   });
-  if (resumed === undefined && current === target && plan.length === 0 && deploy.deployer !== 'kubectl') return result([]);
+  if (resumed === undefined && current === target && plan.length === 0 && deploy.deployer !== 'kubectl' && gate === undefined) return result([]);
 
+  const before = snapshotStates(vessel, target.name);
   // What an undo restores: the moves as first planned (a resumed switch already moved some).
   const moves: TagMove[] = resumed?.moves ?? plan.map(asMove);
   const journal: SwitchJournal = {
@@ -273,6 +354,7 @@ export async function switchRelease(
     deploy: deploy.deployer,
     moves,
     phase: 'tags',
+    ...(gate === undefined ? {} : { check: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
   };
   await writeJournal(vessel.dir, journal);
   vessel.step('switch:journal');
@@ -291,7 +373,13 @@ export async function switchRelease(
         deployed = await kubectlDeploy(await releaseFiles(vessel, target, signal), deploy, signal);
       } catch (err) {
         if (err instanceof SeabagError && err.code === 'E_ABORTED') throw err;
-        return await failRollout(vessel, journal, moves, target, fromRelease, deploy, err);
+        const reason = err instanceof Error ? err.message : String(err);
+        const how = await revertSwitch(vessel, journal, moves, target, fromRelease, { code: 'E_ROLLOUT_FAILED', message: reason }, deploy, before);
+        throw new SeabagError('E_ROLLOUT_FAILED', `${op} of ${target.name} ${target.version} failed: ${reason}; ${how}`, {
+          cause: err,
+          details: { release: target.version, revertedTo: fromRelease?.version, undone: true },
+          hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+        });
       }
     }
     await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
@@ -304,46 +392,73 @@ export async function switchRelease(
     markActive(vessel, target, fromRelease);
     await vessel.save();
   } catch (err) {
-    if (err instanceof SeabagError && err.code === 'E_ROLLOUT_FAILED') throw err;
+    if (err instanceof SeabagError && (err.code === 'E_ROLLOUT_FAILED' || err.code === 'E_SWITCH_INCOMPLETE')) throw err;
     return failSwitch(vessel, journal, moves, err);
   }
   vessel.step('switch:saved');
+  const checked = gate === undefined ? undefined : await gateSwitch(vessel, journal, moves, target, fromRelease, current === target, gate, deploy, before, signal);
   await vessel.dir.removeJournal();
-  return result(tags, deployed);
+  return result(tags, { ...(deployed === undefined ? {} : { deployed }), ...(checked === undefined ? {} : { check: checked }) });
 }
 
-/** A rollout failed: the tags go back, the earlier release is deployed again, the target is marked failed. */
-async function failRollout(
+/**
+ * Runs the health check of a committed switch. Passed: the journal says `checked`. Failed or
+ * timed out: the switch is reverted and E_HEALTH_CHECK_FAILED thrown. Interrupted: the journal
+ * stays at `check`, and the next command switches back (the check never passed).
+ */
+async function gateSwitch(
   vessel: Vessel,
   journal: SwitchJournal,
   moves: readonly TagMove[],
   target: HeldRelease,
   fromRelease: HeldRelease | undefined,
+  wasActive: boolean,
+  gate: SwitchGate,
   deploy: DeployOptions,
-  err: unknown,
-): Promise<never> {
-  const reason = err instanceof Error ? err.message : String(err);
-  const undo = await undoSwitch(vessel, moves);
-  let back = 'there was no earlier release to switch back to';
-  if (!undo.ok) back = `putting the tags back failed: ${undo.error ?? 'unknown'}`;
-  else if (fromRelease !== undefined) {
-    try {
-      await kubectlDeploy(await releaseFiles(vessel, fromRelease), deploy);
-      back = `switched back to ${fromRelease.version}`;
-    } catch (revertErr) {
-      back = `switching back to ${fromRelease.version} failed too: ${(revertErr as Error).message}`;
+  before: StateSnapshot,
+  signal?: AbortSignal,
+): Promise<SwitchResult['check']> {
+  await writeJournal(vessel.dir, { ...journal, phase: 'check' });
+  vessel.step('switch:check');
+  let outcome;
+  try {
+    outcome = await runHealthCheck(gate.check, checkEnv(gate, target, fromRelease, vessel.registryHost), {
+      ...(signal === undefined ? {} : { signal }),
+      onStarted: () => vessel.step('check:running'),
+    });
+  } catch (err) {
+    if (err instanceof SeabagError) {
+      err.details['changed'] = `${target.name} ${target.version} was switched to, but its health check did not finish; the next seabag command switches back`;
     }
+    throw err;
   }
-  target.state = 'failed';
-  target.failure = reason;
-  await vessel.save();
-  if (undo.ok) await vessel.dir.removeJournal();
-  else await writeJournal(vessel.dir, { ...journal, moves: [...moves], failed: { code: 'E_ROLLOUT_FAILED', error: reason, undo: undo.error ?? 'unknown', at: new Date().toISOString() } });
-  throw new SeabagError('E_ROLLOUT_FAILED', `${journal.op} of ${target.name} ${target.version} failed: ${reason}; ${back}`, {
-    cause: err,
-    details: { release: target.version, revertedTo: fromRelease?.version, undone: undo.ok },
-    hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
-  });
+  if (!outcome.passed) {
+    const reason = describeFailure(outcome, gate.check);
+    let how: string;
+    if (wasActive && fromRelease === undefined) {
+      // It was already running before this command: there is nothing to switch back to, and
+      // nothing this command changed to undo.
+      await vessel.dir.removeJournal();
+      how = 'it was already active, so nothing was switched';
+    } else {
+      how = await revertSwitch(vessel, journal, moves, target, fromRelease, { code: 'E_HEALTH_CHECK_FAILED', message: reason }, deploy, before);
+    }
+    throw new SeabagError('E_HEALTH_CHECK_FAILED', `${journal.op} of ${target.name} ${target.version} failed its ${reason}; ${how}`, {
+      details: {
+        release: target.version,
+        revertedTo: fromRelease?.version,
+        source: gate.check.source,
+        exitCode: outcome.exitCode,
+        signal: outcome.signal,
+        timedOut: outcome.timedOut,
+        output: outcome.output,
+      },
+      hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+    });
+  }
+  await writeJournal(vessel.dir, { ...journal, phase: 'checked' });
+  vessel.step('switch:checked');
+  return { source: gate.check.source, command: gate.check.command, output: outcome.output };
 }
 
 /** The error for a switch that failed half-way and waits for the captain. */

@@ -143,6 +143,8 @@ export interface StatusReport {
     importedAt: string;
     appliedAt?: string;
     failure?: string;
+    /** Its own signed health check (run only with `--release-check`). */
+    check?: { command: string[]; timeoutSeconds: number };
     images: number;
     /** Is every blob and manifest it needs in the registry? null when the registry could not be asked. */
     complete: boolean | null;
@@ -249,6 +251,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),
+      ...(r.check === undefined ? {} : { check: r.check }),
       images: r.images.length,
       complete: missing === undefined ? null : missing.length === 0,
       ...(missing !== undefined && missing.length > 0 ? { missing } : {}),

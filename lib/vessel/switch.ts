@@ -33,6 +33,8 @@ export interface SwitchResult {
   deployed?: { applied: string[]; rolledOut: string[] };
   /** The health check that gated the switch, when one ran (it passed, or this is not returned). */
   check?: { source: HealthCheck['source']; command: string[]; output: string };
+  /** The check that gates (or, in a plan, would gate) the switch. */
+  gate?: { source: HealthCheck['source']; command: string[]; timeoutSeconds: number };
   /** It was already the active release and every tag already pointed at it: nothing was written. */
   unchanged: boolean;
   /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
@@ -337,6 +339,7 @@ export async function switchRelease(
     ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
     tags,
     ...extra,
+    ...(gate === undefined ? {} : { gate: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
     unchanged: resumed === undefined && current === target && tags.length === 0,
   });
   if (resumed === undefined && current === target && plan.length === 0 && deploy.deployer !== 'kubectl' && gate === undefined) return result([]);

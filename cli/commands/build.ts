@@ -77,7 +77,7 @@ export const build: Command = {
     { does: "a delta: leave out what the vessel's inventory shows it holds", run: 'bundle build release.yaml -o aw-1.5.0.bundle --since inventory.json --sign release.key' },
   ],
   async run(args, ctx) {
-    const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p)));
+    const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p, '--sign')));
     const roots = await rootsToCarry(list(args, 'trust'));
     const split = str(args, 'split');
     const since = str(args, 'since');

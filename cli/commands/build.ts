@@ -48,6 +48,10 @@ export const RELEASE_FIELDS = [
   '                                to its digest',
   '  deviceProfiles: [devices/]    DeviceProfile files or folders, rendered into',
   '                                Akri Configurations',
+  '  check: {command: [...], timeout: 120s}',
+  '                                a health check signed into the release; a',
+  '                                vessel runs it after apply only with',
+  '                                --release-check, and switches back if it fails',
   'Paths are relative to release.yaml. The time of the build is not recorded',
   '(set SOURCE_DATE_EPOCH to record one), so the same inputs give the same bytes.',
 ].join('\n');

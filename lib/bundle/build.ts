@@ -7,6 +7,7 @@
  * `index.json`, small metadata blobs, then layers, each layer read once from its source and
  * verified as it passes into the bundle.
  */
+import { isoSeconds, parseTime } from '../util/time.js';
 import { isSeabagError, SeabagError } from '../errors.js';
 import { sha256Digest, type Digest } from '../oci/digest.js';
 import { formatPlatform, parseImageManifest, parseJSON, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
@@ -49,6 +50,7 @@ import { versionTag, type ReleaseAttestation, type ReleaseDocument, type Release
 import { openImageSource, type ImageSource } from './sources.js';
 import { collectYAMLFiles, loadReleaseSpec } from './spec.js';
 import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
 export interface BuildOptions extends OpOptions {
   /** Where to write the bundle (parts go beside it). */
@@ -104,13 +106,15 @@ interface ResolvedImage {
   image: ReleaseImage;
 }
 
-function isoSeconds(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-/** An RFC 3339 time for the spec's `expires`; a date alone means the start of that day, UTC. */
+/**
+ * An RFC 3339 time for the spec's `expires`; a date alone means the start of that day, UTC.
+ *
+ * @throws E_SPEC_INVALID for a day that does not exist or anything not RFC 3339
+ */
 export function expiryTime(value: string): string {
-  return isoSeconds(new Date(/^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value));
+  const date = parseTime(value, { dateOnly: true });
+  if (date === undefined) throw new SeabagError('E_SPEC_INVALID', `expires: ${JSON.stringify(value)} is not a real date or RFC 3339 time`, { details: { expires: value } });
+  return isoSeconds(date);
 }
 
 function json(value: unknown): Buffer {
@@ -395,7 +399,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const matcher = new ImageMatcher(targets);
     const manifestFiles = await collectYAMLFiles(loaded.baseDir, spec.manifests ?? []);
     const pinned = await pinManifestFiles(manifestFiles, loaded.baseDir, matcher);
-    const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? []);
+    const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? [], 'deviceProfiles');
     const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
     const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.message.includes('is not in the release'));
     throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');
@@ -436,6 +440,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       omittedBlobs: [...omitted].sort(),
     };
     if (spec.expires !== undefined) release.expires = expiryTime(spec.expires);
+    if (spec.check !== undefined) release.check = { command: spec.check.command, timeoutSeconds: parseDuration(spec.check.timeout ?? DEFAULT_CHECK_TIMEOUT, 'check.timeout', MAX_RELEASE_CHECK_SECONDS) };
     if (platforms.length > 0) release.platforms = platforms.map(formatPlatform);
     if (options.omit !== undefined) release.since = { kind: options.omit.kind, ...(options.omit.releases ? { releases: options.omit.releases } : {}) };
     const releaseConfig = blob(json(release), SEABAG_RELEASE_CONFIG);

@@ -39,6 +39,12 @@ export interface ResolveOptions extends OpOptions {
   onPlatformFallback?: (info: { index: string; wanted: Platform; chosen: Platform }) => void;
   /** Don't descend into content for which this returns true (its children aren't fetched). */
   prune?: (desc: Descriptor) => boolean;
+  /** Nodes already resolved, by digest: pass the same map to several walks to share them. */
+  nodes?: Map<string, Promise<GraphNode>>;
+  /** Reads a manifest's verified bytes (default: `fetchVerified` from the source). */
+  read?: (desc: Descriptor) => Promise<Buffer>;
+  /** Told of every reference walked (repeats included), to bound a walk. */
+  visit?: (desc: Descriptor) => void;
 }
 
 const MAX_DEPTH = 16;
@@ -69,9 +75,11 @@ export async function fetchVerified(src: ReadOnlyStorage, desc: Descriptor, opti
  *   for the wanted platforms anywhere in the image), and whatever the source throws
  */
 export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, options: ResolveOptions = {}): Promise<GraphNode> {
-  const cache = new Map<string, Promise<GraphNode>>();
+  // Shared walks keep no platform-filtered nodes: a rewritten index is the walk's own.
+  const cache = options.platforms !== undefined && options.platforms.length > 0 ? new Map<string, Promise<GraphNode>>() : (options.nodes ?? new Map<string, Promise<GraphNode>>());
   const resolveNode = async (desc: Descriptor, stack: readonly string[]): Promise<GraphNode> => {
     throwIfAborted(options.signal);
+    options.visit?.(desc);
     if (stack.includes(desc.digest)) {
       throw new SeabagError('E_LAYOUT_INVALID', `content graph has a cycle through ${desc.digest}`, { details: { path: [...stack, desc.digest] } });
     }
@@ -80,7 +88,7 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
     let pending = cache.get(desc.digest);
     if (pending === undefined) {
       pending = (async () => {
-        const bytes = await fetchVerified(src, desc, options);
+        const bytes = options.read === undefined ? await fetchVerified(src, desc, options) : await options.read(desc);
         const next = [...stack, desc.digest];
         if (isImageManifest(desc.mediaType)) {
           const m = parseImageManifest(bytes, desc);

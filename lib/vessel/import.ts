@@ -18,18 +18,18 @@ import { MemoryStore } from '../oci/memory.js';
 import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { checkIndex, openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
-import { checkComplete } from '../bundle/verify.js';
-import { checkDowngrade, checkExpiry, checkTarget, judgementTime } from '../trust/policy.js';
+import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { admit } from '../release/admit.js';
+import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
-import { effectiveRoot, verifyReleaseSignatures } from '../trust/verify.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
 import { fluxArtifact, type ManifestFile } from './flux.js';
 import { writeJournal } from './journal.js';
 import { Vessel, type VesselOptions } from './session.js';
-import { findRelease, releasesOf, type HeldRelease } from './state.js';
+import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
+import { refreshRuntimeConfig } from '../runtime/config.js';
 import { recoverJournal } from './switch.js';
 import { PushTracker } from './target.js';
 
@@ -45,6 +45,8 @@ export interface ImportOptions extends VesselOptions {
   concurrency?: number;
   /** How to finish an interrupted switch found in the journal. */
   deploy?: DeployOptions;
+  /** Where to keep the runtime's mirror settings current from now on (remembered in the state). */
+  runtimeConfig?: RuntimeTargets;
 }
 
 export interface ImportResult {
@@ -55,19 +57,36 @@ export interface ImportResult {
   rootsPinned: number[];
   /** The vessel already held this release. */
   alreadyHeld: boolean;
+  /** The runtime's mirror settings rewritten after the import (`import --runtime-config`). */
+  runtimeConfig?: { written: string[]; error?: { code: string; message: string } };
   notes: string[];
 }
 
+/**
+ * Remembers new runtime config targets, then rewrites every remembered one for what the vessel
+ * now holds. A failure here does not undo the import (the release is staged); it is reported.
+ */
+async function keepRuntimeConfig(vessel: Vessel, options: ImportOptions): Promise<Pick<ImportResult, 'runtimeConfig'>> {
+  if (options.runtimeConfig !== undefined) {
+    vessel.state.runtimeConfig = { ...vessel.state.runtimeConfig, ...options.runtimeConfig };
+    await vessel.save();
+  }
+  const refreshed = await refreshRuntimeConfig(vessel.state);
+  if (refreshed === undefined) return {};
+  if (refreshed.error !== undefined) vessel.notes.push(`the runtime's mirror settings were not rewritten: ${refreshed.error.message}`);
+  return { runtimeConfig: { written: refreshed.written, ...(refreshed.error === undefined ? {} : { error: { code: refreshed.error.code, message: refreshed.error.message } }) } };
+}
+
 /** The pinned root, or the one given to pin first. */
-async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
+async function trustFor(vessel: Vessel, trustPath: string | undefined, given: TrustRoot | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
   const pinned = await vessel.dir.currentRoot();
-  if (trustPath === undefined) {
+  if (trustPath === undefined || given === undefined) {
     if (pinned === undefined) {
       throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet', { hint: 'pass --trust trust.json with the first import; later roots arrive inside bundles' });
     }
     return { root: pinned };
   }
-  const { root } = await loadRoot(trustPath);
+  const root = given;
   verifyRootSelf(root, trustPath);
   if (pinned === undefined) return { root, first: root };
   const known = (await vessel.dir.roots()).get(root.signed.version);
@@ -136,28 +155,37 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
  *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
  */
 export async function importBundle(path: string, options: ImportOptions): Promise<ImportResult> {
+  // What the user named is read (regular files only) before the lock is taken: a FIFO or a
+  // missing part must not hold the vessel.
+  const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
+  const input = await resolveBundleInput(path);
   const vessel = await Vessel.open(options, `import ${path}`, 'mutate');
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
     const recovered = await recoverJournal(vessel, options.deploy ?? { deployer: 'registry' }, signal);
     if (recovered !== undefined) vessel.notes.push(recovered);
-    const trust = await trustFor(vessel, options.trust);
+    const trust = await trustFor(vessel, options.trust, given);
 
-    const input = await resolveBundleInput(path);
     await verifyParts(input, options);
     const bundle = await openBundle(input);
     try {
       const { release } = bundle;
       const digest = bundle.releaseDesc.digest;
-      const { root, accepted } = effectiveRoot(trust.root, bundle.roots, await vessel.dir.knownRootBytes());
-      verifyReleaseSignatures(bundle, root);
-      checkIndex(bundle);
-      checkExpiry(root, release, judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime));
       const target = options.target ?? vessel.state.target;
-      checkTarget(release, target);
-      checkDowngrade(release, digest, releasesOf(vessel.state, release.name), options.allowDowngrade === true);
-      const graphs = await checkComplete(bundle, sig);
+      // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
+      const { accepted, graphs } = await admit(bundle.archive, {
+        reader: bundle.reader,
+        trust: trust.root,
+        trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
+        knownRoots: await vessel.dir.knownRootBytes(),
+        now: judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime),
+        policy: (r, d) => {
+          checkTarget(r, target);
+          checkDowngrade(r, d, releasesOf(vessel.state, r.name), options.allowDowngrade === true);
+        },
+        ...sig,
+      });
 
       // The same release again, with nothing new to pin: when the registry still has all of it,
       // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
@@ -172,6 +200,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           bytesPushed: 0,
           rootsPinned: [],
           alreadyHeld: true,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       }
@@ -302,6 +331,8 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           created: release.created,
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+          ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
+          ...(release.check === undefined ? {} : { check: release.check }),
           images: release.images.map((i) => ({
             ref: i.ref,
             repository: i.repository,
@@ -337,6 +368,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           bytesPushed: tracker.stats.bytesPushed,
           rootsPinned: pinned.map((r) => r.signed.version),
           alreadyHeld: existing !== undefined,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       } finally {

@@ -15,7 +15,6 @@ import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { LAYOUT_VERSION } from '../oci/layout.js';
 import { attestationSubject, isAttestation, platformRank } from '../oci/platform.js';
 import {
-  DOCKER_FOREIGN_LAYER,
   EMPTY_DIGEST,
   EMPTY_JSON,
   DSSE_ENVELOPE,
@@ -25,7 +24,6 @@ import {
   OCI_EMPTY,
   OCI_INDEX,
   OCI_MANIFEST,
-  OCI_NONDISTRIBUTABLE_PREFIX,
   SEABAG_DEVICE_PROFILE,
   SEABAG_K8S_MANIFESTS,
   SEABAG_RELEASE,
@@ -39,6 +37,7 @@ import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import type { CredentialStore } from '../registry/auth.js';
 import { isNotFound, type RegistryClient } from '../registry/client.js';
+import { isForeignLayer } from '../registry/foreign.js';
 import { throwProblems } from '../schema.js';
 import { IN_TOTO_PAYLOAD_TYPE, signEnvelope } from '../trust/dsse.js';
 import type { SigningKey } from '../trust/keys.js';
@@ -177,11 +176,6 @@ function attestationsOf(graph: GraphNode): ReleaseAttestation[] {
   };
   if (isIndex(graph.desc.mediaType)) visit(graph);
   return out;
-}
-
-/** Layers a client fetches from their `urls` rather than the registry (Docker foreign, OCI non-distributable, or any with urls). */
-function isForeignLayer(desc: Descriptor): boolean {
-  return (desc.urls !== undefined && desc.urls.length > 0) || desc.mediaType === DOCKER_FOREIGN_LAYER || desc.mediaType.startsWith(OCI_NONDISTRIBUTABLE_PREFIX);
 }
 
 /**

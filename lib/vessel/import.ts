@@ -12,10 +12,11 @@
  */
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { TITLE, type Descriptor } from '../oci/descriptor.js';
+import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
 import { copyGraph, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { MemoryStore } from '../oci/memory.js';
-import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
 import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
@@ -138,6 +139,34 @@ async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, graphs: GraphN
   return found.size;
 }
 
+/**
+ * Before any blob moves: when an image has foreign layers (`urls`), asks the registry whether it
+ * takes such manifests (one probe that stores nothing), so a refusing registry costs one request
+ * rather than every blob and then a 500.
+ *
+ * @throws E_FOREIGN_LAYERS_REFUSED
+ */
+async function checkForeignAccepted(vessel: Vessel, images: readonly { ref: string; repository: string }[], graphs: GraphNode[], signal?: AbortSignal): Promise<void> {
+  const byType = new Map<string, { image: { ref: string; repository: string }; layers: Map<string, Descriptor> }>();
+  graphs.forEach((graph, i) => {
+    const image = images[i];
+    if (image === undefined) return;
+    for (const node of postOrder(graph)) {
+      if (node.bytes === undefined || !isImageManifest(node.desc.mediaType)) continue;
+      const foreign = parseImageManifest(node.bytes, node.desc).layers.filter(isForeignLayer);
+      if (foreign.length === 0) continue;
+      const entry = byType.get(node.desc.mediaType) ?? { image, layers: new Map<string, Descriptor>() };
+      for (const l of foreign) entry.layers.set(l.digest, l);
+      byType.set(node.desc.mediaType, entry);
+    }
+  });
+  for (const [manifestType, { image, layers }] of byType) {
+    const repo = await vessel.repository(image.repository);
+    const probe = await probeForeignLayers(repo, manifestType, [...layers.values()], signal ? { signal } : {});
+    if (!probe.accepted) throw foreignRefused(vessel.registryHost, image.ref, [...layers.values()], probe);
+  }
+}
+
 /** Does the registry still hold this release: its manifests (which stand for their blobs) and its tags? */
 async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal): Promise<boolean> {
   const sig = signal ? { signal } : {};
@@ -208,6 +237,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const omitted = new Set<string>(release.omittedBlobs);
       const client = await vessel.client();
       await client.ping(signal);
+      await checkForeignAccepted(vessel, release.images, graphs, signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
       for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
       const omittedFound = await checkOmitted(vessel, bundle, graphs, tracker, signal);

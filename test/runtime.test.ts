@@ -283,6 +283,9 @@ test("a broken 1.5.0 fails its own check (ctr runs its image, whose entrypoint e
 
 test("a good 1.5.0 passes its own check (ctr runs it through the mirror) and stays active; without --release-check the release's check is not run and a note says so", async (t) => {
   const { v, env } = await gated(t, bundles.v2);
+  const shown = await runCli(['inspect', bundles.v2]);
+  t.regex(shown.stdout, /health check: \/bin\/sh -c .*ctr run.* \(timeout 60s; runs aboard only with apply --release-check\)/, 'the captain can read the command before consenting');
+  t.like(((await states(v)).json['releases'] as { version: string; check?: unknown }[]).find((r) => r.version === '1.5.0'), { check: { command: CHECK, timeoutSeconds: 60 } });
   const skipped = await v.run(['apply', 'awareness@1.5.0'], env);
   t.is(skipped.code, 0, skipped.stderr);
   t.regex(skipped.stderr, /carries a signed health check that was not run: \/bin\/sh -c .*--release-check/);

@@ -40,6 +40,7 @@ export const inspect: Command = {
     writeLine(out);
     writeLine(out, `manifests: ${report.manifests.map((m) => `${m.file} (${m.documents} doc${m.documents === 1 ? '' : 's'})`).join(', ') || 'none'}`);
     writeLine(out, `device profiles: ${report.deviceProfiles.map((d) => `${d.name} (${d.discovery}${d.node ? ` on ${d.node}` : ''})`).join(', ') || 'none'}`);
+    if (report.check !== undefined) writeLine(out, `health check: ${report.check.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')} (timeout ${report.check.timeoutSeconds}s; runs aboard only with apply --release-check)`);
     writeLine(out, `signatures: ${report.signatures.length === 0 ? 'none (unsigned)' : report.signatures.map((s) => s.keyid).join(', ')}  (not verified here: run bundle verify)`);
     if (report.roots.length > 0) writeLine(out, `trust roots carried: ${report.roots.map((x) => `v${x.version}`).join(', ')}`);
     if (report.omittedBlobs.length > 0) {

@@ -17,6 +17,8 @@ export interface InspectReport {
   images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; attestations?: ReleaseAttestation[] }[];
   manifests: { file: string; documents: number; digest: Digest }[];
   deviceProfiles: ReleaseDocument['deviceProfiles'];
+  /** The release's own signed health check, for the captain to read before `apply --release-check`. */
+  check?: ReleaseDocument['check'];
   /** Keyids the envelopes name (hints only: `verify` checks them). */
   signatures: { keyid: string }[];
   roots: { version: number; expires: string }[];
@@ -94,6 +96,7 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
       })),
       manifests: release.manifests.map((m) => ({ file: m.file, documents: m.documents, digest: m.digest })),
       deviceProfiles: release.deviceProfiles,
+      ...(release.check === undefined ? {} : { check: release.check }),
       signatures,
       roots,
       omittedBlobs: release.omittedBlobs,

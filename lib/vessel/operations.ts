@@ -170,6 +170,8 @@ export interface StatusReport {
     importedAt: string;
     appliedAt?: string;
     failure?: string;
+    /** Its own signed health check (run only with `--release-check`). */
+    check?: { command: string[]; timeoutSeconds: number };
     images: number;
     /** For a release that is not active: the images whose digests an apply of it would change. */
     changes?: ImageChange[];
@@ -227,6 +229,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),
+      ...(r.check === undefined ? {} : { check: r.check }),
       images: r.images.length,
       ...(r.state === 'active' ? {} : { changes: imageChanges(state, r) }),
     }));

@@ -152,7 +152,7 @@ test('nested index: --platform linux/arm64 and platforms [linux/amd64, linux/arm
   t.is(await ctr.pullAndRun(pinned), 'shapes amd64');
 });
 
-test('variants: linux/arm64/v8 selects a variant-less arm64 entry and linux/arm64 an arm64/v8 one, as skopeo --override-variant does', async (t) => {
+test('variants: linux/arm64/v8 selects a variant-less arm64 entry and linux/arm64 an arm64/v8 one, as skopeo --override-variant and ctr --platform do', async (t) => {
   const src = await startRegistry({}, t.teardown.bind(t));
   const dir = await tempDir(t);
   const images = await ownLayout(dir);
@@ -172,6 +172,12 @@ test('variants: linux/arm64/v8 selects a variant-less arm64 entry and linux/arm6
   const picked = join(dir, 'picked');
   await execa('skopeo', ['--override-os', 'linux', '--override-arch', 'arm64', '--override-variant', 'v8', 'copy', '--quiet', '--src-tls-verify=false', `docker://${src.host}/groke/plain:1.0`, `oci:${picked}:x`]);
   t.is((await (await OciLayout.open(picked)).resolve('x')).digest, arm.digest);
+  // And so does containerd, told linux/arm64/v8: it fetches that manifest and not the amd64 one.
+  const ctr = await startContainerd(t.teardown.bind(t));
+  await ctr.ctr('content', 'fetch', '--plain-http', '--platform', 'linux/arm64/v8', `${src.host}/groke/plain:1.0`);
+  const content = await ctr.ctr('content', 'ls', '-q');
+  t.true(content.includes(arm.digest), 'ctr fetched the variant-less arm64 manifest');
+  t.false(content.includes(amd.digest));
 });
 
 test('buildx-style index filtered to one platform keeps that platform\'s attestation manifest with digests preserved; skopeo and ctr accept it; inspect shows it; --no-referrers drops it', async (t) => {
@@ -243,11 +249,19 @@ test('an image without the platform asked for: a warning naming it and its platf
   t.is(strict.code, 2);
   t.is(strict.json.error?.code, 'E_PLATFORM_UNAVAILABLE');
   t.deepEqual(strict.json.error?.details['platforms'], ['linux/amd64']);
+  // Only arm/v7 for linux/arm64: containerd would run it there, so it is kept, with a word.
+  const armv7Index = await indexOf(images, [entry(ppc, { os: 'linux', architecture: 'ppc64le' }), entry(arm, { os: 'linux', architecture: 'arm', variant: 'v7' })]);
+  await pushGraph(images, armv7Index, src.host, 'groke/armv7', '1.0');
+  const fb = await build(await writeSpec(dir, 'fallback', [{ ref: `${src.host}/groke/armv7:1.0` }]), join(dir, 'f.bundle'), '--platform', 'linux/arm64');
+  t.is(fb.code, 0, fb.stderr);
+  t.is((fb.json['images'] as { digest: string }[])[0]?.digest, arm.digest);
+  t.like((fb.json['warnings'] as unknown[])[0], { code: 'platform-fallback', message: `${src.host}/groke/armv7:1.0 has no linux/arm64; kept linux/arm/v7, which containerd runs in its place` });
+
   const specStrict = await writeSpec(dir, 'missing-strict', refs, ['platforms: [linux/arm64]', 'platformStrict: true']);
   const s2 = await build(specStrict, join(dir, 'd.bundle'));
   t.is(s2.code, 2);
   t.is(s2.json.error?.code, 'E_PLATFORM_UNAVAILABLE');
-  t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.bundle')).sort(), ['a.bundle', 'b.bundle'], 'refused builds leave no output');
+  t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.bundle')).sort(), ['a.bundle', 'b.bundle', 'f.bundle'], 'refused builds leave no output');
 });
 
 /** A Docker schema2 image with a foreign layer (urls) and an ordinary one, tagged `foreign` in a new layout. */

@@ -71,6 +71,7 @@ export const build: Command = {
         .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
         .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images, as containerd selects them (overrides the spec)' })
         .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
         .option('referrers', { type: 'boolean', default: true, describe: 'carry image referrers: buildx attestation manifests of the kept platforms (--no-referrers drops them)' }),
     ),
   progress: true,
@@ -98,6 +99,8 @@ export const build: Command = {
       },
       signers,
       roots,
+      force: args['force'] === true,
+      reads: [...list(args, 'sign'), ...list(args, 'trust'), ...(since === undefined ? [] : [since])],
       ...(omit === undefined ? {} : { omit }),
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       ...(created === undefined ? {} : { created }),

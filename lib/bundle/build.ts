@@ -46,7 +46,9 @@ import { canonicalBytes } from '../util/canonical.js';
 import { renderDeviceProfiles } from './devices.js';
 import { ImageMatcher, pinManifestFiles, type PinTarget } from './k8s.js';
 import { versionTag, type ReleaseAttestation, type ReleaseDocument, type ReleaseImage } from './release.js';
-import { openImageSource, type ImageSource } from './sources.js';
+import { openImageSource, parseFrom, type ImageSource } from './sources.js';
+import { checkOutputs } from '../util/outputs.js';
+import { resolve as resolvePath } from 'node:path';
 import { collectYAMLFiles, loadReleaseSpec } from './spec.js';
 import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
@@ -75,6 +77,10 @@ export interface BuildOptions extends OpOptions {
   credentials?: CredentialStore;
   plainHttp?: boolean;
   caFile?: string;
+  /** Replace an existing output (never a file the build reads). */
+  force?: boolean;
+  /** Files the caller read for this build (keys, trust roots, --since): never written over. */
+  reads?: readonly string[];
 }
 
 /** Something the build did that the release engineer should know of; it did not stop the build. */
@@ -327,6 +333,13 @@ async function resolveImage(
 export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
   const loaded = await loadReleaseSpec(specPath);
   const { spec } = loaded;
+  const outputs = options.splitSize === undefined ? [options.output] : [options.output, `${options.output}.parts.json`, `${options.output}.001`];
+  const archives = spec.images.flatMap((image) => {
+    if (image.from === undefined) return [];
+    const from = parseFrom(image.from);
+    return from.kind === 'oci-archive' || from.kind === 'docker-archive' ? [resolvePath(loaded.baseDir, from.path)] : [];
+  });
+  await checkOutputs(outputs, { force: options.force === true, reads: [loaded.file, ...archives, ...(options.reads ?? [])] });
   const platforms = options.platforms && options.platforms.length > 0 ? options.platforms : loaded.platforms;
   const strict = options.platformStrict === true || spec.platformStrict === true;
   const warnings: BuildWarning[] = [];
@@ -394,6 +407,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const manifestFiles = await collectYAMLFiles(loaded.baseDir, spec.manifests ?? []);
     const pinned = await pinManifestFiles(manifestFiles, loaded.baseDir, matcher);
     const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? [], 'deviceProfiles');
+    await checkOutputs(outputs, { force: true, reads: [...manifestFiles, ...profileFiles] });
     const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
     const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.message.includes('is not in the release'));
     throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');

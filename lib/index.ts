@@ -10,6 +10,7 @@ export * from './oci/store.js';
 export * from './oci/verify.js';
 export * from './oci/layout.js';
 export * from './oci/graph.js';
+export * from './oci/platform.js';
 export { CredentialStore, type Credentials } from './registry/auth.js';
 export { RegistryClient, isNotFound, checkRegistryHost, type RegistryClientOptions } from './registry/client.js';
 export { Repository } from './registry/repository.js';

@@ -431,3 +431,14 @@ test('shapes that already worked stay carried byte for byte: Docker list, zstd l
   t.is(sourceDigests[1], zstdImage.digest);
   t.is(sourceDigests[2], many.digest);
 });
+
+test('an erroring source (Distribution answering 500 UNKNOWN for a tag whose storage is corrupt) is exit 3 E_REGISTRY, not "not found"', async (t) => {
+  const src = await startRegistry({}, t.teardown.bind(t));
+  const dir = await tempDir(t);
+  await skopeoCopy(`oci:${images}:amd`, `docker://${src.host}/groke/broken:1.0`);
+  await writeFile(join(src.storageDir, 'docker/registry/v2/repositories/groke/broken/_manifests/tags/1.0/current/link'), 'not a digest');
+  const r = await build(await writeSpec(dir, 'broken', [{ ref: `${src.host}/groke/broken:1.0` }]), join(dir, 'b.bundle'));
+  t.is(r.code, 3);
+  t.is(r.json.error?.code, 'E_REGISTRY');
+  t.is(r.json.error?.details['status'], 500);
+});

@@ -265,6 +265,28 @@ test('apply --dry-run shows which check would run, and that the release check ru
   t.deepEqual((await states(v)).versions, { '1.4.0': 'active', '1.5.0': 'staged' });
 });
 
+test("with --deploy kubectl a failed check applies the earlier release's manifests again (recording kubectl stand-in: no API server can run here)", async (t) => {
+  const v = await startVessel(t);
+  const dir = await tempDir(t);
+  const kubectl = join(dir, 'kubectl');
+  // Records each call's stdin: which release's fusion digest was applied, in order.
+  await writeFile(kubectl, `#!/bin/sh\nif [ "$1" = apply ]; then n=$(ls ${dir} | grep -c '^apply-'); cat > ${dir}/apply-$n; fi\nexit 0\n`);
+  await execa('chmod', ['755', kubectl]);
+  const env = { SEABAG_KUBECTL: kubectl };
+  await importOk(v, bundles.v1, '--trust', trust);
+  t.is((await v.run(['apply', 'awareness@1.4.0', '--deploy', 'kubectl'], env)).code, 0);
+  await importOk(v, bundles.v2);
+  const before = (await readdir(dir)).filter((f) => f.startsWith('apply-')).length;
+  const failed = await v.run(['apply', 'awareness@1.5.0', '--deploy', 'kubectl', '--check', 'echo fusion answers 503; exit 1', '--json'], env);
+  t.is(failed.code, 1);
+  t.like(failed.json.error, { code: 'E_HEALTH_CHECK_FAILED', details: { revertedTo: '1.4.0', exitCode: 1, output: 'fusion answers 503' } });
+  const applied = (await readdir(dir)).filter((f) => f.startsWith('apply-')).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6))).slice(before);
+  const fusionOf = async (f: string): Promise<string | undefined> => /groke\/fusion@(sha256:[a-f0-9]{64})/.exec(await readFile(join(dir, f), 'utf8'))?.[1];
+  const digests = (await Promise.all(applied.map(fusionOf))).filter((d): d is string => d !== undefined);
+  t.deepEqual([digests[0], digests[digests.length - 1]], [img('v2', 'groke/fusion').digest, img('v1', 'groke/fusion').digest], '1.5.0 applied, then 1.4.0 applied again');
+  t.deepEqual((await states(v)).versions, { '1.4.0': 'active', '1.5.0': 'failed' });
+});
+
 /** A vessel with 1.4.0 active and `bundle` (a 1.5.0) staged, containerd running, and runtime config written. */
 async function gated(t: ExecutionContext, bundle: string): Promise<{ v: TestVessel; ctr: Containerd; env: Record<string, string> }> {
   const v = await startVessel(t);

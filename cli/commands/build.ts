@@ -43,6 +43,8 @@ export const RELEASE_FIELDS = [
   '                                where to read it instead: oci:DIR[:REF],',
   '                                oci-archive:FILE[:REF], docker-archive:FILE,',
   '                                docker://REF (ref: stays the name)',
+  '  imagePolicy:                  require a cosign signature on every image by',
+  '    keys: [cosign.pub]          one of these public keys (PEM, P-256 or Ed25519)',
   '  manifests: [k8s/]             Kubernetes YAML files or folders; every image:',
   '                                in them must be one of images and is pinned',
   '                                to its digest',

@@ -18,6 +18,7 @@ import { OciLayout } from '../lib/oci/layout.js';
 import { copyGraph } from '../lib/oci/graph.js';
 import { DOCKER_CONFIG, DOCKER_FOREIGN_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, EMPTY_DIGEST, OCI_EMPTY, OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../lib/oci/media-types.js';
 import { RegistryClient } from '../lib/registry/client.js';
+import { probeForeignLayers } from '../lib/registry/foreign.js';
 import type { SeabagError } from '../lib/errors.js';
 import { runCli } from './helpers/cli.js';
 import { startContainerd } from './helpers/containerd.js';
@@ -364,6 +365,16 @@ test('source errors are never confused: a missing tag, digest or blob is exit 2 
   t.is(holey.json.error?.code, 'E_NOT_FOUND');
   t.regex(holey.json.error?.message ?? '', new RegExp(`says .*${gone.digest} does not exist`));
 
+  // The same from an OCI layout whose layer file is gone.
+  const holeyLayout = await ownLayout(dir);
+  const amdLayers = (JSON.parse(await readFile(join(holeyLayout, 'blobs', 'sha256', amd.digest.slice(7)), 'utf8')) as { layers: Descriptor[] }).layers;
+  const lost = amdLayers.at(-1) as Descriptor;
+  await rm(join(holeyLayout, 'blobs', 'sha256', lost.digest.slice(7)));
+  const fromLayout = await build(await writeSpec(dir, 'holey-layout', [{ ref: 'groke/holey:1.0', from: `oci:${holeyLayout}:amd` }]), join(dir, 'l.bundle'));
+  t.is(fromLayout.code, 2, fromLayout.stderr);
+  t.is(fromLayout.json.error?.code, 'E_NOT_FOUND');
+  t.regex(fromLayout.json.error?.message ?? '', new RegExp(`groke/holey:1\\.0: oci:.* says .*${lost.digest} does not exist`));
+
   const port = await freePort();
   const down = await build(await writeSpec(dir, 'down', [{ ref: `127.0.0.1:${port}/groke/x:1.0` }]), join(dir, 'd.bundle'));
   t.is(down.code, 3);
@@ -430,4 +441,41 @@ test('shapes that already worked stay carried byte for byte: Docker list, zstd l
   }
   t.is(sourceDigests[1], zstdImage.digest);
   t.is(sourceDigests[2], many.digest);
+});
+
+test('an erroring source (Distribution answering 500 UNKNOWN for a tag whose storage is corrupt) is exit 3 E_REGISTRY, not "not found"', async (t) => {
+  const src = await startRegistry({}, t.teardown.bind(t));
+  const dir = await tempDir(t);
+  await skopeoCopy(`oci:${images}:amd`, `docker://${src.host}/groke/broken:1.0`);
+  await writeFile(join(src.storageDir, 'docker/registry/v2/repositories/groke/broken/_manifests/tags/1.0/current/link'), 'not a digest');
+  const r = await build(await writeSpec(dir, 'broken', [{ ref: `${src.host}/groke/broken:1.0` }]), join(dir, 'b.bundle'));
+  t.is(r.code, 3);
+  t.is(r.json.error?.code, 'E_REGISTRY');
+  t.is(r.json.error?.details['status'], 500);
+});
+
+test('the foreign-url probe judges every kind of foreign layer the way Distribution does, storing nothing: Docker foreign, OCI non-distributable, a plain layer with urls', async (t) => {
+  const strict = await startRegistry({}, t.teardown.bind(t));
+  const open = await startRegistry({ extraConfig: ALLOW_URLS }, t.teardown.bind(t));
+  const urls = ['https://foreign.example.com/l.tar.gz'];
+  const layer = (mediaType: string): Descriptor => ({ mediaType, digest: sha(Buffer.from(mediaType)) as Descriptor['digest'], size: 3, urls });
+  const kinds: [string, Descriptor][] = [
+    [DOCKER_MANIFEST, layer(DOCKER_FOREIGN_LAYER)],
+    ['application/vnd.oci.image.manifest.v1+json', layer('application/vnd.oci.image.layer.nondistributable.v1.tar+gzip')],
+    ['application/vnd.oci.image.manifest.v1+json', layer(OCI_LAYER_GZIP)],
+  ];
+  for (const [host, accepted] of [
+    [strict.host, false],
+    [open.host, true],
+  ] as const) {
+    const client = await RegistryClient.create(host);
+    t.teardown(() => client.close());
+    const repo = client.repository('groke/probe');
+    for (const [manifestType, l] of kinds) {
+      const probe = await probeForeignLayers(repo, manifestType, [l]);
+      t.is(probe.accepted, accepted, `${l.mediaType} at ${accepted ? 'an allowing' : 'a default'} registry`);
+    }
+    t.deepEqual(await repo.listTags(), [], 'nothing was stored');
+  }
+  t.deepEqual(await readdir(strict.storageDir), [], 'the default registry wrote nothing at all');
 });

@@ -434,3 +434,37 @@ test('index.json naming a referrer the signed release does not list is refused (
   t.is(r2.json.error?.code, 'E_LAYOUT_INVALID');
   t.regex(r2.json.error?.message ?? '', /does not list the referrer/);
 });
+
+test('a referrers list naming a manifest about another image is not carried; over 512 referrers for one image is E_LAYOUT_INVALID naming the limit', async (t) => {
+  const dir = await tempDir(t);
+  const layoutDir = join(dir, 'layout');
+  const lone = await buildImage(layoutDir, 'lone-1.0.0', { files: { 'etc/seabag-release': 'lone\n' } });
+  const layout = await OciLayout.open(layoutDir);
+  // The fallback tag of `lone` lists an SBOM whose subject is fusion: a lie the build must not carry.
+  const stray = spdxReferrer('not lone', fx.fusion);
+  await addToLayout(layout, stray);
+  const fallback = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [stray.manifest.desc] }));
+  const fallbackDesc = { mediaType: 'application/vnd.oci.image.index.v1+json', digest: sha(fallback) as `sha256:${string}`, size: fallback.length };
+  await writeFile(layout.path(fallbackDesc), fallback);
+  await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, { ...fallbackDesc, annotations: { 'org.opencontainers.image.ref.name': `sha256-${lone.digest.slice(7)}` } }] }));
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, specText('lone', '1.0.0', [{ ref: 'shore.example.com/groke/lone:1.0.0', from: 'oci:./layout:lone-1.0.0' }]));
+  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress'], env);
+  t.is(ok.code, 0, ok.stdout + ok.stderr);
+  t.is(image(await releaseOf(join(dir, 'ok.bundle')), 'groke/lone').referrers, undefined, 'a manifest about another image is no referrer of this one');
+
+  // 513 referrers of one image: written straight into the layout (one index update).
+  const many: Descriptor[] = [];
+  for (let i = 0; i <= 512; i += 1) {
+    const a = spdxReferrer(`lone ${i}`, lone);
+    for (const b of [...a.blobs, a.manifest]) await writeFile(layout.path(b.desc), b.data);
+    many.push(a.manifest.desc);
+  }
+  await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, ...many] }));
+  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress'], env);
+  t.is(over.code, 1);
+  t.is(over.json.error?.code, 'E_LAYOUT_INVALID');
+  t.is(over.json.error?.details['limit'], 512);
+  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
+  t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
+});

@@ -47,6 +47,8 @@ const CODES = {
   E_IMAGE_NOT_IN_RELEASE: EXIT.usage,
   E_FILE_NOT_FOUND: EXIT.usage,
   E_FILE_EXISTS: EXIT.usage,
+  /** A file of the wrong kind: a public key for --sign, a release spec for a bundle… */
+  E_FILE_KIND: EXIT.usage,
   E_REFERENCE_INVALID: EXIT.usage,
   E_DIGEST_INVALID: EXIT.usage,
   E_KEY_INVALID: EXIT.usage,

@@ -12,7 +12,7 @@ export * from './oci/layout.js';
 export * from './oci/graph.js';
 export * from './oci/platform.js';
 export { CredentialStore, type Credentials } from './registry/auth.js';
-export { RegistryClient, isNotFound, type RegistryClientOptions } from './registry/client.js';
+export { RegistryClient, isNotFound, checkRegistryHost, type RegistryClientOptions } from './registry/client.js';
 export { Repository } from './registry/repository.js';
 export { DEFAULT_RETRY, type RetryPolicy } from './registry/retry.js';
 export * from './schema.js';

@@ -255,10 +255,12 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
     report(node.desc.digest);
   };
 
+  // The node itself is settled too: its own task is already in `tasks` (it is the one running),
+  // and skipping it left an index that existed uncounted, so import's totals did not add up.
   const markExisting = (node: GraphNode): void => {
     for (const n of postOrder(node)) {
-      if (!tasks.has(n.desc.digest)) {
-        tasks.set(n.desc.digest, Promise.resolve());
+      if (n === node || !tasks.has(n.desc.digest)) {
+        tasks.set(n.desc.digest, tasks.get(n.desc.digest) ?? Promise.resolve());
         settle(n, 'exists', 0);
       }
     }

@@ -283,7 +283,8 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         };
 
         const totals = new Map<number, { done: number; total: number }>();
-        const progress = (key: number) => (p: { done: number; total?: number }): void => {
+        // Named for the image (or artifact) that last moved bytes: what is being worked on now.
+        const progress = (key: number, item: string) => (p: { done: number; total?: number }): void => {
           totals.set(key, { done: p.done, total: p.total ?? 0 });
           let done = 0;
           let total = 0;
@@ -291,7 +292,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
             done += v.done;
             total += v.total;
           }
-          options.onProgress?.({ phase: 'push', done, total });
+          options.onProgress?.({ phase: 'push', done, total, item });
         };
         // Two passes: every blob of every image first, then the manifests, so a bad blob anywhere
         // leaves no manifest in the registry. The first failure stops the other images' transfers.
@@ -315,7 +316,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
                   if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
                   if (outcome === 'exists' && !(manifests && present.has(`${image.repository} ${d.digest}`))) skipped += 1;
                 },
-                ...(manifests ? {} : { onProgress: progress(i) }),
+                ...(manifests ? {} : { onProgress: progress(i, image.repository) }),
                 signal: stop.signal,
               }).catch((err: unknown) => {
                 stop.abort(err);
@@ -340,7 +341,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         const releaseRepo = releaseRepository(release.name);
         const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
         record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
-        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1), ...sig });
+        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1, releaseRepo), ...sig });
         const files: ManifestFile[] = [];
         for (const layer of bundle.releaseManifest.layers) {
           const title = layer.annotations?.[TITLE] ?? layer.digest;

@@ -5,7 +5,8 @@
 import { SeabagError } from '../errors.js';
 import type { OpOptions } from '../oci/store.js';
 import type { CredentialStore } from '../registry/auth.js';
-import { RegistryClient } from '../registry/client.js';
+import { RegistryClient, checkRegistryHost, retryAsProgress } from '../registry/client.js';
+import { DEFAULT_RETRY } from '../registry/retry.js';
 import type { Repository } from '../registry/repository.js';
 import type { RetryPolicy } from '../registry/retry.js';
 import { acquireLock, type Lock } from './lock.js';
@@ -73,6 +74,7 @@ export class Vessel {
     if (host === undefined || host === '') {
       throw new SeabagError('E_USAGE', 'no registry known for this vessel', { hint: 'pass --registry HOST[:PORT] or set SEABAG_REGISTRY (e.g. localhost:32000)' });
     }
+    checkRegistryHost(host);
     return host;
   }
 
@@ -86,6 +88,7 @@ export class Vessel {
       ...(caFile === undefined ? {} : { caFile }),
       ...(this.options.credentials === undefined ? {} : { credentials: this.options.credentials }),
       ...(this.options.retry === undefined ? {} : { retry: this.options.retry }),
+      ...(this.options.onProgress === undefined ? {} : { onRetry: retryAsProgress(this.registryHost, this.options.retry ?? DEFAULT_RETRY, this.options.onProgress) }),
     });
     return this.#client;
   }

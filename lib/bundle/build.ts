@@ -11,13 +11,14 @@ import { isAbsolute, resolve } from 'node:path';
 import { isoSeconds, parseTime } from '../util/time.js';
 import { SeabagError } from '../errors.js';
 import { sha256Digest, type Digest } from '../oci/digest.js';
-import { formatPlatform, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
+import { formatPlatform, parseImageManifest, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
 import { postOrder, type GraphNode } from '../oci/graph.js';
 import { LAYOUT_VERSION } from '../oci/layout.js';
 import {
   EMPTY_DIGEST,
   EMPTY_JSON,
   DSSE_ENVELOPE,
+  isImageManifest,
   isManifestLike,
   OCI_EMPTY,
   OCI_INDEX,
@@ -32,6 +33,7 @@ import {
 } from '../oci/media-types.js';
 import { formatReference, referenceName, type Reference } from '../oci/reference.js';
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
+import { readVerified } from '../oci/verify.js';
 import type { CredentialStore } from '../registry/auth.js';
 import type { RegistryClient } from '../registry/client.js';
 import { throwProblems } from '../schema.js';

@@ -5,7 +5,7 @@
  * bucket keeps the average rate at or under `--limit-rate`; failures back off and are retried as
  * long as the link keeps coming back, so an outage of several minutes is ridden out.
  */
-import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
@@ -13,7 +13,7 @@ import type { OpOptions } from '../oci/store.js';
 import { networkError, readBody, Transport, type HttpResponse } from '../registry/http.js';
 import { assertSchema } from '../schema.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
-import { sha256File } from '../util/files.js';
+import { MAX_CA_FILE, readRegularFile, sha256File } from '../util/files.js';
 import type { PartsFile } from '../bundle/parts.js';
 
 export interface FetchOptions extends OpOptions {
@@ -255,9 +255,7 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
     throw fromSystemError(err, 'create', options.outDir);
   });
   let ca: string | undefined;
-  if (options.caFile !== undefined) ca = await readFile(options.caFile, 'utf8').catch((err: unknown) => {
-    throw fromSystemError(err, 'read CA file', options.caFile);
-  });
+  if (options.caFile !== undefined) ca = (await readRegularFile(options.caFile, { maxBytes: MAX_CA_FILE, what: 'CA file' })).toString('utf8');
   const transport = new Transport({ ...(ca === undefined ? {} : { ca }), timeoutMs: (options.timeoutSeconds ?? 60) * 1000 });
   const session: Session = { transport, options, limiter: options.limitRate ? new RateLimiter(options.limitRate) : undefined, downloaded: 0, done: 0, total: 0 };
   try {

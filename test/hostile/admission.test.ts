@@ -4,20 +4,22 @@
  * small bundle whose metadata names one big blob many times costs that blob once.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { buildBundle, generateKeyPair, makeRootSigned, parsePrivateKey, parsePublicKey, signRoot, type PublicKey, type SigningKey } from '../../lib/index.js';
 import { execa } from 'execa';
-import { admit, METADATA_LIMITS, sha256Digest, type Descriptor, type ImageIndex, type MetadataSource } from '../../lib/index.js';
+import { admit, isSeabagError, loadRoot, METADATA_LIMITS, verifyBundle, sha256Digest, type Descriptor, type ImageIndex, type MetadataSource } from '../../lib/index.js';
 import { DSSE_ENVELOPE, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN, SEABAG_TRUST_ROOT } from '../../lib/oci/media-types.js';
 import { MemoryStore } from '../../lib/oci/memory.js';
 import { addBlob, cloneUnpacked, packBundle, releaseOf, replaceSignature, unpackBundle } from '../helpers/bundles.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { EPOCH, exampleCopy } from '../helpers/example.js';
 import { tempDir } from '../helpers/tools.js';
-import { MAX_TAR_ENTRIES } from '../../lib/bundle/tar.js';
+import { BUNDLE_POLICY } from '../../lib/bundle/archive.js';
+import { FileSource } from '../../lib/bundle/source.js';
+import { MAX_TAR_ENTRIES, scanTar } from '../../lib/bundle/tar.js';
 import { MAX_SPEC_FILE } from '../../lib/util/files.js';
 import { tarBytes, type RawEntry } from './craft.js';
 import { outcomeOf, Report } from './report.js';
@@ -330,4 +332,51 @@ test('FIFOs, devices and links to /dev/zero named as bundles, parts, trust, keys
   }
   // Refused before the vessel lock was taken: no state folder, no lock.
   t.false(existsSync(join(state, 'lock')), 'import took the vessel lock');
+});
+
+// --- Item 8: canonical tar headers only
+
+test('every single-bit flip in a tar header of a real bundle is refused (all 4096 bits of the headers of index.json, the first blob and the last layer)', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'flip.bundle');
+  await copyFile(bundle, path);
+  const source = await FileSource.open(path, [path]);
+  const entries = await scanTar(source, BUNDLE_POLICY).finally(() => source.close());
+  const blobs = entries.filter((e) => e.type === 'file' && e.name.startsWith('blobs/'));
+  const headers = [
+    { what: 'index.json', entry: entries.find((e) => e.name === 'index.json') },
+    { what: 'the first blob (metadata)', entry: blobs[0] },
+    { what: 'the last blob (a layer)', entry: blobs.at(-1) },
+  ];
+  const root = (await loadRoot(trust)).root;
+  const handle = await open(path, 'r+');
+  try {
+    for (const { what, entry } of headers) {
+      if (entry === undefined) throw new Error(`no ${what}`);
+      const outcomes: Record<string, number> = {};
+      for (let bit = 0; bit < 512 * 8; bit += 1) {
+        const at = entry.headerOffset + (bit >> 3);
+        const byte = Buffer.alloc(1);
+        await handle.read(byte, 0, 1, at);
+        await handle.write(Buffer.from([(byte[0] as number) ^ (1 << (bit & 7))]), 0, 1, at);
+        let outcome: string;
+        try {
+          await verifyBundle(path, { trust: root });
+          outcome = 'exit 0';
+        } catch (err) {
+          outcome = isSeabagError(err) ? `exit ${err.exitStatus} ${err.code}` : `crash ${String(err)}`;
+        }
+        await handle.write(byte, 0, 1, at);
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+        report.add('bit flips', `one bit of the tar header of ${what} flipped (every bit)`, 'exit 1, never imported', outcome, 'n/a');
+      }
+      t.log(what, JSON.stringify(outcomes));
+      t.is(outcomes['exit 0'], undefined, `${what}: ${outcomes['exit 0']} flips verified`);
+      t.true(Object.keys(outcomes).every((o) => o.startsWith('exit 1 ')), `${what}: ${JSON.stringify(outcomes)}`);
+    }
+  } finally {
+    await handle.close();
+  }
+  // The file is whole again: the good bundle still verifies.
+  await t.notThrowsAsync(verifyBundle(path, { trust: root }));
 });

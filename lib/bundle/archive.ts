@@ -57,6 +57,9 @@ export class ArchiveLayout implements ReadOnlyStorage, MetadataSource {
   /**
    * Scans the archive and reads its `oci-layout` and `index.json`.
    *
+   * Limits: those of `scanTar` (100,000 headers; for bundles, canonical headers only) and 4 MiB
+   * each for `oci-layout` and `index.json`.
+   *
    * @throws E_ARCHIVE_UNSAFE, E_ARCHIVE_TRUNCATED, E_LAYOUT_INVALID
    */
   static async open(source: ByteSource, policy: ScanPolicy = BUNDLE_POLICY): Promise<ArchiveLayout> {

@@ -106,7 +106,7 @@ export class OciLayout implements Storage, TagStore {
     this.#verified.add(desc.digest);
   }
 
-  /** Reads `index.json`. */
+  /** Reads `index.json`: a regular file of at most 4 MiB. @throws E_USAGE, E_LAYOUT_INVALID, E_FILE_NOT_FOUND, E_IO */
   async readIndex(): Promise<ImageIndex> {
     const path = join(this.root, INDEX_FILE);
     let data: Buffer;

@@ -17,6 +17,9 @@ export const MAX_SPEC_FILE = 16 * 1024 * 1024;
 /** Largest CA bundle read (`--ca-file`): the whole Mozilla store is about 200 KiB. */
 export const MAX_CA_FILE = 4 * 1024 * 1024;
 
+/** Largest docker `config.json` read. */
+export const MAX_DOCKER_CONFIG = 4 * 1024 * 1024;
+
 /** What a non-regular file is, for messages. */
 export function fileKind(st: Stats): string {
   if (st.isFIFO()) return 'a FIFO';

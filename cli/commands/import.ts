@@ -1,8 +1,23 @@
-import { importBundle } from '../../lib/index.js';
+import { resolve } from 'node:path';
+import { importBundle, SeabagError, type RuntimeTargets } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { str, vesselFlags } from '../options.js';
+import { list, str, vesselFlags } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
+
+/** `--runtime-config containerd:DIR` / `k3s:FILE`, as absolute paths (they are remembered). */
+function runtimeTargets(values: string[]): { runtimeConfig?: RuntimeTargets } {
+  if (values.length === 0) return {};
+  const targets: RuntimeTargets = {};
+  for (const v of values) {
+    const m = /^(containerd|k3s):(.+)$/.exec(v);
+    if (m === null) throw new SeabagError('E_USAGE', `--runtime-config takes containerd:DIR or k3s:FILE, not ${JSON.stringify(v)}`);
+    const kind = m[1] as 'containerd' | 'k3s';
+    if (targets[kind] !== undefined) throw new SeabagError('E_USAGE', `--runtime-config ${kind}: is given twice`);
+    targets[kind] = resolve(m[2] as string);
+  }
+  return { runtimeConfig: targets };
+}
 
 export const importCommand: Command = {
   command: 'import <file>',
@@ -14,13 +29,18 @@ export const importCommand: Command = {
         .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or their folder' })
         .option('trust', { type: 'string', describe: 'trust root to pin on the first import (later roots arrive inside bundles)' })
         .option('target', { type: 'string', describe: "this vessel's class (env SEABAG_TARGET); releases name the classes they are for" })
-        .option('allow-downgrade', { type: 'boolean', default: false, describe: 'stage a release older than the newest held' }),
+        .option('allow-downgrade', { type: 'boolean', default: false, describe: 'stage a release older than the newest held' })
+        .option('runtime-config', {
+          type: 'string',
+          describe: "containerd:DIR or k3s:FILE (repeatable): write the runtime's mirror settings there now and after every later import",
+        }),
     ),
   progress: true,
   examples: [
     { does: 'the first import pins the trust root and remembers the registry', run: 'bundle import aw-1.4.0.bundle --trust trust.json --registry localhost:32000' },
     { does: 'a vessel of class-a takes only releases meant for it', run: 'bundle import aw-1.4.0.bundle --target class-a' },
     { does: 'later imports remember the registry and the root', run: 'bundle import /media/usb/awareness-1.5.0.bundle' },
+    { does: 'and keep containerd mirroring every host the releases use', run: 'bundle import aw.bundle --runtime-config containerd:/etc/containerd/certs.d' },
   ],
   async run(args, ctx) {
     const target = str(args, 'target') ?? ctx.io.env['SEABAG_TARGET'];
@@ -30,6 +50,7 @@ export const importCommand: Command = {
       ...(trust === undefined ? {} : { trust }),
       ...(target === undefined || target === '' ? {} : { target }),
       allowDowngrade: args['allow-downgrade'] === true,
+      ...runtimeTargets(list(args, 'runtime-config')),
     });
     ctx.progress.finish();
     printNotes(ctx, result.notes);
@@ -42,6 +63,7 @@ export const importCommand: Command = {
     writeLine(out, `staged ${release.name} ${release.version}${result.alreadyHeld ? ' (already held: signature checked; its content is in the registry)' : ''}; nothing that runs has changed`);
     writeLine(out, `  release  ${release.digest}`);
     writeLine(out, `  blobs    ${blobs.total}: ${blobs.pushed} pushed (${formatBytes(result.bytesPushed)}), ${blobs.mounted} mounted, ${blobs.skipped} already there${blobs.omitted > 0 ? `, ${blobs.omitted} left out of the delta and found` : ''}`);
+    if (result.runtimeConfig !== undefined) for (const f of result.runtimeConfig.written) writeLine(out, `  runtime  wrote ${f}`);
     if (result.rootsPinned.length > 0) writeLine(out, `  trust    pinned root version(s) ${result.rootsPinned.join(', ')}`);
     writeLine(out, `  next     bundle apply ${release.name}@${release.version}`);
     return 0;

@@ -66,7 +66,7 @@ export const status: Command = {
     } else {
       const rows = report.releases.map((r) => [r.name, r.version, r.state, shortDigest(r.digest), r.importedAt.slice(0, 16).replace('T', ' '), r.appliedAt?.slice(0, 16).replace('T', ' ') ?? '-']);
       for (const line of table([['NAME', 'VERSION', 'STATE', 'DIGEST', 'IMPORTED', 'APPLIED'], ...rows])) writeLine(out, line);
-      for (const r of report.releases) if (r.failure) writeLine(out, `  ${r.name} ${r.version} failed: ${r.failure}`);
+      for (const r of report.releases) if (r.failure) writeLine(out, `  ${r.name} ${r.version} failed: ${r.failure.split('\n').join('\n    ')}`);
       for (const line of whatIf(report)) writeLine(out, line);
     }
     if (report.pending !== null) {

@@ -11,6 +11,7 @@ import { fromSystemError, SeabagError } from '../errors.js';
 import { parsePlatformString, type Platform } from '../oci/descriptor.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import { schemaProblems, throwProblems, type Problem } from '../schema.js';
+import { MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 import { parseFrom } from './sources.js';
 import { parseTime } from '../util/time.js';
 
@@ -32,6 +33,10 @@ export interface ReleaseSpec {
   images: SpecImage[];
   manifests?: string[];
   deviceProfiles?: string[];
+  /** Public keys (files) every image must carry a cosign signature by. */
+  imagePolicy?: { keys: string[] };
+  /** A health check to run aboard after a switch (argv, no shell), carried signed in the release document. */
+  check?: { command: string[]; timeout?: string };
 }
 
 export interface LoadedSpec {
@@ -121,6 +126,16 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
         }
       }
     });
+    if (spec.check?.timeout !== undefined) {
+      try {
+        parseDuration(spec.check.timeout, 'check.timeout', MAX_RELEASE_CHECK_SECONDS);
+      } catch (err) {
+        const p: Problem = { file: shown, path: 'check.timeout', message: (err as Error).message };
+        const line = lineOf(['check', 'timeout']);
+        if (line !== undefined) p.line = line;
+        all.push(p);
+      }
+    }
     if (spec.expires !== undefined && parseTime(spec.expires, { dateOnly: true }) === undefined) {
       const line = lineOf(['expires']);
       all.push({ file: shown, path: 'expires', message: `${JSON.stringify(spec.expires)} is not a real date (YYYY-MM-DD) or RFC 3339 time`, ...(line === undefined ? {} : { line }) });

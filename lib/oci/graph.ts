@@ -76,7 +76,8 @@ export async function fetchVerified(src: ReadOnlyStorage, desc: Descriptor, opti
  */
 export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, options: ResolveOptions = {}): Promise<GraphNode> {
   // Shared walks keep no platform-filtered nodes: a rewritten index is the walk's own.
-  const cache = options.platforms !== undefined && options.platforms.length > 0 ? new Map<string, Promise<GraphNode>>() : (options.nodes ?? new Map<string, Promise<GraphNode>>());
+  const filters = (options.platforms !== undefined && options.platforms.length > 0) || options.attestations === false;
+  const cache = filters ? new Map<string, Promise<GraphNode>>() : (options.nodes ?? new Map<string, Promise<GraphNode>>());
   const resolveNode = async (desc: Descriptor, stack: readonly string[]): Promise<GraphNode> => {
     throwIfAborted(options.signal);
     options.visit?.(desc);
@@ -102,7 +103,6 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
     return pending;
   };
 
-  const filtering = (options.platforms !== undefined && options.platforms.length > 0) || options.attestations === false;
 
   /**
    * An index, filtered: the platforms wanted (best match per index, containerd's way), child
@@ -114,7 +114,7 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
   const resolveIndex = async (desc: Descriptor, bytes: Buffer, stack: readonly string[]): Promise<GraphNode | undefined> => {
     const index = parseIndex(bytes, desc);
     const entries = index.manifests;
-    if (!filtering) return { desc, bytes, children: await Promise.all(entries.map((m) => resolveChild(m, stack))) as GraphNode[] };
+    if (!filters) return { desc, bytes, children: await Promise.all(entries.map((m) => resolveChild(m, stack))) as GraphNode[] };
     const wanted = options.platforms ?? [];
     const selection = wanted.length > 0 ? selectEntries(entries, wanted) : { keep: new Set(entries.map((_, i) => i).filter((i) => !isAttestation(entries[i] as Descriptor))), fallbacks: [] };
     for (const f of selection.fallbacks) options.onPlatformFallback?.({ index: desc.digest, ...f });

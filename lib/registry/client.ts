@@ -8,7 +8,7 @@ import { SeabagError } from '../errors.js';
 import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
 import { drain, readBody, Transport, type BodyPump, type HttpResponse } from './http.js';
-import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
+import { DEFAULT_RETRY, isPermanentAnswer, withRetry, type RetryPolicy } from './retry.js';
 import { Repository, type RepositoryOptions } from './repository.js';
 
 export interface RegistryClientOptions {
@@ -274,7 +274,7 @@ export class RegistryClient {
     }
     const retryAfter = Number(res.headers['retry-after']);
     if (Number.isFinite(retryAfter) && retryAfter > 0) details['retryAfterMs'] = retryAfter * 1000;
-    const temporary = res.status === 429 || res.status >= 500;
+    const temporary = res.status === 429 || (res.status >= 500 && !isPermanentAnswer(res.status, codes));
     const what = first?.message ?? `HTTP ${res.status}`;
     return new SeabagError('E_REGISTRY', `${method} ${url.href}: ${res.status} ${codes.join(',')} ${what}`.replace(/\s+/g, ' ').trim(), {
       details,

@@ -13,6 +13,7 @@ import { readVerified } from '../oci/verify.js';
 import type { RegistryClient } from './client.js';
 import { isNotFound } from './client.js';
 import { drain, readBody, type HttpResponse } from './http.js';
+import { foreignRefused, isForeignLayer } from './foreign.js';
 import { mountBlob, uploadBlob } from './upload.js';
 
 export interface RepositoryOptions {
@@ -180,15 +181,25 @@ export class Repository implements Storage, TagStore {
 
   /** PUT a manifest under a tag or its digest. */
   async putManifest(reference: string, bytes: Buffer, mediaType: string, options: OpOptions = {}): Promise<Digest> {
-    const res = await this.client.request({
-      method: 'PUT',
-      path: this.path('manifests', reference),
-      headers: { 'content-type': mediaType },
-      body: () => bytes,
-      scope: [this.pushScope],
-      expect: [201, 200],
-      ...sig(options),
-    });
+    let res: HttpResponse;
+    try {
+      res = await this.client.request({
+        method: 'PUT',
+        path: this.path('manifests', reference),
+        headers: { 'content-type': mediaType },
+        body: () => bytes,
+        scope: [this.pushScope],
+        expect: [201, 200],
+        ...sig(options),
+      });
+    } catch (err) {
+      // Distribution's 500 "unknown error" for a manifest with layer urls it does not allow.
+      const foreign = foreignLayersOf(bytes);
+      if (foreign.length > 0 && err instanceof SeabagError && err.code === 'E_REGISTRY' && (err.details['errors'] as string[] | undefined)?.includes('UNKNOWN') === true) {
+        throw foreignRefused(this.client.registry, `${this.name}@${sha256Digest(bytes)}`, foreign);
+      }
+      throw err;
+    }
     await drain(res);
     return sha256Digest(bytes);
   }
@@ -256,6 +267,17 @@ export class Repository implements Storage, TagStore {
       ...sig(options),
     });
     await drain(res);
+  }
+}
+
+/** The foreign layers (with `urls`) a manifest names; none when it is not an image manifest. */
+function foreignLayersOf(bytes: Buffer): Descriptor[] {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { layers?: unknown };
+    if (!Array.isArray(doc.layers)) return [];
+    return (doc.layers as Descriptor[]).filter((l) => typeof l === 'object' && l !== null && typeof l.mediaType === 'string' && isForeignLayer(l));
+  } catch {
+    return [];
   }
 }
 

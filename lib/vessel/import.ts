@@ -10,12 +10,14 @@
  * No tag a workload could resolve is created or moved: the only tags are the release's own
  * (`seabag/NAME:VERSION`, and the Flux artifact's VERSION).
  */
+import { setMaxListeners } from 'node:events';
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { TITLE, type Descriptor } from '../oci/descriptor.js';
+import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
 import { copyGraph, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { MemoryStore } from '../oci/memory.js';
-import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
 import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
@@ -28,8 +30,10 @@ import type { DeployOptions } from './deploy.js';
 import { fluxArtifact, type ManifestFile } from './flux.js';
 import { writeJournal } from './journal.js';
 import { Vessel, type VesselOptions } from './session.js';
-import { findRelease, releasesOf, type HeldRelease } from './state.js';
+import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
+import { refreshRuntimeConfig } from '../runtime/config.js';
 import { recoverJournal } from './switch.js';
+import { linkReferrers } from './referrers.js';
 import { PushTracker } from './target.js';
 
 export interface ImportOptions extends VesselOptions {
@@ -44,6 +48,8 @@ export interface ImportOptions extends VesselOptions {
   concurrency?: number;
   /** How to finish an interrupted switch found in the journal. */
   deploy?: DeployOptions;
+  /** Where to keep the runtime's mirror settings current from now on (remembered in the state). */
+  runtimeConfig?: RuntimeTargets;
 }
 
 export interface ImportResult {
@@ -54,7 +60,24 @@ export interface ImportResult {
   rootsPinned: number[];
   /** The vessel already held this release. */
   alreadyHeld: boolean;
+  /** The runtime's mirror settings rewritten after the import (`import --runtime-config`). */
+  runtimeConfig?: { written: string[]; error?: { code: string; message: string } };
   notes: string[];
+}
+
+/**
+ * Remembers new runtime config targets, then rewrites every remembered one for what the vessel
+ * now holds. A failure here does not undo the import (the release is staged); it is reported.
+ */
+async function keepRuntimeConfig(vessel: Vessel, options: ImportOptions): Promise<Pick<ImportResult, 'runtimeConfig'>> {
+  if (options.runtimeConfig !== undefined) {
+    vessel.state.runtimeConfig = { ...vessel.state.runtimeConfig, ...options.runtimeConfig };
+    await vessel.save();
+  }
+  const refreshed = await refreshRuntimeConfig(vessel.state);
+  if (refreshed === undefined) return {};
+  if (refreshed.error !== undefined) vessel.notes.push(`the runtime's mirror settings were not rewritten: ${refreshed.error.message}`);
+  return { runtimeConfig: { written: refreshed.written, ...(refreshed.error === undefined ? {} : { error: { code: refreshed.error.code, message: refreshed.error.message } }) } };
 }
 
 /** The pinned root, or the one given to pin first. */
@@ -82,14 +105,13 @@ async function trustFor(vessel: Vessel, trustPath: string | undefined, given: Tr
  *
  * @throws E_BLOBS_MISSING listing every blob that is nowhere
  */
-async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, graphs: GraphNode[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
+async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   if (omitted.size === 0) return 0;
   const missing = new Set<string>();
   const found = new Set<string>();
-  for (const [i, graph] of graphs.entries()) {
-    const image = bundle.release.images[i];
-    if (image === undefined) continue;
+  for (const { repository, graph } of units) {
+    const image = { repository };
     const repo = await vessel.repository(image.repository);
     for (const node of postOrder(graph)) {
       if (!omitted.has(node.desc.digest)) continue;
@@ -116,6 +138,40 @@ async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, graphs: GraphN
     });
   }
   return found.size;
+}
+
+/** Content to push into one repository: an image's graph, or a referrer's beside its image. */
+interface ContentUnit {
+  repository: string;
+  graph: GraphNode;
+}
+
+/**
+ * Before any blob moves: when an image has foreign layers (`urls`), asks the registry whether it
+ * takes such manifests (one probe that stores nothing), so a refusing registry costs one request
+ * rather than every blob and then a 500.
+ *
+ * @throws E_FOREIGN_LAYERS_REFUSED
+ */
+async function checkForeignAccepted(vessel: Vessel, images: readonly { ref: string; repository: string }[], graphs: GraphNode[], signal?: AbortSignal): Promise<void> {
+  const byType = new Map<string, { image: { ref: string; repository: string }; layers: Map<string, Descriptor> }>();
+  graphs.forEach((graph, i) => {
+    const image = images[i];
+    if (image === undefined) return;
+    for (const node of postOrder(graph)) {
+      if (node.bytes === undefined || !isImageManifest(node.desc.mediaType)) continue;
+      const foreign = parseImageManifest(node.bytes, node.desc).layers.filter(isForeignLayer);
+      if (foreign.length === 0) continue;
+      const entry = byType.get(node.desc.mediaType) ?? { image, layers: new Map<string, Descriptor>() };
+      for (const l of foreign) entry.layers.set(l.digest, l);
+      byType.set(node.desc.mediaType, entry);
+    }
+  });
+  for (const [manifestType, { image, layers }] of byType) {
+    const repo = await vessel.repository(image.repository);
+    const probe = await probeForeignLayers(repo, manifestType, [...layers.values()], signal ? { signal } : {});
+    if (!probe.accepted) throw foreignRefused(vessel.registryHost, image.ref, [...layers.values()], probe);
+  }
 }
 
 /** Does the registry still hold this release: its manifests (which stand for their blobs) and its tags? */
@@ -154,7 +210,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const digest = bundle.releaseDesc.digest;
       const target = options.target ?? vessel.state.target;
       // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
-      const { accepted, graphs } = await admit(bundle.archive, {
+      const { accepted, graphs, referrers } = await admit(bundle.archive, {
         reader: bundle.reader,
         trust: trust.root,
         trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
@@ -166,6 +222,11 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         },
         ...sig,
       });
+      // What goes where: each image's graph, then each referrer's beside its image.
+      const units: ContentUnit[] = [
+        ...graphs.map((graph, i) => ({ repository: (release.images[i] as (typeof release.images)[number]).repository, graph })),
+        ...referrers.map((r) => ({ repository: r.repository, graph: r.graph })),
+      ];
 
       // The same release again, with nothing new to pin: when the registry still has all of it,
       // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
@@ -180,6 +241,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           bytesPushed: 0,
           rootsPinned: [],
           alreadyHeld: true,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       }
@@ -187,9 +249,10 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const omitted = new Set<string>(release.omittedBlobs);
       const client = await vessel.client();
       await client.ping(signal);
+      await checkForeignAccepted(vessel, release.images, graphs, signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
       for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
-      const omittedFound = await checkOmitted(vessel, bundle, graphs, tracker, signal);
+      const omittedFound = await checkOmitted(vessel, bundle, units, tracker, signal);
 
       // Verified: from here on the vessel changes.
       vessel.step('import:verified');
@@ -234,12 +297,14 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         // leaves no manifest in the registry. The first failure stops the other images' transfers.
         const present = new Set<string>();
         const stop = new AbortController();
+        // One listener per image and referrer copied at once: not a leak.
+        setMaxListeners(Math.max(10, units.length + 10), stop.signal);
         const onAbort = (): void => stop.abort(signal?.reason);
         signal?.addEventListener('abort', onAbort, { once: true });
         const pass = async (manifests: boolean): Promise<void> => {
           const results = await Promise.allSettled(
-            graphs.map(async (graph, i) => {
-              const image = release.images[i] as (typeof release.images)[number];
+            units.map(async ({ repository, graph }, i) => {
+              const image = { repository };
               if (!manifests) record(image.repository, postOrder(graph).map((n) => n.desc.digest));
               const repo = await vessel.repository(image.repository);
               await copyGraph(bundle.archive, tracker.storage(repo), graph, {
@@ -270,6 +335,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           signal?.removeEventListener('abort', onAbort);
         }
         vessel.step('import:images');
+        await linkReferrers(referrers, (name) => vessel.repository(name), sig);
         // The release artifact, then the Flux artifact of its manifests.
         const releaseRepo = releaseRepository(release.name);
         const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
@@ -309,6 +375,8 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           created: release.created,
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+          ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
+          ...(release.check === undefined ? {} : { check: release.check }),
           images: release.images.map((i) => ({
             ref: i.ref,
             repository: i.repository,
@@ -344,6 +412,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           bytesPushed: tracker.stats.bytesPushed,
           rootsPinned: pinned.map((r) => r.signed.version),
           alreadyHeld: existing !== undefined,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       } finally {

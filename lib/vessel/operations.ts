@@ -16,10 +16,12 @@ import { holderAlive, lockHolder } from './lock.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
 import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
-import { planSwitch, recoverJournal, switchRelease, type SwitchResult } from './switch.js';
+import { planSwitch, recoverJournal, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;
+  /** The health gate of apply and rollback (see `gateFor`). */
+  gate?: GateOptions;
   /** Work out what would change and return it, changing nothing (no lock, no recovery, no write). */
   dryRun?: boolean;
   /**
@@ -42,6 +44,39 @@ async function openFor(options: SwitchOptions, command: string): Promise<Vessel>
 async function confirmed(options: SwitchOptions, plan: SwitchResult | PruneReport, what: string): Promise<void> {
   if (options.confirm === undefined) return;
   if (!(await options.confirm(plan))) throw new SeabagError('E_DECLINED', `${what}: not done, the answer was no; nothing changed`);
+}
+
+/**
+ * What the captain said about health checks. `check` (a shell command line) wins over the
+ * release's own check; the release's check runs only with `releaseCheck`, since it is a command
+ * chosen ashore that would run on this host with seabag's rights (see README, "The health gate").
+ */
+export interface GateOptions {
+  check?: string;
+  /** Seconds; default 120 for `check`, the release's own timeout for its check. */
+  timeoutSeconds?: number;
+  releaseCheck?: boolean;
+  env?: Record<string, string | undefined>;
+}
+
+/** Picks the check that gates a switch to `target`, and says why another did not run. */
+export function gateFor(target: HeldRelease, gate: GateOptions | undefined, notes: string[]): SwitchGate | undefined {
+  const env = gate?.env ?? {};
+  const own = target.check;
+  const shown = (argv: string[]): string => argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  if (gate?.check !== undefined) {
+    if (own !== undefined) notes.push(`${target.name} ${target.version} carries its own health check (${shown(own.command)}); --check replaces it`);
+    return { check: { command: ['/bin/sh', '-c', gate.check], timeoutSeconds: gate.timeoutSeconds ?? 120, source: 'cli' }, env };
+  }
+  if (own === undefined) {
+    if (gate?.releaseCheck === true) notes.push(`${target.name} ${target.version} carries no health check of its own; nothing was checked`);
+    return undefined;
+  }
+  if (gate?.releaseCheck !== true) {
+    notes.push(`${target.name} ${target.version} carries a signed health check that was not run: ${shown(own.command)} (pass --release-check to run it, or --check CMD for your own)`);
+    return undefined;
+  }
+  return { check: { command: own.command, timeoutSeconds: gate.timeoutSeconds ?? own.timeoutSeconds, source: 'release' }, env };
 }
 
 function heldList(releases: HeldRelease[]): string {
@@ -75,12 +110,14 @@ export async function applyRelease(name: string, version: string, options: Switc
         hint: 'import its bundle first (bundle import FILE)',
       });
     }
+    const gate = gateFor(target, options.gate, vessel.notes);
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'apply', options.signal);
+      if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
       if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
       await confirmed(options, plan, `apply ${name} ${version}`);
     }
-    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal);
+    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal, undefined, gate);
     return { ...result, notes: vessel.notes };
   } finally {
     await vessel.close();
@@ -107,12 +144,14 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
         throw new SeabagError('E_NOT_FOUND', `there is no previous release of ${name} to roll back to; it holds ${heldList(held)}`, { hint: 'name one with --to VERSION' });
       }
     }
+    const gate = gateFor(target, options.gate, vessel.notes);
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'rollback', options.signal);
+      if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
       if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
       await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
     }
-    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal);
+    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal, undefined, gate);
     return { ...result, notes: vessel.notes };
   } finally {
     await vessel.close();
@@ -133,6 +172,8 @@ export interface StatusReport {
     importedAt: string;
     appliedAt?: string;
     failure?: string;
+    /** Its own signed health check (run only with `--release-check`). */
+    check?: { command: string[]; timeoutSeconds: number };
     images: number;
     /** For a release that is not active: the images whose digests an apply of it would change. */
     changes?: ImageChange[];
@@ -190,6 +231,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),
+      ...(r.check === undefined ? {} : { check: r.check }),
       images: r.images.length,
       ...(r.state === 'active' ? {} : { changes: imageChanges(state, r) }),
     }));

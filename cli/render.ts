@@ -2,7 +2,7 @@
  * Rendering for people and for programs: `error[E_CODE]: message` plus a hint on stderr, or with
  * `--json` exactly one JSON object on stdout; byte counts and small tables.
  */
-import { exitStatusOf, SeabagError } from '../lib/index.js';
+import { exitStatusOf, fromSystemError, SeabagError } from '../lib/index.js';
 import type { CliIO } from './io.js';
 
 export function writeLine(stream: CliIO['stdout'], line = ''): void {
@@ -14,11 +14,35 @@ export function printJSON(io: CliIO, value: Record<string, unknown>): void {
   writeLine(io.stdout, JSON.stringify(value, null, 2));
 }
 
-/** Turns anything thrown into a SeabagError (unknown errors become E_IO with their message). */
+/** The exit status of a command stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it). */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Turns anything thrown into a SeabagError: a system error the library did not wrap keeps its
+ * errno's code (E_IO, E_DISK_FULL…); anything else is a bug: E_INTERNAL, asking for a report.
+ */
 export function asSeabagError(err: unknown): SeabagError {
   if (err instanceof SeabagError) return err;
-  const e = err as NodeJS.ErrnoException;
-  return new SeabagError('E_IO', e?.message ?? String(err), { cause: err });
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (typeof e?.code === 'string' && typeof e.syscall === 'string') return fromSystemError(err, e.syscall);
+  return new SeabagError('E_INTERNAL', `unexpected failure: ${e?.message ?? String(err)}`, {
+    cause: err,
+    hint: 'this is a bug in seabag: please report it with the output of the same command run with SEABAG_DEBUG=1',
+  });
+}
+
+/**
+ * Reports a command stopped by Ctrl-C or SIGTERM: what changed (the error's `details.changed`,
+ * else nothing that runs) and how to go on; returns 130.
+ */
+export function reportInterrupt(io: CliIO, err: unknown, json: boolean): number {
+  const e = asSeabagError(err);
+  const changed = typeof e.details['changed'] === 'string' ? e.details['changed'] : 'nothing that runs has changed';
+  const next = e.code === 'E_SWITCH_INCOMPLETE' ? 'run `bundle status`, then `bundle recover --abort` or `--finish`' : 'run the same command to resume';
+  const message = `interrupted: ${changed}; ${next}`;
+  if (json) printJSON(io, { ok: false, error: { code: 'E_ABORTED', message, details: { ...e.details, interrupted: true } } });
+  else writeLine(io.stderr, message);
+  return EXIT_INTERRUPTED;
 }
 
 /**

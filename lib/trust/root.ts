@@ -8,6 +8,7 @@
 import { parseTime } from '../util/time.js';
 import { readRegularFile } from '../util/files.js';
 import { SeabagError } from '../errors.js';
+import { describeKind, sniff } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { decodeBase64 } from './dsse.js';
@@ -137,6 +138,16 @@ export const MAX_ROOT_FILE = 4 * 1024 * 1024;
  */
 export async function loadRoot(path: string): Promise<{ root: TrustRoot; bytes: Buffer }> {
   const bytes = await readRegularFile(path, { maxBytes: MAX_ROOT_FILE, what: 'trust root', tooLarge: 'E_TRUST_INVALID' });
+  const kind = sniff(bytes);
+  if (kind === 'private-key' || kind === 'public-key' || kind === 'pem') {
+    throw new SeabagError('E_TRUST_INVALID', `${path} is a key, not a trust root (make one with \`bundle trust init\`)`, {
+      details: { file: path, kind },
+      hint: 'a trust root is the trust.json that `bundle trust init --root-key … --release-key … --sign … -o trust.json` writes',
+    });
+  }
+  if (kind !== 'trust-root' && kind !== 'json' && kind !== 'unknown') {
+    throw new SeabagError('E_TRUST_INVALID', `${path} is ${describeKind(kind)}, not a trust root (make one with \`bundle trust init\`)`, { details: { file: path, kind } });
+  }
   return { root: parseRoot(bytes, path), bytes };
 }
 

@@ -5,13 +5,44 @@
 import { exitStatusOf, fromSystemError, SeabagError } from '../lib/index.js';
 import type { CliIO } from './io.js';
 
-export function writeLine(stream: CliIO['stdout'], line = ''): void {
-  stream.write(`${line}\n`);
+/**
+ * Characters that drive a terminal rather than show on it: C0 controls (ESC, CR, BEL, backspace…),
+ * DEL, C1 controls (U+0080–U+009F, CSI among them), and the bidirectional overrides and isolates
+ * that reorder what is shown ("Trojan Source", CVE-2021-42574), plus the Unicode line separators.
+ */
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const JSON_UNSAFE = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeChar(c: string): string {
+  const code = c.codePointAt(0) ?? 0;
+  if (c === '\n') return '\\n';
+  if (c === '\r') return '\\r';
+  return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
 }
 
-/** The one JSON object a `--json` command prints. */
+/**
+ * Text from a bundle, a registry or a spec, made safe to print: every control character is shown
+ * escaped (`\x1b`, `\r`, `\u{202e}`), never sent raw to the terminal. Tabs stay.
+ */
+export function safeText(text: string): string {
+  return text.replace(CONTROL, escapeChar);
+}
+
+/** Writes one line (or several, split on the newlines the program put there), every control character escaped. */
+export function writeLine(stream: CliIO['stdout'], line = ''): void {
+  stream.write(`${line.split('\n').map(safeText).join('\n')}\n`);
+}
+
+/**
+ * The one JSON object a `--json` command prints. JSON.stringify escapes C0 controls itself; DEL,
+ * C1 controls, bidi overrides and line separators are escaped as `\uXXXX` too, which keeps the
+ * JSON valid and the same once parsed.
+ */
 export function printJSON(io: CliIO, value: Record<string, unknown>): void {
-  writeLine(io.stdout, JSON.stringify(value, null, 2));
+  // Outside strings JSON has only its own newlines and spaces; C0 inside strings is already escaped.
+  const text = JSON.stringify(value, null, 2).replace(JSON_UNSAFE, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
+  io.stdout.write(`${text}\n`);
 }
 
 /** The exit status of a command stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it). */
@@ -53,8 +84,9 @@ export function reportError(io: CliIO, err: unknown, json: boolean): number {
   if (json) {
     printJSON(io, { ok: false, error: { code: e.code, message: e.message, details: e.details, ...(e.hint ? { hint: e.hint } : {}) } });
   } else {
-    writeLine(io.stderr, `error[${e.code}]: ${e.message}`);
-    if (e.hint !== undefined) writeLine(io.stderr, `  hint: ${e.hint}`);
+    // A message is one line: a newline inside it (from a registry, say) is shown, not obeyed.
+    writeLine(io.stderr, `error[${e.code}]: ${safeText(e.message)}`);
+    if (e.hint !== undefined) writeLine(io.stderr, `  hint: ${safeText(e.hint)}`);
     if (io.env['SEABAG_DEBUG'] === '1') {
       for (let c: unknown = e; c instanceof Error; c = c.cause) writeLine(io.stderr, c.stack ?? String(c));
     }

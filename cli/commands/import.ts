@@ -1,6 +1,7 @@
-import { importBundle } from '../../lib/index.js';
+import { CredentialStore, SeabagError, importBundle, importFromRegistry, isOciAddress, parseRate, type ImportResult } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { str, vesselFlags } from '../options.js';
+import { linkFlags, linkOptions } from './link.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
 
@@ -9,22 +10,46 @@ export const importCommand: Command = {
   path: ['import'],
   describe: "verify a bundle and stage it in the vessel's registry, changing nothing that runs",
   builder: (y) =>
-    vesselFlags(
+    linkFlags(vesselFlags(
       y
-        .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or their folder' })
+        .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or their folder; or oci://HOST[:PORT]/REPO:TAG (or @sha256:…) on the shore registry' })
         .option('trust', { type: 'string', describe: 'trust root to pin on the first import (later roots arrive inside bundles)' })
         .option('target', { type: 'string', describe: "this vessel's class (env SEABAG_TARGET); releases name the classes they are for" })
-        .option('allow-downgrade', { type: 'boolean', default: false, describe: 'stage a release older than the newest held' }),
-    ).example('$0 import /media/usb/awareness-1.5.0.bundle --registry localhost:32000 --target class-a', ''),
+        .option('allow-downgrade', { type: 'boolean', default: false, describe: 'stage a release older than the newest held' })
+        .option('shore-ca-file', { type: 'string', describe: 'oci:// only: PEM file of a CA to trust for the shore registry (implies HTTPS)' })
+        .option('shore-plain-http', { type: 'boolean', describe: 'oci:// only: speak plain HTTP to the shore registry' }),
+    ))
+      .example('$0 import oci://registry.example.com/releases/awareness:1.5.0 --limit-rate 300K', 'straight from the shore registry: only the blobs this vessel lacks cross the link')
+      .example('$0 import /media/usb/awareness-1.5.0.bundle --registry localhost:32000 --target class-a', ''),
   async run(args, ctx) {
     const target = str(args, 'target') ?? ctx.io.env['SEABAG_TARGET'];
     const trust = str(args, 'trust');
-    const result = await importBundle(str(args, 'file') as string, {
+    const file = str(args, 'file') as string;
+    const common = {
       ...vesselOptions(args, ctx),
       ...(trust === undefined ? {} : { trust }),
       ...(target === undefined || target === '' ? {} : { target }),
       allowDowngrade: args['allow-downgrade'] === true,
-    });
+    };
+    let result: ImportResult & { source?: string; bytesDownloaded?: number };
+    if (isOciAddress(file)) {
+      const shoreCa = str(args, 'shore-ca-file');
+      const shorePlain = args['shore-plain-http'] === true ? true : args['shore-plain-http'] === false || shoreCa !== undefined ? false : undefined;
+      result = await importFromRegistry(file, {
+        ...common,
+        ...linkOptions(args, ctx, parseRate),
+        shore: {
+          credentials: new CredentialStore({ env: ctx.io.env }),
+          ...(shoreCa === undefined ? {} : { caFile: shoreCa }),
+          ...(shorePlain === undefined ? {} : { plainHttp: shorePlain }),
+        },
+      });
+    } else {
+      for (const flag of ['limit-rate', 'shore-ca-file', 'shore-plain-http']) {
+        if (args[flag] !== undefined) throw new SeabagError('E_USAGE', `--${flag} is for imports from a registry (oci://…)`);
+      }
+      result = await importBundle(file, common);
+    }
     ctx.progress.finish();
     printNotes(ctx, result.notes);
     if (ctx.json) {
@@ -35,6 +60,7 @@ export const importCommand: Command = {
     const out = ctx.io.stdout;
     writeLine(out, `staged ${release.name} ${release.version}${result.alreadyHeld ? ' (already held: signature checked; its content is in the registry)' : ''}; nothing that runs has changed`);
     writeLine(out, `  release  ${release.digest}`);
+    if (result.source !== undefined) writeLine(out, `  link     ${formatBytes(result.bytesDownloaded ?? 0)} from ${result.source}`);
     writeLine(out, `  blobs    ${blobs.total}: ${blobs.pushed} pushed (${formatBytes(result.bytesPushed)}), ${blobs.mounted} mounted, ${blobs.skipped} already there${blobs.omitted > 0 ? `, ${blobs.omitted} left out of the delta and found` : ''}`);
     if (result.rootsPinned.length > 0) writeLine(out, `  trust    pinned root version(s) ${result.rootsPinned.join(', ')}`);
     writeLine(out, `  next     bundle apply ${release.name}@${release.version}`);

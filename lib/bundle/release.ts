@@ -5,7 +5,8 @@
  */
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { parseImageManifest, parseJSON, REF_NAME, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
+import { parseImageManifest, parseJSON, REF_NAME, type Descriptor, type ImageIndex, type ImageManifest } from '../oci/descriptor.js';
+import type { ReadOnlyStorage } from '../oci/store.js';
 import { isImageManifest, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import { assertSchema } from '../schema.js';
 import { ArchiveLayout, BUNDLE_POLICY } from './archive.js';
@@ -60,9 +61,25 @@ export interface SignatureArtifact {
   envelope: Buffer;
 }
 
-export interface OpenedBundle {
+/**
+ * What the release checks and import read of where a bundle's content lives: the archive
+ * (`ArchiveLayout`), or the shore registry a bundle was pushed to (`lib/satellite`).
+ */
+export interface BundleLayout extends ReadOnlyStorage {
+  /** The bundle's `index.json`. */
+  readonly index: ImageIndex;
+  /** What to call the bundle in messages. */
+  readonly source: { readonly name: string };
+  /** Where a blob is (its size), or undefined when the layout lacks it. */
+  location(digest: Digest): { size: number } | undefined;
+  /** Reads a small blob (≤ 4 MiB: metadata) and verifies it. */
+  readSmall(desc: Descriptor, what?: string): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export interface OpenedBundle<L extends BundleLayout = ArchiveLayout> {
   input: BundleInput;
-  archive: ArchiveLayout;
+  archive: L;
   releaseDesc: Descriptor;
   releaseManifest: ImageManifest;
   release: ReleaseDocument;
@@ -87,39 +104,47 @@ export async function openBundle(path: string | BundleInput): Promise<OpenedBund
   const input = typeof path === 'string' ? await resolveBundleInput(path) : path;
   const source = await openInput(input);
   try {
-    const archive = await ArchiveLayout.open(source, BUNDLE_POLICY);
-    const name = source.name;
-    const releases = archive.index.manifests.filter((d) => d.artifactType === SEABAG_RELEASE);
-    if (releases.length !== 1) {
-      throw layoutError(name, releases.length === 0 ? 'not a seabag bundle: index.json names no release manifest' : `index.json names ${releases.length} release manifests`);
-    }
-    const releaseDesc = releases[0] as Descriptor;
-    if (!isImageManifest(releaseDesc.mediaType)) throw layoutError(name, `release manifest has media type ${releaseDesc.mediaType}`);
-    const releaseManifest = parseImageManifest(await archive.readSmall(releaseDesc, 'release manifest'), releaseDesc, 'release manifest');
-    if (releaseManifest.artifactType !== SEABAG_RELEASE || releaseManifest.config.mediaType !== SEABAG_RELEASE_CONFIG) {
-      throw layoutError(name, 'the release manifest is not a seabag release artifact');
-    }
-    const releaseBytes = await archive.readSmall(releaseManifest.config, 'release document');
-    const release = parseJSON(releaseBytes, 'release document') as ReleaseDocument;
-    assertSchema('release-document', release, `${name}: release document`, 'E_LAYOUT_INVALID');
-
-    const signatures: SignatureArtifact[] = [];
-    for (const desc of archive.index.manifests.filter((d) => d.artifactType === SEABAG_SIGNATURE)) {
-      const manifest = parseImageManifest(await archive.readSmall(desc, 'signature manifest'), desc, 'signature manifest');
-      const layer = manifest.layers[0];
-      if (manifest.layers.length !== 1 || layer === undefined) throw layoutError(name, `signature manifest ${desc.digest} must have exactly one layer`);
-      signatures.push({ desc, manifest, envelope: await archive.readSmall(layer, 'signature envelope') });
-    }
-    const roots: Buffer[] = [];
-    for (const desc of archive.index.manifests.filter((d) => d.artifactType === SEABAG_TRUST_CHAIN)) {
-      const manifest = parseImageManifest(await archive.readSmall(desc, 'trust chain'), desc, 'trust chain');
-      for (const layer of manifest.layers) roots.push(await archive.readSmall(layer, 'trust root'));
-    }
-    return { input, archive, releaseDesc, releaseManifest, release, signatures, roots, close: () => archive.close() };
+    return await readRelease(input, await ArchiveLayout.open(source, BUNDLE_POLICY));
   } catch (err) {
     await source.close();
     throw err;
   }
+}
+
+/**
+ * Reads the release, its signatures and carried roots from a bundle's layout (metadata only).
+ *
+ * @throws E_LAYOUT_INVALID, E_DIGEST_MISMATCH, and what the layout throws when reading
+ */
+export async function readRelease<L extends BundleLayout>(input: BundleInput, archive: L): Promise<OpenedBundle<L>> {
+  const name = archive.source.name;
+  const releases = archive.index.manifests.filter((d) => d.artifactType === SEABAG_RELEASE);
+  if (releases.length !== 1) {
+    throw layoutError(name, releases.length === 0 ? 'not a seabag bundle: index.json names no release manifest' : `index.json names ${releases.length} release manifests`);
+  }
+  const releaseDesc = releases[0] as Descriptor;
+  if (!isImageManifest(releaseDesc.mediaType)) throw layoutError(name, `release manifest has media type ${releaseDesc.mediaType}`);
+  const releaseManifest = parseImageManifest(await archive.readSmall(releaseDesc, 'release manifest'), releaseDesc, 'release manifest');
+  if (releaseManifest.artifactType !== SEABAG_RELEASE || releaseManifest.config.mediaType !== SEABAG_RELEASE_CONFIG) {
+    throw layoutError(name, 'the release manifest is not a seabag release artifact');
+  }
+  const releaseBytes = await archive.readSmall(releaseManifest.config, 'release document');
+  const release = parseJSON(releaseBytes, 'release document') as ReleaseDocument;
+  assertSchema('release-document', release, `${name}: release document`, 'E_LAYOUT_INVALID');
+
+  const signatures: SignatureArtifact[] = [];
+  for (const desc of archive.index.manifests.filter((d) => d.artifactType === SEABAG_SIGNATURE)) {
+    const manifest = parseImageManifest(await archive.readSmall(desc, 'signature manifest'), desc, 'signature manifest');
+    const layer = manifest.layers[0];
+    if (manifest.layers.length !== 1 || layer === undefined) throw layoutError(name, `signature manifest ${desc.digest} must have exactly one layer`);
+    signatures.push({ desc, manifest, envelope: await archive.readSmall(layer, 'signature envelope') });
+  }
+  const roots: Buffer[] = [];
+  for (const desc of archive.index.manifests.filter((d) => d.artifactType === SEABAG_TRUST_CHAIN)) {
+    const manifest = parseImageManifest(await archive.readSmall(desc, 'trust chain'), desc, 'trust chain');
+    for (const layer of manifest.layers) roots.push(await archive.readSmall(layer, 'trust root'));
+  }
+  return { input, archive, releaseDesc, releaseManifest, release, signatures, roots, close: () => archive.close() };
 }
 
 /** What reports say of a bundle's release: name, version, dates, targets and its digest. */
@@ -152,7 +177,7 @@ export function releaseSummary(bundle: Pick<OpenedBundle, 'release' | 'releaseDe
  *
  * @throws E_LAYOUT_INVALID naming the entry that disagrees
  */
-export function checkIndex(bundle: Pick<OpenedBundle, 'archive' | 'release' | 'releaseDesc'>): void {
+export function checkIndex(bundle: Pick<OpenedBundle<BundleLayout>, 'archive' | 'release' | 'releaseDesc'>): void {
   const { release } = bundle;
   const name = bundle.archive.source.name;
   const listed = new Set<string>();

@@ -11,7 +11,7 @@ import { checkExpiry } from '../trust/policy.js';
 import type { TrustRoot } from '../trust/root.js';
 import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../trust/verify.js';
 import { resolveBundleInput, verifyParts } from './parts.js';
-import { checkIndex, openBundle, releaseSummary, type OpenedBundle, type ReleaseSummary } from './release.js';
+import { checkIndex, openBundle, releaseSummary, type BundleLayout, type OpenedBundle, type ReleaseSummary } from './release.js';
 
 export interface VerifyOptions extends OpOptions {
   trust: TrustRoot;
@@ -32,7 +32,7 @@ export interface VerifyReport {
  *
  * @throws E_BLOBS_MISSING listing what is neither
  */
-export async function checkComplete(bundle: OpenedBundle, options: OpOptions = {}): Promise<GraphNode[]> {
+export async function checkComplete(bundle: OpenedBundle<BundleLayout>, options: OpOptions = {}): Promise<GraphNode[]> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   const needed = new Set<string>([bundle.releaseDesc.digest, bundle.releaseManifest.config.digest, ...bundle.releaseManifest.layers.map((l) => l.digest)]);
   const graphs: GraphNode[] = [];

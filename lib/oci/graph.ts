@@ -244,6 +244,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           attemptBytes = 0;
         };
         const reader = src.reader?.bind(src);
+        const prepare = src.prepare?.bind(src);
         await dst.push(
           node.desc,
           async () => {
@@ -256,6 +257,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           },
           {
             signal,
+            ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
             ...(reader === undefined
               ? {}
               : {

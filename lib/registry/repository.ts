@@ -89,22 +89,50 @@ export class Repository implements Storage, TagStore {
       const { bytes } = await this.getManifest(desc.digest, options);
       return Readable.from([bytes]);
     }
+    return (await this.openBlob(desc, options)).body;
+  }
+
+  /**
+   * GET a blob's bytes from `offset` on, or `length` of them (RFC 9110 §14 `Range`, which
+   * Distribution serves on blob reads), following a redirect to object storage. A registry that ignores the range answers
+   * with the whole blob: `start` says where the body begins. The caller verifies what it reads.
+   *
+   * @throws E_REGISTRY (404 when the repository lacks the blob; 416 when `offset` is past its end),
+   *   E_REGISTRY_UNREACHABLE, E_AUTH
+   */
+  async openBlob(desc: Descriptor, options: OpOptions & { offset?: number; length?: number; retry?: boolean } = {}): Promise<{ body: Readable; start: number; total: number | undefined }> {
+    const offset = options.offset ?? 0;
+    const end = options.length === undefined ? '' : String(offset + options.length - 1);
+    const headers: Record<string, string> = offset > 0 || end !== '' ? { range: `bytes=${offset}-${end}` } : {};
+    const redirects = [307, 302, 303, 301, 308];
+    const ok = [200, 206, ...redirects];
     let res: HttpResponse = await this.client.request({
       method: 'GET',
       path: this.path('blobs', desc.digest),
+      headers,
       scope: [this.pullScope],
-      expect: [200, 307, 302, 303, 301],
+      expect: ok,
+      ...(options.retry === false ? { retry: false } : {}),
       ...sig(options),
     });
     // Registries backed by object storage redirect blob reads; follow without our credentials.
-    for (let hops = 0; res.status !== 200; hops += 1) {
+    for (let hops = 0; redirects.includes(res.status); hops += 1) {
       const location = res.headers.location;
       await drain(res);
       if (location === undefined || hops >= 5) throw new SeabagError('E_REGISTRY', `GET ${desc.digest}: bad redirect from ${this.client.registry}`);
       const next = new URL(location, res.url);
-      res = await this.client.request({ method: 'GET', path: next.href, expect: [200, 307, 302, 303, 301], ...sig(options) });
+      res = await this.client.request({ method: 'GET', path: next.href, headers, expect: ok, ...(options.retry === false ? { retry: false } : {}), ...sig(options) });
     }
-    return res.body;
+    if (res.status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+      if (m === null) {
+        res.body.destroy();
+        throw new SeabagError('E_REGISTRY', `GET ${desc.digest} from ${this.client.registry}: 206 without a usable Content-Range`, { temporary: true });
+      }
+      return { body: res.body, start: Number(m[1]), total: m[3] === '*' ? undefined : Number(m[3]) };
+    }
+    const length = Number(res.headers['content-length']);
+    return { body: res.body, start: 0, total: Number.isFinite(length) && res.headers['content-length'] !== undefined ? length : undefined };
   }
 
   /**
@@ -160,6 +188,7 @@ export class Repository implements Storage, TagStore {
     for (const from of this.#options.mountSources?.(desc.digest) ?? []) {
       if (from !== this.name && (await mountBlob(this, desc, from, options))) return;
     }
+    await options.prepare?.();
     await uploadBlob(this, desc, open, options);
   }
 

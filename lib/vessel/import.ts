@@ -18,12 +18,13 @@ import { MemoryStore } from '../oci/memory.js';
 import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { checkIndex, openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { checkIndex, openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
 import { checkComplete } from '../bundle/verify.js';
 import { checkDowngrade, checkExpiry, checkTarget, judgementTime } from '../trust/policy.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
 import { effectiveRoot, verifyReleaseSignatures } from '../trust/verify.js';
 import { canonicalBytes } from '../util/canonical.js';
+import type { OpOptions } from '../oci/store.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
 import { fluxArtifact, type ManifestFile } from './flux.js';
@@ -58,6 +59,32 @@ export interface ImportResult {
   notes: string[];
 }
 
+/**
+ * Where the bundle being imported comes from: a file (or its parts), or the shore registry it was
+ * pushed to (`lib/satellite`, whose layout downloads a blob only when the vessel's registry lacks
+ * it). Everything after `open` is the same for both.
+ */
+export interface BundleOrigin {
+  /** What to call it in the journal and in messages. */
+  readonly name: string;
+  /** Reads (and checks the integrity of) the bundle's metadata. */
+  open(options: OpOptions): Promise<OpenedBundle<BundleLayout>>;
+  /** Called once the release is staged (or was already held), while the vessel is still locked. */
+  staged?(): Promise<void>;
+}
+
+/** A bundle file, its parts file, a part, or their folder. */
+export function fileOrigin(path: string): BundleOrigin {
+  return {
+    name: path,
+    async open(options) {
+      const input = await resolveBundleInput(path);
+      await verifyParts(input, options);
+      return openBundle(input);
+    },
+  };
+}
+
 /** The pinned root, or the one given to pin first. */
 async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
   const pinned = await vessel.dir.currentRoot();
@@ -83,7 +110,7 @@ async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<
  *
  * @throws E_BLOBS_MISSING listing every blob that is nowhere
  */
-async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, graphs: GraphNode[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
+async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, graphs: GraphNode[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   if (omitted.size === 0) return 0;
   const missing = new Set<string>();
@@ -135,8 +162,9 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
  * @throws every rejection code of verify (exit 1), E_DOWNGRADE, E_TARGET_MISMATCH,
  *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
  */
-export async function importBundle(path: string, options: ImportOptions): Promise<ImportResult> {
-  const vessel = await Vessel.open(options, `import ${path}`, 'mutate');
+export async function importBundle(path: string | BundleOrigin, options: ImportOptions): Promise<ImportResult> {
+  const origin = typeof path === 'string' ? fileOrigin(path) : path;
+  const vessel = await Vessel.open(options, `import ${origin.name}`, 'mutate');
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
@@ -144,9 +172,8 @@ export async function importBundle(path: string, options: ImportOptions): Promis
     if (recovered !== undefined) vessel.notes.push(recovered);
     const trust = await trustFor(vessel, options.trust);
 
-    const input = await resolveBundleInput(path);
-    await verifyParts(input, options);
-    const bundle = await openBundle(input);
+    const bundle = await origin.open(options);
+    const { input } = bundle;
     try {
       const { release } = bundle;
       const digest = bundle.releaseDesc.digest;
@@ -166,6 +193,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const nothingNew = accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
       if (held?.digest === digest && nothingNew && (await stillHeld(vessel, held, signal))) {
         const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
+        await origin.staged?.();
         return {
           release: { name: release.name, version: release.version, digest },
           blobs: { total, pushed: 0, skipped: total, mounted: 0, omitted: 0 },
@@ -327,6 +355,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         vessel.step('import:saved');
         await vessel.dir.removeJournal();
         staged = true;
+        await origin.staged?.();
 
         // Counted per repository and digest, as pushes, mounts and HEADs are.
         const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);

@@ -1,9 +1,11 @@
 /**
  * What a command may touch of the outside world, passed in so tests can run `main` in-process.
  */
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface CliIO {
+  /** Where a person at a terminal answers `Proceed? [y/N]` (absent: never asked). */
+  stdin?: Readable & { isTTY?: boolean };
   stdout: Writable & { isTTY?: boolean };
   stderr: Writable & { isTTY?: boolean; columns?: number };
   env: NodeJS.ProcessEnv;

@@ -30,6 +30,7 @@ function failpoint(spec: string | undefined): ((step: string) => void) | undefin
 
 const onStep = failpoint(process.env['SEABAG_FAILPOINT']);
 process.exitCode = await main(process.argv.slice(2), {
+  stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,

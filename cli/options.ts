@@ -1,6 +1,7 @@
 /**
  * Flags shared by several verbs, and reading them back with the environment's defaults.
  */
+import { parseTime } from '../lib/util/time.js';
 import type { Argv } from 'yargs';
 import { SeabagError } from '../lib/index.js';
 import type { CliIO } from './io.js';
@@ -67,8 +68,8 @@ export function parseWhen(text: string, now = new Date()): Date {
     const days = Number(span[1]) * ({ d: 1, w: 7, y: 365 }[span[2] as 'd' | 'w' | 'y'] ?? 1);
     return new Date(now.getTime() + days * 86_400_000);
   }
-  const date = new Date(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
-  if (Number.isNaN(date.getTime())) throw new SeabagError('E_USAGE', `invalid time ${JSON.stringify(text)}: use 2027-06-01, an RFC 3339 time, or a span like 365d, 52w, 1y`);
+  const date = parseTime(text.trim(), { dateOnly: true });
+  if (date === undefined) throw new SeabagError('E_USAGE', `invalid time ${JSON.stringify(text)}: use 2027-06-01, an RFC 3339 time, or a span like 365d, 52w, 1y`);
   return date;
 }
 

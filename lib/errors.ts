@@ -5,6 +5,7 @@
  * text. Whether an error is worth retrying is decided once, where the error is made
  * (`temporary`), the way go-containerregistry's transport errors carry it.
  */
+import { redactText, redactValue } from './util/redact.js';
 
 /** Exit status classes of the CLI contract (DESIGN.md, "CLI contract"). */
 export const EXIT = {
@@ -34,6 +35,10 @@ const CODES = {
   E_PART_MISSING: EXIT.rejected,
   E_PART_CORRUPT: EXIT.rejected,
   E_TRUST_MISMATCH: EXIT.rejected,
+  /** An applied release failed its health check; seabag switched back. */
+  E_HEALTH_CHECK_FAILED: EXIT.rejected,
+  /** The person asked (`Proceed? [y/N]`) said no. */
+  E_DECLINED: EXIT.rejected,
   // 2: the request itself is wrong.
   E_USAGE: EXIT.usage,
   E_SPEC_INVALID: EXIT.usage,
@@ -47,10 +52,13 @@ const CODES = {
   E_TRUST_REQUIRED: EXIT.usage,
   E_RELEASE_UNKNOWN: EXIT.usage,
   E_NOT_FOUND: EXIT.usage,
+  E_PLATFORM_UNAVAILABLE: EXIT.usage,
+  E_FOREIGN_LAYER_MISSING: EXIT.usage,
   E_INVENTORY_INVALID: EXIT.usage,
   // 3: the world around us failed.
   E_REGISTRY: EXIT.environment,
   E_REGISTRY_UNREACHABLE: EXIT.environment,
+  E_FOREIGN_LAYERS_REFUSED: EXIT.environment,
   E_AUTH: EXIT.environment,
   E_LOCKED: EXIT.environment,
   E_IO: EXIT.environment,
@@ -81,11 +89,12 @@ export class SeabagError extends Error {
   readonly temporary: boolean;
 
   constructor(code: ErrorCode, message: string, options: SeabagErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // Redacted here, once, so no message or --json detail can carry a credential (redact.ts).
+    super(redactText(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SeabagError';
     this.code = code;
-    this.details = options.details ?? {};
-    this.hint = options.hint;
+    this.details = redactValue(options.details ?? {});
+    this.hint = options.hint === undefined ? undefined : redactText(options.hint);
     this.temporary = options.temporary ?? false;
   }
 

@@ -13,6 +13,7 @@ import { OciLayout } from '../lib/oci/layout.js';
 import { OCI_LAYER } from '../lib/oci/media-types.js';
 import { CredentialStore, parseChallenge } from '../lib/registry/auth.js';
 import { RegistryClient } from '../lib/registry/client.js';
+import { isPermanentAnswer } from '../lib/registry/retry.js';
 import { buildImage, buildIndex, buildRandomImage } from './helpers/images.js';
 import { startRegistry } from './helpers/registry.js';
 import { startTokenServer } from './helpers/token-server.js';
@@ -314,4 +315,15 @@ test('retries are for temporary answers only: 503 and 429 are retried, 400 is no
   const err = (await t.throwsAsync(client.repository('bad').listTags())) as SeabagError;
   t.like(err, { code: 'E_REGISTRY', details: { status: 400, errors: ['NAME_INVALID'] } });
   t.is(seen.filter((s) => s.startsWith('GET /v2/bad')).length, 1, 'a 400 is not retried');
+});
+
+test('a 5xx is permanent when it names a verdict on the request (Distribution\'s 500 for refused layer urls) or is 501/505; a bare 500 UNKNOWN stays temporary', (t) => {
+  t.true(isPermanentAnswer(500, ['UNKNOWN', 'UNKNOWN', 'MANIFEST_BLOB_UNKNOWN']));
+  t.true(isPermanentAnswer(500, ['MANIFEST_INVALID']));
+  t.true(isPermanentAnswer(501, []));
+  t.true(isPermanentAnswer(505, []));
+  t.false(isPermanentAnswer(500, ['UNKNOWN']));
+  t.false(isPermanentAnswer(503, []));
+  t.false(isPermanentAnswer(502, ['UNKNOWN']));
+  t.false(isPermanentAnswer(400, ['MANIFEST_INVALID']), 'a 4xx is never retried anyway: not a server answer');
 });

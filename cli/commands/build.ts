@@ -20,6 +20,42 @@ async function rootsToCarry(paths: string[]): Promise<Buffer[]> {
   return found.map((f) => f.bytes);
 }
 
+/** Every field of release.yaml, for `bundle build --help` (a test holds it to the schema). */
+export const RELEASE_FIELDS = [
+  'release.yaml, field by field (schema: schemas/release.schema.json):',
+  '  apiVersion: seabag.dev/v1     always this',
+  '  kind: Release                 always this',
+  '  name: awareness               lower case; vessels hold it as seabag/awareness',
+  '  version: 1.5.0                a version like 1.4.0 (semver); vessels refuse',
+  '                                one lower than the newest they hold',
+  '  targets: [class-a]            vessel classes that may import it; absent: any',
+  '  platforms: [linux/arm64]      keep only these platforms of multi-platform',
+  '                                images; absent: all',
+  '  platformStrict: true          an image with none of the platforms fails the',
+  '                                build (default: a warning, carried whole)',
+  '  expires: 2027-06-01           a date or RFC 3339 time after which vessels',
+  '                                refuse it; must be in the future',
+  '  images:                       every image the release runs, at least one',
+  '    - ref: shore.example.com/groke/fusion:1.5.0',
+  '                                the name the manifests use; read from that',
+  '                                registry unless from: says otherwise',
+  '      from: oci:build/layout:fusion',
+  '                                where to read it instead: oci:DIR[:REF],',
+  '                                oci-archive:FILE[:REF], docker-archive:FILE,',
+  '                                docker://REF (ref: stays the name)',
+  '  manifests: [k8s/]             Kubernetes YAML files or folders; every image:',
+  '                                in them must be one of images and is pinned',
+  '                                to its digest',
+  '  deviceProfiles: [devices/]    DeviceProfile files or folders, rendered into',
+  '                                Akri Configurations',
+  '  check: {command: [...], timeout: 120s}',
+  '                                a health check signed into the release; a',
+  '                                vessel runs it after apply only with',
+  '                                --release-check, and switches back if it fails',
+  'Paths are relative to release.yaml. The time of the build is not recorded',
+  '(set SOURCE_DATE_EPOCH to record one), so the same inputs give the same bytes.',
+].join('\n');
+
 export const build: Command = {
   command: 'build <spec>',
   path: ['build'],
@@ -33,9 +69,17 @@ export const build: Command = {
         .option('trust', { type: 'string', array: true, describe: 'trust root file, or folder of N.root.json, to carry for vessels on an older root' })
         .option('since', { type: 'string', describe: "build a delta: leave out what a vessel's inventory (or an older bundle) shows it has" })
         .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
-        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images (overrides the spec)' }),
-    ).example('$0 build release.yaml -o awareness-1.4.0.bundle --sign release.key', 'build and sign')
-      .example('$0 build release.yaml -o stick/awareness.bundle --split fat32 --sign release.key', 'parts for a FAT32 stick'),
+        .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images, as containerd selects them (overrides the spec)' })
+        .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
+        .option('referrers', { type: 'boolean', default: true, describe: 'carry image referrers: buildx attestation manifests of the kept platforms (--no-referrers drops them)' }),
+    ),
+  progress: true,
+  more: RELEASE_FIELDS,
+  examples: [
+    { does: 'build and sign a release', run: 'bundle build release.yaml -o awareness-1.4.0.bundle --sign release.key' },
+    { does: 'parts of at most 4 GiB for a FAT32 stick', run: 'bundle build release.yaml -o stick/aw.bundle --split fat32 --sign release.key' },
+    { does: "a delta: leave out what the vessel's inventory shows it holds", run: 'bundle build release.yaml -o aw-1.5.0.bundle --since inventory.json --sign release.key' },
+  ],
   async run(args, ctx) {
     const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
@@ -47,6 +91,11 @@ export const build: Command = {
     const result = await buildBundle(str(args, 'spec') as string, {
       output: str(args, 'output') as string,
       platforms: list(args, 'platform').map(parsePlatformString),
+      platformStrict: args['platform-strict'] === true,
+      referrers: args['referrers'] !== false,
+      onWarning: (w) => {
+        if (!ctx.json) writeLine(ctx.io.stderr, `warning: ${w.message}`);
+      },
       signers,
       roots,
       ...(omit === undefined ? {} : { omit }),
@@ -67,10 +116,11 @@ export const build: Command = {
         files: write.files,
         size: write.size,
         ...(write.parts === undefined ? {} : { parts: write.parts.count, sha256: write.parts.sha256 }),
-        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size })),
+        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size, ...(i.attestations ? { attestations: i.attestations } : {}) })),
         signatures: result.signedBy.map((keyid) => ({ keyid })),
         omittedBlobs: release.omittedBlobs,
         omittedBytes: result.omittedBytes,
+        warnings: result.warnings,
       });
       return 0;
     }

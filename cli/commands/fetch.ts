@@ -14,8 +14,12 @@ export const fetch: Command = {
       .option('limit-rate', { type: 'string', describe: 'average bytes per second not to exceed, as curl writes it: 500K, 1M (powers of 1024)' })
       .option('retries', { type: 'number', default: 20, describe: 'failed attempts in a row without progress before giving up (waits grow to 30 s: about 10 minutes)' })
       .option('timeout', { type: 'number', default: 60, describe: 'seconds without data before a connection is dropped and tried again' })
-      .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for HTTPS' })
-      .example('$0 fetch https://shore.example.com/releases/awareness-1.5.0.bundle.parts.json -o /var/spool/seabag --limit-rate 300K', ''),
+      .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for HTTPS' }),
+  progress: true,
+  examples: [
+    { does: 'download the parts of a bundle at no more than 300 KiB/s', run: 'bundle fetch https://shore.example.com/r/aw.parts.json -o /srv/in --limit-rate 300K' },
+    { does: 'then stage it', run: 'bundle import /srv/in/aw.bundle' },
+  ],
   async run(args, ctx) {
     const rate = str(args, 'limit-rate');
     const caFile = str(args, 'ca-file');

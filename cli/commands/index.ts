@@ -8,10 +8,11 @@ import { keygen } from './keygen.js';
 import { prune } from './prune.js';
 import { pull } from './pull.js';
 import { push } from './push.js';
+import { runtimeConfigCommand } from './runtime-config.js';
 import { status } from './status.js';
 import { apply, rollback } from './switch.js';
 import { trustInit, trustRotate } from './trust.js';
 import { verify } from './verify.js';
 
 /** Every verb of the program, in the order `--help` lists them. */
-export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, fetch, push, pull];
+export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, runtimeConfigCommand, fetch, push, pull];

@@ -9,6 +9,10 @@ export const inventory: Command = {
   path: ['inventory'],
   describe: "write what the vessel holds to a small JSON file to send ashore (for bundle build --since)",
   builder: (y) => vesselFlags(y.option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'file to write' })),
+  examples: [
+    { does: 'what this vessel holds, to send ashore', run: 'bundle inventory -o /media/usb/inventory.json' },
+    { does: 'ashore: a delta bundle without what the vessel holds', run: 'bundle build release.yaml -o aw.bundle --since inventory.json --sign release.key' },
+  ],
   async run(args, ctx) {
     const inv = await vesselInventory(vesselOptions(args, ctx));
     const output = str(args, 'output') as string;

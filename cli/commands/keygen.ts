@@ -31,6 +31,9 @@ export const keygen: Command = {
     y
       .positional('file', { type: 'string', describe: 'private key file to create (PKCS#8 PEM)' })
       .option('force', { type: 'boolean', default: false, describe: 'replace existing key files' }),
+  examples: [
+    { does: 'a release key: release.key (keep it secret) and release.key.pub', run: 'bundle keygen release.key' },
+  ],
   async run(args, ctx) {
     const file = str(args, 'file') as string;
     const force = args['force'] === true;

@@ -4,6 +4,11 @@ import { plainHttp, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 import { linkFlags, linkOptions } from './link.js';
 
+const EXAMPLES = [
+  { does: 'a bundle file for a stick, checked before any layer moves', run: 'bundle pull oci://reg.example.com/rel/aw:1.5.0 -o aw.bundle --trust trust.json' },
+  { does: 'at no more than 300 KiB/s, in parts for FAT32', run: 'bundle pull oci://reg.example.com/rel/aw:1.5.0 -o aw.bundle --limit-rate 300K --split fat32' },
+];
+
 export const pull: Command = {
   command: 'pull <source>',
   path: ['pull'],
@@ -18,7 +23,9 @@ export const pull: Command = {
           .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
           .option('force', { type: 'boolean', default: false, describe: 'overwrite the output' }),
       ),
-    ).example('$0 pull oci://registry.example.com/releases/awareness:1.5.0 -o /media/usb/awareness-1.5.0.bundle --trust trust.json --limit-rate 300K', ''),
+    ),
+  progress: true,
+  examples: EXAMPLES,
   async run(args, ctx) {
     const trustPath = str(args, 'trust');
     const split = str(args, 'split');

@@ -3,6 +3,11 @@ import type { Command } from '../command.js';
 import { plainHttp, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 
+const EXAMPLES = [
+  { does: 'publish a bundle to the shore registry, tagged with its version', run: 'bundle push aw-1.5.0.bundle oci://reg.example.com/releases/aw' },
+  { does: 'under a tag of your own', run: 'bundle push aw-1.5.0.bundle oci://reg.example.com/releases/aw --tag stable' },
+];
+
 export const push: Command = {
   command: 'push <file> <target>',
   path: ['push'],
@@ -13,7 +18,9 @@ export const push: Command = {
         .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or their folder' })
         .positional('target', { type: 'string', describe: 'oci://HOST[:PORT]/REPO' })
         .option('tag', { type: 'string', describe: 'tag for the bundle (default: the release version)' }),
-    ).example('$0 push awareness-1.5.0.bundle oci://registry.example.com/releases/awareness', ''),
+    ),
+  progress: true,
+  examples: EXAMPLES,
   async run(args, ctx) {
     const tag = str(args, 'tag');
     const caFile = str(args, 'ca-file');

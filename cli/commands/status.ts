@@ -1,14 +1,57 @@
-import { vesselStatus } from '../../lib/index.js';
+import { vesselStatus, type StatusReport } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { str, vesselFlags } from '../options.js';
+import { stateDirFlag, str } from '../options.js';
 import { printJSON, shortDigest, table, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
+
+type Change = NonNullable<StatusReport['releases'][number]['changes']>[number];
+
+function changeLines(changes: readonly Change[]): string[] {
+  return changes.map((c) => `    ${c.repository}${c.tag === undefined ? '' : `:${c.tag}`}  ${c.from === undefined ? '(new)' : shortDigest(c.from)} → ${shortDigest(c.to)}`);
+}
+
+function images(n: number): string {
+  return `${n} image${n === 1 ? '' : 's'}`;
+}
+
+/** What a rollback would return to, and what an apply of each staged release would change. */
+function whatIf(report: StatusReport): string[] {
+  const lines: string[] = [];
+  const names = [...new Set(report.releases.map((r) => r.name))];
+  for (const name of names) {
+    const own = report.releases.filter((r) => r.name === name);
+    const active = own.find((r) => r.state === 'active');
+    const back = report.rollback.find((b) => b.name === name);
+    lines.push('');
+    if (active === undefined) {
+      lines.push(`${name}: nothing of it runs yet`);
+    } else if (back === undefined) {
+      lines.push(`${name}: ${active.version} runs; a rollback has nothing to return to (no release ran before it)`);
+    } else {
+      const target = own.find((r) => r.version === back.version);
+      const changes = target?.changes ?? [];
+      lines.push(`${name}: ${active.version} runs; bundle rollback ${name} returns to ${back.version}, changing ${images(changes.length)}${changes.length > 0 ? ':' : ''}`);
+      lines.push(...changeLines(changes));
+    }
+    for (const r of own.filter((x) => x.state === 'staged' || x.state === 'failed')) {
+      const changes = r.changes ?? [];
+      lines.push(`  bundle apply ${name}@${r.version} would change ${images(changes.length)}${changes.length > 0 ? ':' : ''}`);
+      lines.push(...changeLines(changes));
+    }
+  }
+  return lines;
+}
 
 export const status: Command = {
   command: 'status [name]',
   path: ['status'],
   describe: 'what the vessel holds and runs, and any operation under way',
-  builder: (y) => vesselFlags(y.positional('name', { type: 'string', describe: 'only this release name' })),
+  // No registry flags: status reads the state folder only (a crashed switch it finishes uses the registry remembered there).
+  builder: (y) => stateDirFlag(y.positional('name', { type: 'string', describe: 'only this release name' })),
+  examples: [
+    { does: 'what is held, what runs, what a rollback would return to', run: 'bundle status' },
+    { does: 'one release, for a program', run: 'bundle status awareness --json' },
+  ],
   async run(args, ctx) {
     const name = str(args, 'name');
     const report = await vesselStatus({ ...vesselOptions(args, ctx), ...(name === undefined ? {} : { name }) });
@@ -23,7 +66,8 @@ export const status: Command = {
     } else {
       const rows = report.releases.map((r) => [r.name, r.version, r.state, shortDigest(r.digest), r.importedAt.slice(0, 16).replace('T', ' '), r.appliedAt?.slice(0, 16).replace('T', ' ') ?? '-']);
       for (const line of table([['NAME', 'VERSION', 'STATE', 'DIGEST', 'IMPORTED', 'APPLIED'], ...rows])) writeLine(out, line);
-      for (const r of report.releases) if (r.failure) writeLine(out, `  ${r.name} ${r.version} failed: ${r.failure}`);
+      for (const r of report.releases) if (r.failure) writeLine(out, `  ${r.name} ${r.version} failed: ${r.failure.split('\n').join('\n    ')}`);
+      for (const line of whatIf(report)) writeLine(out, line);
     }
     if (report.pending !== null) {
       const p = report.pending;

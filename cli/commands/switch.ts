@@ -1,10 +1,26 @@
-import { applyRelease, rollbackRelease, SeabagError, type SwitchResult } from '../../lib/index.js';
+import type { Argv } from 'yargs';
+import { applyRelease, MAX_CHECK_SECONDS, parseDuration, rollbackRelease, SeabagError, type GateOptions, type SwitchOptions, type SwitchResult } from '../../lib/index.js';
+import { confirmation, confirmFlags } from '../confirm.js';
 import type { Command, RunContext } from '../command.js';
 import { deployFlags, str, vesselFlags } from '../options.js';
 import { printJSON, shortDigest, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
 
-function report(ctx: RunContext, result: SwitchResult & { notes: string[] }): number {
+/** The tag moves, one a line: the same list for the plan, the question and the result. */
+function moveLines(result: SwitchResult): string[] {
+  return result.tags.map((m) => `  ${m.repository}:${m.tag}  ${m.from ? shortDigest(m.from) : '(new)'} → ${shortDigest(m.to)}`);
+}
+
+/** What a switch would do, before it does it (`--dry-run`, and the question on a terminal). */
+export function planLines(plan: SwitchResult): string[] {
+  const r = plan.release;
+  if (plan.unchanged) return [`${r.name} ${r.version} is already active; nothing to move`];
+  const verb = plan.op === 'apply' ? 'apply' : 'roll back to';
+  const now = plan.from ? ` (running now: ${plan.from.version})` : ' (nothing of it runs now)';
+  return [`${verb} ${r.name} ${r.version}${now} moves ${plan.tags.length} tag${plan.tags.length === 1 ? '' : 's'}:`, ...moveLines(plan)];
+}
+
+function report(ctx: RunContext, result: SwitchResult & { notes: string[] }, shown: boolean): number {
   printNotes(ctx, result.notes);
   if (ctx.json) {
     printJSON(ctx.io, { ok: true, ...result });
@@ -12,14 +28,57 @@ function report(ctx: RunContext, result: SwitchResult & { notes: string[] }): nu
   }
   const out = ctx.io.stdout;
   const r = result.release;
+  if (result.dryRun === true) {
+    for (const line of planLines(result)) writeLine(out, line);
+    if (!result.unchanged) writeLine(out, 'dry run: nothing changed');
+    return 0;
+  }
   if (result.unchanged) {
     writeLine(out, `${r.name} ${r.version} is already active; nothing moved`);
     return 0;
   }
-  writeLine(out, `${result.op === 'apply' ? 'applied' : 'rolled back to'} ${r.name} ${r.version}${result.from ? ` (was ${result.from.version})` : ''}`);
-  for (const m of result.tags) writeLine(out, `  ${m.repository}:${m.tag}  ${m.from ? shortDigest(m.from) : '(new)'} → ${shortDigest(m.to)}`);
+  writeLine(out, `${result.op === 'apply' ? 'applied' : 'rolled back to'} ${r.name} ${r.version}${result.from ? ` (was ${result.from.version})` : ''}${shown ? `: ${result.tags.length} tag(s) moved as shown` : ''}`);
+  if (!shown) for (const line of moveLines(result)) writeLine(out, line);
+  if (result.check) writeLine(out, `  health check passed (${result.check.source === 'cli' ? '--check' : "the release's check"})${result.check.output ? `: ${result.check.output.split('\n').slice(-1)[0]}` : ''}`);
   if (result.deployed) writeLine(out, `  kubectl applied ${result.deployed.applied.length} file(s); rolled out ${result.deployed.rolledOut.join(', ') || 'nothing to wait for'}`);
   return 0;
+}
+
+/** The health gate's flags (apply and rollback). */
+function gateFlags(y: Argv): Argv {
+  return y
+    .option('check', { type: 'string', describe: 'a command (run with /bin/sh -c) that must succeed after the switch, or seabag switches back; it gets SEABAG_RELEASE, SEABAG_VERSION, SEABAG_PREVIOUS' })
+    .option('check-timeout', { type: 'string', describe: "how long the check may take (120s, 5m; default 120s, or the release's own)" })
+    .option('release-check', { type: 'boolean', default: false, describe: "run the release's own signed check (a command chosen ashore, run on this host); --check replaces it" });
+}
+
+function gateOptions(args: Record<string, unknown>, ctx: RunContext): GateOptions {
+  const check = str(args, 'check');
+  const timeout = str(args, 'check-timeout');
+  if (check !== undefined && check.trim() === '') throw new SeabagError('E_USAGE', '--check needs a command');
+  if (timeout !== undefined && check === undefined && args['release-check'] !== true) throw new SeabagError('E_USAGE', '--check-timeout needs --check CMD or --release-check');
+  return {
+    ...(check === undefined ? {} : { check }),
+    ...(timeout === undefined ? {} : { timeoutSeconds: parseDuration(timeout, '--check-timeout', MAX_CHECK_SECONDS) }),
+    releaseCheck: args['release-check'] === true,
+    env: ctx.io.env,
+  };
+}
+
+/** Runs a switch with the preview, the question and the health gate wired in. */
+async function switchWith(
+  args: Record<string, unknown>,
+  ctx: RunContext,
+  run: (options: SwitchOptions) => Promise<SwitchResult & { notes: string[] }>,
+): Promise<number> {
+  const c = confirmation(args, ctx, (plan) => planLines(plan as SwitchResult));
+  const result = await run({
+    ...vesselOptions(args, ctx),
+    gate: gateOptions(args, ctx),
+    dryRun: c.dryRun,
+    ...(c.confirm === undefined ? {} : { confirm: c.confirm }),
+  });
+  return report(ctx, result, c.shown());
 }
 
 function parseNameVersion(text: string): { name: string; version: string } {
@@ -32,10 +91,17 @@ export const apply: Command = {
   command: 'apply <release>',
   path: ['apply'],
   describe: "switch to a staged release: move the images' tags, then the commit point seabag/NAME:current",
-  builder: (y) => deployFlags(vesselFlags(y.positional('release', { type: 'string', describe: 'NAME@VERSION' }))).example('$0 apply awareness@1.5.0', ''),
+  builder: (y) => gateFlags(confirmFlags(deployFlags(vesselFlags(y.positional('release', { type: 'string', describe: 'NAME@VERSION' }))))),
+  examples: [
+    { does: 'show what would change, ask, then switch', run: 'bundle apply awareness@1.5.0' },
+    { does: 'only show what would change', run: 'bundle apply awareness@1.5.0 --dry-run' },
+    { does: 'switch without asking (scripts, the console)', run: 'bundle apply awareness@1.5.0 --yes' },
+    { does: 'switch back unless the check passes within a minute', run: "bundle apply aw@1.5.0 --check 'curl -f http://fusion/ok' --check-timeout 60s" },
+    { does: "run the release's own signed check (inspect shows it)", run: 'bundle apply awareness@1.5.0 --release-check' },
+  ],
   async run(args, ctx) {
     const { name, version } = parseNameVersion(str(args, 'release') as string);
-    return report(ctx, await applyRelease(name, version, vesselOptions(args, ctx)));
+    return switchWith(args, ctx, (options) => applyRelease(name, version, options));
   },
 };
 
@@ -44,8 +110,13 @@ export const rollback: Command = {
   path: ['rollback'],
   describe: 'switch back to the previous release (or --to VERSION), without shore',
   builder: (y) =>
-    deployFlags(vesselFlags(y.positional('name', { type: 'string', describe: 'release name' }).option('to', { type: 'string', describe: 'the held version to go back to' }))),
+    gateFlags(confirmFlags(deployFlags(vesselFlags(y.positional('name', { type: 'string', describe: 'release name' }).option('to', { type: 'string', describe: 'the held version to go back to' }))))),
+  examples: [
+    { does: 'back to the release that ran before (bundle status names it)', run: 'bundle rollback awareness' },
+    { does: 'back to a version named', run: 'bundle rollback awareness --to 1.3.2' },
+    { does: 'and back again unless the check passes', run: "bundle rollback awareness --check 'curl -f http://fusion/ok'" },
+  ],
   async run(args, ctx) {
-    return report(ctx, await rollbackRelease(str(args, 'name') as string, str(args, 'to'), vesselOptions(args, ctx)));
+    return switchWith(args, ctx, (options) => rollbackRelease(str(args, 'name') as string, str(args, 'to'), options));
   },
 };

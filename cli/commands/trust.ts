@@ -43,7 +43,10 @@ export const trustInit: Command = {
   path: ['trust', 'init'],
   describe: 'make the first trust root (version 1)',
   builder: (y) =>
-    keyFlags(y).example('$0 trust init --root-key root.pub --release-key release.pub --sign root.key -o trust.json', 'one root key, one release key'),
+    keyFlags(y),
+  examples: [
+    { does: 'one root key, one release key, valid for a year', run: 'bundle trust init --root-key root.key.pub --release-key release.key.pub --sign root.key -o trust.json' },
+  ],
   async run(args, ctx) {
     const rootKeys = await keys(args, 'root-key');
     const releaseKeys = await keys(args, 'release-key');
@@ -69,10 +72,10 @@ export const trustRotate: Command = {
   path: ['trust', 'rotate'],
   describe: 'make the next trust root (version N+1), signed by old and new root keys',
   builder: (y) =>
-    keyFlags(y.positional('root', { type: 'string', describe: 'the current trust root' })).example(
-      '$0 trust rotate trust.json --release-key new-release.pub --sign root.key -o trust-2.json',
-      'replace the release key',
-    ),
+    keyFlags(y.positional('root', { type: 'string', describe: 'the current trust root' })),
+  examples: [
+    { does: 'replace the release key; old and new root keys sign', run: 'bundle trust rotate trust.json --release-key new.key.pub --sign root.key -o t2.json' },
+  ],
   async run(args, ctx) {
     const { root: current } = await loadRoot(str(args, 'root') as string);
     const old = current.signed;

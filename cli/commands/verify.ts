@@ -10,11 +10,15 @@ export const verify: Command = {
   builder: (y) =>
     y
       .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or a folder' })
-      .option('trust', { type: 'string', demandOption: true, describe: 'the trust root (trust.json) to verify against' })
-      .example('$0 verify awareness-1.4.0.bundle --trust trust.json', 'exit 0 when valid, 1 when rejected'),
+      .option('trust', { type: 'string', demandOption: true, describe: 'the trust root (trust.json) to verify against' }),
+  progress: true,
+  examples: [
+    { does: 'in CI: exit 0 when valid, 1 when rejected', run: 'bundle verify awareness-1.4.0.bundle --trust trust.json' },
+  ],
   async run(args, ctx) {
-    const { root } = await loadRoot(str(args, 'trust') as string);
-    const report = await verifyBundle(str(args, 'file') as string, { trust: root, signal: ctx.signal, onProgress: ctx.progress.update });
+    const trustPath = str(args, 'trust') as string;
+    const { root } = await loadRoot(trustPath);
+    const report = await verifyBundle(str(args, 'file') as string, { trust: root, trustName: trustPath, signal: ctx.signal, onProgress: ctx.progress.update });
     ctx.progress.finish();
     if (ctx.json) {
       printJSON(ctx.io, { ok: true, ...report });

@@ -11,6 +11,7 @@ import { INDEX_FILE, LAYOUT_VERSION, OCI_LAYOUT_FILE } from '../oci/layout.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import type { OpOptions, RangeReader, ReadOnlyStorage } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
+import type { MetadataSource } from '../release/metadata.js';
 import type { ByteSource } from './source.js';
 import { scanTar, unsafe, type ScanPolicy, type TarEntry } from './tar.js';
 
@@ -35,7 +36,8 @@ export const OCI_ARCHIVE_POLICY: ScanPolicy = {
   maxSize: (name) => (name === OCI_LAYOUT_FILE || name === INDEX_FILE ? MAX_METADATA_SIZE : undefined),
 };
 
-export class ArchiveLayout implements ReadOnlyStorage {
+/** A bundle's layout is a release's metadata source (`admit()` reads it through `MetadataSource`). */
+export class ArchiveLayout implements ReadOnlyStorage, MetadataSource {
   readonly source: ByteSource;
   readonly entries: readonly TarEntry[];
   readonly blobs: ReadonlyMap<Digest, TarEntry>;
@@ -76,6 +78,15 @@ export class ArchiveLayout implements ReadOnlyStorage {
       if (m !== null && e.type === 'file') blobs.set(`sha256:${m[1] as string}`, e);
     }
     return new ArchiveLayout(source, entries, blobs, index);
+  }
+
+  get name(): string {
+    return this.source.name;
+  }
+
+  /** The size of the blob stored under `digest`, or undefined when the archive has none. */
+  sizeOf(digest: Digest): number | undefined {
+    return this.blobs.get(digest)?.size;
   }
 
   #entry(desc: Descriptor): TarEntry {

@@ -3,19 +3,22 @@
  */
 import type { Digest } from '../oci/digest.js';
 import { isImageManifest, isIndex } from '../oci/media-types.js';
-import { parseImageManifest, parseIndex, type Descriptor } from '../oci/descriptor.js';
+import { SeabagError } from '../errors.js';
+import { parseIndex, type Descriptor } from '../oci/descriptor.js';
 import { parseEnvelope } from '../trust/dsse.js';
 import { parseRoot } from '../trust/root.js';
-import { openBundle, releaseSummary, type ReleaseDocument, type ReleaseSummary } from './release.js';
+import { openBundle, releaseSummary, type ReleaseAttestation, type ReleaseDocument, type ReleaseSummary } from './release.js';
 
 export interface InspectReport {
   file: string;
   parts: number;
   size: number;
   release: ReleaseSummary;
-  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number }[];
+  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; attestations?: ReleaseAttestation[] }[];
   manifests: { file: string; documents: number; digest: Digest }[];
   deviceProfiles: ReleaseDocument['deviceProfiles'];
+  /** The release's own signed health check, for the captain to read before `apply --release-check`. */
+  check?: ReleaseDocument['check'];
   /** Keyids the envelopes name (hints only: `verify` checks them). */
   signatures: { keyid: string }[];
   roots: { version: number; expires: string }[];
@@ -36,25 +39,35 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
     const { release } = bundle;
     const omitted = new Set<string>(release.omittedBlobs);
     const sizes = new Map<string, number>();
-    // Walk the image manifests in the bundle for the sizes of what was left out.
+    // Walk the image manifests in the bundle for the sizes of what was left out: each distinct
+    // manifest once, through the same capped reader as the release (nothing here is signed yet).
+    const seen = new Set<string>();
     const visit = async (desc: Descriptor, depth: number): Promise<void> => {
-      if (depth > 8 || bundle.archive.location(desc.digest) === undefined) return;
+      bundle.reader.count(1, desc.digest);
+      if (depth > 8 || seen.has(desc.digest) || bundle.archive.location(desc.digest) === undefined) return;
+      seen.add(desc.digest);
       desc = { ...desc, size: bundle.archive.location(desc.digest)?.size ?? desc.size };
       if (isImageManifest(desc.mediaType)) {
-        const m = parseImageManifest(await bundle.archive.readSmall(desc), desc);
+        const m = await bundle.reader.manifest(desc, desc.digest);
         for (const d of [m.config, ...m.layers]) sizes.set(d.digest, d.size);
       } else if (isIndex(desc.mediaType)) {
-        for (const d of parseIndex(await bundle.archive.readSmall(desc), desc).manifests) await visit(d, depth + 1);
+        const index = parseIndex(await bundle.reader.read(desc), desc);
+        bundle.reader.count(index.manifests.length, desc.digest);
+        for (const d of index.manifests) await visit(d, depth + 1);
       }
     };
     for (const image of release.images) {
       const size = bundle.archive.location(image.digest)?.size ?? 0;
-      await visit({ mediaType: image.mediaType, digest: image.digest, size }, 0).catch(() => undefined);
+      await visit({ mediaType: image.mediaType, digest: image.digest, size }, 0).catch((err: unknown) => {
+        // A cap is a refusal, not a missing size.
+        if (err instanceof SeabagError && err.code === 'E_LAYOUT_INVALID' && err.details['limit'] !== undefined) throw err;
+      });
     }
     const signatures: { keyid: string }[] = [];
-    for (const s of bundle.signatures) {
+    // Each distinct envelope once, however many artifacts carry it.
+    for (const envelope of new Set(bundle.signatures.map((s) => s.envelope))) {
       try {
-        for (const sig of parseEnvelope(s.envelope).signatures) signatures.push({ keyid: sig.keyid ?? '(none)' });
+        for (const sig of parseEnvelope(envelope).signatures) signatures.push({ keyid: sig.keyid ?? '(none)' });
       } catch {
         signatures.push({ keyid: '(unreadable envelope)' });
       }
@@ -79,9 +92,11 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
         digest: i.digest,
         platforms: i.platforms,
         size: i.size,
+        ...(i.attestations === undefined ? {} : { attestations: i.attestations }),
       })),
       manifests: release.manifests.map((m) => ({ file: m.file, documents: m.documents, digest: m.digest })),
       deviceProfiles: release.deviceProfiles,
+      ...(release.check === undefined ? {} : { check: release.check }),
       signatures,
       roots,
       omittedBlobs: release.omittedBlobs,

@@ -3,8 +3,16 @@
  * ephemeralContainers) in Pods, the templates of Deployments, StatefulSets, DaemonSets,
  * ReplicaSets, ReplicationControllers, Jobs, CronJobs and PodTemplates, and Akri broker specs,
  * must name an image of the release and is rewritten to `name@sha256:…`.
+ *
+ * Manifests are read the way the cluster reads them: YAML 1.1 (Kubernetes' go-yaml v2), with `<<`
+ * merge keys, anchors and aliases resolved. A document that uses any of those, or an explicit tag,
+ * is written out flattened (plain maps and lists, no anchor, alias, merge key or tag), so the
+ * signed text holds exactly the images that were checked and nothing a parser could read
+ * differently. A literal `<<` key (quoted, so not a merge key) is refused: a YAML 1.1 reader of the
+ * flattened text would take it for one.
  */
 import type { Document } from 'yaml';
+import { yaml } from '../util/lazy.js';
 import type { Digest } from '../oci/digest.js';
 import { parseReference, referenceName } from '../oci/reference.js';
 import type { Problem } from '../schema.js';
@@ -133,14 +141,77 @@ function describeDoc(data: unknown, index: number): string {
   return `document ${index + 1} (${kind}${name === undefined ? '' : ` ${name}`})`;
 }
 
+/** Does this document use anything beyond plain maps, lists and scalars (anchors, aliases, merges, tags)? */
+function usesIndirection(doc: Document): boolean {
+  const Y = yaml();
+  let found = false;
+  Y.visit(doc, {
+    Alias: () => {
+      found = true;
+      return Y.visit.BREAK;
+    },
+    Node: (_key, node) => {
+      if ((node as { anchor?: string }).anchor !== undefined || ((node as { tag?: string }).tag !== undefined && (node as { tag?: string }).tag !== '')) {
+        found = true;
+        return Y.visit.BREAK;
+      }
+      return undefined;
+    },
+    Pair: (_key, pair) => {
+      if (Y.isScalar(pair.key) && typeof pair.key.value !== 'string' && String(pair.key.value) === 'Symbol(<<)') {
+        found = true;
+        return Y.visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/** Paths of literal `<<` keys left in resolved data (quoted in the source, so not merges). */
+function literalMergeKeys(data: unknown, base: Path = [], out: Path[] = []): Path[] {
+  if (Array.isArray(data)) data.forEach((v, i) => literalMergeKeys(v, [...base, i], out));
+  else if (isObject(data)) {
+    for (const [k, v] of Object.entries(data)) {
+      if (k === '<<') out.push([...base, k]);
+      literalMergeKeys(v, [...base, k], out);
+    }
+  }
+  return out;
+}
+
+/**
+ * The document to edit and write: the parsed one (comments kept) when it is plain, else a new one
+ * built from the resolved data, so the output has no anchor, alias, merge key or tag.
+ */
+function editable(doc: Document, data: unknown): Document {
+  if (!usesIndirection(doc)) return doc;
+  return new (yaml().Document)(data, { version: '1.1', aliasDuplicateObjects: false }) as unknown as Document;
+}
+
+/** Parses manifests as the cluster will (YAML 1.1, merge keys). */
+function parseManifests(text: string, file: string): ReturnType<typeof parseYAMLDocuments> {
+  return parseYAMLDocuments(text, file, { version: '1.1' });
+}
+
 /**
  * Pins one YAML text (one or more documents); returns the new text and the problems found.
  */
 export function pinText(text: string, file: string, matcher: ImageMatcher): { pinned: PinnedFile; problems: Problem[] } {
-  const { docs, problems } = parseYAMLDocuments(text, file);
+  const { docs, problems } = parseManifests(text, file);
   const images: PinnedFile['images'] = [];
   const out: Document[] = [];
-  for (const { doc, data, index, lineOf } of docs) {
+  for (const { doc: parsed, data, index, lineOf } of docs) {
+    for (const path of literalMergeKeys(data)) {
+      const line = lineOf(path);
+      problems.push({
+        file,
+        path: `${describeDoc(data, index)} ${formatPath(path)}`,
+        message: 'a quoted "<<" key is a plain key in YAML 1.2 but a merge key once written out for YAML 1.1 readers; write the map out instead',
+        ...(line === undefined ? {} : { line }),
+      });
+    }
+    const doc = editable(parsed, data);
     for (const { path, image } of imageFields(data)) {
       const where = `${describeDoc(data, index)} ${formatPath(path)}`;
       const line = lineOf(path);
@@ -185,9 +256,10 @@ export async function pinManifestFiles(files: readonly string[], baseDir: string
  * by name rather than through a mirror setting.
  */
 export function rewriteImageHosts(text: string, registry: string, file = 'manifest'): string {
-  const { docs } = parseYAMLDocuments(text, file);
+  const { docs } = parseManifests(text, file);
   const out: Document[] = [];
-  for (const { doc, data } of docs) {
+  for (const { doc: parsed, data } of docs) {
+    const doc = editable(parsed, data);
     for (const { path, image } of imageFields(data)) {
       if (typeof image !== 'string') continue;
       const ref = parseReference(image);

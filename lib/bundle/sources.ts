@@ -15,7 +15,7 @@ import { OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } f
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import type { CredentialStore } from '../registry/auth.js';
-import { RegistryClient } from '../registry/client.js';
+import { isNotFound, RegistryClient } from '../registry/client.js';
 import { ArchiveLayout, OCI_ARCHIVE_POLICY } from './archive.js';
 import { FileSource, type ByteSource } from './source.js';
 import { scanTar, type TarEntry } from './tar.js';
@@ -97,7 +97,8 @@ async function client(registry: string, options: SourceOptions): Promise<Registr
 /**
  * Opens the source of one image and finds its root manifest.
  *
- * @throws E_NOT_FOUND, E_FILE_NOT_FOUND, E_REGISTRY*, E_AUTH, E_ARCHIVE_UNSAFE, E_LAYOUT_INVALID
+ * @throws E_NOT_FOUND (the source has no such image: exit 2), E_FILE_NOT_FOUND, E_REGISTRY* (unreachable or
+ *   failing: exit 3), E_AUTH, E_ARCHIVE_UNSAFE, E_LAYOUT_INVALID
  */
 export async function openImageSource(ref: Reference, from: string | undefined, options: SourceOptions): Promise<ImageSource> {
   const path = (p: string): string => (isAbsolute(p) ? p : resolve(options.baseDir, p));
@@ -106,7 +107,20 @@ export async function openImageSource(ref: Reference, from: string | undefined, 
     const c = await client(target.registry, options);
     const repo = c.repository(target.repository);
     const reference = target.digest ?? target.tag ?? 'latest';
-    const { desc } = await repo.getManifest(reference, options);
+    let desc: Descriptor;
+    try {
+      ({ desc } = await repo.getManifest(reference, options));
+    } catch (err) {
+      // The registry answered that it has no such tag, digest or repository: the spec names
+      // something that is not there (exit 2). Unreachable or failing registries stay E_REGISTRY*.
+      if (!isNotFound(err)) throw err;
+      const shown = formatReference(target);
+      throw new SeabagError('E_NOT_FOUND', `${shown}: ${target.registry} has no ${target.digest === undefined ? `tag ${JSON.stringify(target.tag ?? 'latest')}` : `manifest ${target.digest}`} in ${target.repository}`, {
+        cause: err,
+        details: { reference: shown, registry: target.registry, repository: target.repository, ...(target.digest ? { digest: target.digest } : { tag: target.tag ?? 'latest' }), errors: (err as SeabagError).details['errors'] },
+        hint: 'check the reference in release.yaml (a pinned digest must be one the registry holds), or push the image first',
+      });
+    }
     return { store: repo, root: desc, origin: formatReference(target), close: async () => undefined };
   }
   const parsed = parseFrom(from);

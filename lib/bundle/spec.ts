@@ -2,15 +2,17 @@
  * Reading what people write: the release spec (`release.yaml`) and device profiles, as YAML
  * validated against `schemas/`, every problem reported at once with file, line and path.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Document, LineCounter } from 'yaml';
 import { yaml } from '../util/lazy.js';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { parsePlatformString, type Platform } from '../oci/descriptor.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import { schemaProblems, throwProblems, type Problem } from '../schema.js';
+import { MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 import { parseFrom } from './sources.js';
+import { parseTime } from '../util/time.js';
 
 export interface SpecImage {
   ref: string;
@@ -24,10 +26,14 @@ export interface ReleaseSpec {
   version: string;
   targets?: string[];
   platforms?: string[];
+  /** An image with none of `platforms` fails the build instead of a warning. */
+  platformStrict?: boolean;
   expires?: string;
   images: SpecImage[];
   manifests?: string[];
   deviceProfiles?: string[];
+  /** A health check to run aboard after a switch (argv, no shell), carried signed in the release document. */
+  check?: { command: string[]; timeout?: string };
 }
 
 export interface LoadedSpec {
@@ -122,6 +128,20 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
         }
       }
     });
+    if (spec.check?.timeout !== undefined) {
+      try {
+        parseDuration(spec.check.timeout, 'check.timeout', MAX_RELEASE_CHECK_SECONDS);
+      } catch (err) {
+        const p: Problem = { file: shown, path: 'check.timeout', message: (err as Error).message };
+        const line = lineOf(['check', 'timeout']);
+        if (line !== undefined) p.line = line;
+        all.push(p);
+      }
+    }
+    if (spec.expires !== undefined && parseTime(spec.expires, { dateOnly: true }) === undefined) {
+      const line = lineOf(['expires']);
+      all.push({ file: shown, path: 'expires', message: `${JSON.stringify(spec.expires)} is not a real date (YYYY-MM-DD) or RFC 3339 time`, ...(line === undefined ? {} : { line }) });
+    }
     (spec.platforms ?? []).forEach((p, i) => {
       try {
         platforms.push(parsePlatformString(p));
@@ -136,28 +156,56 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
 
 /**
  * Lists YAML files from files and folders named in the spec (folders recursively, sorted by
- * path so the result is the same everywhere).
+ * path so the result is the same everywhere). Every entry, and every file found under it, must
+ * resolve (symlinks followed, by realpath) inside the folder of `release.yaml`: an absolute path,
+ * a `..` segment or a symlink out of it is refused, so nothing outside the release is read and
+ * signed. An entry that yields no file is an error, never silently zero files.
  *
- * @throws E_FILE_NOT_FOUND naming the entry
+ * @throws E_SPEC_INVALID naming the entry (outside the folder, or matching nothing);
+ *   E_FILE_NOT_FOUND when it does not exist
  */
-export async function collectYAMLFiles(baseDir: string, entries: readonly string[]): Promise<string[]> {
+export async function collectYAMLFiles(baseDir: string, entries: readonly string[], field = 'manifests'): Promise<string[]> {
+  const base = await realpath(baseDir).catch((err: unknown) => {
+    throw fromSystemError(err, 'read', baseDir);
+  });
+  const inside = (real: string): boolean => real === base || real.startsWith(base.endsWith(sep) ? base : `${base}${sep}`);
   const out: string[] = [];
-  const walk = async (path: string): Promise<void> => {
-    const s = await stat(path).catch((err: unknown) => {
-      throw fromSystemError(err, 'read', relative(baseDir, path) || path);
+  const walk = async (path: string, entry: string): Promise<void> => {
+    const shown = relative(baseDir, path) || path;
+    const real = await realpath(path).catch((err: unknown) => {
+      throw fromSystemError(err, 'read', shown);
     });
+    if (!inside(real)) {
+      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)}: ${shown} resolves to ${real}, outside the release folder ${base}`, {
+        details: { field, entry, path: shown, resolved: real, releaseFolder: base },
+        hint: 'keep manifests and device profiles inside the folder of release.yaml (copy them in; symlinks out are refused)',
+      });
+    }
+    const s = await stat(real);
     if (s.isDirectory()) {
-      const names = (await readdir(path)).filter((n) => !n.startsWith('.')).sort();
+      const names = (await readdir(real)).filter((n) => !n.startsWith('.')).sort();
       for (const n of names) {
         const child = join(path, n);
-        const cs = await stat(child);
-        if (cs.isDirectory() || /\.ya?ml$/i.test(n)) await walk(child);
+        const cs = await stat(child).catch(() => undefined);
+        if (cs === undefined || cs.isDirectory() || /\.ya?ml$/i.test(n)) await walk(child, entry);
       }
     } else {
       out.push(path);
     }
   };
-  for (const entry of entries) await walk(resolve(baseDir, entry));
+  for (const entry of entries) {
+    if (isAbsolute(entry) || entry.split(/[\\/]/).includes('..')) {
+      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)} leaves the release folder: only relative paths inside it are read`, {
+        details: { field, entry },
+        hint: 'keep manifests and device profiles inside the folder of release.yaml',
+      });
+    }
+    const before = out.length;
+    await walk(resolve(baseDir, entry), entry);
+    if (out.length === before) {
+      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)} matches no YAML file`, { details: { field, entry } });
+    }
+  }
   return [...new Set(out)];
 }
 
@@ -176,10 +224,19 @@ export async function readSpecFile(path: string, baseDir: string, what: string):
   }
 }
 
-/** All documents of a multi-document YAML file (empty documents skipped), with line lookups. */
-export function parseYAMLDocuments(text: string, file: string): { docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[]; problems: Problem[] } {
+/**
+ * All documents of a multi-document YAML file (empty documents skipped), with line lookups.
+ * `version: '1.1'` reads them as Kubernetes does (go-yaml v2: YAML 1.1 scalars and `<<` merge
+ * keys); seabag's own documents are YAML 1.2.
+ */
+export function parseYAMLDocuments(
+  text: string,
+  file: string,
+  options: { version?: '1.1' | '1.2' } = {},
+): { docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[]; problems: Problem[] } {
   const counter = new (yaml().LineCounter)();
-  const parsed = yaml().parseAllDocuments(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
+  const version = options.version === '1.1' ? ({ version: '1.1', merge: true } as const) : {};
+  const parsed = yaml().parseAllDocuments(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false, ...version });
   const list = Array.isArray(parsed) ? parsed : [];
   const problems: Problem[] = [];
   const docs: { doc: Document; data: unknown; index: number; lineOf: (s: (string | number)[]) => number | undefined }[] = [];

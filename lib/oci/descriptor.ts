@@ -198,14 +198,18 @@ export function formatPlatform(p: Platform): string {
  */
 export function parsePlatformString(value: string): Platform {
   const parts = value.split('/');
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9._-]+$/.test(p))) {
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[A-Za-z0-9._-]+$/.test(p))) {
     throw new SeabagError('E_USAGE', `invalid platform ${JSON.stringify(value)}: expected os/arch[/variant], e.g. linux/arm64`);
   }
-  const [os, architecture, variant] = parts as [string, string, string | undefined];
+  // Case is not significant (containerd lower-cases os and architecture before comparing).
+  const [os, architecture, variant] = parts.map((p) => p.toLowerCase()) as [string, string, string | undefined];
   return variant === undefined ? { os, architecture } : { os, architecture, variant };
 }
 
-/** Does `candidate` satisfy `wanted`? A wanted platform without a variant accepts any variant. */
+/**
+ * Does `candidate` satisfy `wanted`? A wanted platform without a variant accepts any variant.
+ * (Selection from an index follows containerd's rules instead: see `platform.ts`.)
+ */
 export function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
   if (candidate === undefined) return false;
   if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;

@@ -13,12 +13,12 @@ import {
   parseImageManifest,
   parseIndex,
   parseJSON,
-  platformMatches,
   formatPlatform,
   type Descriptor,
   type Platform,
 } from './descriptor.js';
 import { isImageManifest, isManifestLike } from './media-types.js';
+import { isAttestation, keepAttestations, selectEntries } from './platform.js';
 import type { OpOptions, ReadOnlyStorage, Storage } from './store.js';
 import { readVerified } from './verify.js';
 
@@ -31,10 +31,20 @@ export interface GraphNode {
 }
 
 export interface ResolveOptions extends OpOptions {
-  /** Keep only these platforms of a multi-platform index. */
+  /** Keep only these platforms of a multi-platform index, as containerd selects (see platform.ts). */
   platforms?: readonly Platform[];
+  /** Keep buildx attestation manifests of what is kept (default true; false drops them all). */
+  attestations?: boolean;
+  /** Told when an index offers no exact match for a wanted platform and a compatible one is kept. */
+  onPlatformFallback?: (info: { index: string; wanted: Platform; chosen: Platform }) => void;
   /** Don't descend into content for which this returns true (its children aren't fetched). */
   prune?: (desc: Descriptor) => boolean;
+  /** Nodes already resolved, by digest: pass the same map to several walks to share them. */
+  nodes?: Map<string, Promise<GraphNode>>;
+  /** Reads a manifest's verified bytes (default: `fetchVerified` from the source). */
+  read?: (desc: Descriptor) => Promise<Buffer>;
+  /** Told of every reference walked (repeats included), to bound a walk. */
+  visit?: (desc: Descriptor) => void;
 }
 
 const MAX_DEPTH = 16;
@@ -55,17 +65,22 @@ export async function fetchVerified(src: ReadOnlyStorage, desc: Descriptor, opti
 
 /**
  * Fetches every manifest and index reachable from `root` (blobs are named, not read) and returns
- * the graph. With `platforms`, an index keeps only matching manifests: when one is left at the
- * root it becomes the root; otherwise a smaller index is made (same type and annotations), so the
- * result's root digest may differ from the source's.
+ * the graph. With `platforms`, every index (nested ones too) keeps only what containerd would
+ * select for them, with the attestation manifests of what it keeps: when one image manifest is
+ * left at the root it becomes the root; otherwise a smaller index is made (same type, annotations
+ * and entry fields), so the result's root digest may differ from the source's. Limits: 16 levels
+ * of nesting, 4 MiB per manifest or index.
  *
- * @throws E_LAYOUT_INVALID (cycles, depth, malformed manifests), E_NOT_FOUND (no manifest for the
- *   wanted platforms), and whatever the source throws
+ * @throws E_LAYOUT_INVALID (cycles, depth, malformed manifests), E_PLATFORM_UNAVAILABLE (nothing
+ *   for the wanted platforms anywhere in the image), and whatever the source throws
  */
 export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, options: ResolveOptions = {}): Promise<GraphNode> {
-  const cache = new Map<string, Promise<GraphNode>>();
+  // Shared walks keep no platform-filtered nodes: a rewritten index is the walk's own.
+  const filters = (options.platforms !== undefined && options.platforms.length > 0) || options.attestations === false;
+  const cache = filters ? new Map<string, Promise<GraphNode>>() : (options.nodes ?? new Map<string, Promise<GraphNode>>());
   const resolveNode = async (desc: Descriptor, stack: readonly string[]): Promise<GraphNode> => {
     throwIfAborted(options.signal);
+    options.visit?.(desc);
     if (stack.includes(desc.digest)) {
       throw new SeabagError('E_LAYOUT_INVALID', `content graph has a cycle through ${desc.digest}`, { details: { path: [...stack, desc.digest] } });
     }
@@ -74,49 +89,85 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
     let pending = cache.get(desc.digest);
     if (pending === undefined) {
       pending = (async () => {
-        const bytes = await fetchVerified(src, desc, options);
+        const bytes = options.read === undefined ? await fetchVerified(src, desc, options) : await options.read(desc);
         const next = [...stack, desc.digest];
         if (isImageManifest(desc.mediaType)) {
           const m = parseImageManifest(bytes, desc);
           const kids = [...(m.subject === undefined ? [] : [m.subject]), m.config, ...m.layers];
           return { desc, bytes, children: await Promise.all(kids.map((k) => resolveNode(k, next))) };
         }
-        return resolveIndex(desc, bytes, next);
+        return (await resolveIndex(desc, bytes, next)) ?? { desc: EMPTY_MARK, children: [] };
       })();
       cache.set(desc.digest, pending);
     }
     return pending;
   };
 
-  const resolveIndex = async (desc: Descriptor, bytes: Buffer, stack: readonly string[]): Promise<GraphNode> => {
+
+  /**
+   * An index, filtered: the platforms wanted (best match per index, containerd's way), child
+   * indexes filtered in turn and dropped when nothing is left in them, attestation manifests kept
+   * with what they describe. Unchanged, it keeps its bytes; changed, it is rewritten with the
+   * entries it keeps exactly as the source wrote them (only a rewritten child's digest and size
+   * change). Undefined when nothing is left.
+   */
+  const resolveIndex = async (desc: Descriptor, bytes: Buffer, stack: readonly string[]): Promise<GraphNode | undefined> => {
     const index = parseIndex(bytes, desc);
-    let wanted = index.manifests;
-    if (options.platforms !== undefined && options.platforms.length > 0) {
-      const platforms = options.platforms;
-      wanted = index.manifests.filter((m) => platforms.some((p) => platformMatches(m.platform, p)));
-      if (wanted.length === 0) {
-        const offered = index.manifests.flatMap((m) => (m.platform === undefined ? [] : [formatPlatform(m.platform)]));
-        throw new SeabagError('E_NOT_FOUND', `${desc.digest} has no manifest for ${platforms.map(formatPlatform).join(', ')} (it has ${offered.join(', ') || 'none'})`, {
-          details: { digest: desc.digest, offered },
-        });
-      }
+    const entries = index.manifests;
+    if (!filters) return { desc, bytes, children: await Promise.all(entries.map((m) => resolveChild(m, stack))) as GraphNode[] };
+    const wanted = options.platforms ?? [];
+    const selection = wanted.length > 0 ? selectEntries(entries, wanted) : { keep: new Set(entries.map((_, i) => i).filter((i) => !isAttestation(entries[i] as Descriptor))), fallbacks: [] };
+    for (const f of selection.fallbacks) options.onPlatformFallback?.({ index: desc.digest, ...f });
+    const picked = [...selection.keep].sort((a, b) => a - b);
+    const resolved = await Promise.all(picked.map((i) => resolveChild(entries[i] as Descriptor, stack)));
+    const kept = new Map<number, GraphNode>();
+    picked.forEach((i, k) => {
+      const node = resolved[k];
+      if (node !== undefined) kept.set(i, node);
+    });
+    if (![...kept.values()].some((n) => !isAttestation(n.desc))) return undefined;
+    const keptDigests = new Set([...kept.keys()].map((i) => (entries[i] as Descriptor).digest));
+    const attestations = keepAttestations(entries, keptDigests, options.attestations !== false);
+    for (const i of attestations) {
+      const node = await resolveChild(entries[i] as Descriptor, stack);
+      if (node !== undefined) kept.set(i, node);
     }
-    const children = await Promise.all(wanted.map((m) => resolveNode(m, stack)));
-    const unchanged = wanted.length === index.manifests.length && children.every((c, i) => c.desc === wanted[i]);
+    const order = [...kept.keys()].sort((a, b) => a - b);
+    const children = order.map((i) => kept.get(i) as GraphNode);
+    const unchanged = order.length === entries.length && children.every((c, k) => c.desc.digest === entries[k]?.digest);
     if (unchanged) return { desc, bytes, children };
-    if (stack.length === 1 && children.length === 1 && children[0] !== undefined) {
-      // One platform left at the root: carry that manifest itself, as `skopeo copy --override-arch` would.
-      const only = children[0];
+    const only = children[0];
+    if (stack.length === 1 && children.length === 1 && only !== undefined && isImageManifest(only.desc.mediaType)) {
+      // One image left at the root: carry that manifest itself, as `skopeo copy --override-arch` would.
       return { ...only, desc: { ...only.desc, ...(desc.annotations ? { annotations: desc.annotations } : {}) } };
     }
-    const doc = parseJSON(bytes, desc.digest) as Record<string, unknown>;
-    const rebuilt = Buffer.from(JSON.stringify({ ...doc, manifests: children.map((c) => c.desc) }));
+    const doc = parseJSON(bytes, desc.digest) as Record<string, unknown> & { manifests: Record<string, unknown>[] };
+    const manifests = order.map((i, k) => {
+      const raw = doc.manifests[i] as Record<string, unknown>;
+      const child = children[k] as GraphNode;
+      return child.desc.digest === entries[i]?.digest ? raw : { ...raw, digest: child.desc.digest, size: child.desc.size };
+    });
+    const rebuilt = Buffer.from(JSON.stringify({ ...doc, manifests }));
     const rebuiltDesc: Descriptor = { ...desc, digest: sha256Digest(rebuilt), size: rebuilt.length };
     return { desc: rebuiltDesc, bytes: rebuilt, children };
   };
 
-  return resolveNode(root, []);
+  /** A child of an index: an index that filters to nothing is undefined. */
+  const resolveChild = async (desc: Descriptor, stack: readonly string[]): Promise<GraphNode | undefined> => {
+    const node = await resolveNode(desc, stack);
+    return node.desc === EMPTY_MARK ? undefined : node;
+  };
+
+  const top = await resolveNode(root, []);
+  if (top.desc === EMPTY_MARK) {
+    const wanted = (options.platforms ?? []).map(formatPlatform);
+    throw new SeabagError('E_PLATFORM_UNAVAILABLE', `${root.digest} has no manifest for ${wanted.join(', ')}`, { details: { digest: root.digest, wanted } });
+  }
+  return top;
 }
+
+/** Stands for an index that a filter left empty (cached like any other node). */
+const EMPTY_MARK: Descriptor = { mediaType: 'application/x-seabag-empty', digest: 'sha256:0000000000000000000000000000000000000000000000000000000000000000', size: 0 };
 
 /** Every distinct node of a graph, children before parents. */
 export function postOrder(root: GraphNode): GraphNode[] {

@@ -10,6 +10,8 @@ export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
 export const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 export const OCI_LAYER_ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
 export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
+/** Non-distributable layers (image-spec v1.1.0 `layer.md`, deprecated but still served): `…nondistributable.v1.tar[+gzip|+zstd]`. */
+export const OCI_NONDISTRIBUTABLE_PREFIX = 'application/vnd.oci.image.layer.nondistributable.v1.tar';
 
 export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 export const DOCKER_MANIFEST_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';

@@ -8,7 +8,7 @@ import { fromSystemError, SeabagError } from '../errors.js';
 import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
 import { drain, readBody, Transport, type BodyPump, type HttpResponse } from './http.js';
-import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
+import { DEFAULT_RETRY, isPermanentAnswer, withRetry, type RetryPolicy } from './retry.js';
 import { Repository, type RepositoryOptions } from './repository.js';
 
 export interface RegistryClientOptions {
@@ -110,10 +110,21 @@ export class RegistryClient {
     return withRetry(once, this.retryPolicy, req.signal, this.#options.onRetry);
   }
 
+  /**
+   * Is `url` this registry itself (same scheme, host and port)? Only then do credentials and
+   * tokens go with a request, and only then does a 401 teach us the registry's auth scheme: a
+   * redirect target (object storage, a CDN) or an upload location elsewhere gets a bare request,
+   * as go-containerregistry's `transport/bearer.go` `matchesHost` does.
+   */
+  isOwnOrigin(url: URL): boolean {
+    return url.origin === this.baseUrl.origin;
+  }
+
   async #attempt(req: RegistryRequest): Promise<HttpResponse> {
     const url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(req.path, this.baseUrl);
     const scope = req.scope ?? [];
-    let authorization = await this.#authorization(scope, req.signal);
+    const own = this.isOwnOrigin(url);
+    let authorization = own ? await this.#authorization(scope, req.signal) : undefined;
     for (let round = 0; ; round += 1) {
       const body = req.body === undefined ? undefined : await req.body();
       const headers: Record<string, string> = { ...req.headers };
@@ -126,7 +137,8 @@ export class RegistryClient {
         ...(req.signal === undefined ? {} : { signal: req.signal }),
       });
       this.#options.onRequest?.({ method: req.method, url: url.href, status: res.status });
-      if (res.status === 401 && round === 0) {
+      // A 401 from elsewhere is that server's business, never our registry's scheme.
+      if (res.status === 401 && round === 0 && own) {
         const challenge = parseChallenge(res.headers['www-authenticate']);
         await drain(res);
         if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'function') body.destroy();
@@ -176,8 +188,22 @@ export class RegistryClient {
   }
 
   /** distribution `docs/spec/auth/token.md` (GET) and `oauth.md` (POST with a refresh token). */
-  async #fetchToken(realm: string, service: string | undefined, scopes: string[], creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
-    const url = new URL(realm);
+  async #fetchToken(realm: string, service: string | undefined, scopes: string[], found: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch (err) {
+      throw new SeabagError('E_AUTH', `${this.registry} named a token realm that is not a URL`, { cause: err, details: { registry: this.registry, realm } });
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new SeabagError('E_AUTH', `${this.registry} named a token realm with scheme ${JSON.stringify(url.protocol)}; only https (or http on loopback) is used`, {
+        details: { registry: this.registry, realm: url.href },
+      });
+    }
+    const safe = realmMayHaveCredentials(url.href);
+    const creds = safe ? found : undefined;
+    url.username = '';
+    url.password = '';
     const headers: Record<string, string> = {};
     let body: Buffer | undefined;
     let method = 'GET';
@@ -211,6 +237,13 @@ export class RegistryClient {
 
   async #authError(url: URL, method: string, creds: Credentials | undefined): Promise<SeabagError> {
     const who = creds ?? (await this.#credentials.get(this.registry).catch(() => undefined));
+    const scheme = this.#scheme;
+    if (who !== undefined && scheme?.kind === 'bearer' && !realmMayHaveCredentials(scheme.realm)) {
+      return new SeabagError('E_AUTH', `${this.registry} sends us for tokens to ${scheme.realm} over plain HTTP; its credentials are not sent there`, {
+        details: { registry: this.registry, method, url: url.href, realm: scheme.realm },
+        hint: 'the token server must speak HTTPS (or run on this machine) for credentials to be sent to it',
+      });
+    }
     const message =
       who === undefined
         ? `${this.registry} requires authentication and no credentials were found`
@@ -245,7 +278,7 @@ export class RegistryClient {
     }
     const retryAfter = Number(res.headers['retry-after']);
     if (Number.isFinite(retryAfter) && retryAfter > 0) details['retryAfterMs'] = retryAfter * 1000;
-    const temporary = res.status === 429 || res.status >= 500;
+    const temporary = res.status === 429 || (res.status >= 500 && !isPermanentAnswer(res.status, codes));
     const what = first?.message ?? `HTTP ${res.status}`;
     return new SeabagError('E_REGISTRY', `${method} ${url.href}: ${res.status} ${codes.join(',')} ${what}`.replace(/\s+/g, ' ').trim(), {
       details,
@@ -255,6 +288,20 @@ export class RegistryClient {
 
   close(): void {
     this.#transport.close();
+  }
+}
+
+/**
+ * Credentials cross the wire to a token realm only inside TLS, or without leaving this machine
+ * (plain HTTP to loopback), as go-containerregistry's `validateRealmURL` allows http only for an
+ * insecure registry.
+ */
+export function realmMayHaveCredentials(realm: string): boolean {
+  try {
+    const url = new URL(realm);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackRegistry(url.host));
+  } catch {
+    return false;
   }
 }
 

@@ -13,6 +13,7 @@ import { readVerified } from '../oci/verify.js';
 import type { RegistryClient } from './client.js';
 import { isNotFound } from './client.js';
 import { drain, readBody, type HttpResponse } from './http.js';
+import { foreignRefused, isForeignLayer } from './foreign.js';
 import { mountBlob, uploadBlob } from './upload.js';
 
 export interface RepositoryOptions {
@@ -52,14 +53,10 @@ export class Repository implements Storage, TagStore {
   /** HEAD a blob or manifest; true when the registry has it with the expected size. */
   async exists(desc: Descriptor, options: OpOptions = {}): Promise<boolean> {
     const kind = isManifestLike(desc.mediaType) ? 'manifests' : 'blobs';
-    const res = await this.client.request({
-      method: 'HEAD',
-      path: this.path(kind, desc.digest),
-      headers: kind === 'manifests' ? { accept: ACCEPT } : {},
-      scope: [this.pullScope],
-      expect: [200, 404],
-      ...sig(options),
-    });
+    const res =
+      kind === 'blobs'
+        ? await this.#blobRequest('HEAD', desc.digest, [200, 404], options)
+        : await this.client.request({ method: 'HEAD', path: this.path(kind, desc.digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
     await drain(res);
     if (res.status === 404) return false;
     const length = Number(res.headers['content-length']);
@@ -69,14 +66,10 @@ export class Repository implements Storage, TagStore {
   /** Does the repository hold this digest, as a blob or as a manifest (whatever its size)? */
   async has(digest: Digest, options: OpOptions = {}): Promise<boolean> {
     for (const kind of ['blobs', 'manifests'] as const) {
-      const res = await this.client.request({
-        method: 'HEAD',
-        path: this.path(kind, digest),
-        headers: kind === 'manifests' ? { accept: ACCEPT } : {},
-        scope: [this.pullScope],
-        expect: [200, 404],
-        ...sig(options),
-      });
+      const res =
+        kind === 'blobs'
+          ? await this.#blobRequest('HEAD', digest, [200, 404], options)
+          : await this.client.request({ method: 'HEAD', path: this.path(kind, digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
       await drain(res);
       if (res.status === 200) return true;
     }
@@ -89,13 +82,14 @@ export class Repository implements Storage, TagStore {
       const { bytes } = await this.getManifest(desc.digest, options);
       return Readable.from([bytes]);
     }
-    return (await this.openBlob(desc, options)).body;
+    const res = await this.#blobRequest('GET', desc.digest, [200], options);
+    return res.body;
   }
 
   /**
    * GET a blob's bytes from `offset` on, or `length` of them (RFC 9110 §14 `Range`, which
-   * Distribution serves on blob reads), following a redirect to object storage. A registry that ignores the range answers
-   * with the whole blob: `start` says where the body begins. The caller verifies what it reads.
+   * Distribution serves on blob reads). A registry that ignores the range answers with the whole
+   * blob: `start` says where the body begins. The caller verifies what it reads.
    *
    * @throws E_REGISTRY (404 when the repository lacks the blob; 416 when `offset` is past its end),
    *   E_REGISTRY_UNREACHABLE, E_AUTH
@@ -104,25 +98,7 @@ export class Repository implements Storage, TagStore {
     const offset = options.offset ?? 0;
     const end = options.length === undefined ? '' : String(offset + options.length - 1);
     const headers: Record<string, string> = offset > 0 || end !== '' ? { range: `bytes=${offset}-${end}` } : {};
-    const redirects = [307, 302, 303, 301, 308];
-    const ok = [200, 206, ...redirects];
-    let res: HttpResponse = await this.client.request({
-      method: 'GET',
-      path: this.path('blobs', desc.digest),
-      headers,
-      scope: [this.pullScope],
-      expect: ok,
-      ...(options.retry === false ? { retry: false } : {}),
-      ...sig(options),
-    });
-    // Registries backed by object storage redirect blob reads; follow without our credentials.
-    for (let hops = 0; redirects.includes(res.status); hops += 1) {
-      const location = res.headers.location;
-      await drain(res);
-      if (location === undefined || hops >= 5) throw new SeabagError('E_REGISTRY', `GET ${desc.digest}: bad redirect from ${this.client.registry}`);
-      const next = new URL(location, res.url);
-      res = await this.client.request({ method: 'GET', path: next.href, headers, expect: ok, ...(options.retry === false ? { retry: false } : {}), ...sig(options) });
-    }
+    const res = await this.#blobRequest('GET', desc.digest, [200, 206], options, headers);
     if (res.status === 206) {
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
       if (m === null) {
@@ -133,6 +109,41 @@ export class Repository implements Storage, TagStore {
     }
     const length = Number(res.headers['content-length']);
     return { body: res.body, start: 0, total: Number.isFinite(length) && res.headers['content-length'] !== undefined ? length : undefined };
+  }
+
+  /**
+   * GET or HEAD a blob, following the redirects of registries backed by object storage (S3, GCS,
+   * a CDN: distribution-spec "Pulling blobs" allows 307). The client sends credentials only to
+   * the registry's own origin, so the redirect target gets a bare request, as presigned URLs
+   * require; a 401 there never becomes the registry's auth scheme.
+   */
+  async #blobRequest(method: 'GET' | 'HEAD', digest: Digest, expect: number[], options: OpOptions & { retry?: boolean }, headers: Record<string, string> = {}): Promise<HttpResponse> {
+    const redirects = [301, 302, 303, 307, 308];
+    const retry = options.retry === false ? { retry: false } : {};
+    let res: HttpResponse = await this.client.request({
+      method,
+      path: this.path('blobs', digest),
+      headers,
+      scope: [this.pullScope],
+      expect: [...expect, ...redirects],
+      ...retry,
+      ...sig(options),
+    });
+    for (let hops = 0; redirects.includes(res.status); hops += 1) {
+      const location = res.headers.location;
+      await drain(res);
+      if (location === undefined || hops >= 5) {
+        throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${location === undefined ? 'a redirect without a Location' : 'more than 5 redirects'} from ${this.client.registry}`, {
+          details: { registry: this.client.registry, digest },
+        });
+      }
+      const next = new URL(location, res.url);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+        throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${this.client.registry} redirected to a ${next.protocol} URL`, { details: { registry: this.client.registry, digest } });
+      }
+      res = await this.client.request({ method, path: next.href, headers, expect: [...expect, ...redirects], ...retry, ...sig(options) });
+    }
+    return res;
   }
 
   /**
@@ -199,15 +210,25 @@ export class Repository implements Storage, TagStore {
 
   /** PUT a manifest under a tag or its digest. */
   async putManifest(reference: string, bytes: Buffer, mediaType: string, options: OpOptions = {}): Promise<Digest> {
-    const res = await this.client.request({
-      method: 'PUT',
-      path: this.path('manifests', reference),
-      headers: { 'content-type': mediaType },
-      body: () => bytes,
-      scope: [this.pushScope],
-      expect: [201, 200],
-      ...sig(options),
-    });
+    let res: HttpResponse;
+    try {
+      res = await this.client.request({
+        method: 'PUT',
+        path: this.path('manifests', reference),
+        headers: { 'content-type': mediaType },
+        body: () => bytes,
+        scope: [this.pushScope],
+        expect: [201, 200],
+        ...sig(options),
+      });
+    } catch (err) {
+      // Distribution's 500 "unknown error" for a manifest with layer urls it does not allow.
+      const foreign = foreignLayersOf(bytes);
+      if (foreign.length > 0 && err instanceof SeabagError && err.code === 'E_REGISTRY' && (err.details['errors'] as string[] | undefined)?.includes('UNKNOWN') === true) {
+        throw foreignRefused(this.client.registry, `${this.name}@${sha256Digest(bytes)}`, foreign);
+      }
+      throw err;
+    }
     await drain(res);
     return sha256Digest(bytes);
   }
@@ -275,6 +296,17 @@ export class Repository implements Storage, TagStore {
       ...sig(options),
     });
     await drain(res);
+  }
+}
+
+/** The foreign layers (with `urls`) a manifest names; none when it is not an image manifest. */
+function foreignLayersOf(bytes: Buffer): Descriptor[] {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { layers?: unknown };
+    if (!Array.isArray(doc.layers)) return [];
+    return (doc.layers as Descriptor[]).filter((l) => typeof l === 'object' && l !== null && typeof l.mediaType === 'string' && isForeignLayer(l));
+  } catch {
+    return [];
   }
 }
 

@@ -1,5 +1,17 @@
 /**
  * Retry with exponential backoff, only for errors marked `temporary` where they were made.
+ *
+ * Which registry answers are temporary (decided once, in `client.ts`, with `isPermanentAnswer`):
+ * a reset or refused connection, 429, and a 5xx, except a 5xx the registry will give again
+ * for the same request:
+ * - 501 Not Implemented and 505 HTTP Version Not Supported: the server lacks the feature;
+ * - a 5xx whose error body also names a verdict on the request itself (`MANIFEST_BLOB_UNKNOWN`,
+ *   `MANIFEST_INVALID`, `DIGEST_INVALID`, `NAME_INVALID`, …). CNCF Distribution 2.8 answers a
+ *   manifest it refuses in validation (foreign layer `urls` without
+ *   `validation.manifests.urls.allow`, say) with 500 and `UNKNOWN` "unknown error" listed first,
+ *   beside `MANIFEST_BLOB_UNKNOWN`: the 500 is an artefact of the order of its errors, and the
+ *   same manifest gets the same answer every time, so retrying only spends 8 s.
+ * A 5xx with `UNKNOWN` alone (a storage driver hiccup, a proxy in trouble) stays temporary.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SeabagError, throwIfAborted } from '../errors.js';
@@ -13,6 +25,30 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { retries: 5, minDelayMs: 250, maxDelayMs: 8_000 };
+
+/** distribution-spec error codes that judge the request, not the server's health. */
+const REQUEST_VERDICTS = new Set([
+  'BLOB_UNKNOWN',
+  'BLOB_UPLOAD_INVALID',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'MANIFEST_UNVERIFIED',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'TAG_INVALID',
+  'UNSUPPORTED',
+  'DENIED',
+  'UNAUTHORIZED',
+]);
+
+/** Will the registry answer the same request the same way (see the module comment)? */
+export function isPermanentAnswer(status: number, codes: readonly string[]): boolean {
+  if (status === 501 || status === 505) return true;
+  return status >= 500 && codes.some((c) => REQUEST_VERDICTS.has(c));
+}
 
 export function isTemporary(err: unknown): boolean {
   return err instanceof SeabagError && err.temporary;

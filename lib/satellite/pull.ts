@@ -14,20 +14,15 @@ import { LAYOUT_VERSION } from '../oci/layout.js';
 import { isManifestLike, SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import { bundleBlobOrder } from '../bundle/order.js';
 import { partName, partsFileName } from '../bundle/parts.js';
-import { checkIndex, releaseSummary, type ReleaseSummary } from '../bundle/release.js';
-import { checkComplete } from '../bundle/verify.js';
+import { releaseSummary, type ReleaseSummary } from '../bundle/release.js';
+import { admit, checkComplete, checkIndex } from '../release/admit.js';
 import { writeBundle, type BundleEntry, type WriteResult } from '../bundle/writer.js';
-import { checkExpiry } from '../trust/policy.js';
 import type { TrustRoot } from '../trust/root.js';
-import { effectiveRoot, verifyReleaseSignatures } from '../trust/verify.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { parseOciAddress } from './address.js';
-import { RegistryLayout } from './remote.js';
+import { RegistryLayout, SMALL_BLOB } from './remote.js';
 import { shoreClient, spoolOptions, type LinkOptions, type ShoreOptions } from './shore.js';
 import { Spool } from './spool.js';
-
-/** Blobs up to this size (metadata: the release, signatures, image configs) are read whole; larger ones go through the spool. */
-const SMALL = 256 * 1024;
 
 export interface PullOptions extends ShoreOptions, LinkOptions {
   output: string;
@@ -88,18 +83,17 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
     const layout = await RegistryLayout.open(repo, address, spool, sig);
     const bundle = await layout.release();
     const { release } = bundle;
-    // Metadata first: a release this root refuses costs a few KiB of link.
+    // Metadata first: a release this root refuses costs a few KiB of link. With a root, the one
+    // admission path judges it (as verify and import do); without one, only its integrity is checked.
     let verified = false;
+    let imageGraphs: GraphNode[];
     if (options.trust !== undefined) {
-      const { root } = effectiveRoot(options.trust, bundle.roots);
-      verifyReleaseSignatures(bundle, root);
-      checkIndex(bundle);
-      checkExpiry(root, release, options.now ?? new Date());
+      imageGraphs = (await admit(layout, { trust: options.trust, reader: bundle.reader, ...(options.now === undefined ? {} : { now: options.now }), ...sig })).graphs;
       verified = true;
     } else {
-      checkIndex(bundle);
+      checkIndex(layout, bundle);
+      imageGraphs = await checkComplete(bundle.reader, bundle, sig);
     }
-    const imageGraphs = await checkComplete(bundle, sig);
     const omitted = new Set<string>(release.omittedBlobs);
     const artifacts = new Map<string, ImageManifest>();
     for (const d of layout.index.manifests) {
@@ -121,7 +115,7 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
       const name = `blobs/sha256/${b.desc.digest.slice(7)}`;
       if (b.bytes !== undefined) entries.push({ name, data: b.bytes });
       else if (isManifestLike(b.desc.mediaType)) entries.push({ name, data: await layout.manifest(b.desc, sig) });
-      else if (b.desc.size <= SMALL) entries.push({ name, data: await layout.readSmall(b.desc) });
+      else if (b.desc.size <= SMALL_BLOB) entries.push({ name, data: await layout.readSmall(b.desc) });
       else {
         expected += b.desc.size;
         entries.push({ name, desc: b.desc, reader: () => layout.reader(b.desc) });

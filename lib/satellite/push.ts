@@ -16,8 +16,8 @@ import { TAG } from '../oci/reference.js';
 import type { ArchiveLayout } from '../bundle/archive.js';
 import { bundleBlobOrder } from '../bundle/order.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { checkIndex, openBundle, versionTag, type OpenedBundle } from '../bundle/release.js';
-import { checkComplete } from '../bundle/verify.js';
+import { openBundle, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { checkComplete, checkIndex } from '../release/admit.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import { formatOciAddress, parseOciAddress } from './address.js';
@@ -92,8 +92,8 @@ export async function pushBundle(path: string, target: string, options: PushOpti
   const client = await shoreClient(address.registry, { ...options, retries: 5, backoff: { minMs: 250, maxMs: 8_000 } });
   try {
     const { release } = bundle;
-    checkIndex(bundle);
-    const imageGraphs = await checkComplete(bundle, sig);
+    checkIndex(bundle.archive, bundle);
+    const imageGraphs = await checkComplete(bundle.reader, bundle, sig);
     const omitted = new Set<string>(release.omittedBlobs);
     const graphs = await indexGraphs(bundle, imageGraphs, omitted);
     const repo = client.repository(address.repository);

@@ -12,11 +12,16 @@ import { fetchVerified } from '../oci/graph.js';
 import { isManifestLike, OCI_INDEX, SEABAG_BUNDLE } from '../oci/media-types.js';
 import type { OpOptions, RangeReader } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
-import { readRelease, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
+import type { BundleLayout, OpenedBundle } from '../bundle/release.js';
+import { MetadataReader } from '../release/metadata.js';
+import { readRelease } from '../release/read.js';
 import type { Repository } from '../registry/repository.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { formatOciAddress, type OciAddress } from './address.js';
 import type { Spool } from './spool.js';
+
+/** Blobs up to this size are read whole, without the spool: metadata, not worth resuming. */
+export const SMALL_BLOB = 256 * 1024;
 
 /** The pushed index's bytes → the bundle's `index.json` bytes (the same document without `artifactType`). */
 export function bundleIndexBytes(pushed: Buffer): Buffer {
@@ -98,18 +103,27 @@ export class RegistryLayout implements BundleLayout {
     return layout;
   }
 
-  /** Reads the release, signatures and roots: metadata only (a few KiB). */
+  get name(): string {
+    return this.source.name;
+  }
+
+  /**
+   * Reads the release, signatures and roots through admission's bounded reader: metadata only (a
+   * few KiB). Admission (`admit()`) judges it next, through the same reader.
+   */
   async release(): Promise<OpenedBundle<RegistryLayout>> {
-    return readRelease({ name: this.source.name, pieces: [] }, this);
+    const reader = new MetadataReader(this);
+    const meta = await readRelease(reader);
+    return { ...meta, input: { name: this.source.name, pieces: [] }, archive: this, reader, close: () => this.close() };
   }
 
   /**
    * Sizes are known from the descriptors seen so far (the index, and every manifest read through
-   * this layout); a blob's presence in the registry is proven when it is read.
+   * this layout), so completeness costs no request; a blob's presence in the registry is proven
+   * when it is read (E_BLOBS_MISSING when the repository lacks it).
    */
-  location(digest: Digest): { size: number } | undefined {
-    const size = this.#sizes.get(digest);
-    return size === undefined ? undefined : { size };
+  sizeOf(digest: Digest): number | undefined {
+    return this.#sizes.get(digest);
   }
 
   #learn(bytes: Buffer, desc: Descriptor): void {
@@ -138,15 +152,21 @@ export class RegistryLayout implements BundleLayout {
 
   async fetch(desc: Descriptor, options: OpOptions = {}): Promise<Readable> {
     if (isManifestLike(desc.mediaType)) return Readable.from([await this.manifest(desc, options)]);
+    // Metadata (the release document, envelopes, roots, configs) comes whole; layers through the spool.
+    if (desc.size <= SMALL_BLOB) return Readable.from([await this.readSmall(desc)]);
     return this.#spool.stream(this.repo, desc);
   }
 
   /** Downloads a blob into the spool (or finds it there) before an upload of it starts. */
   async prepare(desc: Descriptor): Promise<void> {
-    if (!isManifestLike(desc.mediaType)) await this.#spool.get(this.repo, desc);
+    if (!isManifestLike(desc.mediaType) && desc.size > SMALL_BLOB) await this.#spool.get(this.repo, desc);
   }
 
   async reader(desc: Descriptor): Promise<RangeReader> {
+    if (desc.size <= SMALL_BLOB) {
+      const bytes = await this.readSmall(desc);
+      return { size: bytes.length, read: async (target, position) => bytes.copy(target, 0, position, Math.min(bytes.length, position + target.length)), close: async () => undefined };
+    }
     return this.#spool.reader(this.repo, desc);
   }
 

@@ -5,6 +5,7 @@
  * when a threshold of root N's root keys and a threshold of its own root keys signed it, and its
  * version is exactly N+1.
  */
+import { parseTime } from '../util/time.js';
 import { readFile } from 'node:fs/promises';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { assertSchema } from '../schema.js';
@@ -114,6 +115,9 @@ export function parseRoot(bytes: Uint8Array, where: string, code: 'E_TRUST_INVAL
   }
   assertSchema('trust-root', doc, where, code);
   const root = doc as TrustRoot;
+  if (parseTime(root.signed.expires) === undefined) {
+    throw new SeabagError(code, `${where}: expires ${JSON.stringify(root.signed.expires)} is not a real RFC 3339 time`, { details: { expires: root.signed.expires } });
+  }
   try {
     checkRootShape(root.signed, where);
   } catch (err) {

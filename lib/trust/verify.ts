@@ -6,7 +6,7 @@
 import { SeabagError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { digestHex } from '../oci/digest.js';
-import type { OpenedBundle, ReleaseDocument } from '../bundle/release.js';
+import type { ReleaseDocument, SignedRelease } from '../release/model.js';
 import { checkEnvelope, IN_TOTO_PAYLOAD_TYPE, parseEnvelope } from './dsse.js';
 import { extendChain, parseRoot, roleKeys, type TrustRoot } from './root.js';
 
@@ -55,7 +55,7 @@ export interface SignatureCheck {
  *   release), E_KEY_UNTRUSTED (signed only by keys this root does not trust), E_SIGNATURE_INVALID
  *   (a signature that does not verify, or not an in-toto statement), E_THRESHOLD_UNMET
  */
-export function verifyReleaseSignatures(bundle: Pick<OpenedBundle, 'signatures' | 'releaseDesc'>, root: TrustRoot): SignatureCheck {
+export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot): SignatureCheck {
   const threshold = root.signed.roles.release.threshold;
   const trusted = roleKeys(root, 'release');
   const releaseHex = digestHex(bundle.releaseDesc.digest);
@@ -66,13 +66,20 @@ export function verifyReleaseSignatures(bundle: Pick<OpenedBundle, 'signatures' 
   let movedFrom: string | undefined;
   // Every failed signature named (as its hint) a key the root does not trust.
   let untrustedOnly = true;
+  // Several artifacts may carry the same envelope: each distinct envelope is parsed and checked once.
+  const checked = new Map<Buffer, { envelope: ReturnType<typeof parseEnvelope>; check?: ReturnType<typeof checkEnvelope> }>();
   for (const artifact of bundle.signatures) {
-    const envelope = parseEnvelope(artifact.envelope);
-    if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+    let seen = checked.get(artifact.envelope);
+    if (seen === undefined) {
+      const envelope = parseEnvelope(artifact.envelope);
+      seen = envelope.payloadType === IN_TOTO_PAYLOAD_TYPE ? { envelope, check: checkEnvelope(envelope, trusted) } : { envelope };
+      checked.set(artifact.envelope, seen);
+    }
+    const check = seen.check;
+    if (check === undefined) {
       untrustedOnly = false;
       continue;
     }
-    const check = checkEnvelope(envelope, trusted);
     if (check.invalid.some((i) => i.hintTrusted || i.keyid === undefined)) untrustedOnly = false;
     if (check.valid.length === 0) continue;
     untrustedOnly = false;

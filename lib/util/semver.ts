@@ -1,7 +1,8 @@
 /**
  * Semantic Versioning 2.0.0 precedence (semver.org §11): numeric major.minor.patch, a pre-release
  * sorts before its release, identifiers compared numerically or in ASCII order; build metadata is
- * ignored.
+ * ignored. Numbers are compared as big integers: semver puts no bound on them, and a JavaScript
+ * number loses exactness past 2^53 (`9007199254740993` would equal `…992`).
  */
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/;
 
@@ -9,10 +10,16 @@ export function isSemver(version: string): boolean {
   return SEMVER.test(version);
 }
 
+function compareBig(a: string, b: string): number {
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 function compareIdentifiers(a: string, b: string): number {
   const an = /^\d+$/.test(a);
   const bn = /^\d+$/.test(b);
-  if (an && bn) return Math.sign(Number(a) - Number(b));
+  if (an && bn) return compareBig(a, b);
   if (an) return -1;
   if (bn) return 1;
   return a < b ? -1 : a > b ? 1 : 0;
@@ -24,8 +31,8 @@ export function compareSemver(a: string, b: string): number {
   const mb = SEMVER.exec(b);
   if (ma === null || mb === null) throw new Error(`not a semantic version: ${ma === null ? a : b}`);
   for (let i = 1; i <= 3; i += 1) {
-    const d = Number(ma[i]) - Number(mb[i]);
-    if (d !== 0) return Math.sign(d);
+    const d = compareBig(ma[i] ?? '0', mb[i] ?? '0');
+    if (d !== 0) return d;
   }
   const pa = ma[4];
   const pb = mb[4];

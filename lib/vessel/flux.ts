@@ -5,6 +5,7 @@
  * `OCIRepository` on the vessel can follow its `current` tag.
  */
 import { gzipSync } from 'node:zlib';
+import { SeabagError } from '../errors.js';
 import { tarStream } from '../util/lazy.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/descriptor.js';
@@ -22,8 +23,29 @@ export interface FluxArtifact {
   blobs: { desc: Descriptor; data: Buffer }[];
 }
 
+/**
+ * A name taken from a release (a manifest layer's title) as a relative path that stays in its
+ * folder: no absolute path, no `..`, `.` or empty segment, no backslash or control character.
+ *
+ * @throws E_ARCHIVE_UNSAFE
+ */
+export function safeReleasePath(name: string): string {
+  const segments = name.split('/');
+  const bad =
+    name === '' ||
+    name.length > 255 ||
+    name.startsWith('/') ||
+    /[\\\u0000-\u001f\u007f]/.test(name) ||
+    segments.some((seg) => seg === '' || seg === '.' || seg === '..');
+  if (bad) {
+    throw new SeabagError('E_ARCHIVE_UNSAFE', `the release names a file ${JSON.stringify(name)}: not a relative path inside its folder`, { details: { name } });
+  }
+  return name;
+}
+
 /** A deterministic tar of the files (mtime 0, root-owned, 0644). */
 async function tarFiles(files: readonly ManifestFile[]): Promise<Buffer> {
+  for (const f of files) safeReleasePath(f.path);
   const pack = tarStream().pack();
   const chunks: Buffer[] = [];
   const done = (async () => {

@@ -12,25 +12,27 @@
  */
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { TITLE, type Descriptor } from '../oci/descriptor.js';
+import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
 import { copyGraph, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { MemoryStore } from '../oci/memory.js';
-import { isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
+import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { checkIndex, openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
-import { checkComplete } from '../bundle/verify.js';
-import { checkDowngrade, checkExpiry, checkTarget, judgementTime } from '../trust/policy.js';
-import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
-import { effectiveRoot, verifyReleaseSignatures } from '../trust/verify.js';
-import { canonicalBytes } from '../util/canonical.js';
+import { openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
+import type { BundleInput } from '../bundle/parts.js';
 import type { OpOptions } from '../oci/store.js';
+import { admit } from '../release/admit.js';
+import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
+import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
+import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
 import { fluxArtifact, type ManifestFile } from './flux.js';
 import { writeJournal } from './journal.js';
 import { Vessel, type VesselOptions } from './session.js';
-import { findRelease, releasesOf, type HeldRelease } from './state.js';
+import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
+import { refreshRuntimeConfig } from '../runtime/config.js';
 import { recoverJournal } from './switch.js';
 import { PushTracker } from './target.js';
 
@@ -46,6 +48,8 @@ export interface ImportOptions extends VesselOptions {
   concurrency?: number;
   /** How to finish an interrupted switch found in the journal. */
   deploy?: DeployOptions;
+  /** Where to keep the runtime's mirror settings current from now on (remembered in the state). */
+  runtimeConfig?: RuntimeTargets;
 }
 
 export interface ImportResult {
@@ -56,7 +60,24 @@ export interface ImportResult {
   rootsPinned: number[];
   /** The vessel already held this release. */
   alreadyHeld: boolean;
+  /** The runtime's mirror settings rewritten after the import (`import --runtime-config`). */
+  runtimeConfig?: { written: string[]; error?: { code: string; message: string } };
   notes: string[];
+}
+
+/**
+ * Remembers new runtime config targets, then rewrites every remembered one for what the vessel
+ * now holds. A failure here does not undo the import (the release is staged); it is reported.
+ */
+async function keepRuntimeConfig(vessel: Vessel, options: ImportOptions): Promise<Pick<ImportResult, 'runtimeConfig'>> {
+  if (options.runtimeConfig !== undefined) {
+    vessel.state.runtimeConfig = { ...vessel.state.runtimeConfig, ...options.runtimeConfig };
+    await vessel.save();
+  }
+  const refreshed = await refreshRuntimeConfig(vessel.state);
+  if (refreshed === undefined) return {};
+  if (refreshed.error !== undefined) vessel.notes.push(`the runtime's mirror settings were not rewritten: ${refreshed.error.message}`);
+  return { runtimeConfig: { written: refreshed.written, ...(refreshed.error === undefined ? {} : { error: { code: refreshed.error.code, message: refreshed.error.message } }) } };
 }
 
 /**
@@ -67,34 +88,41 @@ export interface ImportResult {
 export interface BundleOrigin {
   /** What to call it in the journal and in messages. */
   readonly name: string;
-  /** Reads (and checks the integrity of) the bundle's metadata. */
+  /** Reads what the user named before the vessel is locked (a FIFO or a missing part must not hold it). */
+  check?(): Promise<void>;
+  /** Reads the bundle's metadata (admission judges it next). */
   open(options: OpOptions): Promise<OpenedBundle<BundleLayout>>;
-  /** Called once the release is staged (or was already held), while the vessel is still locked. */
+  /** Called once the release is staged (or found already held), while the vessel is still locked. */
   staged?(): Promise<void>;
 }
 
 /** A bundle file, its parts file, a part, or their folder. */
 export function fileOrigin(path: string): BundleOrigin {
+  let input: BundleInput | undefined;
+  const resolveInput = async (): Promise<BundleInput> => (input ??= await resolveBundleInput(path));
   return {
     name: path,
+    check: async () => {
+      await resolveInput();
+    },
     async open(options) {
-      const input = await resolveBundleInput(path);
-      await verifyParts(input, options);
-      return openBundle(input);
+      const resolved = await resolveInput();
+      await verifyParts(resolved, options);
+      return openBundle(resolved);
     },
   };
 }
 
 /** The pinned root, or the one given to pin first. */
-async function trustFor(vessel: Vessel, trustPath: string | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
+async function trustFor(vessel: Vessel, trustPath: string | undefined, given: TrustRoot | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
   const pinned = await vessel.dir.currentRoot();
-  if (trustPath === undefined) {
+  if (trustPath === undefined || given === undefined) {
     if (pinned === undefined) {
       throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet', { hint: 'pass --trust trust.json with the first import; later roots arrive inside bundles' });
     }
     return { root: pinned };
   }
-  const { root } = await loadRoot(trustPath);
+  const root = given;
   verifyRootSelf(root, trustPath);
   if (pinned === undefined) return { root, first: root };
   const known = (await vessel.dir.roots()).get(root.signed.version);
@@ -146,6 +174,34 @@ async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, 
   return found.size;
 }
 
+/**
+ * Before any blob moves: when an image has foreign layers (`urls`), asks the registry whether it
+ * takes such manifests (one probe that stores nothing), so a refusing registry costs one request
+ * rather than every blob and then a 500.
+ *
+ * @throws E_FOREIGN_LAYERS_REFUSED
+ */
+async function checkForeignAccepted(vessel: Vessel, images: readonly { ref: string; repository: string }[], graphs: GraphNode[], signal?: AbortSignal): Promise<void> {
+  const byType = new Map<string, { image: { ref: string; repository: string }; layers: Map<string, Descriptor> }>();
+  graphs.forEach((graph, i) => {
+    const image = images[i];
+    if (image === undefined) return;
+    for (const node of postOrder(graph)) {
+      if (node.bytes === undefined || !isImageManifest(node.desc.mediaType)) continue;
+      const foreign = parseImageManifest(node.bytes, node.desc).layers.filter(isForeignLayer);
+      if (foreign.length === 0) continue;
+      const entry = byType.get(node.desc.mediaType) ?? { image, layers: new Map<string, Descriptor>() };
+      for (const l of foreign) entry.layers.set(l.digest, l);
+      byType.set(node.desc.mediaType, entry);
+    }
+  });
+  for (const [manifestType, { image, layers }] of byType) {
+    const repo = await vessel.repository(image.repository);
+    const probe = await probeForeignLayers(repo, manifestType, [...layers.values()], signal ? { signal } : {});
+    if (!probe.accepted) throw foreignRefused(vessel.registryHost, image.ref, [...layers.values()], probe);
+  }
+}
+
 /** Does the registry still hold this release: its manifests (which stand for their blobs) and its tags? */
 async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal): Promise<boolean> {
   const sig = signal ? { signal } : {};
@@ -164,27 +220,37 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
  */
 export async function importBundle(path: string | BundleOrigin, options: ImportOptions): Promise<ImportResult> {
   const origin = typeof path === 'string' ? fileOrigin(path) : path;
+  // What the user named is read (regular files only) before the lock is taken: a FIFO or a
+  // missing part must not hold the vessel.
+  const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
+  await origin.check?.();
   const vessel = await Vessel.open(options, `import ${origin.name}`, 'mutate');
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
     const recovered = await recoverJournal(vessel, options.deploy ?? { deployer: 'registry' }, signal);
     if (recovered !== undefined) vessel.notes.push(recovered);
-    const trust = await trustFor(vessel, options.trust);
+    const trust = await trustFor(vessel, options.trust, given);
 
     const bundle = await origin.open(options);
     const { input } = bundle;
     try {
       const { release } = bundle;
       const digest = bundle.releaseDesc.digest;
-      const { root, accepted } = effectiveRoot(trust.root, bundle.roots, await vessel.dir.knownRootBytes());
-      verifyReleaseSignatures(bundle, root);
-      checkIndex(bundle);
-      checkExpiry(root, release, judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime));
       const target = options.target ?? vessel.state.target;
-      checkTarget(release, target);
-      checkDowngrade(release, digest, releasesOf(vessel.state, release.name), options.allowDowngrade === true);
-      const graphs = await checkComplete(bundle, sig);
+      // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
+      const { accepted, graphs } = await admit(bundle.archive, {
+        reader: bundle.reader,
+        trust: trust.root,
+        trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
+        knownRoots: await vessel.dir.knownRootBytes(),
+        now: judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime),
+        policy: (r, d) => {
+          checkTarget(r, target);
+          checkDowngrade(r, d, releasesOf(vessel.state, r.name), options.allowDowngrade === true);
+        },
+        ...sig,
+      });
 
       // The same release again, with nothing new to pin: when the registry still has all of it,
       // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
@@ -200,6 +266,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           bytesPushed: 0,
           rootsPinned: [],
           alreadyHeld: true,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       }
@@ -207,6 +274,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
       const omitted = new Set<string>(release.omittedBlobs);
       const client = await vessel.client();
       await client.ping(signal);
+      await checkForeignAccepted(vessel, release.images, graphs, signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
       for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
       const omittedFound = await checkOmitted(vessel, bundle, graphs, tracker, signal);
@@ -329,6 +397,8 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           created: release.created,
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+          ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
+          ...(release.check === undefined ? {} : { check: release.check }),
           images: release.images.map((i) => ({
             ref: i.ref,
             repository: i.repository,
@@ -365,6 +435,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           bytesPushed: tracker.stats.bytesPushed,
           rootsPinned: pinned.map((r) => r.signed.version),
           alreadyHeld: existing !== undefined,
+          ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       } finally {

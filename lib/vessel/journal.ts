@@ -21,8 +21,10 @@ export interface Journal {
   deploy?: DeployerName;
   /** For imports: the bundle being imported. */
   bundle?: string;
-  /** How far it got: `verified`, `pushing`, `tags`, `deploy`, `commit`, `state`. */
+  /** How far it got: `verified`, `pushing`, `tags`, `deploy`, `commit`, `check`, `checked`, `state`. */
   phase?: string;
+  /** The health check gating a switch: until it has passed (`checked`), recovery switches back. */
+  check?: { source: 'cli' | 'release'; command: string[]; timeoutSeconds: number };
 }
 
 /**

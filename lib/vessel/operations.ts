@@ -15,10 +15,68 @@ import { readJournal, type Journal } from './journal.js';
 import { holderAlive, lockHolder } from './lock.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
-import { recoverJournal, switchRelease, type SwitchResult } from './switch.js';
+import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
+import { planSwitch, recoverJournal, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;
+  /** The health gate of apply and rollback (see `gateFor`). */
+  gate?: GateOptions;
+  /** Work out what would change and return it, changing nothing (no lock, no recovery, no write). */
+  dryRun?: boolean;
+  /**
+   * Shown the plan (what would move or be removed) before anything changes; resolving false
+   * stops with nothing changed (E_DECLINED). Absent: no question (scripts, `--yes`).
+   */
+  confirm?: (plan: SwitchResult | PruneReport) => Promise<boolean>;
+}
+
+/** Opens the vessel for a command that may change it: read-only for a dry run (and says what a crash left pending). */
+async function openFor(options: SwitchOptions, command: string): Promise<Vessel> {
+  if (options.dryRun !== true) return openForChange(options, command);
+  const vessel = await Vessel.open(options, command, 'read');
+  const journal = await readJournal(vessel.dir);
+  if (journal !== undefined) vessel.notes.push(`an interrupted ${journal.op} of ${journal.name} ${journal.to.version} is pending; the real run finishes it first`);
+  return vessel;
+}
+
+/** Asks `options.confirm` about a plan; throws E_DECLINED on no. */
+async function confirmed(options: SwitchOptions, plan: SwitchResult | PruneReport, what: string): Promise<void> {
+  if (options.confirm === undefined) return;
+  if (!(await options.confirm(plan))) throw new SeabagError('E_DECLINED', `${what}: not done, the answer was no; nothing changed`);
+}
+
+/**
+ * What the captain said about health checks. `check` (a shell command line) wins over the
+ * release's own check; the release's check runs only with `releaseCheck`, since it is a command
+ * chosen ashore that would run on this host with seabag's rights (see README, "The health gate").
+ */
+export interface GateOptions {
+  check?: string;
+  /** Seconds; default 120 for `check`, the release's own timeout for its check. */
+  timeoutSeconds?: number;
+  releaseCheck?: boolean;
+  env?: Record<string, string | undefined>;
+}
+
+/** Picks the check that gates a switch to `target`, and says why another did not run. */
+export function gateFor(target: HeldRelease, gate: GateOptions | undefined, notes: string[]): SwitchGate | undefined {
+  const env = gate?.env ?? {};
+  const own = target.check;
+  const shown = (argv: string[]): string => argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  if (gate?.check !== undefined) {
+    if (own !== undefined) notes.push(`${target.name} ${target.version} carries its own health check (${shown(own.command)}); --check replaces it`);
+    return { check: { command: ['/bin/sh', '-c', gate.check], timeoutSeconds: gate.timeoutSeconds ?? 120, source: 'cli' }, env };
+  }
+  if (own === undefined) {
+    if (gate?.releaseCheck === true) notes.push(`${target.name} ${target.version} carries no health check of its own; nothing was checked`);
+    return undefined;
+  }
+  if (gate?.releaseCheck !== true) {
+    notes.push(`${target.name} ${target.version} carries a signed health check that was not run: ${shown(own.command)} (pass --release-check to run it, or --check CMD for your own)`);
+    return undefined;
+  }
+  return { check: { command: own.command, timeoutSeconds: gate.timeoutSeconds ?? own.timeoutSeconds, source: 'release' }, env };
 }
 
 function heldList(releases: HeldRelease[]): string {
@@ -44,7 +102,7 @@ async function openForChange(options: SwitchOptions, command: string): Promise<V
  * @throws E_RELEASE_UNKNOWN (not held), and what `switchRelease` throws
  */
 export async function applyRelease(name: string, version: string, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
-  const vessel = await openForChange(options, `apply ${name}@${version}`);
+  const vessel = await openFor(options, `apply ${name}@${version}`);
   try {
     const target = findRelease(vessel.state, name, version);
     if (target === undefined) {
@@ -52,7 +110,13 @@ export async function applyRelease(name: string, version: string, options: Switc
         hint: 'import its bundle first (bundle import FILE)',
       });
     }
-    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal);
+    const gate = gateFor(target, options.gate, vessel.notes);
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = await planSwitch(vessel, target, 'apply', options.signal);
+      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      await confirmed(options, plan, `apply ${name} ${version}`);
+    }
+    const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal, undefined, gate);
     return { ...result, notes: vessel.notes };
   } finally {
     await vessel.close();
@@ -66,7 +130,7 @@ export async function applyRelease(name: string, version: string, options: Switc
  * @throws E_RELEASE_UNKNOWN, E_NOT_FOUND (nothing to go back to), and what `switchRelease` throws
  */
 export async function rollbackRelease(name: string, to: string | undefined, options: SwitchOptions): Promise<SwitchResult & { notes: string[] }> {
-  const vessel = await openForChange(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
+  const vessel = await openFor(options, `rollback ${name}${to ? ` --to ${to}` : ''}`);
   try {
     const held = releasesOf(vessel.state, name);
     let target: HeldRelease | undefined;
@@ -79,7 +143,13 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
         throw new SeabagError('E_NOT_FOUND', `there is no previous release of ${name} to roll back to; it holds ${heldList(held)}`, { hint: 'name one with --to VERSION' });
       }
     }
-    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal);
+    const gate = gateFor(target, options.gate, vessel.notes);
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = await planSwitch(vessel, target, 'rollback', options.signal);
+      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
+    }
+    const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal, undefined, gate);
     return { ...result, notes: vessel.notes };
   } finally {
     await vessel.close();
@@ -91,7 +161,23 @@ export interface StatusReport {
   registry?: string;
   target?: string;
   trustRoot?: { version: number; expires: string };
-  releases: { name: string; version: string; state: ReleaseState; digest: Digest; created: string; importedAt: string; appliedAt?: string; failure?: string; images: number }[];
+  releases: {
+    name: string;
+    version: string;
+    state: ReleaseState;
+    digest: Digest;
+    created: string;
+    importedAt: string;
+    appliedAt?: string;
+    failure?: string;
+    /** Its own signed health check (run only with `--release-check`). */
+    check?: { command: string[]; timeoutSeconds: number };
+    images: number;
+    /** For a release that is not active: the images whose digests an apply of it would change. */
+    changes?: ImageChange[];
+  }[];
+  /** Per release name: the version `bundle rollback NAME` would return to (none when nothing ran before). */
+  rollback: { name: string; version: string }[];
   pending: (Pick<Journal, 'op' | 'name' | 'to' | 'from' | 'phase' | 'started'> & { running: boolean; pid: number }) | null;
   notes: string[];
 }
@@ -121,8 +207,19 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
   }
   const state = await dir.load();
   const root = await dir.currentRoot().catch(() => undefined);
-  const releases = state.releases
-    .filter((r) => options.name === undefined || r.name === options.name)
+  if (options.name !== undefined && !state.releases.some((r) => r.name === options.name)) {
+    const names = [...new Set(state.releases.map((r) => r.name))].sort();
+    throw new SeabagError('E_RELEASE_UNKNOWN', `this vessel holds no release named ${options.name}; ${names.length === 0 ? 'it holds none yet' : `it holds ${names.join(', ')}`}`, {
+      details: { name: options.name, held: names },
+      hint: names.length === 0 ? 'stage one with bundle import FILE' : `run bundle status ${names[0]}, or bundle status for all`,
+    });
+  }
+  const shown = state.releases.filter((r) => options.name === undefined || r.name === options.name);
+  const rollback = [...new Set(shown.map((r) => r.name))].flatMap((name) => {
+    const back = rollbackTarget(state, name);
+    return back === undefined ? [] : [{ name, version: back.version }];
+  });
+  const releases = shown
     .map((r) => ({
       name: r.name,
       version: r.version,
@@ -132,7 +229,9 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),
+      ...(r.check === undefined ? {} : { check: r.check }),
       images: r.images.length,
+      ...(r.state === 'active' ? {} : { changes: imageChanges(state, r) }),
     }));
   return {
     stateDir: dir.dir,
@@ -140,6 +239,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
     ...(state.target === undefined ? {} : { target: state.target }),
     ...(root === undefined ? {} : { trustRoot: { version: root.signed.version, expires: root.signed.expires } }),
     releases,
+    rollback,
     pending:
       journal === undefined
         ? null
@@ -164,6 +264,8 @@ export interface PruneReport {
   /** Deletes the registry refused (deletes disabled): content stays until GC with deletes on. */
   deleteRefused: boolean;
   notes: string[];
+  /** Only the plan: what would be removed (`--dry-run`); nothing was. */
+  dryRun?: boolean;
 }
 
 /**
@@ -173,7 +275,7 @@ export interface PruneReport {
  */
 export async function pruneReleases(options: SwitchOptions & { keep: number; name?: string }): Promise<PruneReport> {
   if (!Number.isInteger(options.keep) || options.keep < 1) throw new SeabagError('E_USAGE', '--keep must be at least 1');
-  const vessel = await openForChange(options, `prune --keep ${options.keep}`);
+  const vessel = await openFor(options, `prune --keep ${options.keep}`);
   try {
     const names = [...new Set(vessel.state.releases.map((r) => r.name))].filter((n) => options.name === undefined || n === options.name);
     const removed: HeldRelease[] = [];
@@ -184,6 +286,18 @@ export async function pruneReleases(options: SwitchOptions & { keep: number; nam
       removed.push(...held.filter((r) => !keep.has(r)));
     }
     const kept = vessel.state.releases.filter((r) => !removed.includes(r));
+    if (options.dryRun === true || (options.confirm !== undefined && removed.length > 0)) {
+      const plan: PruneReport = {
+        removed: removed.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
+        kept: kept.map((r) => ({ name: r.name, version: r.version, state: r.state })),
+        manifestsDeleted: 0,
+        deleteRefused: false,
+        notes: vessel.notes,
+        dryRun: true,
+      };
+      if (options.dryRun === true) return plan;
+      await confirmed(options, plan, 'prune');
+    }
     const keptDigests = new Map<string, Set<string>>();
     for (const r of kept) for (const [repo, digests] of Object.entries(r.content)) for (const d of digests) (keptDigests.get(repo) ?? keptDigests.set(repo, new Set()).get(repo))?.add(d);
     let deleted = 0;

@@ -34,12 +34,29 @@ export interface HeldRelease {
   importedAt: string;
   appliedAt?: string;
   failure?: string;
+  /** The release's own signed health check (run only when the captain asks, see `apply --release-check`). */
+  check?: ReleaseCheck;
   images: HeldImage[];
   /** Every blob and manifest the release needs, by repository (sorted). */
   content: Record<string, Digest[]>;
   /** Where its Flux artifact lives (`seabag/NAME/manifests`). */
   manifestsRepository: string;
   fluxDigest?: Digest;
+}
+
+/** A health check as a release carries it: argv (no shell) and a timeout. */
+export interface ReleaseCheck {
+  command: string[];
+  timeoutSeconds: number;
+}
+
+/** Where `bundle runtime-config` output is kept current after each import. */
+export interface RuntimeTargets {
+  /** containerd `config_path` folder (`DIR/HOST/hosts.toml`). */
+  containerd?: string;
+  /** K3s `registries.yaml`. */
+  k3s?: string;
+  upstreamFallback?: boolean;
 }
 
 export interface VesselState {
@@ -49,6 +66,8 @@ export interface VesselState {
   target?: string;
   /** The newest time any trusted document vouched for: expiry is judged against it too. */
   newestTrustedTime?: string;
+  /** Set by `import --runtime-config`: regenerated after each import. */
+  runtimeConfig?: RuntimeTargets;
   releases: HeldRelease[];
 }
 

@@ -12,6 +12,7 @@ import { isNotFound } from '../registry/client.js';
 import { readVerified } from '../oci/verify.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { releaseRepository } from '../bundle/release.js';
+import { describeFailure, runHealthCheck, type CheckOutcome, type HealthCheck } from '../runtime/check.js';
 import { kubectlDeploy, type DeployOptions } from './deploy.js';
 import type { ManifestFile } from './flux.js';
 import { readJournal, writeJournal, type Journal } from './journal.js';
@@ -31,8 +32,12 @@ export interface SwitchResult {
   from?: { version: string; digest: Digest };
   tags: TagMove[];
   deployed?: { applied: string[]; rolledOut: string[] };
+  /** The health check that gated the switch, when one ran (it passed, or this is not returned). */
+  check?: { source: HealthCheck['source']; command: string[]; output: string };
   /** It was already the active release: nothing moved. */
   unchanged: boolean;
+  /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
+  dryRun?: boolean;
 }
 
 export const CURRENT_TAG = 'current';
@@ -116,6 +121,35 @@ async function commit(vessel: Vessel, release: HeldRelease, signal?: AbortSignal
   return moves;
 }
 
+/**
+ * What `switchRelease` would move, read from the registry and changing nothing: the images' tags
+ * that point elsewhere, then the commit point. The same list the switch itself reports.
+ *
+ * @throws E_BLOBS_MISSING, E_REGISTRY*
+ */
+export async function planSwitch(vessel: Vessel, target: HeldRelease, op: 'apply' | 'rollback', signal?: AbortSignal): Promise<SwitchResult> {
+  const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
+  await checkHeld(vessel, target, signal);
+  const sig = signal ? { signal } : {};
+  const tags: TagMove[] = [];
+  const consider = async (repository: string, tag: string, digest: Digest): Promise<void> => {
+    const now = await (await vessel.repository(repository)).tagDigest(tag, sig);
+    if (now !== digest) tags.push({ repository, tag, ...(now === undefined ? {} : { from: now }), to: digest });
+  };
+  for (const image of target.images) if (image.tag !== undefined) await consider(image.repository, image.tag, image.digest);
+  await consider(releaseRepository(target.name), CURRENT_TAG, target.digest);
+  if (target.fluxDigest !== undefined) await consider(target.manifestsRepository, CURRENT_TAG, target.fluxDigest);
+  const from = current !== target ? current : undefined;
+  return {
+    op,
+    release: { name: target.name, version: target.version, digest: target.digest },
+    ...(from === undefined ? {} : { from: { version: from.version, digest: from.digest } }),
+    tags,
+    unchanged: current === target && tags.length === 0,
+    dryRun: true,
+  };
+}
+
 /** Marks `target` active and `from` (what ran before) previous; any other active or previous one is staged. */
 function markActive(vessel: Vessel, target: HeldRelease, from: HeldRelease | undefined): void {
   const now = new Date().toISOString();
@@ -129,10 +163,47 @@ function markActive(vessel: Vessel, target: HeldRelease, from: HeldRelease | und
   delete target.failure;
 }
 
+/** A health check gating a switch, and the environment it runs in. */
+export interface SwitchGate {
+  check: HealthCheck;
+  env: Record<string, string | undefined>;
+}
+
 /**
- * Switches `name` to `target`.
+ * Switches back to `back` (what ran before) after `failed` did not pass: its tags, its manifests
+ * (kubectl), then the commit point, and marks `failed` failed with `reason`. Every step can be
+ * repeated, so a crash here is finished by the next command the same way.
+ */
+async function switchBack(vessel: Vessel, failed: HeldRelease, back: HeldRelease | undefined, reason: string, deploy: DeployOptions, signal?: AbortSignal): Promise<string> {
+  let how = 'there was no earlier release to switch back to: its tags stay where they are';
+  if (back !== undefined && back !== failed) {
+    await moveTags(vessel, back, signal);
+    if (deploy.deployer === 'kubectl') await kubectlDeploy(await releaseFiles(vessel, back, signal), deploy, signal);
+    await commit(vessel, back, signal);
+    markActive(vessel, back, undefined);
+    how = `switched back to ${back.version}`;
+  }
+  failed.state = 'failed';
+  failed.failure = reason;
+  await vessel.save();
+  vessel.step('switch:reverted');
+  await vessel.dir.removeJournal();
+  return how;
+}
+
+/** The environment a check runs in: the caller's, and which switch it judges. */
+function checkEnv(gate: SwitchGate, target: HeldRelease, from: HeldRelease | undefined, registry: string): Record<string, string | undefined> {
+  return { ...gate.env, SEABAG_RELEASE: target.name, SEABAG_VERSION: target.version, SEABAG_PREVIOUS: from?.version ?? '', SEABAG_REGISTRY: registry };
+}
+
+/**
+ * Switches `name` to `target`. With a gate, the check runs once the switch is committed; if it
+ * fails or times out, the switch is undone (`switchBack`) and E_HEALTH_CHECK_FAILED thrown. The
+ * journal carries the check from the start, so a crash before the check has passed is finished
+ * by switching back.
  *
- * @throws E_BLOBS_MISSING, E_ROLLOUT_FAILED (after switching back), E_REGISTRY*, E_TOOL
+ * @throws E_BLOBS_MISSING, E_ROLLOUT_FAILED (after switching back), E_HEALTH_CHECK_FAILED (after
+ *   switching back), E_ABORTED (during the check: the next command switches back), E_REGISTRY*, E_TOOL
  */
 export async function switchRelease(
   vessel: Vessel,
@@ -141,6 +212,7 @@ export async function switchRelease(
   deploy: DeployOptions,
   signal?: AbortSignal,
   resumed?: Journal,
+  gate?: SwitchGate,
 ): Promise<SwitchResult> {
   const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
   const fromRelease = resumed?.from !== undefined ? findRelease(vessel.state, target.name, resumed.from.version) : current !== target ? current : undefined;
@@ -154,6 +226,7 @@ export async function switchRelease(
     ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
     deploy: deploy.deployer,
     phase: 'tags',
+    ...(gate === undefined ? {} : { check: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
   };
   await writeJournal(vessel.dir, journal);
   vessel.step('switch:journal');
@@ -188,9 +261,46 @@ export async function switchRelease(
   }
   await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
   tags.push(...(await commit(vessel, target, signal)));
+  const wasActive = current === target;
   markActive(vessel, target, fromRelease);
   await vessel.save();
   vessel.step('switch:saved');
+  let checked: SwitchResult['check'];
+  if (gate !== undefined) {
+    await writeJournal(vessel.dir, { ...journal, phase: 'check' });
+    vessel.step('switch:check');
+    const outcome: CheckOutcome = await runHealthCheck(gate.check, checkEnv(gate, target, fromRelease, vessel.registryHost), {
+      ...(signal === undefined ? {} : { signal }),
+      onStarted: () => vessel.step('check:running'),
+    });
+    if (!outcome.passed) {
+      const reason = describeFailure(outcome, gate.check);
+      let how: string;
+      if (wasActive && fromRelease === undefined) {
+        // It was already running before this command: there is nothing to switch back to, and
+        // nothing this command changed to undo.
+        await vessel.dir.removeJournal();
+        how = `it was already active, so nothing was switched`;
+      } else {
+        how = await switchBack(vessel, target, fromRelease, reason, deploy, signal);
+      }
+      throw new SeabagError('E_HEALTH_CHECK_FAILED', `${op} of ${target.name} ${target.version} failed its ${reason}; ${how}`, {
+        details: {
+          release: target.version,
+          revertedTo: fromRelease?.version,
+          source: gate.check.source,
+          exitCode: outcome.exitCode,
+          signal: outcome.signal,
+          timedOut: outcome.timedOut,
+          output: outcome.output,
+        },
+        hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+      });
+    }
+    await writeJournal(vessel.dir, { ...journal, phase: 'checked' });
+    vessel.step('switch:checked');
+    checked = { source: gate.check.source, command: gate.check.command, output: outcome.output };
+  }
   await vessel.dir.removeJournal();
   return {
     op,
@@ -198,6 +308,7 @@ export async function switchRelease(
     ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
     tags,
     ...(deployed === undefined ? {} : { deployed }),
+    ...(checked === undefined ? {} : { check: checked }),
     unchanged: current === target && tags.length === 0,
   };
 }
@@ -223,6 +334,17 @@ export async function recoverJournal(vessel: Vessel, deploy: DeployOptions, sign
     await vessel.dir.removeJournal();
     return `dropped an interrupted ${journal.op} of ${what}: this vessel no longer holds that release`;
   }
-  await switchRelease(vessel, target, journal.op, { ...deploy, deployer: journal.deploy ?? deploy.deployer }, signal, journal);
+  const journalDeploy = { ...deploy, deployer: journal.deploy ?? deploy.deployer };
+  if (journal.check !== undefined && journal.phase !== 'checked') {
+    // A gated switch counts only once its check has passed; this one never did.
+    const back = journal.from === undefined ? undefined : findRelease(vessel.state, journal.name, journal.from.version);
+    const reason =
+      journal.phase === 'check'
+        ? `health check interrupted: seabag (pid ${journal.pid}) stopped while the check ran, so it never passed`
+        : `health check never ran: seabag (pid ${journal.pid}) stopped at ${journal.phase ?? 'the start'} of the switch`;
+    const how = await switchBack(vessel, target, back?.digest === journal.from?.digest ? back : undefined, reason, journalDeploy, signal);
+    return `the interrupted ${journal.op} of ${what} never passed its health check: ${how}; ${journal.to.version} is marked failed`;
+  }
+  await switchRelease(vessel, target, journal.op, journalDeploy, signal, journal);
   return `finished the interrupted ${journal.op} of ${what} (it had stopped at ${journal.phase ?? 'the start'})`;
 }

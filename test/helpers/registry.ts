@@ -22,6 +22,15 @@ export interface RegistryOptions {
   token?: { realm: string; service: string; issuer: string; certFile: string };
   /** Reuse this storage folder (to start a second registry on the same data). */
   storageDir?: string;
+  /** Log every request to `logFile` (Distribution's access log), for tests that count them. */
+  accessLog?: boolean;
+  /** More top-level config.yml lines, e.g. `validation:` settings. */
+  extraConfig?: string[];
+  /**
+   * Distribution's own `redirect` storage middleware: blob GETs and HEADs answer 307 to this
+   * base URL plus the storage path, as a registry on S3 or behind CloudFront does (see cdn.ts).
+   */
+  redirectTo?: string;
 }
 
 export interface RegistryHandle {
@@ -106,7 +115,7 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     'log:',
     '  level: warn',
     '  accesslog:',
-    '    disabled: true',
+    `    disabled: ${options.accessLog === true ? 'false' : 'true'}`,
     'storage:',
     '  filesystem:',
     `    rootdirectory: ${storageDir}`,
@@ -119,6 +128,9 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     `  addr: ${host}`,
     '  secret: seabag-test-secret',
   ];
+  if (options.redirectTo !== undefined) {
+    lines.push('middleware:', '  storage:', '    - name: redirect', '      options:', `        baseurl: ${options.redirectTo}`);
+  }
   let caFile: string | undefined;
   if (options.tls === true) {
     const certs = await makeCertificates(dir);
@@ -134,6 +146,7 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     const tk = options.token;
     lines.push('auth:', '  token:', `    realm: ${tk.realm}`, `    service: ${tk.service}`, `    issuer: ${tk.issuer}`, `    rootcertbundle: ${tk.certFile}`);
   }
+  lines.push(...(options.extraConfig ?? []));
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, `${lines.join('\n')}\n`);
   const logFile = join(dir, 'registry.log');

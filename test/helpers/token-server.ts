@@ -19,6 +19,8 @@ export interface TokenServer {
   scopes: string[];
   /** Users that asked, `anonymous` when none. */
   users: string[];
+  /** Every `Authorization` header received, as sent (undefined when none). */
+  authorizations: (string | undefined)[];
   close(): Promise<void>;
 }
 
@@ -26,7 +28,11 @@ function b64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
 }
 
-export async function startTokenServer(dir: string, user: { username: string; password: string }): Promise<TokenServer> {
+/**
+ * Starts the token issuer on `host` (default 127.0.0.1; a test of the plain-HTTP realm rule
+ * needs this machine's own non-loopback address).
+ */
+export async function startTokenServer(dir: string, user: { username: string; password: string }, host = '127.0.0.1'): Promise<TokenServer> {
   const keyFile = join(dir, 'token.key');
   const certFile = join(dir, 'token.pem');
   await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=seabag token issuer']);
@@ -36,7 +42,9 @@ export async function startTokenServer(dir: string, user: { username: string; pa
   const issuer = 'seabag-test-issuer';
   const scopes: string[] = [];
   const users: string[] = [];
+  const authorizations: (string | undefined)[] = [];
   const server: Server = createServer((req, res) => {
+    authorizations.push(req.headers.authorization);
     const url = new URL(req.url ?? '/', 'http://x');
     const header = req.headers.authorization ?? '';
     let who = 'anonymous';
@@ -62,16 +70,17 @@ export async function startTokenServer(dir: string, user: { username: string; pa
     const signature = sign('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' });
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${signingInput}.${b64url(signature)}`, expires_in: 300 }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {
-    realm: `http://127.0.0.1:${port}/token`,
+    realm: `http://${host.includes(':') ? `[${host}]` : host}:${port}/token`,
     service,
     issuer,
     certFile,
     scopes,
     users,
+    authorizations,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

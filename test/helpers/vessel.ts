@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { RegistryClient } from '../../lib/registry/client.js';
 import { runCli, spawnCli, type CliResult } from './cli.js';
-import { startRegistry, type RegistryHandle } from './registry.js';
+import { startRegistry, type RegistryHandle, type RegistryOptions } from './registry.js';
 import { tempDir, type Teardown } from './tools.js';
 
 export interface TestVessel {
@@ -20,8 +20,8 @@ export interface TestVessel {
   tags(repository: string): Promise<string[]>;
 }
 
-export async function startVessel(t: Teardown & { teardown(fn: () => Promise<void>): void }): Promise<TestVessel> {
-  const registry = await startRegistry({}, t.teardown.bind(t));
+export async function startVessel(t: Teardown & { teardown(fn: () => Promise<void>): void }, registryOptions: RegistryOptions = {}): Promise<TestVessel> {
+  const registry = await startRegistry(registryOptions, t.teardown.bind(t));
   const dir = await tempDir(t, 'seabag-vessel-');
   const stateDir = join(dir, 'state');
   const env = { SEABAG_STATE_DIR: stateDir, SEABAG_REGISTRY: registry.host };

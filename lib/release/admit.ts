@@ -1,0 +1,159 @@
+/**
+ * `admit()`: the one admission path. `bundle verify`, `bundle import FILE` and `bundle import
+ * oci://` all judge a release here, so CI can never call valid a release a vessel refuses.
+ *
+ * In order: the metadata is read within fixed caps (`MetadataReader`); the trusted root must
+ * carry a threshold of its own root keys' signatures; the roots the release carries extend it
+ * (TUF v1.0.x §5.3); a threshold of the effective root's release keys must have signed an in-toto
+ * Statement v1 naming the release manifest; the unsigned `index.json` must say exactly what the
+ * signed release says; neither the root nor the release may have expired; the caller's own policy
+ * (target class, downgrade) runs; and every blob the release needs must be present or listed as
+ * omitted.
+ */
+import { SeabagError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { REF_NAME, type Descriptor } from '../oci/descriptor.js';
+import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import { SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
+import type { OpOptions } from '../oci/store.js';
+import { checkExpiry } from '../trust/policy.js';
+import { verifyRootSelf, type TrustRoot } from '../trust/root.js';
+import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../trust/verify.js';
+import { MetadataReader, type MetadataLimits, type MetadataSource } from './metadata.js';
+import type { ReleaseDocument, ReleaseMetadata } from './model.js';
+import { versionTag } from './model.js';
+import { readRelease } from './read.js';
+
+export interface AdmitOptions extends OpOptions {
+  /** The root the judge trusts: the vessel's pinned root, or `--trust` for verify and a first import. */
+  trust: TrustRoot;
+  /** What to call `trust` in messages (its file, or "the pinned root"). */
+  trustName?: string;
+  /** Canonical bytes (base64) of root versions the judge already holds, by version. */
+  knownRoots?: ReadonlyMap<number, string>;
+  /** When to judge expiry (default: now). */
+  now?: Date;
+  /** The caller's own checks, after the signature and expiry and before completeness (target class, downgrade). */
+  policy?: (release: ReleaseDocument, digest: Digest) => void;
+  /** Caps on the metadata read (default `METADATA_LIMITS`). */
+  limits?: Partial<MetadataLimits>;
+  /** A reader already used on this source (its reads are shared). */
+  reader?: MetadataReader;
+}
+
+export interface Admission extends ReleaseMetadata {
+  /** The root the release was judged by (the trusted one, extended by what it carried). */
+  root: TrustRoot;
+  /** Roots newly accepted from the release, oldest first. */
+  accepted: TrustRoot[];
+  signatureCheck: SignatureCheck;
+  /** Each image's graph, in release order; omitted blobs are leaves. Nodes are shared between images. */
+  graphs: GraphNode[];
+  /** The reader, for later metadata reads of the same release (shared bytes, same caps). */
+  reader: MetadataReader;
+}
+
+function layoutError(name: string, message: string): SeabagError {
+  return new SeabagError('E_LAYOUT_INVALID', `${name}: ${message}`, { details: { file: name } });
+}
+
+/**
+ * `index.json` is not signed, so after the signature check it must say exactly what the signed
+ * release says: the release manifest under `seabag/NAME:VERSION`, the release's images under
+ * their references with their digests, media types and sizes, and signature and trust-chain
+ * artifacts; nothing else, and nothing left out.
+ *
+ * @throws E_LAYOUT_INVALID naming the entry that disagrees
+ */
+export function checkIndex(source: Pick<MetadataSource, 'name' | 'index' | 'sizeOf'>, meta: Pick<ReleaseMetadata, 'release' | 'releaseDesc'>): void {
+  const { release } = meta;
+  const name = source.name;
+  const listed = new Set<string>();
+  for (const [i, d] of source.index.manifests.entries()) {
+    const where = `index.json manifests[${i}]`;
+    const size = source.sizeOf?.(d.digest);
+    if (size !== undefined && size !== d.size) throw layoutError(name, `${where} says ${d.size} bytes for ${d.digest}, the archive holds ${size}`);
+    if (d.artifactType === SEABAG_RELEASE) {
+      const tag = `seabag/${release.name}:${versionTag(release.version)}`;
+      if (d.digest !== meta.releaseDesc.digest || d.annotations?.[REF_NAME] !== tag) throw layoutError(name, `${where} does not name the release as ${tag}`);
+      continue;
+    }
+    if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) continue;
+    const ref = d.annotations?.[REF_NAME];
+    const image = release.images.find((im) => im.digest === d.digest && im.ref === ref);
+    if (image === undefined) throw layoutError(name, `${where} names ${ref ?? '(no name)'}@${d.digest}, which the signed release does not list`);
+    if (image.mediaType !== d.mediaType) throw layoutError(name, `${where} gives ${ref} the media type ${d.mediaType}, the signed release says ${image.mediaType}`);
+    listed.add(`${image.ref} ${image.digest}`);
+  }
+  for (const image of release.images) {
+    if (!listed.has(`${image.ref} ${image.digest}`)) throw layoutError(name, `index.json does not list ${image.ref}@${image.digest}, which the signed release holds`);
+  }
+}
+
+/**
+ * Every blob an image or the release needs is in the source, or listed as omitted (a delta).
+ * Each distinct manifest is read and parsed once, whichever images share it.
+ *
+ * @returns each image's graph, in release order (omitted blobs are leaves)
+ * @throws E_BLOBS_MISSING listing what is neither; what the reader throws
+ */
+export async function checkComplete(reader: MetadataReader, meta: Pick<ReleaseMetadata, 'release' | 'releaseDesc' | 'releaseManifest'>, options: OpOptions = {}): Promise<GraphNode[]> {
+  const source = reader.source;
+  const omitted = new Set<string>(meta.release.omittedBlobs);
+  const needed = new Map<string, Descriptor>();
+  for (const d of [meta.releaseDesc, meta.releaseManifest.config, ...meta.releaseManifest.layers]) needed.set(d.digest, d);
+  const nodes = new Map<string, Promise<GraphNode>>();
+  const graphs: GraphNode[] = [];
+  const sig = options.signal === undefined ? {} : { signal: options.signal };
+  for (const image of meta.release.images) {
+    const root = source.index.manifests.find((d) => d.digest === image.digest) ?? { mediaType: image.mediaType, digest: image.digest, size: source.sizeOf?.(image.digest) ?? 0 };
+    const graph = await resolveGraph(source, root, {
+      ...sig,
+      prune: (d) => omitted.has(d.digest),
+      nodes,
+      read: (d) => reader.read(d, d.mediaType, sig),
+      visit: (d) => reader.count(1, d.digest),
+    });
+    for (const node of postOrder(graph)) needed.set(node.desc.digest, node.desc);
+    graphs.push(graph);
+  }
+  const missing: string[] = [];
+  for (const [digest, desc] of needed) {
+    if (omitted.has(digest)) continue;
+    const size = source.sizeOf?.(digest as Digest);
+    const present = source.sizeOf !== undefined ? size !== undefined : await source.exists(desc, sig);
+    if (!present) missing.push(digest);
+  }
+  if (missing.length > 0) {
+    throw new SeabagError('E_BLOBS_MISSING', `the bundle lacks ${missing.length} blob(s) its release needs and does not list as omitted: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`, {
+      details: { missing },
+    });
+  }
+  return graphs;
+}
+
+/**
+ * Admits a release from `source`, or says why not. Reads metadata only: no layer is read (a
+ * caller that needs every byte checked, like `verify`, hashes the blobs after).
+ *
+ * Limits: the caps of `MetadataReader` (`METADATA_LIMITS`: 4 MiB per metadata blob, 64 MiB of
+ * distinct metadata, 100,000 descriptors), applied before any signature is checked.
+ *
+ * @throws E_LAYOUT_INVALID (malformed or oversized metadata, an index that disagrees with the
+ *   signed release), E_SIZE_MISMATCH, E_DIGEST_MISMATCH (metadata blobs),
+ *   E_TRUST_INVALID (the trusted root lacks a threshold of its own root signatures),
+ *   E_ROOT_CHAIN_INVALID, E_UNSIGNED, E_KEY_UNTRUSTED, E_SIGNATURE_INVALID, E_SUBJECT_MISMATCH,
+ *   E_THRESHOLD_UNMET, E_EXPIRED, what `policy` throws, E_BLOBS_MISSING, and what the source throws
+ */
+export async function admit(source: MetadataSource, options: AdmitOptions): Promise<Admission> {
+  const reader = options.reader ?? new MetadataReader(source, options.limits);
+  const meta = await readRelease(reader);
+  verifyRootSelf(options.trust, options.trustName ?? 'the trusted root');
+  const { root, accepted } = effectiveRoot(options.trust, meta.roots, options.knownRoots);
+  const signatureCheck = verifyReleaseSignatures(meta, root);
+  checkIndex(source, meta);
+  checkExpiry(root, meta.release, options.now ?? new Date());
+  options.policy?.(meta.release, meta.releaseDesc.digest);
+  const graphs = await checkComplete(reader, meta, options);
+  return { ...meta, root, accepted, signatureCheck, graphs, reader };
+}

@@ -1,0 +1,243 @@
+/**
+ * One admission path, and readers that cannot be blown up (issue 11, items 13 and 6): `verify`
+ * and `import` judge a release through the same `admit()`, so they give the same answer; and a
+ * small bundle whose metadata names one big blob many times costs that blob once.
+ */
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { buildBundle, generateKeyPair, makeRootSigned, parsePrivateKey, parsePublicKey, signRoot, type PublicKey, type SigningKey } from '../../lib/index.js';
+import { execa } from 'execa';
+import { admit, METADATA_LIMITS, sha256Digest, type Descriptor, type ImageIndex, type MetadataSource } from '../../lib/index.js';
+import { DSSE_ENVELOPE, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN, SEABAG_TRUST_ROOT } from '../../lib/oci/media-types.js';
+import { MemoryStore } from '../../lib/oci/memory.js';
+import { addBlob, cloneUnpacked, packBundle, releaseOf, replaceSignature, unpackBundle } from '../helpers/bundles.js';
+import { BIN, runCli } from '../helpers/cli.js';
+import { EPOCH, exampleCopy } from '../helpers/example.js';
+import { tempDir } from '../helpers/tools.js';
+import { outcomeOf, Report } from './report.js';
+
+const report = new Report('admission');
+let work: string;
+let example: string;
+let rootKeys: { signing: SigningKey; public: PublicKey }[];
+let releaseKey: { signing: SigningKey; public: PublicKey };
+let bundle: string;
+let trust: string;
+
+function key(): { signing: SigningKey; public: PublicKey } {
+  const pair = generateKeyPair();
+  return { signing: parsePrivateKey(pair.privatePem), public: parsePublicKey(pair.publicPem) };
+}
+
+test.before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'seabag-admission-'));
+  example = await exampleCopy(work);
+  rootKeys = [key(), key()];
+  releaseKey = key();
+  trust = join(work, 'trust.json');
+  await writeFile(trust, JSON.stringify(rootOf({ signers: rootKeys })));
+  bundle = join(work, 'awareness-1.4.0.bundle');
+  await buildBundle(join(example, '1.4.0', 'release.yaml'), { output: bundle, signers: [releaseKey.signing], created: new Date(Number(EPOCH) * 1000) });
+});
+
+test.after.always(async () => {
+  await report.write();
+  await rm(work, { recursive: true, force: true });
+});
+
+function rootOf(o: { signers: { signing: SigningKey }[]; rootThreshold?: number }): ReturnType<typeof signRoot> {
+  const signed = makeRootSigned({
+    version: 1,
+    expires: new Date(Date.now() + 365 * 86_400_000),
+    rootKeys: rootKeys.map((k) => k.public),
+    rootThreshold: o.rootThreshold ?? 2,
+    releaseKeys: [releaseKey.public],
+    releaseThreshold: 1,
+  });
+  return signRoot(signed, o.signers.map((k) => k.signing));
+}
+
+test('a good bundle is valid for verify and admitted by import (the baseline of the cases below)', async (t) => {
+  const r = await runCli(['verify', bundle, '--trust', trust, '--json']);
+  t.is(r.code, 0, r.stdout);
+});
+
+test('verify and import give the same code for a trust root whose own signatures are broken or too few', async (t) => {
+  const dir = await tempDir(t);
+  const good = rootOf({ signers: rootKeys });
+  const cases: { name: string; doc: unknown }[] = [
+    { name: 'one of its two root signatures damaged', doc: { ...good, signatures: good.signatures.map((s, i) => (i === 0 ? { ...s, sig: Buffer.alloc(64, 7).toString('base64') } : s)) } },
+    { name: 'signed by one root key, threshold two', doc: rootOf({ signers: [rootKeys[0]!] }) },
+    { name: 'no signatures at all', doc: { ...good, signatures: [] } },
+    { name: 'one root key signing twice under two keyids', doc: { ...good, signatures: [good.signatures[0]!, { ...good.signatures[0]!, keyid: good.signatures[1]!.keyid }] } },
+  ];
+  for (const c of cases) {
+    const file = join(dir, `${cases.indexOf(c)}.json`);
+    await writeFile(file, JSON.stringify(c.doc));
+    const verified = await runCli(['verify', bundle, '--trust', file, '--json']);
+    const imported = await runCli(['import', bundle, '--trust', file, '--json', '--no-progress', '--state-dir', join(dir, `state-${cases.indexOf(c)}`), '--registry', '127.0.0.1:9']);
+    report.add('trust', `trust root with ${c.name}: verify and import agree`, 'exit 2 E_TRUST_INVALID from both', `verify ${outcomeOf(verified)}, import ${outcomeOf(imported)}`, 'n/a');
+    t.is(verified.json.error?.code, 'E_TRUST_INVALID', `${c.name}: verify ${verified.stdout}`);
+    t.is(imported.json.error?.code, 'E_TRUST_INVALID', `${c.name}: import ${imported.stdout}`);
+    t.is(verified.code, 2);
+    t.is(imported.code, verified.code);
+  }
+});
+
+test('lib/trust depends only on the release model, never on lib/bundle', async (t) => {
+  const dir = new URL('../../lib/trust/', import.meta.url);
+  for (const name of await readdir(dir)) {
+    const text = await readFile(new URL(name, dir), 'utf8');
+    t.false(/from '\.\.\/bundle\//.test(text), `lib/trust/${name} imports from lib/bundle`);
+  }
+  const bundleVerify = await readFile(new URL('../../lib/bundle/verify.ts', import.meta.url), 'utf8');
+  const vesselImport = await readFile(new URL('../../lib/vessel/import.ts', import.meta.url), 'utf8');
+  for (const [name, text] of [
+    ['bundle/verify.ts', bundleVerify],
+    ['vessel/import.ts', vesselImport],
+  ] as const) {
+    t.regex(text, /await admit\(/, `${name} admits through admit()`);
+    t.notRegex(text, /verifyReleaseSignatures|effectiveRoot\(/, `${name} checks signatures itself`);
+  }
+});
+
+// --- Item 6: metadata amplification
+
+const MiB = 1024 * 1024;
+
+/** A 4 MiB DSSE-shaped JSON document (a payload type nobody signs): big, valid JSON, and worthless. */
+function bigEnvelope(): Buffer {
+  const head = '{"payloadType":"application/x-amplify","signatures":[],"payload":"';
+  const tail = '"}';
+  return Buffer.from(`${head}${'A'.repeat(4 * MiB - head.length - tail.length)}${tail}`);
+}
+
+/** Runs the built CLI in a child and returns its exit code, error code and peak RSS in MiB (`/usr/bin/time -f %M`, KiB). */
+async function peak(args: string[]): Promise<{ code: number; error: string | undefined; rssMiB: number }> {
+  const r = await execa('/usr/bin/time', ['-f', 'maxrss_kib=%M', process.execPath, BIN, ...args, '--json'], { reject: false });
+  const m = /maxrss_kib=(\d+)/.exec(r.stderr);
+  if (m === null) throw new Error(`no peak RSS in: ${r.stderr}`);
+  let error: string | undefined;
+  try {
+    error = (JSON.parse(r.stdout) as { error?: { code: string } }).error?.code;
+  } catch {
+    error = undefined;
+  }
+  return { code: r.exitCode ?? -1, error, rssMiB: Number(m[1]) / 1024 };
+}
+
+test('a small bundle whose manifests name one 4 MiB blob hundreds of times keeps verify, import and inspect under 200 MiB', async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  const big = bigEnvelope();
+  const COPIES = 400;
+  const variants: { name: string; expect: string; make: () => Promise<string> }[] = [
+    {
+      name: `${COPIES} signature artifacts sharing one 4 MiB envelope`,
+      expect: 'E_SIGNATURE_INVALID',
+      make: async () => {
+        const u = cloneUnpacked(good);
+        replaceSignature(u, undefined);
+        const env = addBlob(u, big, DSSE_ENVELOPE);
+        const empty = addBlob(u, Buffer.from('{}'), OCI_EMPTY);
+        const release = releaseOf(u);
+        for (let i = 0; i < COPIES; i += 1) {
+          const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_SIGNATURE, config: empty, layers: [env], subject: { mediaType: release.mediaType, digest: release.digest, size: release.size }, annotations: { n: String(i) } }));
+          u.index.manifests.push({ ...addBlob(u, m, OCI_MANIFEST), artifactType: SEABAG_SIGNATURE });
+        }
+        const path = join(dir, 'signatures.bundle');
+        await packBundle(u, path);
+        return path;
+      },
+    },
+    {
+      name: `a trust chain naming one 4 MiB blob ${COPIES} times, listed ${COPIES} times in index.json`,
+      expect: 'E_ROOT_CHAIN_INVALID',
+      make: async () => {
+        const u = cloneUnpacked(good);
+        const root = addBlob(u, big, SEABAG_TRUST_ROOT);
+        const empty = addBlob(u, Buffer.from('{}'), OCI_EMPTY);
+        const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_TRUST_CHAIN, config: empty, layers: Array.from({ length: COPIES }, () => root) }));
+        const chain = addBlob(u, m, OCI_MANIFEST);
+        for (let i = 0; i < COPIES; i += 1) u.index.manifests.push({ ...chain, artifactType: SEABAG_TRUST_CHAIN });
+        const path = join(dir, 'chain.bundle');
+        await packBundle(u, path);
+        return path;
+      },
+    },
+  ];
+  for (const v of variants) {
+    const path = await v.make();
+    const runs = {
+      verify: await peak(['verify', path, '--trust', trust]),
+      import: await peak(['import', path, '--trust', trust, '--no-progress', '--state-dir', join(dir, `state-${variants.indexOf(v)}`), '--registry', '127.0.0.1:9']),
+      inspect: await peak(['inspect', path]),
+    };
+    for (const [command, r] of Object.entries(runs)) {
+      report.add('limits', `${v.name}: ${command}`, `peak RSS < 200 MiB${command === 'inspect' ? '' : `, exit 1 ${v.expect}`}`, `${r.code === 0 ? 'exit 0' : `exit ${r.code} ${r.error}`}, peak ${r.rssMiB < 200 ? '< 200' : Math.round(r.rssMiB)} MiB`, 'n/a');
+      t.true(r.rssMiB < 200, `${v.name}: ${command} peaked at ${Math.round(r.rssMiB)} MiB`);
+      if (command !== 'inspect') {
+        t.is(r.error, v.expect, `${v.name}: ${command}`);
+        t.is(r.code, 1);
+      }
+    }
+  }
+});
+
+/** A metadata source held in memory (as a registry source would be): only the interface admit() reads. */
+function memorySource(index: ImageIndex, blobs: Buffer[]): MetadataSource {
+  const store = new MemoryStore();
+  for (const b of blobs) store.add({ mediaType: 'x', digest: sha256Digest(b), size: b.length }, b);
+  return { name: 'memory', index, fetch: (d) => store.fetch(d), exists: (d) => store.exists(d) };
+}
+
+function desc(data: Buffer, mediaType: string): Descriptor {
+  return { mediaType, digest: sha256Digest(data), size: data.length };
+}
+
+/** A release manifest and its config, as the first blobs of a metadata source. */
+function releaseBlobs(): { index: ImageIndex['manifests']; blobs: Buffer[]; release: Descriptor } {
+  const config = Buffer.from(JSON.stringify({ apiVersion: 'seabag.dev/v1', kind: 'ReleaseDocument', name: 'x', version: '1.0.0', created: '2026-01-01T00:00:00Z', targets: [], images: [], manifests: [], deviceProfiles: [], omittedBlobs: [] }));
+  const empty = Buffer.from('{}');
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_RELEASE, config: desc(config, SEABAG_RELEASE_CONFIG), layers: [] }));
+  const release = desc(manifest, OCI_MANIFEST);
+  return { index: [{ ...release, artifactType: SEABAG_RELEASE }], blobs: [config, empty, manifest], release };
+}
+
+test('admission refuses more than 64 MiB of distinct metadata before any signature is checked', async (t) => {
+  const { index, blobs, release } = releaseBlobs();
+  const empty = desc(Buffer.from('{}'), OCI_EMPTY);
+  const count = Math.ceil(METADATA_LIMITS.maxTotalBytes / (4 * MiB)) + 1;
+  for (let i = 0; i < count; i += 1) {
+    const env = Buffer.alloc(4 * MiB, 0x20);
+    env.write(`{"n":${i}}`);
+    const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_SIGNATURE, config: empty, layers: [desc(env, DSSE_ENVELOPE)], subject: release }));
+    blobs.push(env, m);
+    index.push({ ...desc(m, OCI_MANIFEST), artifactType: SEABAG_SIGNATURE });
+  }
+  const source = memorySource({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: index }, blobs);
+  const err = await t.throwsAsync(admit(source, { trust: rootOf({ signers: rootKeys }) }));
+  report.add('limits', `${count} distinct 4 MiB signature envelopes (over 64 MiB of metadata)`, 'exit 1 E_LAYOUT_INVALID before the signature check', `exit 1 ${(err as { code?: string }).code}`, 'n/a');
+  t.is((err as { code?: string }).code, 'E_LAYOUT_INVALID');
+  t.is((err as { details?: Record<string, unknown> }).details?.['limit'], METADATA_LIMITS.maxTotalBytes);
+});
+
+test('admission refuses more than 100,000 descriptors before any signature is checked', async (t) => {
+  const { index, blobs } = releaseBlobs();
+  const root = Buffer.from('{}');
+  const empty = desc(root, OCI_EMPTY);
+  const layer = desc(root, SEABAG_TRUST_ROOT);
+  const perManifest = 25_000;
+  for (let i = 0; i < Math.ceil(METADATA_LIMITS.maxDescriptors / perManifest) + 1; i += 1) {
+    const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_TRUST_CHAIN, config: empty, layers: Array.from({ length: perManifest }, () => layer), annotations: { n: String(i) } }));
+    blobs.push(m);
+    index.push({ ...desc(m, OCI_MANIFEST), artifactType: SEABAG_TRUST_CHAIN });
+  }
+  const source = memorySource({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: index }, blobs);
+  const err = await t.throwsAsync(admit(source, { trust: rootOf({ signers: rootKeys }) }));
+  report.add('limits', 'trust chains naming over 100,000 descriptors', 'exit 1 E_LAYOUT_INVALID before the signature check', `exit 1 ${(err as { code?: string }).code}`, 'n/a');
+  t.is((err as { code?: string }).code, 'E_LAYOUT_INVALID');
+  t.is((err as { details?: Record<string, unknown> }).details?.['limit'], METADATA_LIMITS.maxDescriptors);
+});

@@ -1,0 +1,204 @@
+/**
+ * A hostile release spec: manifests that hide an image behind YAML 1.1 constructs (merge keys,
+ * anchors and aliases, merged sequences, nested merges, `!!merge` tags) in every workload kind,
+ * and `manifests:`/`deviceProfiles:` entries that reach outside the release folder. Kubernetes
+ * reads manifests as YAML 1.1; `bundle build` must check and pin what the cluster will run, and
+ * read nothing it was not given.
+ */
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { parseAllDocuments } from 'yaml';
+import { openBundle } from '../../lib/index.js';
+import { imageFields } from '../../lib/bundle/k8s.js';
+import { fluxArtifact } from '../../lib/vessel/flux.js';
+import { SeabagError } from '../../lib/errors.js';
+import { runCli } from '../helpers/cli.js';
+import { EPOCH, makeExampleImages } from '../helpers/example.js';
+import { outcomeOf, Report } from './report.js';
+
+const report = new Report('release-input');
+let layout = '';
+let work = '';
+
+test.before(async () => {
+  const { mkdtemp } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  work = await mkdtemp(join(tmpdir(), 'seabag-release-input-'));
+  layout = await makeExampleImages(work);
+});
+
+test.after.always(async () => {
+  await report.write();
+  const { rm } = await import('node:fs/promises');
+  await rm(work, { recursive: true, force: true });
+});
+
+let counter = 0;
+
+/** A release folder with release.yaml (fusion 1.4.0 and toolbox:1) and the given files. */
+async function release(files: Record<string, string>, extra = 'manifests: [k8s/]'): Promise<string> {
+  counter += 1;
+  const dir = join(work, `case-${counter}`);
+  await mkdir(dir, { recursive: true });
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(join(dir, name, '..'), { recursive: true });
+    await writeFile(join(dir, name), text);
+  }
+  const spec = join(dir, 'release.yaml');
+  await writeFile(
+    spec,
+    [
+      'apiVersion: seabag.dev/v1',
+      'kind: Release',
+      'name: awareness',
+      'version: 1.4.0',
+      'images:',
+      '  - ref: shore.example.com/groke/fusion:1.4.0',
+      `    from: oci:${layout}:fusion-1.4.0`,
+      '  - ref: groke/toolbox:1',
+      `    from: oci:${layout}:toolbox-1.0.0`,
+      extra,
+      '',
+    ].join('\n'),
+  );
+  return spec;
+}
+
+async function build(spec: string): Promise<Awaited<ReturnType<typeof runCli>>> {
+  return runCli(['build', spec, '-o', join(spec, '..', 'out.bundle'), '--json', '--no-progress'], { SOURCE_DATE_EPOCH: EPOCH });
+}
+
+/** A workload of `kind` whose pod spec is `pod` (indented YAML lines of a pod spec). */
+function workload(kind: string, pod: string[]): string {
+  const indent = (n: number): string[] => pod.map((l) => `${' '.repeat(n)}${l}`);
+  const head = ['x-hidden: &evil', '  image: attacker.example/miner:latest', '  name: sidecar', 'x-named: &named', '  name: named'];
+  switch (kind) {
+    case 'Pod':
+      return [...head, 'apiVersion: v1', 'kind: Pod', 'metadata: {name: p}', 'spec:', ...indent(2)].join('\n');
+    case 'CronJob':
+      return [...head, 'apiVersion: batch/v1', 'kind: CronJob', 'metadata: {name: c}', 'spec:', '  schedule: "* * * * *"', '  jobTemplate:', '    spec:', '      template:', '        spec:', ...indent(10)].join('\n');
+    case 'Akri':
+      return [...head, 'apiVersion: akri.sh/v0', 'kind: Configuration', 'metadata: {name: a}', 'spec:', '  brokerSpec:', '    brokerPodSpec:', ...indent(6)].join('\n');
+    default:
+      return [...head, 'apiVersion: apps/v1', `kind: ${kind}`, 'metadata: {name: w}', 'spec:', '  template:', '    spec:', ...indent(6)].join('\n');
+  }
+}
+
+const KINDS = ['Pod', 'Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job', 'CronJob', 'Akri'];
+
+/** Ways to hide the attacker's image in a container list (pod spec lines). */
+const HIDINGS: Record<string, string[]> = {
+  'merge key in containers': ['containers:', '  - name: app', '    image: groke/toolbox:1', '  - <<: *evil'],
+  'merge key in initContainers': ['containers:', '  - {name: app, image: groke/toolbox:1}', 'initContainers:', '  - <<: *evil'],
+  'merge key in ephemeralContainers': ['containers:', '  - {name: app, image: groke/toolbox:1}', 'ephemeralContainers:', '  - <<: *evil'],
+  'merge of a sequence of maps': ['containers:', '  - <<: [*named, *evil]'],
+  'nested merge': ['containers:', '  - <<: {<<: *evil, name: inner}'],
+  '!!merge tag': ['containers:', '  - !!merge <<: *evil'],
+  'alias of a whole container': ['containers:', '  - *evil'],
+};
+
+test.serial('images hidden behind YAML 1.1 merge keys and aliases in every workload kind are refused (exit 2)', async (t) => {
+  for (const kind of KINDS) {
+    for (const [how, pod] of Object.entries(HIDINGS)) {
+      const r = await build(await release({ 'k8s/app.yaml': `${workload(kind, pod)}\n` }));
+      report.add('release input', `unreleased image behind YAML 1.1: ${how}`, 'exit 2 E_IMAGE_NOT_IN_RELEASE', outcomeOf(r), 'n/a');
+      t.is(r.code, 2, `${kind}, ${how}: ${r.stdout}`);
+      t.is(r.json.error?.code, 'E_IMAGE_NOT_IN_RELEASE', `${kind}, ${how}`);
+      t.regex(r.json.error?.message ?? '', /attacker\.example\/miner/);
+    }
+  }
+});
+
+test.serial('a quoted "<<" key, which a YAML 1.1 reader of the output would merge, is refused', async (t) => {
+  const r = await build(await release({ 'k8s/app.yaml': `${workload('Deployment', ['containers:', '  - name: app', '    image: groke/toolbox:1', '    "<<": {image: attacker.example/miner:latest}'])}\n` }));
+  report.add('release input', 'quoted "<<" key (a merge key once written for YAML 1.1)', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+  t.is(r.code, 2);
+  t.is(r.json.error?.code, 'E_SPEC_INVALID');
+});
+
+test.serial('released images merged in are pinned, and the signed manifest holds no anchor, alias or merge key', async (t) => {
+  const text = [
+    'x-base: &base',
+    '  image: groke/toolbox:1',
+    '  imagePullPolicy: IfNotPresent',
+    'x-fusion: &fusion {image: "shore.example.com/groke/fusion:1.4.0"}',
+    'apiVersion: apps/v1',
+    'kind: Deployment',
+    'metadata: {name: fusion}',
+    'spec:',
+    '  template:',
+    '    spec:',
+    '      initContainers:',
+    '        - <<: *base',
+    '          name: prepare',
+    '      containers:',
+    '        - <<: [*fusion, *base]',
+    '          name: fusion',
+    '          env: [{name: FLAG, value: "on"}]',
+    '',
+  ].join('\n');
+  const spec = await release({ 'k8s/app.yaml': text });
+  const r = await build(spec);
+  t.is(r.code, 0, r.stdout);
+  const bundle = await openBundle(join(spec, '..', 'out.bundle'));
+  t.teardown(() => bundle.close());
+  const layers = bundle.releaseManifest.layers.filter((l) => (l.annotations?.['org.opencontainers.image.title'] ?? '').includes('app.yaml'));
+  t.is(layers.length, 1);
+  const pinned = (await bundle.archive.readSmall(layers[0] as never)).toString('utf8');
+  t.notRegex(pinned, /<<|&\w|\*\w/, pinned);
+  const [doc] = parseAllDocuments(pinned, { version: '1.1' });
+  const data = doc?.toJS() as unknown;
+  const fields = imageFields(data).map((f) => f.image as string);
+  t.is(fields.length, 2);
+  for (const image of fields) t.regex(image, /@sha256:[0-9a-f]{64}$/);
+  // containers[0]: the earlier map of a merged sequence wins (YAML 1.1), the fusion image, not toolbox.
+  t.regex(fields[0] ?? '', /^shore\.example\.com\/groke\/fusion@/);
+  // "on" stays a string for a YAML 1.1 reader.
+  t.regex(pinned, /value: "on"/);
+});
+
+test.serial('manifests and device profiles outside the release folder are refused; an entry matching nothing is an error', async (t) => {
+  const outside = join(work, 'outside');
+  await mkdir(outside, { recursive: true });
+  await writeFile(join(outside, 'secret.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\ndata: {key: "shore secret"}\n');
+  const cases: { name: string; files: Record<string, string>; extra: string; code: string; prepare?: (dir: string) => Promise<void> }[] = [
+    { name: 'manifests entry with ..', files: {}, extra: 'manifests: [../outside/]', code: 'E_SPEC_INVALID' },
+    { name: 'manifests entry absolute', files: {}, extra: `manifests: [${join(outside, 'secret.yaml')}]`, code: 'E_SPEC_INVALID' },
+    { name: 'deviceProfiles entry with ..', files: {}, extra: 'deviceProfiles: [devices/../../outside/]', code: 'E_SPEC_INVALID' },
+    {
+      name: 'symlinked folder out of the release',
+      files: {},
+      extra: 'manifests: [k8s/]',
+      code: 'E_SPEC_INVALID',
+      prepare: async (dir) => symlink(outside, join(dir, 'k8s')),
+    },
+    {
+      name: 'symlinked file inside a manifests folder',
+      files: { 'k8s/ok.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n' },
+      extra: 'manifests: [k8s/]',
+      code: 'E_SPEC_INVALID',
+      prepare: async (dir) => symlink(join(outside, 'secret.yaml'), join(dir, 'k8s', 'stolen.yaml')),
+    },
+    { name: 'manifests folder with no YAML file', files: { 'k8s/README.txt': 'nothing\n' }, extra: 'manifests: [k8s/]', code: 'E_SPEC_INVALID' },
+    { name: 'manifests entry that does not exist', files: {}, extra: 'manifests: [k8z/]', code: 'E_FILE_NOT_FOUND' },
+  ];
+  for (const c of cases) {
+    const spec = await release(c.files, c.extra);
+    await c.prepare?.(join(spec, '..'));
+    const r = await build(spec);
+    report.add('release input', `spec path: ${c.name}`, `exit 2 ${c.code}`, outcomeOf(r), 'n/a');
+    t.is(r.code, 2, `${c.name}: ${r.stdout}`);
+    t.is(r.json.error?.code, c.code, c.name);
+    t.notRegex(r.stdout, /shore secret/);
+  }
+});
+
+test('aboard, a manifest name from a release cannot leave its folder in the Flux artifact', async (t) => {
+  for (const name of ['../../etc/cron.d/x.yaml', '/etc/passwd', 'k8s/../../x.yaml', 'k8s//x.yaml', 'a\\..\\b.yaml', 'k8s/\u001b[2Jx.yaml', '']) {
+    const err = await t.throwsAsync(fluxArtifact([{ path: name, text: 'a: 1\n' }], {}));
+    t.true(err instanceof SeabagError && err.code === 'E_ARCHIVE_UNSAFE', name);
+    report.add('release input', 'release names a manifest file outside its folder (Flux tar entry)', 'E_ARCHIVE_UNSAFE', err instanceof SeabagError ? `refused ${err.code}` : 'written', 'n/a');
+  }
+  await t.notThrowsAsync(fluxArtifact([{ path: 'k8s/fusion.yaml', text: 'a: 1\n' }], {}));
+});

@@ -248,6 +248,8 @@ test.serial('SIGKILL of the importer mid-blob, then a re-run: it resumes from th
   const killedAt = l.proxy.bytesDown;
   const partials = (await readdir(join(l.vessel.stateDir, 'spool', 'sha256'))).filter((n) => n.endsWith('.partial'));
   t.true(partials.length >= 1, 'the spool kept the blobs it was downloading');
+  const kept = (await Promise.all((await readdir(join(l.vessel.stateDir, 'spool', 'sha256'))).map(async (n) => (await stat(join(l.vessel.stateDir, 'spool', 'sha256', n))).size))).reduce((a, b) => a + b, 0);
+  t.log(`spool holds ${kept} bytes after the kill at ${killedAt}`);
   const again = await l.vessel.run(['import', l.at('1.4.0'), '--shore-ca-file', ca, '--trust', trust, '--json'], l.env);
   t.is(again.code, 0, again.stdout + again.stderr);
   t.true((again.json['bytesResumed'] as number) > 0, 'the re-run resumed from the spool');

@@ -20,7 +20,7 @@ import { networkError } from '../registry/http.js';
 import type { Repository } from '../registry/repository.js';
 import { fsyncDir } from '../util/atomic.js';
 import { READ_CHUNK } from '../util/files.js';
-import type { TokenBucket } from '../util/limit.js';
+import { Limiter, type TokenBucket } from '../util/limit.js';
 
 export interface SpoolOptions extends PatienceOptions {
   /** Paces every byte over the link (`--limit-rate`). */
@@ -37,6 +37,11 @@ export class Spool {
   readonly dir: string;
   readonly #options: SpoolOptions;
   readonly #inflight = new Map<string, Promise<string>>();
+  /**
+   * Under a rate limit, one download at a time: the link is the bottleneck anyway, and a break (a
+   * cut, a kill) then loses at most the one slice in flight.
+   */
+  readonly #downloads: Limiter;
   /** Bytes that came over the link into this spool. */
   bytesDownloaded = 0;
   /** Bytes of blobs found already complete or part-done in the spool (not downloaded again). */
@@ -45,6 +50,7 @@ export class Spool {
   constructor(dir: string, options: SpoolOptions = {}) {
     this.dir = dir;
     this.#options = options;
+    this.#downloads = new Limiter(options.bucket === undefined ? Number.MAX_SAFE_INTEGER : 1);
   }
 
   /** Where a blob's verified copy lives. */
@@ -104,13 +110,13 @@ export class Spool {
     o.onStart?.(desc.size, Math.min(desc.size, (await stat(partial).catch(() => undefined))?.size ?? 0));
     const what = `${repo.client.registry}/${repo.name}@${desc.digest}`;
     let first = true;
-    await withPatience(what, o, (progressed) => this.#attempt(repo, desc, partial, progressed, first ? ((first = false), true) : false), (last) =>
+    await this.#downloads.run(() => withPatience(what, o, (progressed) => this.#attempt(repo, desc, partial, progressed, first ? ((first = false), true) : false), (last) =>
       new SeabagError(last.code, `giving up on ${what} after ${o.retries ?? 20} failed attempts in a row: ${last.message}`, {
         cause: last,
         details: { ...last.details, digest: desc.digest, spool: partial },
         hint: 'run the same command again when the link is back: it resumes from the bytes already in the spool',
       }),
-    );
+    ));
     try {
       await rename(partial, final);
       await fsyncDir(join(this.dir, 'sha256'));

@@ -35,6 +35,8 @@ const CODES = {
   E_PART_MISSING: EXIT.rejected,
   E_PART_CORRUPT: EXIT.rejected,
   E_TRUST_MISMATCH: EXIT.rejected,
+  E_IMAGE_UNSIGNED: EXIT.rejected,
+  E_IMAGE_SIGNATURE_INVALID: EXIT.rejected,
   /** An applied release failed its health check; seabag switched back. */
   E_HEALTH_CHECK_FAILED: EXIT.rejected,
   /** The person asked (`Proceed? [y/N]`) said no. */

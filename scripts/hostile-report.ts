@@ -11,8 +11,8 @@ import type { Row } from '../test/hostile/report.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const results = join(root, 'test-results', 'hostile');
-const SUITES = ['archive', 'trust', 'faults', 'credentials', 'release-input', 'admission'];
-const ORDER = ['archive', 'bit flips', 'fuzz', 'limits', 'trust', 'credentials', 'release input', 'kills', 'registry', 'vessel'];
+const SUITES = ['archive', 'trust', 'faults', 'credentials', 'release-input', 'admission', 'outputs'];
+const ORDER = ['archive', 'bit flips', 'fuzz', 'limits', 'trust', 'credentials', 'release input', 'outputs', 'kills', 'registry', 'vessel'];
 
 async function main(): Promise<void> {
   if (!existsSync(results)) {

@@ -14,7 +14,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { assertSafeHost } from '../lib/runtime/mirrors.js';
 import { hostsToml } from '../lib/runtime/render.js';
-import { trimOutput } from '../lib/runtime/check.js';
+import { runHealthCheck, trimOutput } from '../lib/runtime/check.js';
 import { openBundle, type ReleaseDocument } from '../lib/index.js';
 import { EPOCH, exampleCopy } from './helpers/example.js';
 import { buildImage } from './helpers/images.js';
@@ -231,6 +231,60 @@ test('check output shown in status is trimmed to its tail and stripped of termin
   t.true(trimmed.endsWith('bad red'));
   t.false(trimmed.includes('line 10\n'));
   t.true(trimmed.split('\n').length <= 20);
+});
+
+test('a check is bounded: a flood of output keeps only its tail, a missing program fails, and a timeout stops the whole process group', async (t) => {
+  const env = { PATH: process.env['PATH'] ?? '' };
+  const flood = await runHealthCheck({ command: ['/bin/sh', '-c', 'yes flood | head -c 20000000; echo last words; exit 4'], timeoutSeconds: 60, source: 'cli' }, env);
+  t.like(flood, { passed: false, exitCode: 4, timedOut: false });
+  t.true(flood.output.length <= 2001 && flood.output.endsWith('last words'), 'only the tail is kept and shown');
+  const missing = await runHealthCheck({ command: ['/nonexistent/check'], timeoutSeconds: 5, source: 'release' }, env);
+  t.false(missing.passed);
+  t.regex(missing.output, /could not start \/nonexistent\/check/);
+  const dir = await tempDir(t);
+  const pidFile = join(dir, 'grandchild');
+  // The check leaves a grandchild behind and never answers: both must be stopped.
+  const slow = await runHealthCheck({ command: ['/bin/sh', '-c', `sleep 300 & echo $! > ${pidFile}; wait`], timeoutSeconds: 1, source: 'cli' }, env);
+  t.like(slow, { passed: false, timedOut: true });
+  const grandchild = Number(await readFile(pidFile, 'utf8'));
+  // Gone, or a zombie waiting for init to reap it: either way it no longer runs.
+  const stat = await readFile(`/proc/${grandchild}/stat`, 'utf8').catch(() => '');
+  t.true(stat === '' || / Z /.test(stat), `the sleep the check started is stopped too: ${stat}`);
+});
+
+test('apply --dry-run shows which check would run, and that the release check runs on this host', async (t) => {
+  const v = await startVessel(t);
+  await importOk(v, bundles.v1, '--trust', trust);
+  t.is((await v.run(['apply', 'awareness@1.4.0'])).code, 0);
+  await importOk(v, bundles.v2);
+  const own = await v.run(['apply', 'awareness@1.5.0', '--dry-run', '--release-check']);
+  t.is(own.code, 0);
+  t.regex(own.stdout, /then runs the release's own check, on this host \(60s at most; a failure switches back\):\n {2}\/bin\/sh -c .*ctr run/);
+  const mine = await v.run(['apply', 'awareness@1.5.0', '--dry-run', '--check', 'curl -f http://fusion/ok', '--json']);
+  t.like(mine.json, { ok: true, dryRun: true, gate: { source: 'cli', command: ['/bin/sh', '-c', 'curl -f http://fusion/ok'], timeoutSeconds: 120 } });
+  t.deepEqual((await states(v)).versions, { '1.4.0': 'active', '1.5.0': 'staged' });
+});
+
+test("with --deploy kubectl a failed check applies the earlier release's manifests again (recording kubectl stand-in: no API server can run here)", async (t) => {
+  const v = await startVessel(t);
+  const dir = await tempDir(t);
+  const kubectl = join(dir, 'kubectl');
+  // Records each call's stdin: which release's fusion digest was applied, in order.
+  await writeFile(kubectl, `#!/bin/sh\nif [ "$1" = apply ]; then n=$(ls ${dir} | grep -c '^apply-'); cat > ${dir}/apply-$n; fi\nexit 0\n`);
+  await execa('chmod', ['755', kubectl]);
+  const env = { SEABAG_KUBECTL: kubectl };
+  await importOk(v, bundles.v1, '--trust', trust);
+  t.is((await v.run(['apply', 'awareness@1.4.0', '--deploy', 'kubectl'], env)).code, 0);
+  await importOk(v, bundles.v2);
+  const before = (await readdir(dir)).filter((f) => f.startsWith('apply-')).length;
+  const failed = await v.run(['apply', 'awareness@1.5.0', '--deploy', 'kubectl', '--check', 'echo fusion answers 503; exit 1', '--json'], env);
+  t.is(failed.code, 1);
+  t.like(failed.json.error, { code: 'E_HEALTH_CHECK_FAILED', details: { revertedTo: '1.4.0', exitCode: 1, output: 'fusion answers 503' } });
+  const applied = (await readdir(dir)).filter((f) => f.startsWith('apply-')).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6))).slice(before);
+  const fusionOf = async (f: string): Promise<string | undefined> => /groke\/fusion@(sha256:[a-f0-9]{64})/.exec(await readFile(join(dir, f), 'utf8'))?.[1];
+  const digests = (await Promise.all(applied.map(fusionOf))).filter((d): d is string => d !== undefined);
+  t.deepEqual([digests[0], digests[digests.length - 1]], [img('v2', 'groke/fusion').digest, img('v1', 'groke/fusion').digest], '1.5.0 applied, then 1.4.0 applied again');
+  t.deepEqual((await states(v)).versions, { '1.4.0': 'active', '1.5.0': 'failed' });
 });
 
 /** A vessel with 1.4.0 active and `bundle` (a 1.5.0) staged, containerd running, and runtime config written. */

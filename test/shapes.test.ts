@@ -18,6 +18,7 @@ import { OciLayout } from '../lib/oci/layout.js';
 import { copyGraph } from '../lib/oci/graph.js';
 import { DOCKER_CONFIG, DOCKER_FOREIGN_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, EMPTY_DIGEST, OCI_EMPTY, OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../lib/oci/media-types.js';
 import { RegistryClient } from '../lib/registry/client.js';
+import { probeForeignLayers } from '../lib/registry/foreign.js';
 import type { SeabagError } from '../lib/errors.js';
 import { runCli } from './helpers/cli.js';
 import { startContainerd } from './helpers/containerd.js';
@@ -152,7 +153,7 @@ test('nested index: --platform linux/arm64 and platforms [linux/amd64, linux/arm
   t.is(await ctr.pullAndRun(pinned), 'shapes amd64');
 });
 
-test('variants: linux/arm64/v8 selects a variant-less arm64 entry and linux/arm64 an arm64/v8 one, as skopeo --override-variant does', async (t) => {
+test('variants: linux/arm64/v8 selects a variant-less arm64 entry and linux/arm64 an arm64/v8 one, as skopeo --override-variant and ctr --platform do', async (t) => {
   const src = await startRegistry({}, t.teardown.bind(t));
   const dir = await tempDir(t);
   const images = await ownLayout(dir);
@@ -172,6 +173,12 @@ test('variants: linux/arm64/v8 selects a variant-less arm64 entry and linux/arm6
   const picked = join(dir, 'picked');
   await execa('skopeo', ['--override-os', 'linux', '--override-arch', 'arm64', '--override-variant', 'v8', 'copy', '--quiet', '--src-tls-verify=false', `docker://${src.host}/groke/plain:1.0`, `oci:${picked}:x`]);
   t.is((await (await OciLayout.open(picked)).resolve('x')).digest, arm.digest);
+  // And so does containerd, told linux/arm64/v8: it fetches that manifest and not the amd64 one.
+  const ctr = await startContainerd(t.teardown.bind(t));
+  await ctr.ctr('content', 'fetch', '--plain-http', '--platform', 'linux/arm64/v8', `${src.host}/groke/plain:1.0`);
+  const content = await ctr.ctr('content', 'ls', '-q');
+  t.true(content.includes(arm.digest), 'ctr fetched the variant-less arm64 manifest');
+  t.false(content.includes(amd.digest));
 });
 
 test('buildx-style index filtered to one platform keeps that platform\'s attestation manifest with digests preserved; skopeo and ctr accept it; inspect shows it; --no-referrers drops it', async (t) => {
@@ -243,11 +250,19 @@ test('an image without the platform asked for: a warning naming it and its platf
   t.is(strict.code, 2);
   t.is(strict.json.error?.code, 'E_PLATFORM_UNAVAILABLE');
   t.deepEqual(strict.json.error?.details['platforms'], ['linux/amd64']);
+  // Only arm/v7 for linux/arm64: containerd would run it there, so it is kept, with a word.
+  const armv7Index = await indexOf(images, [entry(ppc, { os: 'linux', architecture: 'ppc64le' }), entry(arm, { os: 'linux', architecture: 'arm', variant: 'v7' })]);
+  await pushGraph(images, armv7Index, src.host, 'groke/armv7', '1.0');
+  const fb = await build(await writeSpec(dir, 'fallback', [{ ref: `${src.host}/groke/armv7:1.0` }]), join(dir, 'f.bundle'), '--platform', 'linux/arm64');
+  t.is(fb.code, 0, fb.stderr);
+  t.is((fb.json['images'] as { digest: string }[])[0]?.digest, arm.digest);
+  t.like((fb.json['warnings'] as unknown[])[0], { code: 'platform-fallback', message: `${src.host}/groke/armv7:1.0 has no linux/arm64; kept linux/arm/v7, which containerd runs in its place` });
+
   const specStrict = await writeSpec(dir, 'missing-strict', refs, ['platforms: [linux/arm64]', 'platformStrict: true']);
   const s2 = await build(specStrict, join(dir, 'd.bundle'));
   t.is(s2.code, 2);
   t.is(s2.json.error?.code, 'E_PLATFORM_UNAVAILABLE');
-  t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.bundle')).sort(), ['a.bundle', 'b.bundle'], 'refused builds leave no output');
+  t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.bundle')).sort(), ['a.bundle', 'b.bundle', 'f.bundle'], 'refused builds leave no output');
 });
 
 /** A Docker schema2 image with a foreign layer (urls) and an ordinary one, tagged `foreign` in a new layout. */
@@ -350,6 +365,16 @@ test('source errors are never confused: a missing tag, digest or blob is exit 2 
   t.is(holey.json.error?.code, 'E_NOT_FOUND');
   t.regex(holey.json.error?.message ?? '', new RegExp(`says .*${gone.digest} does not exist`));
 
+  // The same from an OCI layout whose layer file is gone.
+  const holeyLayout = await ownLayout(dir);
+  const amdLayers = (JSON.parse(await readFile(join(holeyLayout, 'blobs', 'sha256', amd.digest.slice(7)), 'utf8')) as { layers: Descriptor[] }).layers;
+  const lost = amdLayers.at(-1) as Descriptor;
+  await rm(join(holeyLayout, 'blobs', 'sha256', lost.digest.slice(7)));
+  const fromLayout = await build(await writeSpec(dir, 'holey-layout', [{ ref: 'groke/holey:1.0', from: `oci:${holeyLayout}:amd` }]), join(dir, 'l.bundle'));
+  t.is(fromLayout.code, 2, fromLayout.stderr);
+  t.is(fromLayout.json.error?.code, 'E_NOT_FOUND');
+  t.regex(fromLayout.json.error?.message ?? '', new RegExp(`groke/holey:1\\.0: oci:.* says .*${lost.digest} does not exist`));
+
   const port = await freePort();
   const down = await build(await writeSpec(dir, 'down', [{ ref: `127.0.0.1:${port}/groke/x:1.0` }]), join(dir, 'd.bundle'));
   t.is(down.code, 3);
@@ -416,4 +441,41 @@ test('shapes that already worked stay carried byte for byte: Docker list, zstd l
   }
   t.is(sourceDigests[1], zstdImage.digest);
   t.is(sourceDigests[2], many.digest);
+});
+
+test('an erroring source (Distribution answering 500 UNKNOWN for a tag whose storage is corrupt) is exit 3 E_REGISTRY, not "not found"', async (t) => {
+  const src = await startRegistry({}, t.teardown.bind(t));
+  const dir = await tempDir(t);
+  await skopeoCopy(`oci:${images}:amd`, `docker://${src.host}/groke/broken:1.0`);
+  await writeFile(join(src.storageDir, 'docker/registry/v2/repositories/groke/broken/_manifests/tags/1.0/current/link'), 'not a digest');
+  const r = await build(await writeSpec(dir, 'broken', [{ ref: `${src.host}/groke/broken:1.0` }]), join(dir, 'b.bundle'));
+  t.is(r.code, 3);
+  t.is(r.json.error?.code, 'E_REGISTRY');
+  t.is(r.json.error?.details['status'], 500);
+});
+
+test('the foreign-url probe judges every kind of foreign layer the way Distribution does, storing nothing: Docker foreign, OCI non-distributable, a plain layer with urls', async (t) => {
+  const strict = await startRegistry({}, t.teardown.bind(t));
+  const open = await startRegistry({ extraConfig: ALLOW_URLS }, t.teardown.bind(t));
+  const urls = ['https://foreign.example.com/l.tar.gz'];
+  const layer = (mediaType: string): Descriptor => ({ mediaType, digest: sha(Buffer.from(mediaType)) as Descriptor['digest'], size: 3, urls });
+  const kinds: [string, Descriptor][] = [
+    [DOCKER_MANIFEST, layer(DOCKER_FOREIGN_LAYER)],
+    ['application/vnd.oci.image.manifest.v1+json', layer('application/vnd.oci.image.layer.nondistributable.v1.tar+gzip')],
+    ['application/vnd.oci.image.manifest.v1+json', layer(OCI_LAYER_GZIP)],
+  ];
+  for (const [host, accepted] of [
+    [strict.host, false],
+    [open.host, true],
+  ] as const) {
+    const client = await RegistryClient.create(host);
+    t.teardown(() => client.close());
+    const repo = client.repository('groke/probe');
+    for (const [manifestType, l] of kinds) {
+      const probe = await probeForeignLayers(repo, manifestType, [l]);
+      t.is(probe.accepted, accepted, `${l.mediaType} at ${accepted ? 'an allowing' : 'a default'} registry`);
+    }
+    t.deepEqual(await repo.listTags(), [], 'nothing was stored');
+  }
+  t.deepEqual(await readdir(strict.storageDir), [], 'the default registry wrote nothing at all');
 });

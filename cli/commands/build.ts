@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, CredentialStore, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
+import { buildBundle, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
@@ -71,7 +71,9 @@ export const build: Command = {
         .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
         .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images, as containerd selects them (overrides the spec)' })
         .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
-        .option('referrers', { type: 'boolean', default: true, describe: 'carry image referrers: buildx attestation manifests of the kept platforms (--no-referrers drops them)' }),
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
+        .option('referrers', { type: 'boolean', default: true, describe: "carry image referrers: cosign signatures, attestations and SBOMs (.sig/.att/.sbom tags), OCI 1.1 referrers, buildx attestation manifests of the kept platforms (--no-referrers drops them)" })
+        .option('image-key', { type: 'string', array: true, describe: 'require every image to carry a cosign signature by this public key (PEM, ECDSA P-256 or Ed25519); repeatable' }),
     ),
   progress: true,
   more: RELEASE_FIELDS,
@@ -79,9 +81,11 @@ export const build: Command = {
     { does: 'build and sign a release', run: 'bundle build release.yaml -o awareness-1.4.0.bundle --sign release.key' },
     { does: 'parts of at most 4 GiB for a FAT32 stick', run: 'bundle build release.yaml -o stick/aw.bundle --split fat32 --sign release.key' },
     { does: "a delta: leave out what the vessel's inventory shows it holds", run: 'bundle build release.yaml -o aw-1.5.0.bundle --since inventory.json --sign release.key' },
+    { does: 'require every image to be cosign-signed by this key', run: 'bundle build release.yaml -o aw.bundle --sign release.key --image-key cosign.pub' },
   ],
   async run(args, ctx) {
     const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p)));
+    const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
     const split = str(args, 'split');
     const since = str(args, 'since');
@@ -98,6 +102,9 @@ export const build: Command = {
       },
       signers,
       roots,
+      imageKeys,
+      force: args['force'] === true,
+      reads: [...list(args, 'sign'), ...list(args, 'trust'), ...list(args, 'image-key'), ...(since === undefined ? [] : [since])],
       ...(omit === undefined ? {} : { omit }),
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       ...(created === undefined ? {} : { created }),
@@ -116,7 +123,15 @@ export const build: Command = {
         files: write.files,
         size: write.size,
         ...(write.parts === undefined ? {} : { parts: write.parts.count, sha256: write.parts.sha256 }),
-        images: release.images.map((i) => ({ ref: i.ref, digest: i.digest, platforms: i.platforms, size: i.size, ...(i.attestations ? { attestations: i.attestations } : {}) })),
+        images: release.images.map((i) => ({
+          ref: i.ref,
+          digest: i.digest,
+          platforms: i.platforms,
+          size: i.size,
+          ...(i.attestations ? { attestations: i.attestations } : {}),
+          ...(i.referrers ? { referrers: i.referrers.length } : {}),
+        })),
+        ...(result.imageSignatures === undefined ? {} : { imageSignatures: result.imageSignatures }),
         signatures: result.signedBy.map((keyid) => ({ keyid })),
         omittedBlobs: release.omittedBlobs,
         omittedBytes: result.omittedBytes,
@@ -128,6 +143,9 @@ export const build: Command = {
     writeLine(out, `built ${release.name} ${release.version}: ${write.files.join(', ')} (${formatBytes(write.size)}${write.parts ? ` in ${write.parts.count} parts` : ''})`);
     writeLine(out, `  release   ${result.releaseDigest}`);
     writeLine(out, `  images    ${release.images.map((i) => `${i.ref} (${shortDigest(i.digest)})`).join('\n            ')}`);
+    const referrerCount = release.images.reduce((n, i) => n + (i.referrers ?? []).length, 0);
+    if (referrerCount > 0) writeLine(out, `  referrers ${referrerCount} (signatures, attestations, SBOMs) carried with their images`);
+    if (result.imageSignatures !== undefined) writeLine(out, `  images    every one cosign-signed by an image key`);
     writeLine(out, `  manifests ${release.manifests.length} file(s), device profiles ${release.deviceProfiles.length}`);
     if (release.omittedBlobs.length > 0) writeLine(out, `  delta     ${release.omittedBlobs.length} blob(s) left out (${formatBytes(result.omittedBytes)} the vessel already has)`);
     if (result.signedBy.length === 0) {

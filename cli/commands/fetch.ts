@@ -14,7 +14,8 @@ export const fetch: Command = {
       .option('limit-rate', { type: 'string', describe: 'average bytes per second not to exceed, as curl writes it: 500K, 1M (powers of 1024)' })
       .option('retries', { type: 'number', default: 20, describe: 'failed attempts in a row without progress before giving up (waits grow to 30 s: about 10 minutes)' })
       .option('timeout', { type: 'number', default: 60, describe: 'seconds without data before a connection is dropped and tried again' })
-      .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for HTTPS' }),
+      .option('ca-file', { type: 'string', describe: 'PEM file of a CA to trust for HTTPS' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace a different bundle or parts file of the same name in the folder' }),
   progress: true,
   examples: [
     { does: 'download the parts of a bundle at no more than 300 KiB/s', run: 'bundle fetch https://shore.example.com/r/aw.parts.json -o /srv/in --limit-rate 300K' },
@@ -29,6 +30,7 @@ export const fetch: Command = {
       retries: Number(args['retries']),
       timeoutSeconds: Number(args['timeout']),
       ...(caFile === undefined ? {} : { caFile }),
+      force: args['force'] === true,
       signal: ctx.signal,
       onProgress: ctx.progress.update,
       onRetry: (r) => ctx.io.stderr.write(`link: ${r.reason}; trying again in ${Math.round(r.delayMs / 1000)} s (attempt ${r.attempt})\n`),

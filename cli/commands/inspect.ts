@@ -37,6 +37,17 @@ export const inspect: Command = {
         for (const a of i.attestations ?? []) writeLine(out, `  ${i.ref}  ${shortDigest(a.digest)} for ${a.platform ?? shortDigest(a.subject)}`);
       }
     }
+    const withReferrers = report.images.filter((i) => i.referrers.length > 0);
+    if (withReferrers.length > 0) {
+      writeLine(out);
+      writeLine(out, 'referrers (signatures, attestations, SBOMs):');
+      for (const i of withReferrers) {
+        writeLine(out, `  ${i.ref}`);
+        const rows = i.referrers.map((x) => [x.kind, x.tag ?? (x.artifactType ?? x.mediaType), shortDigest(x.digest), `of ${shortDigest(x.subject)}`]);
+        for (const line of table(rows)) writeLine(out, `    ${line}`);
+      }
+    }
+    if (report.imagePolicy !== undefined) writeLine(out, `image policy: every image cosign-signed by ${report.imagePolicy.keyids.join(' or ')}`);
     writeLine(out);
     writeLine(out, `manifests: ${report.manifests.map((m) => `${m.file} (${m.documents} doc${m.documents === 1 ? '' : 's'})`).join(', ') || 'none'}`);
     writeLine(out, `device profiles: ${report.deviceProfiles.map((d) => `${d.name} (${d.discovery}${d.node ? ` on ${d.node}` : ''})`).join(', ') || 'none'}`);

@@ -1,5 +1,6 @@
 import { open, rm } from 'node:fs/promises';
 import { fromSystemError, generateKeyPair, SeabagError } from '../../lib/index.js';
+import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';
 import { str } from '../options.js';
 import { printJSON, writeLine } from '../render.js';
@@ -37,6 +38,8 @@ export const keygen: Command = {
   async run(args, ctx) {
     const file = str(args, 'file') as string;
     const force = args['force'] === true;
+    // Both names are checked first: a key without its .pub (or with another key's) is never left.
+    await checkOutputs([file, `${file}.pub`], { force });
     const pair = generateKeyPair();
     await writeNew(file, pair.privatePem, 0o600, force);
     await writeNew(`${file}.pub`, pair.publicPem, 0o644, force);

@@ -17,7 +17,12 @@ export function planLines(plan: SwitchResult): string[] {
   if (plan.unchanged) return [`${r.name} ${r.version} is already active; nothing to move`];
   const verb = plan.op === 'apply' ? 'apply' : 'roll back to';
   const now = plan.from ? ` (running now: ${plan.from.version})` : ' (nothing of it runs now)';
-  return [`${verb} ${r.name} ${r.version}${now} moves ${plan.tags.length} tag${plan.tags.length === 1 ? '' : 's'}:`, ...moveLines(plan)];
+  const lines = [`${verb} ${r.name} ${r.version}${now} moves ${plan.tags.length} tag${plan.tags.length === 1 ? '' : 's'}:`, ...moveLines(plan)];
+  if (plan.gate !== undefined) {
+    const cmd = plan.gate.source === 'cli' ? (plan.gate.command[2] ?? '') : plan.gate.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+    lines.push(`then runs ${plan.gate.source === 'cli' ? 'your check' : "the release's own check, on this host"} (${plan.gate.timeoutSeconds}s at most; a failure switches back):`, `  ${cmd}`);
+  }
+  return lines;
 }
 
 function report(ctx: RunContext, result: SwitchResult & { notes: string[] }, shown: boolean): number {

@@ -1,5 +1,6 @@
 import { extendChain, loadPrivateKey, loadPublicKey, loadRoot, makeRootSigned, SeabagError, signRoot, verifyRootSelf, writeJSONAtomic, type PublicKey, type TrustRoot } from '../../lib/index.js';
 import type { Argv } from 'yargs';
+import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command, RunContext } from '../command.js';
 import { list, parseWhen, str } from '../options.js';
 import { printJSON, writeLine } from '../render.js';
@@ -12,7 +13,14 @@ function keyFlags(y: Argv): Argv {
     .option('release-threshold', { type: 'number', describe: 'how many release keys must sign a release (default 1)' })
     .option('expires', { type: 'string', describe: 'when the root expires: 2027-06-01, an RFC 3339 time, or 365d / 52w / 1y from now (default 1y)' })
     .option('sign', { type: 'string', array: true, demandOption: true, describe: 'private root key(s) to sign with' })
-    .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'file to write' });
+    .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'file to write' })
+    .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' });
+}
+
+/** `-o` must not exist (without --force) and must not be any file this command reads. */
+async function guardOutput(args: Record<string, unknown>, more: string[] = []): Promise<void> {
+  const reads = [...list(args, 'root-key'), ...list(args, 'release-key'), ...list(args, 'sign'), ...more];
+  await checkOutputs([str(args, 'output') as string], { force: args['force'] === true, reads });
 }
 
 function threshold(args: Record<string, unknown>, key: string, fallback: number): number {
@@ -48,6 +56,7 @@ export const trustInit: Command = {
     { does: 'one root key, one release key, valid for a year', run: 'bundle trust init --root-key root.key.pub --release-key release.key.pub --sign root.key -o trust.json' },
   ],
   async run(args, ctx) {
+    await guardOutput(args);
     const rootKeys = await keys(args, 'root-key');
     const releaseKeys = await keys(args, 'release-key');
     if (rootKeys.length === 0 || releaseKeys.length === 0) throw new SeabagError('E_USAGE', 'trust init needs at least one --root-key and one --release-key');
@@ -77,6 +86,7 @@ export const trustRotate: Command = {
     { does: 'replace the release key; old and new root keys sign', run: 'bundle trust rotate trust.json --release-key new.key.pub --sign root.key -o t2.json' },
   ],
   async run(args, ctx) {
+    await guardOutput(args, [str(args, 'root') as string]);
     const { root: current } = await loadRoot(str(args, 'root') as string);
     const old = current.signed;
     // A role not named keeps the keys it had.

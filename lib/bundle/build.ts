@@ -7,6 +7,7 @@
  * `index.json`, small metadata blobs, then layers, each layer read once from its source and
  * verified as it passes into the bundle.
  */
+import { isAbsolute, resolve } from 'node:path';
 import { isoSeconds, parseTime } from '../util/time.js';
 import { isSeabagError, SeabagError } from '../errors.js';
 import { sha256Digest, type Digest } from '../oci/digest.js';
@@ -43,10 +44,16 @@ import { IN_TOTO_PAYLOAD_TYPE, signEnvelope } from '../trust/dsse.js';
 import type { SigningKey } from '../trust/keys.js';
 import { releaseStatement } from '../trust/verify.js';
 import { canonicalBytes } from '../util/canonical.js';
+import { loadImageKey, type ImageKey } from '../trust/cosign.js';
 import { renderDeviceProfiles } from './devices.js';
+import { requireSignedImages, type ImageSignatureReport } from './image-policy.js';
+import { referrerIndexEntry } from '../oci/referrers.js';
+import { discoverReferrers, referrerSubjects, type DiscoveredReferrer } from './referrers.js';
 import { ImageMatcher, pinManifestFiles, type PinTarget } from './k8s.js';
 import { versionTag, type ReleaseAttestation, type ReleaseDocument, type ReleaseImage } from './release.js';
-import { openImageSource, type ImageSource } from './sources.js';
+import { openImageSource, parseFrom, type ImageSource } from './sources.js';
+import { checkOutputs } from '../util/outputs.js';
+import { resolve as resolvePath } from 'node:path';
 import { collectYAMLFiles, loadReleaseSpec } from './spec.js';
 import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
@@ -58,7 +65,10 @@ export interface BuildOptions extends OpOptions {
   platforms?: readonly Platform[];
   /** An image with none of the platforms is an error, not a warning (or the spec's `platformStrict`). */
   platformStrict?: boolean;
-  /** Carry referrers: buildx attestation manifests of the kept platforms (default true; `--no-referrers`). */
+  /**
+   * Carry referrers (default true; `--no-referrers`): cosign signatures, attestations and SBOMs,
+   * OCI 1.1 referrers, and buildx attestation manifests of the kept platforms.
+   */
   referrers?: boolean;
   /** Told of each warning as it arises (the result lists them too). */
   onWarning?: (warning: BuildWarning) => void;
@@ -75,6 +85,12 @@ export interface BuildOptions extends OpOptions {
   credentials?: CredentialStore;
   plainHttp?: boolean;
   caFile?: string;
+  /** Require a valid cosign signature by one of these keys on every image (with the spec's `imagePolicy`). */
+  imageKeys?: readonly ImageKey[];
+  /** Replace an existing output (never a file the build reads). */
+  force?: boolean;
+  /** Files the caller read for this build (keys, trust roots, --since): never written over. */
+  reads?: readonly string[];
 }
 
 /** Something the build did that the release engineer should know of; it did not stop the build. */
@@ -95,6 +111,8 @@ export interface BuildResult {
   /** Bytes of blobs left out (delta). */
   omittedBytes: number;
   signedBy: string[];
+  /** Each image's cosign signers, when an image policy applied. */
+  imageSignatures?: ImageSignatureReport[];
 }
 
 interface ResolvedImage {
@@ -103,6 +121,8 @@ interface ResolvedImage {
   graph: GraphNode;
   ref: string;
   image: ReleaseImage;
+  /** Its referrers' content, carried unless `--no-referrers`. */
+  referrers: DiscoveredReferrer[];
 }
 
 /**
@@ -317,16 +337,45 @@ async function resolveImage(
   return graph;
 }
 
+/** The referrers of an image at its source: of every manifest kept, and of the root the source named. */
+async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, options: OpOptions): Promise<DiscoveredReferrer[]> {
+  if (!wanted) return [];
+  const sourceDigest = graph.desc.digest === source.root.digest ? undefined : source.root.digest;
+  return discoverReferrers(source.store, referrerSubjects(graph, sourceDigest), options.signal ? { signal: options.signal } : {});
+}
+
+/** The spec's `imagePolicy.keys`, files relative to the spec. */
+async function specImageKeys(paths: readonly string[], baseDir: string): Promise<ImageKey[]> {
+  return Promise.all(paths.map((p) => loadImageKey(isAbsolute(p) ? p : resolve(baseDir, p))));
+}
+
+/** The same referrer under the same name once (an image listed twice shares its referrers). */
+function uniqueEntries(entries: Descriptor[]): Descriptor[] {
+  return [...new Map(entries.map((e) => [`${e.digest} ${e.annotations?.[REF_NAME] ?? ''}`, e])).values()];
+}
+
+function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
+  return [...new Map(keys.map((k) => [k.keyid, k])).values()].sort((a, b) => a.keyid.localeCompare(b.keyid));
+}
+
 /**
  * Builds the bundle a release spec describes.
  *
  * @throws E_SPEC_INVALID (every problem of the spec, manifests and profiles at once),
- *   E_IMAGE_NOT_IN_RELEASE, E_DIGEST_MISMATCH (a source blob that doesn't match), E_NOT_FOUND,
+ *   E_IMAGE_NOT_IN_RELEASE, E_IMAGE_UNSIGNED, E_IMAGE_SIGNATURE_INVALID (image keys given),
+ *   E_KEY_INVALID, E_DIGEST_MISMATCH (a source blob that doesn't match), E_NOT_FOUND,
  *   E_AUTH, E_REGISTRY*, E_DISK_FULL, E_IO. Nothing is left at `output` on failure.
  */
 export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
   const loaded = await loadReleaseSpec(specPath);
   const { spec } = loaded;
+  const outputs = options.splitSize === undefined ? [options.output] : [options.output, `${options.output}.parts.json`, `${options.output}.001`];
+  const archives = spec.images.flatMap((image) => {
+    if (image.from === undefined) return [];
+    const from = parseFrom(image.from);
+    return from.kind === 'oci-archive' || from.kind === 'docker-archive' ? [resolvePath(loaded.baseDir, from.path)] : [];
+  });
+  await checkOutputs(outputs, { force: options.force === true, reads: [loaded.file, ...archives, ...(options.reads ?? [])] });
   const platforms = options.platforms && options.platforms.length > 0 ? options.platforms : loaded.platforms;
   const strict = options.platformStrict === true || spec.platformStrict === true;
   const warnings: BuildWarning[] = [];
@@ -339,6 +388,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   const clients = new Map<string, RegistryClient>();
   const sources: ImageSource[] = [];
   try {
+    const imageKeys = [...(options.imageKeys ?? []), ...(await specImageKeys(spec.imagePolicy?.keys ?? [], loaded.baseDir))];
     // 1. Images: manifests, indexes and configs, verified and held in memory.
     const resolved: ResolvedImage[] = [];
     const configs = new Map<string, Buffer>();
@@ -379,9 +429,20 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       if (ref.digest !== undefined && ref.digest !== source.root.digest) {
         throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
       }
-      resolved.push({ reference: ref, source, graph, ref: image.ref, image });
+      const referrers = await imageReferrers(source, graph, options.referrers !== false || imageKeys.length > 0, options);
+      for (const r of referrers) for (const node of postOrder(r.graph)) if (!providers.has(node.desc.digest)) providers.set(node.desc.digest, source.store);
+      if (referrers.length > 0 && options.referrers !== false) image.referrers = referrers.map((r) => r.record);
+      resolved.push({ reference: ref, source, graph, ref: image.ref, image, referrers });
       done += 1;
     }
+
+    const imageSignatures = imageKeys.length === 0 ? undefined : await requireSignedImages(
+      resolved.map((r) => ({ ...r.image, referrers: r.referrers.map((x) => x.record) })),
+      (_image, i) => (resolved[i] as ResolvedImage).source.store,
+      imageKeys,
+      options.signal ? { signal: options.signal } : {},
+    );
+    const carried = options.referrers === false ? [] : resolved.flatMap((r) => r.referrers.map((x) => ({ image: r, referrer: x })));
 
     // 2. Manifests pinned, device profiles rendered; every problem at once.
     const targets: PinTarget[] = resolved.map(({ reference, image }) => ({
@@ -394,6 +455,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const manifestFiles = await collectYAMLFiles(loaded.baseDir, spec.manifests ?? []);
     const pinned = await pinManifestFiles(manifestFiles, loaded.baseDir, matcher);
     const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? [], 'deviceProfiles');
+    await checkOutputs(outputs, { force: true, reads: [...manifestFiles, ...profileFiles] });
     const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
     const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.message.includes('is not in the release'));
     throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');
@@ -404,7 +466,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const profileLayers = devices.profiles.map((p) => blob(Buffer.from(p.text), SEABAG_DEVICE_PROFILE, { [TITLE]: `devices/${p.name}.yaml` }));
     const omitted = new Set<Digest>();
     let omittedBytes = 0;
-    const allNodes = resolved.flatMap((r) => postOrder(r.graph));
+    const allNodes = [...resolved.flatMap((r) => postOrder(r.graph)), ...carried.flatMap((c) => postOrder(c.referrer.graph))];
     const seen = new Set<string>();
     for (const node of allNodes) {
       if (seen.has(node.desc.digest)) continue;
@@ -436,6 +498,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     if (spec.expires !== undefined) release.expires = expiryTime(spec.expires);
     if (spec.check !== undefined) release.check = { command: spec.check.command, timeoutSeconds: parseDuration(spec.check.timeout ?? DEFAULT_CHECK_TIMEOUT, 'check.timeout', MAX_RELEASE_CHECK_SECONDS) };
     if (platforms.length > 0) release.platforms = platforms.map(formatPlatform);
+    if (imageKeys.length > 0) release.imagePolicy = { keys: uniqueKeys(imageKeys).map((k) => ({ keyid: k.keyid, publicKey: k.pem })) };
     if (options.omit !== undefined) release.since = { kind: options.omit.kind, ...(options.omit.releases ? { releases: options.omit.releases } : {}) };
     const releaseConfig = blob(json(release), SEABAG_RELEASE_CONFIG);
     const releaseLayersList = [...manifestLayers, ...profileLayers];
@@ -486,6 +549,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
         { ...releaseManifest.desc, artifactType: SEABAG_RELEASE, annotations: { [REF_NAME]: `seabag/${release.name}:${versionTag(release.version)}` } },
         ...artifacts.map((a) => ({ ...a.manifest.desc, artifactType: a.artifactType })),
         ...resolved.map((r) => ({ mediaType: r.graph.desc.mediaType, digest: r.graph.desc.digest, size: r.graph.desc.size, annotations: { [REF_NAME]: r.ref } })),
+        ...uniqueEntries(carried.map((c) => referrerIndexEntry(c.referrer.record, referenceName(c.image.reference)))),
       ],
     };
     const entries: BundleEntry[] = [
@@ -524,7 +588,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
-    return { warnings, release, releaseDigest: releaseManifest.desc.digest, write, omittedBytes, signedBy: signers.map((s) => s.keyid) };
+    return { warnings, release, releaseDigest: releaseManifest.desc.digest, write, omittedBytes, signedBy: signers.map((s) => s.keyid), ...(imageSignatures ? { imageSignatures } : {}) };
   } finally {
     await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
     for (const c of clients.values()) c.close();

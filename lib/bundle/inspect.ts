@@ -7,6 +7,7 @@ import { SeabagError } from '../errors.js';
 import { parseIndex, type Descriptor } from '../oci/descriptor.js';
 import { parseEnvelope } from '../trust/dsse.js';
 import { parseRoot } from '../trust/root.js';
+import type { ReferrerRecord } from '../oci/referrers.js';
 import { openBundle, releaseSummary, type ReleaseAttestation, type ReleaseDocument, type ReleaseSummary } from './release.js';
 
 export interface InspectReport {
@@ -14,7 +15,9 @@ export interface InspectReport {
   parts: number;
   size: number;
   release: ReleaseSummary;
-  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; attestations?: ReleaseAttestation[] }[];
+  images: { ref: string; repository: string; tag?: string; digest: Digest; platforms: string[]; size: number; attestations?: ReleaseAttestation[]; referrers: ReferrerRecord[] }[];
+  /** Keys the release required every image to be signed by (cosign), when it did. */
+  imagePolicy?: { keyids: string[] };
   manifests: { file: string; documents: number; digest: Digest }[];
   deviceProfiles: ReleaseDocument['deviceProfiles'];
   /** The release's own signed health check, for the captain to read before `apply --release-check`. */
@@ -93,7 +96,9 @@ export async function inspectBundle(path: string): Promise<InspectReport> {
         platforms: i.platforms,
         size: i.size,
         ...(i.attestations === undefined ? {} : { attestations: i.attestations }),
+        referrers: i.referrers ?? [],
       })),
+      ...(release.imagePolicy === undefined ? {} : { imagePolicy: { keyids: release.imagePolicy.keys.map((k) => k.keyid) } }),
       manifests: release.manifests.map((m) => ({ file: m.file, documents: m.documents, digest: m.digest })),
       deviceProfiles: release.deviceProfiles,
       ...(release.check === undefined ? {} : { check: release.check }),

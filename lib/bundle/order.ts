@@ -10,7 +10,8 @@
  */
 import type { Digest } from '../oci/digest.js';
 import { MAX_METADATA_SIZE, parseImageManifest, type Descriptor, type ImageIndex, type ImageManifest } from '../oci/descriptor.js';
-import { postOrder, type GraphNode } from '../oci/graph.js';
+import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import { isImageManifest, SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 
 export interface OrderedBlob {
@@ -24,7 +25,10 @@ export interface OrderInput {
   releaseManifest: ImageManifest;
   /** Manifests of the signature and trust-chain artifacts, by digest. */
   artifacts: ReadonlyMap<string, ImageManifest>;
-  /** Each image's graph, in the order index.json lists the images. */
+  /**
+   * The graph of every other entry of index.json (images, then the referrers carried with them),
+   * in the order index.json lists them (see `contentGraphs`).
+   */
   graphs: readonly GraphNode[];
   omitted: ReadonlySet<string>;
 }
@@ -64,6 +68,30 @@ export function bundleBlobOrder(input: OrderInput): OrderedBlob[] {
   }
   for (const node of nodes) {
     if (node.bytes === undefined && !input.omitted.has(node.desc.digest)) add(node.desc);
+  }
+  return out;
+}
+
+/** Is this index.json entry an image or a carried referrer (not the release, a signature or a trust chain)? */
+export function isContentEntry(d: Descriptor): boolean {
+  return d.artifactType === undefined || ![SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN].includes(d.artifactType);
+}
+
+/**
+ * The graphs `bundleBlobOrder` walks: one per image or referrer entry of index.json, in its order;
+ * those admission already resolved are reused, the others (referrers) resolved from `source`.
+ */
+export async function contentGraphs(source: ReadOnlyStorage, index: ImageIndex, known: readonly GraphNode[], omitted: ReadonlySet<string>, options: OpOptions = {}): Promise<GraphNode[]> {
+  const byDigest = new Map(known.map((g) => [g.desc.digest, g]));
+  const out: GraphNode[] = [];
+  for (const d of index.manifests) {
+    if (!isContentEntry(d)) continue;
+    let graph = byDigest.get(d.digest);
+    if (graph === undefined) {
+      graph = await resolveGraph(source, d, { prune: (x) => omitted.has(x.digest), ...(options.signal ? { signal: options.signal } : {}) });
+      byDigest.set(d.digest, graph);
+    }
+    out.push(graph);
   }
   return out;
 }

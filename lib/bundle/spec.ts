@@ -32,6 +32,8 @@ export interface ReleaseSpec {
   images: SpecImage[];
   manifests?: string[];
   deviceProfiles?: string[];
+  /** Public keys (files) every image must carry a cosign signature by. */
+  imagePolicy?: { keys: string[] };
   /** A health check to run aboard after a switch (argv, no shell), carried signed in the release document. */
   check?: { command: string[]; timeout?: string };
 }

@@ -13,6 +13,7 @@ import { networkError, readBody, Transport, type HttpResponse } from '../registr
 import { assertSchema } from '../schema.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
 import { sha256File } from '../util/files.js';
+import { checkOutputs } from '../util/outputs.js';
 import type { PartsFile } from '../bundle/parts.js';
 import { TokenBucket } from '../util/limit.js';
 import { withPatience } from './patience.js';
@@ -30,6 +31,8 @@ export interface FetchOptions extends OpOptions {
   backoff?: { minMs: number; maxMs: number };
   /** PEM file of a CA for HTTPS. */
   caFile?: string;
+  /** Replace a bundle or parts file already in the folder (parts of the same bundle are always checked and reused). */
+  force?: boolean;
   onRetry?: (info: { url: string; attempt: number; delayMs: number; reason: string }) => void;
 }
 
@@ -189,10 +192,32 @@ async function download(session: Session, url: URL, dest: string, expectedSize: 
   });
 }
 
+/**
+ * A parts file from the link names the files fetch will write: the bundle must be a plain name
+ * (no dotfile, no folder), the parts file must be `BUNDLE.parts.json`, and the parts exactly
+ * `BUNDLE.001`, `BUNDLE.002`, … in order. Anything else (`notes.txt`, `.profile`, `../x`) is refused
+ * before a byte is written.
+ *
+ * @throws E_PART_CORRUPT
+ */
+function checkPartNames(parts: PartsFile, partsName: string): void {
+  const bundle = parts.bundle;
+  const refuse = (what: string): never => {
+    throw new SeabagError('E_PART_CORRUPT', `the parts file names ${what}; only ${JSON.stringify(`${bundle}.001`)}, … of its bundle are fetched`, {
+      details: { bundle, names: parts.parts.map((p) => p.name) },
+    });
+  };
+  if (bundle === '' || bundle.startsWith('.') || /[/\\\u0000-\u001f\u007f]/.test(bundle)) refuse(`the bundle ${JSON.stringify(bundle)}`);
+  if (partsName !== `${bundle}.parts.json`) refuse(`the bundle ${JSON.stringify(bundle)} but is itself ${JSON.stringify(partsName)}`);
+  parts.parts.forEach((p, i) => {
+    if (p.name !== `${bundle}.${String(i + 1).padStart(3, '0')}`) refuse(`a part ${JSON.stringify(p.name)}`);
+  });
+}
+
 /** A file name from a URL or a parts file, refusing anything that could leave the folder. */
 function plainName(name: string, what: string): string {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\\') || name.includes('\0')) {
-    throw new SeabagError('E_FETCH', `${what} ${JSON.stringify(name)} is not a plain file name`);
+  if (name === '' || name.startsWith('.') || name.includes('/') || name.includes('\\') || name.includes('\0')) {
+    throw new SeabagError(what === 'a part name' ? 'E_PART_CORRUPT' : 'E_USAGE', `${what} ${JSON.stringify(name)} is not a plain file name`, { details: { name } });
   }
   return name;
 }
@@ -224,6 +249,7 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
     const name = plainName(decodeURIComponent(basename(parsed.pathname)), 'the URL names');
     if (!name.endsWith('.parts.json')) {
       const dest = join(options.outDir, name);
+      await checkOutputs([dest], { force: options.force === true });
       const size = await download(session, parsed, dest, undefined);
       await rename(`${dest}.partial`, dest);
       await fsyncDir(options.outDir);
@@ -244,6 +270,11 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
     }
     assertSchema('parts', doc, url, 'E_PART_CORRUPT');
     const parts = doc as PartsFile;
+    // Every name is checked before anything is written: only NAME.001, NAME.002, … of this bundle.
+    checkPartNames(parts, name);
+    const partsPath = join(options.outDir, name);
+    const previous = await readFile(partsPath, 'utf8').catch(() => undefined);
+    if (previous !== undefined && previous !== text) await checkOutputs([partsPath], { force: options.force === true });
     session.total = parts.size;
     const files: string[] = [];
     let reused = 0;
@@ -279,7 +310,6 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
       await rename(`${dest}.partial`, dest);
       await fsyncDir(options.outDir);
     }
-    const partsPath = join(options.outDir, name);
     await writeFileAtomic(partsPath, text);
     return { bundle: partsPath, files: [...files, partsPath], size: parts.size, downloaded: session.downloaded, reused, refetched };
   } finally {

@@ -20,7 +20,9 @@ import { checkExpiry } from '../trust/policy.js';
 import { verifyRootSelf, type TrustRoot } from '../trust/root.js';
 import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../trust/verify.js';
 import { MetadataReader, type MetadataLimits, type MetadataSource } from './metadata.js';
-import type { ReleaseDocument, ReleaseMetadata } from './model.js';
+import type { ReleaseDocument, ReleaseImage, ReleaseMetadata } from './model.js';
+import { referrerGraph, referrerIndexEntry, type CarriedReferrer } from '../oci/referrers.js';
+import { parseReference, referenceName } from '../oci/reference.js';
 import { versionTag } from './model.js';
 import { readRelease } from './read.js';
 
@@ -49,6 +51,8 @@ export interface Admission extends ReleaseMetadata {
   signatureCheck: SignatureCheck;
   /** Each image's graph, in release order; omitted blobs are leaves. Nodes are shared between images. */
   graphs: GraphNode[];
+  /** The referrers the release carries, each with its graph and the repository it goes to. */
+  referrers: CarriedReferrer[];
   /** The reader, for later metadata reads of the same release (shared bytes, same caps). */
   reader: MetadataReader;
 }
@@ -60,8 +64,9 @@ function layoutError(name: string, message: string): SeabagError {
 /**
  * `index.json` is not signed, so after the signature check it must say exactly what the signed
  * release says: the release manifest under `seabag/NAME:VERSION`, the release's images under
- * their references with their digests, media types and sizes, and signature and trust-chain
- * artifacts; nothing else, and nothing left out.
+ * their references with their digests, media types and sizes, each referrer the release lists
+ * (cosign tags under the image's name), and signature and trust-chain artifacts; nothing else,
+ * and nothing left out.
  *
  * @throws E_LAYOUT_INVALID naming the entry that disagrees
  */
@@ -81,13 +86,36 @@ export function checkIndex(source: Pick<MetadataSource, 'name' | 'index' | 'size
     if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) continue;
     const ref = d.annotations?.[REF_NAME];
     const image = release.images.find((im) => im.digest === d.digest && im.ref === ref);
+    if (image === undefined && isListedReferrer(release, d)) {
+      listed.add(`${d.digest} ${ref ?? ''}`);
+      continue;
+    }
     if (image === undefined) throw layoutError(name, `${where} names ${ref ?? '(no name)'}@${d.digest}, which the signed release does not list`);
     if (image.mediaType !== d.mediaType) throw layoutError(name, `${where} gives ${ref} the media type ${d.mediaType}, the signed release says ${image.mediaType}`);
     listed.add(`${image.ref} ${image.digest}`);
   }
   for (const image of release.images) {
     if (!listed.has(`${image.ref} ${image.digest}`)) throw layoutError(name, `index.json does not list ${image.ref}@${image.digest}, which the signed release holds`);
+    for (const r of image.referrers ?? []) {
+      const entry = referrerIndexEntry(r, imageName(image));
+      if (!listed.has(`${entry.digest} ${entry.annotations?.[REF_NAME] ?? ''}`)) throw layoutError(name, `index.json does not list the referrer ${r.digest} (${r.kind}) of ${image.ref}, which the signed release holds`);
+    }
   }
+}
+
+/** The name an image's cosign tags go under in `index.json`: its reference without tag or digest. */
+function imageName(image: ReleaseImage): string {
+  return referenceName(parseReference(image.ref));
+}
+
+/** An `index.json` entry that is exactly a referrer the signed release lists (digest, type, size, name). */
+function isListedReferrer(release: ReleaseDocument, d: Descriptor): boolean {
+  return release.images.some((image) =>
+    (image.referrers ?? []).some((r) => {
+      const entry = referrerIndexEntry(r, imageName(image));
+      return entry.digest === d.digest && entry.mediaType === d.mediaType && entry.size === d.size && entry.annotations?.[REF_NAME] === d.annotations?.[REF_NAME];
+    }),
+  );
 }
 
 /**
@@ -98,6 +126,21 @@ export function checkIndex(source: Pick<MetadataSource, 'name' | 'index' | 'size
  * @throws E_BLOBS_MISSING listing what is neither; what the reader throws
  */
 export async function checkComplete(reader: MetadataReader, meta: Pick<ReleaseMetadata, 'release' | 'releaseDesc' | 'releaseManifest'>, options: OpOptions = {}): Promise<GraphNode[]> {
+  return (await completeContent(reader, meta, options)).graphs;
+}
+
+/**
+ * {@link checkComplete}, with the graphs of the referrers the release carries (each beside its
+ * image's repository, each distinct repository, digest and tag once; their subjects are not part
+ * of them).
+ *
+ * @throws what `checkComplete` throws
+ */
+export async function completeContent(
+  reader: MetadataReader,
+  meta: Pick<ReleaseMetadata, 'release' | 'releaseDesc' | 'releaseManifest'>,
+  options: OpOptions = {},
+): Promise<{ graphs: GraphNode[]; referrers: CarriedReferrer[] }> {
   const source = reader.source;
   const omitted = new Set<string>(meta.release.omittedBlobs);
   const needed = new Map<string, Descriptor>();
@@ -117,6 +160,25 @@ export async function checkComplete(reader: MetadataReader, meta: Pick<ReleaseMe
     for (const node of postOrder(graph)) needed.set(node.desc.digest, node.desc);
     graphs.push(graph);
   }
+  const referrers: CarriedReferrer[] = [];
+  const carried = new Set<string>();
+  for (const image of meta.release.images) {
+    for (const record of image.referrers ?? []) {
+      const key = `${image.repository} ${record.digest} ${record.tag ?? ''}`;
+      if (carried.has(key)) continue;
+      carried.add(key);
+      const desc: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size };
+      const graph = await referrerGraph(source, desc, {
+        ...sig,
+        stop: (d) => omitted.has(d.digest),
+        nodes,
+        read: (d) => reader.read(d, d.mediaType, sig),
+        visit: (d) => reader.count(1, d.digest),
+      });
+      for (const node of postOrder(graph)) needed.set(node.desc.digest, node.desc);
+      referrers.push({ repository: image.repository, record, graph });
+    }
+  }
   const missing: string[] = [];
   for (const [digest, desc] of needed) {
     if (omitted.has(digest)) continue;
@@ -129,7 +191,7 @@ export async function checkComplete(reader: MetadataReader, meta: Pick<ReleaseMe
       details: { missing },
     });
   }
-  return graphs;
+  return { graphs, referrers };
 }
 
 /**
@@ -154,6 +216,6 @@ export async function admit(source: MetadataSource, options: AdmitOptions): Prom
   checkIndex(source, meta);
   checkExpiry(root, meta.release, options.now ?? new Date());
   options.policy?.(meta.release, meta.releaseDesc.digest);
-  const graphs = await checkComplete(reader, meta, options);
-  return { ...meta, root, accepted, signatureCheck, graphs, reader };
+  const { graphs, referrers } = await completeContent(reader, meta, options);
+  return { ...meta, root, accepted, signatureCheck, graphs, referrers, reader };
 }

@@ -5,6 +5,7 @@
  */
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor, ImageManifest } from '../oci/descriptor.js';
+import type { ReferrerRecord } from '../oci/referrers.js';
 
 export interface ReleaseImage {
   /** Full source reference: `shore.example.com/groke/fusion:1.4.0`. */
@@ -21,7 +22,12 @@ export interface ReleaseImage {
   platforms: string[];
   /** buildx attestation manifests carried in the image's index, each with the manifest it describes. */
   attestations?: ReleaseAttestation[];
+  /** Signatures, attestations, SBOMs and other referrers of the image and its manifests, carried with it. */
+  referrers?: ReleaseReferrer[];
 }
+
+/** A referrer of an image (a cosign `.sig`/`.att`/`.sbom` tag, or an OCI 1.1 referrer), as the release lists it. */
+export type ReleaseReferrer = ReferrerRecord;
 
 /** A buildx attestation manifest (`vnd.docker.reference.type: attestation-manifest`) of an image. */
 export interface ReleaseAttestation {
@@ -50,6 +56,8 @@ export interface ReleaseDocument {
   /** Blobs a delta bundle leaves out: the vessel must already hold them. */
   omittedBlobs: Digest[];
   since?: { kind: 'inventory' | 'bundle'; releases?: string[] };
+  /** Keys every image was required to carry a cosign signature by, checked at build. */
+  imagePolicy?: { keys: { keyid: string; publicKey: string }[] };
 }
 
 /** One signature artifact: a manifest whose `subject` is the release manifest, and its DSSE envelope. */

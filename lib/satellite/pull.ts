@@ -11,8 +11,8 @@ import type { Digest } from '../oci/digest.js';
 import { parseImageManifest, type ImageManifest } from '../oci/descriptor.js';
 import type { GraphNode } from '../oci/graph.js';
 import { LAYOUT_VERSION } from '../oci/layout.js';
-import { isManifestLike, SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
-import { bundleBlobOrder } from '../bundle/order.js';
+import { isManifestLike, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
+import { bundleBlobOrder, contentGraphs } from '../bundle/order.js';
 import { partName, partsFileName } from '../bundle/parts.js';
 import { releaseSummary, type ReleaseSummary } from '../bundle/release.js';
 import { admit, checkComplete, checkIndex } from '../release/admit.js';
@@ -99,11 +99,7 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
     for (const d of layout.index.manifests) {
       if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) artifacts.set(d.digest, parseImageManifest(await layout.manifest(d, sig), d));
     }
-    const byDigest = new Map(imageGraphs.map((g) => [g.desc.digest, g]));
-    const graphs = layout.index.manifests
-      .filter((d) => d.artifactType === undefined || ![SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN].includes(d.artifactType))
-      .map((d) => byDigest.get(d.digest))
-      .filter((g): g is GraphNode => g !== undefined);
+    const graphs = await contentGraphs(layout, layout.index, imageGraphs, omitted, sig);
     const order = bundleBlobOrder({ index: layout.index, releaseManifest: bundle.releaseManifest, artifacts, graphs, omitted });
     const entries: BundleEntry[] = [
       { name: 'oci-layout', data: canonicalBytes({ imageLayoutVersion: LAYOUT_VERSION }) },

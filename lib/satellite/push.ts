@@ -11,10 +11,10 @@ import { sha256Digest, type Digest } from '../oci/digest.js';
 import { parseImageManifest, type Descriptor, type ImageManifest } from '../oci/descriptor.js';
 import { copyGraph, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { INDEX_FILE, LAYOUT_VERSION, OCI_LAYOUT_FILE } from '../oci/layout.js';
-import { OCI_INDEX, SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
+import { OCI_INDEX, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import { TAG } from '../oci/reference.js';
 import type { ArchiveLayout } from '../bundle/archive.js';
-import { bundleBlobOrder } from '../bundle/order.js';
+import { bundleBlobOrder, contentGraphs } from '../bundle/order.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
 import { openBundle, versionTag, type OpenedBundle } from '../bundle/release.js';
 import { checkComplete, checkIndex } from '../release/admit.js';
@@ -66,9 +66,7 @@ async function reproducible(archive: ArchiveLayout, bundle: OpenedBundle, imageG
   for (const d of archive.index.manifests) {
     if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) artifacts.set(d.digest, parseImageManifest(await archive.readSmall(d), d));
   }
-  const images = archive.index.manifests.filter((d) => d.artifactType === undefined || ![SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN].includes(d.artifactType));
-  const byDigest = new Map(imageGraphs.map((g) => [g.desc.digest, g]));
-  const graphs = images.map((d) => byDigest.get(d.digest)).filter((g): g is GraphNode => g !== undefined);
+  const graphs = await contentGraphs(archive, archive.index, imageGraphs, omitted);
   const expected = [OCI_LAYOUT_FILE, INDEX_FILE, 'blobs', 'blobs/sha256', ...bundleBlobOrder({ index: archive.index, releaseManifest: bundle.releaseManifest, artifacts, graphs, omitted }).map((b) => `blobs/sha256/${b.desc.digest.slice(7)}`)];
   const found = archive.entries.map((e) => e.name.replace(/\/$/, ''));
   if (expected.length !== found.length || expected.some((n, i) => n !== found[i])) return 'its entries are not in the order bundle build writes them';

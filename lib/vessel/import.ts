@@ -10,6 +10,7 @@
  * No tag a workload could resolve is created or moved: the only tags are the release's own
  * (`seabag/NAME:VERSION`, and the Flux artifact's VERSION).
  */
+import { setMaxListeners } from 'node:events';
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
@@ -34,6 +35,7 @@ import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
 import { refreshRuntimeConfig } from '../runtime/config.js';
 import { recoverJournal } from './switch.js';
+import { linkReferrers } from './referrers.js';
 import { PushTracker } from './target.js';
 
 export interface ImportOptions extends VesselOptions {
@@ -138,14 +140,13 @@ async function trustFor(vessel: Vessel, trustPath: string | undefined, given: Tr
  *
  * @throws E_BLOBS_MISSING listing every blob that is nowhere
  */
-async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, graphs: GraphNode[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
+async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   if (omitted.size === 0) return 0;
   const missing = new Set<string>();
   const found = new Set<string>();
-  for (const [i, graph] of graphs.entries()) {
-    const image = bundle.release.images[i];
-    if (image === undefined) continue;
+  for (const { repository, graph } of units) {
+    const image = { repository };
     const repo = await vessel.repository(image.repository);
     for (const node of postOrder(graph)) {
       if (!omitted.has(node.desc.digest)) continue;
@@ -172,6 +173,12 @@ async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, 
     });
   }
   return found.size;
+}
+
+/** Content to push into one repository: an image's graph, or a referrer's beside its image. */
+interface ContentUnit {
+  repository: string;
+  graph: GraphNode;
 }
 
 /**
@@ -239,7 +246,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
       const digest = bundle.releaseDesc.digest;
       const target = options.target ?? vessel.state.target;
       // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
-      const { accepted, graphs } = await admit(bundle.archive, {
+      const { accepted, graphs, referrers } = await admit(bundle.archive, {
         reader: bundle.reader,
         trust: trust.root,
         trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
@@ -251,6 +258,11 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         },
         ...sig,
       });
+      // What goes where: each image's graph, then each referrer's beside its image.
+      const units: ContentUnit[] = [
+        ...graphs.map((graph, i) => ({ repository: (release.images[i] as (typeof release.images)[number]).repository, graph })),
+        ...referrers.map((r) => ({ repository: r.repository, graph: r.graph })),
+      ];
 
       // The same release again, with nothing new to pin: when the registry still has all of it,
       // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
@@ -277,7 +289,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
       await checkForeignAccepted(vessel, release.images, graphs, signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
       for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
-      const omittedFound = await checkOmitted(vessel, bundle, graphs, tracker, signal);
+      const omittedFound = await checkOmitted(vessel, bundle, units, tracker, signal);
 
       // Verified: from here on the vessel changes.
       vessel.step('import:verified');
@@ -322,12 +334,14 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         // leaves no manifest in the registry. The first failure stops the other images' transfers.
         const present = new Set<string>();
         const stop = new AbortController();
+        // One listener per image and referrer copied at once: not a leak.
+        setMaxListeners(Math.max(10, units.length + 10), stop.signal);
         const onAbort = (): void => stop.abort(signal?.reason);
         signal?.addEventListener('abort', onAbort, { once: true });
         const pass = async (manifests: boolean): Promise<void> => {
           const results = await Promise.allSettled(
-            graphs.map(async (graph, i) => {
-              const image = release.images[i] as (typeof release.images)[number];
+            units.map(async ({ repository, graph }, i) => {
+              const image = { repository };
               if (!manifests) record(image.repository, postOrder(graph).map((n) => n.desc.digest));
               const repo = await vessel.repository(image.repository);
               await copyGraph(bundle.archive, tracker.storage(repo), graph, {
@@ -358,6 +372,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           signal?.removeEventListener('abort', onAbort);
         }
         vessel.step('import:images');
+        await linkReferrers(referrers, (name) => vessel.repository(name), sig);
         // The release artifact, then the Flux artifact of its manifests.
         const releaseRepo = releaseRepository(release.name);
         const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);

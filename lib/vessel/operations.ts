@@ -113,6 +113,7 @@ export async function applyRelease(name: string, version: string, options: Switc
     const gate = gateFor(target, options.gate, vessel.notes);
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'apply', options.signal);
+      if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
       if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
       await confirmed(options, plan, `apply ${name} ${version}`);
     }
@@ -146,6 +147,7 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
     const gate = gateFor(target, options.gate, vessel.notes);
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'rollback', options.signal);
+      if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
       if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
       await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
     }

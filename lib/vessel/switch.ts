@@ -34,6 +34,8 @@ export interface SwitchResult {
   deployed?: { applied: string[]; rolledOut: string[] };
   /** The health check that gated the switch, when one ran (it passed, or this is not returned). */
   check?: { source: HealthCheck['source']; command: string[]; output: string };
+  /** The check that gates (or, in a plan, would gate) the switch. */
+  gate?: { source: HealthCheck['source']; command: string[]; timeoutSeconds: number };
   /** It was already the active release: nothing moved. */
   unchanged: boolean;
   /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
@@ -309,6 +311,7 @@ export async function switchRelease(
     tags,
     ...(deployed === undefined ? {} : { deployed }),
     ...(checked === undefined ? {} : { check: checked }),
+    ...(gate === undefined ? {} : { gate: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
     unchanged: current === target && tags.length === 0,
   };
 }

@@ -194,7 +194,7 @@ test.serial('attacks on signatures, replays, class, clock and root chain are ref
     },
   ];
   for (const c of cases) {
-    const path = join(dir, 'case.bundle');
+    const path = join(dir, `case-${c.name.replace(/\W+/g, '-')}.bundle`);
     await c.make(path);
     const r = await v.run(['import', path, '--json']);
     t.is(r.code, 1, `${c.name}: ${r.stdout}`);

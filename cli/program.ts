@@ -8,7 +8,7 @@ import type { Command } from './command.js';
 import { commands } from './commands/index.js';
 import type { CliIO } from './io.js';
 import { ProgressReporter } from './progress.js';
-import { reportError, writeLine } from './render.js';
+import { reportError, reportInterrupt, writeLine } from './render.js';
 import { nearest } from './suggest.js';
 
 /** Help is laid out for an 80-column terminal (and the man page is made from it). */
@@ -218,6 +218,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return await command.run(parsed.args, { io, json, progress, signal });
   } catch (err) {
     progress.finish();
+    if (signal.aborted) return reportInterrupt(io, err, json);
     return reportError(io, err, json);
   }
 }

@@ -1,13 +1,27 @@
 /**
- * Progress of long work on stderr: on a terminal one line redrawn in place (bytes, rate, ETA);
- * elsewhere a few plain lines (at most one every few seconds); nothing with `--no-progress`.
- * Never on stdout, so `--json` output stays one object.
+ * Progress of long work on stderr, naming what is worked on (`push groke/fusion: 146 MiB of
+ * 303 MiB (48%) 198 MiB/s ETA 1s`). On a terminal one line redrawn in place and cleared when the
+ * work ends, so no stale line stays on screen; elsewhere (a log file, journald) one plain line
+ * every 10 s or every 10%, whichever comes first; nothing with `--no-progress`. Retries are
+ * told as they happen, in every mode. Never on stdout, so `--json` output stays one object.
  */
-import type { Progress } from '../lib/index.js';
+import type { Progress, RetryNotice } from '../lib/index.js';
 import type { CliIO } from './io.js';
-import { formatBytes, formatDuration } from './render.js';
+import { formatBytes, formatDuration, safeText } from './render.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'off';
+
+/** A plain (non-terminal) line at least this often while work goes on… */
+export const PLAIN_INTERVAL_MS = 10_000;
+/** …or whenever the work has gone this many percent further. */
+export const PLAIN_STEP_PERCENT = 10;
+
+/** `registry 127.0.0.1:5000 not answering, retry 2 of 5 in 2 s…` */
+export function retryLine(r: RetryNotice): string {
+  const what = r.code === 'E_REGISTRY_UNREACHABLE' ? 'not answering' : r.status !== undefined ? `answered ${r.status}` : r.reason;
+  const wait = r.delayMs < 1000 ? (r.delayMs / 1000).toFixed(1) : String(Math.round(r.delayMs / 1000));
+  return `registry ${r.registry} ${what}, retry ${r.attempt} of ${r.of} in ${wait} s…`;
+}
 
 export class ProgressReporter {
   readonly #io: CliIO;
@@ -15,14 +29,20 @@ export class ProgressReporter {
   #phase = '';
   #started = Date.now();
   #lastDraw = 0;
+  #lastPercent = -1;
   #drawn = false;
   #lastDone = -1;
   #lastTotal: number | undefined;
   #samples: { t: number; done: number }[] = [];
 
-  constructor(io: CliIO, mode: ProgressMode) {
+  readonly #now: () => number;
+
+  /** `now` is the clock (tests pass their own). */
+  constructor(io: CliIO, mode: ProgressMode, now: () => number = Date.now) {
     this.#io = io;
     this.#mode = mode;
+    this.#now = now;
+    this.#started = now();
   }
 
   static modeFor(io: CliIO, wanted: boolean): ProgressMode {
@@ -32,21 +52,35 @@ export class ProgressReporter {
 
   /** The callback to hand to the library. */
   readonly update = (p: Progress): void => {
+    if (p.retry !== undefined) {
+      this.#clear();
+      this.#io.stderr.write(`${retryLine(p.retry)}\n`);
+      return;
+    }
     if (this.#mode === 'off') return;
-    const now = Date.now();
+    const now = this.#now();
     if (p.phase !== this.#phase) {
       this.finish();
       this.#phase = p.phase;
       this.#started = now;
       this.#samples = [];
       this.#lastDraw = 0;
+      this.#lastPercent = -1;
     }
     this.#samples.push({ t: now, done: p.done });
     while (this.#samples.length > 2 && now - (this.#samples[0]?.t ?? now) > 5_000) this.#samples.shift();
     const complete = p.total !== undefined && p.done >= p.total;
-    const interval = this.#mode === 'tty' ? 100 : 5_000;
     if (complete && this.#lastDone === p.done && this.#lastTotal === p.total) return;
-    if (!complete && now - this.#lastDraw < interval) return;
+    const percent = p.total === undefined || p.total === 0 ? undefined : Math.floor((p.done / p.total) * 100);
+    if (this.#mode === 'tty') {
+      if (!complete && now - this.#lastDraw < 100) return;
+    } else {
+      const first = this.#lastDraw === 0;
+      const stepped = percent !== undefined && Math.floor(percent / PLAIN_STEP_PERCENT) > Math.floor(this.#lastPercent / PLAIN_STEP_PERCENT);
+      const due = now - this.#lastDraw >= PLAIN_INTERVAL_MS;
+      if (!complete && !first && !stepped && !due) return;
+      if (percent !== undefined) this.#lastPercent = percent;
+    }
     this.#lastDone = p.done;
     this.#lastTotal = p.total;
     this.#lastDraw = now;
@@ -63,12 +97,14 @@ export class ProgressReporter {
   }
 
   #draw(p: Progress, now: number): void {
+    const item = p.item?.replace(/^sha256:([0-9a-f]{12})[0-9a-f]{52}$/, 'sha256:$1');
+    const what = `${p.phase}${item ? ` ${item}` : ''}:`;
     if (p.unit !== undefined && p.unit !== 'bytes') {
-      this.#emit(`${p.phase}: ${p.done}${p.total === undefined ? '' : ` of ${p.total}`} ${p.unit}${p.item ? ` (${p.item})` : ''}`);
+      this.#emit(`${what} ${p.done}${p.total === undefined ? '' : ` of ${p.total}`} ${p.unit}`);
       return;
     }
     const rate = this.#rate(now, p.done);
-    const parts = [`${p.phase}:`, formatBytes(p.done)];
+    const parts = [what, formatBytes(p.done)];
     if (p.total !== undefined) {
       const pct = p.total === 0 ? 100 : Math.min(100, (p.done / p.total) * 100);
       parts.push(`of ${formatBytes(p.total)} (${pct.toFixed(0)}%)`);
@@ -78,7 +114,9 @@ export class ProgressReporter {
     this.#emit(parts.join(' '));
   }
 
-  #emit(line: string): void {
+  #emit(raw: string): void {
+    // Item names come from bundles and registries: escaped before our own cursor codes go on.
+    const line = safeText(raw);
     if (this.#mode === 'tty') {
       const width = Math.max(20, (this.#io.stderr.columns ?? 80) - 1);
       this.#io.stderr.write(`\r\x1b[2K${line.slice(0, width)}`);
@@ -88,9 +126,14 @@ export class ProgressReporter {
     }
   }
 
-  /** Ends the current line on a terminal. */
-  finish(): void {
-    if (this.#mode === 'tty' && this.#drawn) this.#io.stderr.write('\n');
+  /** Wipes the line being redrawn on a terminal (before another line is printed there). */
+  #clear(): void {
+    if (this.#mode === 'tty' && this.#drawn) this.#io.stderr.write('\r\x1b[2K');
     this.#drawn = false;
+  }
+
+  /** The work ended: on a terminal the progress line is cleared, so nothing stale stays. */
+  finish(): void {
+    this.#clear();
   }
 }

@@ -1,12 +1,15 @@
 /**
  * Turning flags and environment into the library's vessel options.
  */
-import { CredentialStore, type DeployOptions, type SwitchOptions } from '../lib/index.js';
+import { safeText, writeLine } from './render.js';
+import { checkRegistryHost, CredentialStore, type DeployOptions, type SwitchOptions } from '../lib/index.js';
 import type { RunContext } from './command.js';
 import { plainHttp, stateDir, str } from './options.js';
 
 export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): SwitchOptions {
   const registry = str(args, 'registry') ?? ctx.io.env['SEABAG_REGISTRY'];
+  // A URL or a path is a usage error before any work, not an unreachable host after it.
+  if (registry !== undefined && registry !== '') checkRegistryHost(registry);
   const caFile = str(args, 'ca-file');
   const deploy: DeployOptions = {
     deployer: args['deploy'] === 'kubectl' ? 'kubectl' : 'registry',
@@ -30,6 +33,6 @@ export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): S
 
 /** Prints notes (recoveries, lock takeovers) on stderr. */
 export function printNotes(ctx: RunContext, notes: readonly string[]): void {
-  for (const n of notes) ctx.io.stderr.write(`note: ${n}\n`);
+  for (const n of notes) writeLine(ctx.io.stderr, `note: ${safeText(n)}`);
 }
 

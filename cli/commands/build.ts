@@ -43,6 +43,8 @@ export const RELEASE_FIELDS = [
   '                                where to read it instead: oci:DIR[:REF],',
   '                                oci-archive:FILE[:REF], docker-archive:FILE,',
   '                                docker://REF (ref: stays the name)',
+  '  imagePolicy:                  require a cosign signature on every image by',
+  '    keys: [cosign.pub]          one of these public keys (PEM, P-256 or Ed25519)',
   '  manifests: [k8s/]             Kubernetes YAML files or folders; every image:',
   '                                in them must be one of images and is pinned',
   '                                to its digest',
@@ -84,7 +86,7 @@ export const build: Command = {
     { does: 'require every image to be cosign-signed by this key', run: 'bundle build release.yaml -o aw.bundle --sign release.key --image-key cosign.pub' },
   ],
   async run(args, ctx) {
-    const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p)));
+    const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p, '--sign')));
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
     const split = str(args, 'split');

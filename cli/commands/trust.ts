@@ -31,7 +31,7 @@ function threshold(args: Record<string, unknown>, key: string, fallback: number)
 }
 
 async function keys(args: Record<string, unknown>, flag: string): Promise<PublicKey[]> {
-  return Promise.all(list(args, flag).map((p) => loadPublicKey(p)));
+  return Promise.all(list(args, flag).map((p) => loadPublicKey(p, `--${flag}`)));
 }
 
 function report(ctx: RunContext, root: TrustRoot, output: string): number {
@@ -68,7 +68,7 @@ export const trustInit: Command = {
       releaseKeys,
       releaseThreshold: threshold(args, 'release-threshold', 1),
     });
-    const root = signRoot(signed, await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p))));
+    const root = signRoot(signed, await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p, '--sign'))));
     verifyRootSelf(root, 'the new root');
     const output = str(args, 'output') as string;
     await writeJSONAtomic(output, root);
@@ -105,7 +105,7 @@ export const trustRotate: Command = {
       releaseKeys,
       releaseThreshold: threshold(args, 'release-threshold', old.roles.release.threshold),
     });
-    const next = signRoot(signed, await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p))));
+    const next = signRoot(signed, await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p, '--sign'))));
     // The same rule a vessel applies: a threshold of the old root keys and of the new ones.
     extendChain(current, [next]);
     const output = str(args, 'output') as string;

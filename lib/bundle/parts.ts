@@ -6,6 +6,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError, SeabagError } from '../errors.js';
+import { describeKind, sniffFile } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import type { Progress } from '../oci/store.js';
 import { sha256File } from '../util/files.js';
@@ -123,7 +124,39 @@ export async function resolveBundleInput(path: string): Promise<BundleInput> {
       hint: 'copy the .parts.json file with the parts',
     });
   }
+  await refuseWrongKind(path);
   return single(path, st.size);
+}
+
+/**
+ * A file that is plainly something else (a release spec, a key, a trust root, a gzip) is named
+ * for what it is; anything else goes on to the archive reader, which says what is wrong.
+ *
+ * @throws E_FILE_KIND
+ */
+async function refuseWrongKind(path: string): Promise<void> {
+  const kind = await sniffFile(path);
+  const say = (message: string, hint?: string): SeabagError =>
+    new SeabagError('E_FILE_KIND', `${path} ${message}`, { details: { file: path, kind }, ...(hint === undefined ? {} : { hint }) });
+  switch (kind) {
+    case 'release-spec':
+      throw say('is a release spec, not a bundle; build it with `bundle build`', `bundle build ${path} -o NAME.bundle --sign release.key`);
+    case 'private-key':
+    case 'public-key':
+    case 'pem':
+      throw say('is a key, not a bundle');
+    case 'trust-root':
+      throw say('is a trust root, not a bundle (it goes with --trust)');
+    case 'inventory':
+      throw say("is a vessel's inventory, not a bundle (ashore it goes to bundle build --since)");
+    case 'gzip':
+      throw say('is gzip-compressed; a bundle is an uncompressed tar (its layers are compressed already): gunzip it first');
+    case 'device-profile':
+    case 'yaml':
+    case 'json':
+      throw say(`is ${describeKind(kind)}, not a bundle`);
+    default:
+  }
 }
 
 async function single(path: string, size?: number): Promise<BundleInput> {

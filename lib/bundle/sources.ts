@@ -15,7 +15,8 @@ import { OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } f
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import type { CredentialStore } from '../registry/auth.js';
-import { isNotFound, RegistryClient } from '../registry/client.js';
+import { isNotFound, RegistryClient, retryAsProgress } from '../registry/client.js';
+import { DEFAULT_RETRY } from '../registry/retry.js';
 import { ArchiveLayout, OCI_ARCHIVE_POLICY } from './archive.js';
 import { FileSource, type ByteSource } from './source.js';
 import { scanTar, type TarEntry } from './tar.js';
@@ -89,6 +90,7 @@ async function client(registry: string, options: SourceOptions): Promise<Registr
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
     ...(options.caFile === undefined ? {} : { caFile: options.caFile }),
+    ...(options.onProgress === undefined ? {} : { onRetry: retryAsProgress(registry, DEFAULT_RETRY, options.onProgress) }),
   });
   options.clients?.set(registry, created);
   return created;

@@ -255,7 +255,7 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
   let done = 0;
   const onBytes = (n: number): void => {
     done += n;
-    options.onProgress?.({ phase: 'write', done, total });
+    options.onProgress?.({ phase: 'write', done, total, item: basename(path) });
   };
   try {
     for (const entry of entries) {

@@ -202,6 +202,11 @@ export interface CopyOptions extends ResolveOptions {
    * so that no manifest reaches the destination until every blob of every graph has.
    */
   manifests?: boolean;
+  /**
+   * Look at every child even under a manifest the destination already has (default false: such a
+   * subtree is skipped, as oras-go does). For repair: a registry can lose a blob a manifest names.
+   */
+  checkChildren?: boolean;
 }
 
 export interface CopyResult {
@@ -255,10 +260,12 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
     report(node.desc.digest);
   };
 
+  // The node itself is settled too: its own task is already in `tasks` (it is the one running),
+  // and skipping it left an index that existed uncounted, so import's totals did not add up.
   const markExisting = (node: GraphNode): void => {
     for (const n of postOrder(node)) {
-      if (!tasks.has(n.desc.digest)) {
-        tasks.set(n.desc.digest, Promise.resolve());
+      if (n === node || !tasks.has(n.desc.digest)) {
+        tasks.set(n.desc.digest, tasks.get(n.desc.digest) ?? Promise.resolve());
         settle(n, 'exists', 0);
       }
     }
@@ -272,10 +279,12 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
       if (options.skip?.(node.desc) === true) return settle(node, 'skipped', 0);
       if (node.bytes !== undefined) {
         const bytes = node.bytes;
-        if (await dst.exists(node.desc, { signal })) return markExisting(node);
+        const present = await dst.exists(node.desc, { signal });
+        if (present && options.checkChildren !== true) return markExisting(node);
         await Promise.all(node.children.map(copyNode));
         throwIfAborted(signal);
         if (options.manifests === false) return;
+        if (present) return settle(node, 'exists', 0);
         await dst.push(node.desc, async () => Readable.from([bytes]), { signal });
         result.bytesCopied += bytes.length;
         return settle(node, 'pushed', 0);

@@ -17,6 +17,21 @@ export interface Progress {
   item?: string;
   /** What `done` and `total` count (default bytes). */
   unit?: 'bytes' | 'images' | 'blobs';
+  /**
+   * A retry about to happen (then `done` and `total` say nothing new): the registry, which
+   * attempt of how many, the wait before it, and why (the error's code, HTTP status, message).
+   */
+  retry?: RetryNotice;
+}
+
+export interface RetryNotice {
+  registry: string;
+  attempt: number;
+  of: number;
+  delayMs: number;
+  code: string;
+  status?: number;
+  reason: string;
 }
 
 export interface OpOptions {

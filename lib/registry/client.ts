@@ -9,6 +9,7 @@ import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
 import { drain, readBody, Transport, type BodyPump, type HttpResponse } from './http.js';
 import { DEFAULT_RETRY, isPermanentAnswer, withRetry, type RetryPolicy } from './retry.js';
+import type { Progress } from '../oci/store.js';
 import { Repository, type RepositoryOptions } from './repository.js';
 
 export interface RegistryClientOptions {
@@ -45,6 +46,39 @@ interface ErrorBody {
   errors?: { code?: string; message?: string; detail?: unknown }[];
 }
 
+/**
+ * A registry is named HOST[:PORT]: a scheme (`http://host:5000`) or a path is refused with
+ * what to write instead, rather than failing later as an unreachable host.
+ *
+ * @throws E_USAGE
+ */
+export function checkRegistryHost(registry: string): void {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(registry);
+  if (scheme !== null) {
+    const rest = registry.slice(scheme[0].length).replace(/\/+$/, '');
+    const plain = (scheme[1] ?? '').toLowerCase() === 'http';
+    throw new SeabagError('E_USAGE', `registry ${JSON.stringify(registry)}: give host:port (${rest}); use --plain-http or --ca-file for the scheme`, {
+      details: { registry, scheme: scheme[1] },
+      hint: `--registry ${rest}${plain ? ' --plain-http' : ''} (loopback registries speak plain HTTP by default)`,
+    });
+  }
+  if (registry === '' || /[/\s@?#]/.test(registry)) {
+    throw new SeabagError('E_USAGE', `registry ${JSON.stringify(registry)}: give HOST[:PORT] only, like localhost:32000 (no path, user or spaces)`, { details: { registry } });
+  }
+}
+
+/** Turns the client's retry callback into a progress report (`Progress.retry`). */
+export function retryAsProgress(registry: string, policy: RetryPolicy, onProgress: (p: Progress) => void): (err: SeabagError, attempt: number, delayMs: number) => void {
+  return (err, attempt, delayMs) => {
+    const status = err.details['status'];
+    onProgress({
+      phase: 'retry',
+      done: 0,
+      retry: { registry, attempt, of: policy.retries, delayMs, code: err.code, ...(typeof status === 'number' ? { status } : {}), reason: err.message },
+    });
+  };
+}
+
 export class RegistryClient {
   readonly registry: string;
   readonly baseUrl: URL;
@@ -66,9 +100,10 @@ export class RegistryClient {
   /**
    * Makes a client for `registry` (`host[:port]`).
    *
-   * @throws E_FILE_NOT_FOUND when `caFile` is missing
+   * @throws E_USAGE for a URL or a path instead of HOST[:PORT]; E_FILE_NOT_FOUND when `caFile` is missing
    */
   static async create(registry: string, options: RegistryClientOptions = {}): Promise<RegistryClient> {
+    checkRegistryHost(registry);
     let ca: string | undefined;
     if (options.caFile !== undefined) {
       try {

@@ -6,6 +6,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fromSystemError, SeabagError } from '../errors.js';
+import { describeKind, sniff } from '../util/sniff.js';
 
 export interface PublicKey {
   keyid: string;
@@ -88,12 +89,39 @@ async function readKeyFile(path: string): Promise<Buffer> {
   }
 }
 
-export async function loadPrivateKey(path: string): Promise<SigningKey> {
-  return parsePrivateKey(await readKeyFile(path), path);
+/**
+ * Reads a private key a person named; `use` names what wants it in messages (`--sign`).
+ *
+ * @throws E_FILE_NOT_FOUND, E_KEY_INVALID (a public key, a trust root… is named for what it is)
+ */
+export async function loadPrivateKey(path: string, use = 'signing'): Promise<SigningKey> {
+  const bytes = await readKeyFile(path);
+  const kind = sniff(bytes);
+  if (kind === 'public-key') {
+    const pair = path.endsWith('.pub') ? ` (${path.slice(0, -4)})` : '';
+    throw new SeabagError('E_KEY_INVALID', `${path} is a public key; ${use} wants the private key${pair}`, {
+      details: { file: path, kind },
+      hint: 'bundle keygen NAME writes the private key to NAME and the public one to NAME.pub',
+    });
+  }
+  if (kind !== 'private-key' && kind !== 'pem' && kind !== 'unknown') {
+    throw new SeabagError('E_KEY_INVALID', `${path} is ${describeKind(kind)}, not a private key; ${use} wants a private key (PEM)`, { details: { file: path, kind } });
+  }
+  return parsePrivateKey(bytes, path);
 }
 
-export async function loadPublicKey(path: string): Promise<PublicKey> {
-  return parsePublicKey(await readKeyFile(path), path);
+/**
+ * Reads a public key a person named (a private key gives its public half).
+ *
+ * @throws E_FILE_NOT_FOUND, E_KEY_INVALID (a trust root, a bundle… is named for what it is)
+ */
+export async function loadPublicKey(path: string, use = 'this'): Promise<PublicKey> {
+  const bytes = await readKeyFile(path);
+  const kind = sniff(bytes);
+  if (kind !== 'public-key' && kind !== 'private-key' && kind !== 'pem' && kind !== 'unknown') {
+    throw new SeabagError('E_KEY_INVALID', `${path} is ${describeKind(kind)}, not a key; ${use} wants a public key (PEM, e.g. release.key.pub)`, { details: { file: path, kind } });
+  }
+  return parsePublicKey(bytes, path);
 }
 
 /** An Ed25519 signature (deterministic: the same key and message give the same bytes). */

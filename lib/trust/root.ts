@@ -8,6 +8,7 @@
 import { parseTime } from '../util/time.js';
 import { readFile } from 'node:fs/promises';
 import { fromSystemError, SeabagError } from '../errors.js';
+import { describeKind, sniff } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { decodeBase64 } from './dsse.js';
@@ -134,6 +135,16 @@ export async function loadRoot(path: string): Promise<{ root: TrustRoot; bytes: 
     bytes = await readFile(path);
   } catch (err) {
     throw fromSystemError(err, 'read trust root', path);
+  }
+  const kind = sniff(bytes);
+  if (kind === 'private-key' || kind === 'public-key' || kind === 'pem') {
+    throw new SeabagError('E_TRUST_INVALID', `${path} is a key, not a trust root (make one with \`bundle trust init\`)`, {
+      details: { file: path, kind },
+      hint: 'a trust root is the trust.json that `bundle trust init --root-key … --release-key … --sign … -o trust.json` writes',
+    });
+  }
+  if (kind !== 'trust-root' && kind !== 'json' && kind !== 'unknown') {
+    throw new SeabagError('E_TRUST_INVALID', `${path} is ${describeKind(kind)}, not a trust root (make one with \`bundle trust init\`)`, { details: { file: path, kind } });
   }
   return { root: parseRoot(bytes, path), bytes };
 }

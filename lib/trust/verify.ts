@@ -59,9 +59,13 @@ export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot):
   const threshold = root.signed.roles.release.threshold;
   const trusted = roleKeys(root, 'release');
   const releaseHex = digestHex(bundle.releaseDesc.digest);
+  const expected = trusted.map((k) => k.keyid).sort();
+  const wanted = `the trust root asks for ${threshold} of the release key${expected.length === 1 ? '' : 's'} ${expected.join(', ')}`;
   if (bundle.signatures.length === 0) {
-    throw new SeabagError('E_UNSIGNED', 'the bundle carries no signature', { hint: 'build it with --sign KEY', details: { threshold } });
+    throw new SeabagError('E_UNSIGNED', `the bundle carries no signature; ${wanted}`, { hint: 'build it with --sign KEY', details: { threshold, expected, found: [] } });
   }
+  // Every keyid the envelopes name (a hint only: a signature is judged by the keys that verify it).
+  const found = new Set<string>();
   const valid = new Set<string>();
   let movedFrom: string | undefined;
   // Every failed signature named (as its hint) a key the root does not trust.
@@ -75,6 +79,7 @@ export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot):
       seen = envelope.payloadType === IN_TOTO_PAYLOAD_TYPE ? { envelope, check: checkEnvelope(envelope, trusted) } : { envelope };
       checked.set(artifact.envelope, seen);
     }
+    for (const sg of seen.envelope.signatures) if (sg.keyid !== undefined && sg.keyid !== '') found.add(sg.keyid);
     const check = seen.check;
     if (check === undefined) {
       untrustedOnly = false;
@@ -99,18 +104,21 @@ export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot):
         details: { expected: bundle.releaseDesc.digest, found: `sha256:${movedFrom}` },
       });
     }
+    const signedBy = found.size === 0 ? 'keys it does not name' : `key${found.size === 1 ? '' : 's'} ${[...found].sort().join(', ')}`;
     if (untrustedOnly) {
-      throw new SeabagError('E_KEY_UNTRUSTED', 'the bundle is signed only by keys the trust root does not list for releases', {
-        details: { trusted: trusted.map((k) => k.keyid), threshold },
+      throw new SeabagError('E_KEY_UNTRUSTED', `the bundle is signed by ${signedBy}, which the trust root does not list for releases; ${wanted}`, {
+        details: { trusted: expected, expected, found: [...found].sort(), threshold },
+        hint: 'sign with a release key of this trust root, or rotate the root to trust the new key (bundle trust rotate)',
       });
     }
-    throw new SeabagError('E_SIGNATURE_INVALID', 'no signature in the bundle verifies: the signed content does not match (payload changed, or signature damaged)', {
-      details: { threshold },
+    throw new SeabagError('E_SIGNATURE_INVALID', `no signature in the bundle verifies: the signed content does not match (payload changed, or signature damaged); it names ${signedBy}, and ${wanted}`, {
+      details: { threshold, expected, found: [...found].sort() },
     });
   }
   if (list.length < threshold) {
-    throw new SeabagError('E_THRESHOLD_UNMET', `${list.length} distinct trusted key(s) signed the release; the trust root asks for ${threshold}`, {
-      details: { valid: list, threshold },
+    throw new SeabagError('E_THRESHOLD_UNMET', `${list.length} distinct trusted key(s) signed the release (${list.join(', ')}); ${wanted}`, {
+      details: { valid: list, threshold, expected, found: [...found].sort(), missing: expected.filter((k) => !valid.has(k)) },
+      hint: `have ${threshold - list.length} more of the release keys sign it (bundle build --sign KEY, once per key)`,
     });
   }
   return { valid: list, threshold };

@@ -30,11 +30,12 @@ import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
 import { fluxArtifact, type ManifestFile } from './flux.js';
-import { writeJournal } from './journal.js';
-import { Vessel, type VesselOptions } from './session.js';
+import { readJournal, writeJournal } from './journal.js';
+import { openForChange } from './recover.js';
+import type { Vessel, VesselOptions } from './session.js';
 import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
 import { refreshRuntimeConfig } from '../runtime/config.js';
-import { recoverJournal } from './switch.js';
+import { missingContent } from './switch.js';
 import { linkReferrers } from './referrers.js';
 import { PushTracker } from './target.js';
 
@@ -134,6 +135,18 @@ async function trustFor(vessel: Vessel, trustPath: string | undefined, given: Tr
   });
 }
 
+/** Remembers the registry (with how to reach it) and the vessel's class in the state (not yet saved). */
+function rememberRegistry(vessel: Vessel, options: ImportOptions, target: string | undefined): void {
+  const remembered = vessel.state.registry;
+  const same = remembered?.host === vessel.registryHost;
+  vessel.state.registry = {
+    host: vessel.registryHost,
+    ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : same && remembered?.plainHttp !== undefined ? { plainHttp: remembered.plainHttp } : {}),
+    ...(options.caFile !== undefined ? { caFile: options.caFile } : same && remembered?.caFile !== undefined ? { caFile: remembered.caFile } : {}),
+  };
+  if (target !== undefined) vessel.state.target = target;
+}
+
 /**
  * Checks that every blob a delta leaves out is in the registry where the release needs it,
  * mounting it there from another repository when the vessel has it elsewhere.
@@ -209,10 +222,13 @@ async function checkForeignAccepted(vessel: Vessel, images: readonly { ref: stri
   }
 }
 
-/** Does the registry still hold this release: its manifests (which stand for their blobs) and its tags? */
+/**
+ * Does the registry still hold all of this release: every blob and manifest (HEADed, not assumed
+ * from a manifest that names them: a layer can be lost under a manifest) and its version tags?
+ */
 async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal): Promise<boolean> {
   const sig = signal ? { signal } : {};
-  for (const image of held.images) if (!(await (await vessel.repository(image.repository)).has(image.digest, sig))) return false;
+  if ((await missingContent(vessel, held, signal)).length > 0) return false;
   const tag = versionTag(held.version);
   if ((await (await vessel.repository(releaseRepository(held.name))).tagDigest(tag, sig)) !== held.digest) return false;
   if (held.fluxDigest !== undefined && (await (await vessel.repository(held.manifestsRepository)).tagDigest(tag, sig)) !== held.fluxDigest) return false;
@@ -231,12 +247,11 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
   // missing part must not hold the vessel.
   const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
   await origin.check?.();
-  const vessel = await Vessel.open(options, `import ${origin.name}`, 'mutate');
+  // A pending journal (a switch that failed half-way) never blocks staging another release.
+  const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${origin.name}`, true);
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
-    const recovered = await recoverJournal(vessel, options.deploy ?? { deployer: 'registry' }, signal);
-    if (recovered !== undefined) vessel.notes.push(recovered);
     const trust = await trustFor(vessel, options.trust, given);
 
     const bundle = await origin.open(options);
@@ -293,9 +308,15 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
 
       // Verified: from here on the vessel changes.
       vessel.step('import:verified');
+      // What the first import pins (trust root, registry, class) is saved together, before any
+      // push, so a bare re-run after an interrupt needs no flags.
       const pinned = [...(trust.first ? [trust.first] : []), ...accepted];
       await vessel.dir.pinRoots(pinned);
-      await writeJournal(vessel.dir, {
+      rememberRegistry(vessel, options, target);
+      await vessel.save();
+      // Never over a journal still pending: that one waits for its own command.
+      const pendingJournal = await readJournal(vessel.dir).catch(() => undefined);
+      if (pendingJournal === undefined) await writeJournal(vessel.dir, {
         op: 'import',
         started: new Date().toISOString(),
         pid: process.pid,
@@ -320,7 +341,8 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         };
 
         const totals = new Map<number, { done: number; total: number }>();
-        const progress = (key: number) => (p: { done: number; total?: number }): void => {
+        // Named for the image (or artifact) that last moved bytes: what is being worked on now.
+        const progress = (key: number, item: string) => (p: { done: number; total?: number }): void => {
           totals.set(key, { done: p.done, total: p.total ?? 0 });
           let done = 0;
           let total = 0;
@@ -328,7 +350,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
             done += v.done;
             total += v.total;
           }
-          options.onProgress?.({ phase: 'push', done, total });
+          options.onProgress?.({ phase: 'push', done, total, item });
         };
         // Two passes: every blob of every image first, then the manifests, so a bad blob anywhere
         // leaves no manifest in the registry. The first failure stops the other images' transfers.
@@ -347,12 +369,13 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
               await copyGraph(bundle.archive, tracker.storage(repo), graph, {
                 limiter,
                 manifests,
+                checkChildren: true,
                 skip: (d) => omitted.has(d.digest) || (manifests && present.has(`${image.repository} ${d.digest}`)),
                 onNode: (d, outcome) => {
                   if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
                   if (outcome === 'exists' && !(manifests && present.has(`${image.repository} ${d.digest}`))) skipped += 1;
                 },
-                ...(manifests ? {} : { onProgress: progress(i) }),
+                ...(manifests ? {} : { onProgress: progress(i, image.repository) }),
                 signal: stop.signal,
               }).catch((err: unknown) => {
                 stop.abort(err);
@@ -377,7 +400,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         const releaseRepo = releaseRepository(release.name);
         const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
         record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
-        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1), ...sig });
+        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, checkChildren: true, onProgress: progress(-1, releaseRepo), ...sig });
         const files: ManifestFile[] = [];
         for (const layer of bundle.releaseManifest.layers) {
           const title = layer.annotations?.[TITLE] ?? layer.digest;
@@ -394,7 +417,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
         record(fluxRepoName, postOrder(fluxGraph).map((n) => n.desc.digest));
         const fluxRepo = await vessel.repository(fluxRepoName);
-        await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, ...sig });
+        await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, checkChildren: true, ...sig });
         const tag = versionTag(release.version);
         if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
         vessel.step('import:artifacts');
@@ -429,16 +452,9 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
         const newest = vessel.state.newestTrustedTime;
         if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
-        const remembered = vessel.state.registry;
-        vessel.state.registry = {
-          host: vessel.registryHost,
-          ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : remembered?.plainHttp !== undefined && remembered.host === vessel.registryHost ? { plainHttp: remembered.plainHttp } : {}),
-          ...(options.caFile !== undefined ? { caFile: options.caFile } : remembered?.caFile !== undefined && remembered.host === vessel.registryHost ? { caFile: remembered.caFile } : {}),
-        };
-        if (target !== undefined) vessel.state.target = target;
         await vessel.save();
         vessel.step('import:saved');
-        await vessel.dir.removeJournal();
+        if (pendingJournal === undefined) await vessel.dir.removeJournal();
         staged = true;
         await origin.staged?.();
 
@@ -454,7 +470,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           notes: vessel.notes,
         };
       } finally {
-        if (!staged) await vessel.dir.removeJournal().catch(() => undefined);
+        if (!staged && pendingJournal === undefined) await vessel.dir.removeJournal().catch(() => undefined);
       }
     } finally {
       await bundle.close();

@@ -5,10 +5,11 @@
 import { SeabagError } from '../errors.js';
 import type { OpOptions } from '../oci/store.js';
 import type { CredentialStore } from '../registry/auth.js';
-import { RegistryClient } from '../registry/client.js';
+import { RegistryClient, checkRegistryHost, retryAsProgress } from '../registry/client.js';
+import { DEFAULT_RETRY } from '../registry/retry.js';
 import type { Repository } from '../registry/repository.js';
 import type { RetryPolicy } from '../registry/retry.js';
-import { acquireLock, type Lock } from './lock.js';
+import { acquireLock, removeLeftovers, type Lock } from './lock.js';
 import { StateDir, type VesselState } from './state.js';
 
 export interface VesselOptions extends OpOptions {
@@ -55,10 +56,15 @@ export class Vessel {
       lock = await acquireLock(dir.lockPath, command);
     }
     try {
+      if (lock !== undefined) {
+        // Temp files a killed command left (a SIGKILL between writing and renaming).
+        await removeLeftovers(dir.dir, dir.lockPath);
+        await removeLeftovers(dir.rootsDir, dir.lockPath);
+      }
       const vessel = new Vessel(dir, options, await dir.load(), lock);
       if (lock?.tookOver !== undefined) {
         const t = lock.tookOver;
-        vessel.notes.push(`took over the lock of \`${t.command}\` (pid ${t.pid}), which is no longer running`);
+        vessel.notes.push(`took over the lock of \`${t.command}\` (pid ${t.pid}), whose holder is no longer running`);
       }
       return vessel;
     } catch (err) {
@@ -73,6 +79,7 @@ export class Vessel {
     if (host === undefined || host === '') {
       throw new SeabagError('E_USAGE', 'no registry known for this vessel', { hint: 'pass --registry HOST[:PORT] or set SEABAG_REGISTRY (e.g. localhost:32000)' });
     }
+    checkRegistryHost(host);
     return host;
   }
 
@@ -86,6 +93,7 @@ export class Vessel {
       ...(caFile === undefined ? {} : { caFile }),
       ...(this.options.credentials === undefined ? {} : { credentials: this.options.credentials }),
       ...(this.options.retry === undefined ? {} : { retry: this.options.retry }),
+      ...(this.options.onProgress === undefined ? {} : { onRetry: retryAsProgress(this.registryHost, this.options.retry ?? DEFAULT_RETRY, this.options.onProgress) }),
     });
     return this.#client;
   }

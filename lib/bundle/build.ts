@@ -341,7 +341,10 @@ async function resolveImage(
 async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, options: OpOptions): Promise<DiscoveredReferrer[]> {
   if (!wanted) return [];
   const sourceDigest = graph.desc.digest === source.root.digest ? undefined : source.root.digest;
-  return discoverReferrers(source.store, referrerSubjects(graph, sourceDigest), options.signal ? { signal: options.signal } : {});
+  return discoverReferrers(source.store, referrerSubjects(graph, sourceDigest), {
+    carried: new Set(postOrder(graph).map((n) => n.desc.digest)),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
 }
 
 /** The spec's `imagePolicy.keys`, files relative to the spec. */
@@ -430,7 +433,16 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
         throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
       }
       const referrers = await imageReferrers(source, graph, options.referrers !== false || imageKeys.length > 0, options);
-      for (const r of referrers) for (const node of postOrder(r.graph)) if (!providers.has(node.desc.digest)) providers.set(node.desc.digest, source.store);
+      for (const r of referrers) {
+        for (const node of postOrder(r.graph)) {
+          if (!providers.has(node.desc.digest)) providers.set(node.desc.digest, source.store);
+          // A referrer's config is metadata like an image's: written before any layer.
+          if (node.bytes !== undefined && isImageManifest(node.desc.mediaType)) {
+            const config = parseImageManifest(node.bytes, node.desc).config;
+            if (!configs.has(config.digest) && config.size <= 4 * 1024 * 1024) configs.set(config.digest, await readVerified(await source.store.fetch(config, sig), config, 'config'));
+          }
+        }
+      }
       if (referrers.length > 0 && options.referrers !== false) image.referrers = referrers.map((r) => r.record);
       resolved.push({ reference: ref, source, graph, ref: image.ref, image, referrers });
       done += 1;

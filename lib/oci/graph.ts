@@ -103,7 +103,6 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
     return pending;
   };
 
-
   /**
    * An index, filtered: the platforms wanted (best match per index, containerd's way), child
    * indexes filtered in turn and dropped when nothing is left in them, attestation manifests kept

@@ -24,6 +24,7 @@ import { runCli } from './helpers/cli.js';
 import { addToLayout, cosignAttestation, cosignSignature, ecKey, pushToRegistry, SIGNATURE_ANNOTATION, spdxReferrer, tagFor, unknownReferrer, type Artifact, type EcKey } from './helpers/cosign.js';
 import { EPOCH } from './helpers/example.js';
 import { buildImage, buildIndex } from './helpers/images.js';
+import { startReferrersApi } from './helpers/referrers-api.js';
 import { startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { skopeoCopy, skopeoRaw, tempDir } from './helpers/tools.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
@@ -481,4 +482,36 @@ test('a referrers list naming a manifest about another image is not carried; ove
   t.is(over.json.error?.details['limit'], 512);
   const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
   t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
+});
+
+test('where a registry has the referrers API (a stand-in proxy over Distribution, which has none), build asks it and import leaves the fallback tag to the registry', async (t) => {
+  const dir = await tempDir(t);
+  const source = await startReferrersApi(fx.shore, t.teardown.bind(t));
+  const { arm } = fx.radar;
+  // An SBOM pushed by digest through the API registry: no fallback tag anywhere, only the API lists it.
+  const viaApi = spdxReferrer('radar arm64, listed by the API', arm);
+  const client = await RegistryClient.create(source.host);
+  t.teardown(() => client.close());
+  await pushToRegistry(client.repository('groke/radar'), viaApi);
+  t.is(source.listed('groke/radar', arm.digest).length, 1);
+
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, specText('api', '1.0.0', [{ ref: `${source.host}/groke/radar:2.0.0` }]));
+  const out = join(dir, 'api.bundle');
+  const built = await runCli(['build', spec, '-o', out, '--sign', fx.releaseKey, '--json', '--no-progress'], env);
+  t.is(built.code, 0, built.stdout + built.stderr);
+  t.true(source.asked.includes(`groke/radar@${arm.digest}`), 'the build asked the referrers API');
+  const digests = (image(await releaseOf(out), 'groke/radar').referrers ?? []).map((r) => r.digest);
+  t.true(digests.includes(viaApi.manifest.desc.digest), 'the referrer only the API lists is carried');
+  t.true(digests.includes(digestOf('armSbom')), 'and the one the fallback tag lists too');
+
+  const vesselRegistry = await startRegistry({}, t.teardown.bind(t));
+  const vessel = await startReferrersApi(vesselRegistry, t.teardown.bind(t));
+  const r = await runCli(['import', out, '--trust', fx.trust, '--json', '--no-progress'], { SEABAG_STATE_DIR: join(dir, 'state'), SEABAG_REGISTRY: vessel.host });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.deepEqual(vessel.listed('groke/radar', arm.digest).map((d) => d.digest).sort(), [digestOf('armSbom'), viaApi.manifest.desc.digest].sort(), 'the registry lists both');
+  const direct = await RegistryClient.create(vesselRegistry.host);
+  t.teardown(() => direct.close());
+  t.is(await direct.repository('groke/radar').tagDigest(`sha256-${arm.digest.slice(7)}`), undefined, 'no fallback tag written where the registry keeps the list');
+  t.is(await direct.repository('groke/radar').tagDigest(tagFor(arm.digest, 'sig')), digestOf('armSig'));
 });

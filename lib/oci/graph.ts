@@ -303,6 +303,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           attemptBytes = 0;
         };
         const reader = src.reader?.bind(src);
+        const prepare = src.prepare?.bind(src);
         await dst.push(
           node.desc,
           async () => {
@@ -315,6 +316,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           },
           {
             signal,
+            ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
             ...(reader === undefined
               ? {}
               : {

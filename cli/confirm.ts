@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import type { Argv } from 'yargs';
 import type { PruneReport, SwitchResult } from '../lib/index.js';
 import type { RunContext } from './command.js';
-import { writeLine } from './render.js';
+import { writeLine, safeText } from './render.js';
 
 export function confirmFlags(y: Argv): Argv {
   return y
@@ -24,7 +24,7 @@ async function ask(ctx: RunContext, question: string): Promise<boolean> {
   if (input === undefined) return false;
   const rl = createInterface({ input, output: ctx.io.stderr, terminal: false });
   try {
-    ctx.io.stderr.write(question);
+    ctx.io.stderr.write(question.split('\n').map(safeText).join('\n'));
     const answer = await new Promise<string>((resolve) => {
       rl.once('line', resolve);
       rl.once('close', () => resolve(''));

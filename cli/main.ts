@@ -4,6 +4,14 @@
  */
 import { main } from './program.js';
 
+// A reader that went away (`bundle status | head -1`) is not a failure: stop writing, finish the
+// work, and exit with its status.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') process.exitCode = 3;
+  });
+}
+
 const controller = new AbortController();
 let interrupted = 0;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -8,7 +8,7 @@ import type { Command } from './command.js';
 import { commands } from './commands/index.js';
 import type { CliIO } from './io.js';
 import { ProgressReporter } from './progress.js';
-import { reportError, writeLine } from './render.js';
+import { reportError, reportInterrupt, writeLine } from './render.js';
 import { nearest } from './suggest.js';
 
 /** Help is laid out for an 80-column terminal (and the man page is made from it). */
@@ -44,11 +44,27 @@ export function shellLines(command: string, width: number): string[] {
   return lines;
 }
 
+/** A note broken at spaces into lines of at most `width` columns. */
+function noteLines(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && `${line} ${word}`.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines;
+}
+
 /** The `Examples:` block and the extra text of one command's `--help`. */
 export function commandEpilogue(c: Command): string | undefined {
   const parts: string[] = [];
   if (c.examples !== undefined && c.examples.length > 0) {
-    parts.push(['Examples:', ...c.examples.flatMap((e) => [`  # ${e.does}`, ...shellLines(e.run, HELP_WIDTH - 2).map((l) => `  ${l}`)])].join('\n'));
+    parts.push(['Examples:', ...c.examples.flatMap((e) => [...noteLines(e.does, HELP_WIDTH - 4).map((l) => `  # ${l}`), ...shellLines(e.run, HELP_WIDTH - 2).map((l) => `  ${l}`)])].join('\n'));
   }
   if (c.more !== undefined) parts.push(c.more);
   return parts.length === 0 ? undefined : parts.join('\n\n');
@@ -218,6 +234,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return await command.run(parsed.args, { io, json, progress, signal });
   } catch (err) {
     progress.finish();
+    if (signal.aborted) return reportInterrupt(io, err, json);
     return reportError(io, err, json);
   }
 }

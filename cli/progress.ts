@@ -7,7 +7,7 @@
  */
 import type { Progress, RetryNotice } from '../lib/index.js';
 import type { CliIO } from './io.js';
-import { formatBytes, formatDuration } from './render.js';
+import { formatBytes, formatDuration, safeText } from './render.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'off';
 
@@ -114,7 +114,9 @@ export class ProgressReporter {
     this.#emit(parts.join(' '));
   }
 
-  #emit(line: string): void {
+  #emit(raw: string): void {
+    // Item names come from bundles and registries: escaped before our own cursor codes go on.
+    const line = safeText(raw);
     if (this.#mode === 'tty') {
       const width = Math.max(20, (this.#io.stderr.columns ?? 80) - 1);
       this.#io.stderr.write(`\r\x1b[2K${line.slice(0, width)}`);

@@ -1,6 +1,7 @@
 /**
  * Turning flags and environment into the library's vessel options.
  */
+import { safeText, writeLine } from './render.js';
 import { checkRegistryHost, CredentialStore, type DeployOptions, type SwitchOptions } from '../lib/index.js';
 import type { RunContext } from './command.js';
 import { plainHttp, stateDir, str } from './options.js';
@@ -32,6 +33,6 @@ export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): S
 
 /** Prints notes (recoveries, lock takeovers) on stderr. */
 export function printNotes(ctx: RunContext, notes: readonly string[]): void {
-  for (const n of notes) ctx.io.stderr.write(`note: ${n}\n`);
+  for (const n of notes) writeLine(ctx.io.stderr, `note: ${safeText(n)}`);
 }
 

@@ -59,6 +59,8 @@ const CODES = {
   E_PLATFORM_UNAVAILABLE: EXIT.usage,
   E_FOREIGN_LAYER_MISSING: EXIT.usage,
   E_INVENTORY_INVALID: EXIT.usage,
+  /** A folder (or something else) where a file is expected. */
+  E_NOT_A_FILE: EXIT.usage,
   // 3: the world around us failed.
   E_REGISTRY: EXIT.environment,
   E_REGISTRY_UNREACHABLE: EXIT.environment,
@@ -72,6 +74,10 @@ const CODES = {
   E_FETCH: EXIT.environment,
   E_TOOL: EXIT.environment,
   E_ABORTED: EXIT.environment,
+  /** A switch failed and undoing it failed too: `bundle recover --abort|--finish` decides. */
+  E_SWITCH_INCOMPLETE: EXIT.environment,
+  /** A bug in seabag: anything thrown that is not a SeabagError. */
+  E_INTERNAL: EXIT.environment,
 } as const;
 
 export type ErrorCode = keyof typeof CODES;
@@ -137,6 +143,9 @@ export function fromSystemError(err: unknown, action: string, file?: string): Se
         details,
         hint: 'free some space and run the command again; nothing was half-written',
       });
+    case 'EISDIR':
+    case 'ENOTDIR':
+      return new SeabagError('E_NOT_A_FILE', `cannot ${action}${where}: ${sys.code === 'EISDIR' ? 'it is a folder, not a file' : 'a part of the path is not a folder'}`, { cause: err, details });
     case 'ABORT_ERR':
       return new SeabagError('E_ABORTED', `${action} was cancelled`, { cause: err });
     default:

@@ -108,13 +108,14 @@ test('rollback and prune --dry-run list what would change and change nothing', a
   t.is(back.code, 0);
   t.like(back.json, { ok: true, dryRun: true, op: 'rollback', release: { version: '1.4.0' }, from: { version: '1.5.0' } });
   t.true((back.json['tags'] as unknown[]).length >= 2);
-  const prune = await v.run(['prune', '--keep', '1', '--dry-run', '--json']);
+  // 1.4.0 is the rollback target now: only --force prunes it (issue 12).
+  const prune = await v.run(['prune', '--keep', '1', '--force', '--dry-run', '--json']);
   t.is(prune.code, 0, prune.stdout);
   t.like(prune.json, { ok: true, dryRun: true, manifestsDeleted: 0 });
-  const pruneText = await v.run(['prune', '--keep', '1', '--dry-run']);
+  const pruneText = await v.run(['prune', '--keep', '1', '--force', '--dry-run']);
   t.regex(pruneText.stdout, /^prune removes 1 release:\n  awareness 1\.4\.0  sha256:[0-9a-f]{12}\nand keeps awareness 1\.5\.0 \(active\)\ndry run: nothing changed$/m);
   t.deepEqual(await snapshot(v), before, 'state.json and the registry are byte-identical');
-  const real = await v.run(['prune', '--keep', '1', '--json']);
+  const real = await v.run(['prune', '--keep', '1', '--force', '--json']);
   t.deepEqual(real.json['removed'], prune.json['removed'], 'the dry run named exactly what the real prune removed');
 });
 
@@ -146,11 +147,11 @@ test('on a terminal apply shows the moves and asks; no leaves everything as it w
 test('on a terminal prune shows what it removes and asks; yes removes it', async (t) => {
   const v = await vesselWithTwo(t);
   await ok(v, ['apply', 'awareness@1.5.0']);
-  const no = await onTerminal(v, ['prune', '--keep', '1'], 'no\n');
+  const no = await onTerminal(v, ['prune', '--keep', '1', '--force'], 'no\n');
   t.is(no.code, 1, no.output);
   t.regex(no.output, /error\[E_DECLINED\]: prune: not done/);
   t.is((await v.run(['status', '--json'])).json['releases'] instanceof Array && ((await v.run(['status', '--json'])).json['releases'] as unknown[]).length, 2);
-  const prune = await onTerminal(v, ['prune', '--keep', '1'], 'yes\n');
+  const prune = await onTerminal(v, ['prune', '--keep', '1', '--force'], 'yes\n');
   t.is(prune.code, 0, prune.output);
   t.regex(prune.output, /prune removes 1 release:\n  awareness 1\.4\.0 .*\nand keeps awareness 1\.5\.0 \(active\)\nProceed\? \[y\/N\] /);
   t.regex(prune.output, /removed 1 release\(s\) as shown/);

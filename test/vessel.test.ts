@@ -304,7 +304,7 @@ test('the kubectl deployer applies manifests pointing at the vessel registry and
   t.true(last.filter((l) => l === 'apply -f -').length >= 12, '1.4.0 was applied again after the failure');
 });
 
-test('prune keeps the newest N and the active release, deletes the rest, and GC leaves what is kept pullable', async (t) => {
+test('prune keeps the newest N, the active and (without --force) the previous release, deletes the rest, and GC leaves what is kept pullable', async (t) => {
   const v = await startVessel(t);
   await importOk(v, v1, '--trust', trust);
   await importOk(v, v2);
@@ -314,7 +314,9 @@ test('prune keeps the newest N and the active release, deletes the rest, and GC 
   t.is(keepActive.code, 0, keepActive.stdout);
   t.deepEqual(keepActive.json['removed'], []);
   t.is((await v.run(['apply', 'awareness@1.5.0'])).code, 0);
-  const pruned = await v.run(['prune', '--keep', '1', '--json']);
+  const keepPrevious = await v.run(['prune', '--keep', '1', '--json']);
+  t.deepEqual(keepPrevious.json['removed'], [], '1.4.0 is the rollback target now');
+  const pruned = await v.run(['prune', '--keep', '1', '--force', '--json']);
   t.is(pruned.code, 0, pruned.stdout);
   t.deepEqual((pruned.json['removed'] as { version: string }[]).map((r) => r.version), ['1.4.0']);
   t.regex(String(pruned.json['gc']), /garbage-collect/);

@@ -1,7 +1,7 @@
 import { fetchBundle, parseRate } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { str } from '../options.js';
-import { formatBytes, printJSON, writeLine } from '../render.js';
+import { formatBytes, printJSON, safeText, writeLine } from '../render.js';
 
 export const fetch: Command = {
   command: 'fetch <url>',
@@ -33,7 +33,7 @@ export const fetch: Command = {
       force: args['force'] === true,
       signal: ctx.signal,
       onProgress: ctx.progress.update,
-      onRetry: (r) => ctx.io.stderr.write(`link: ${r.reason}; trying again in ${Math.round(r.delayMs / 1000)} s (attempt ${r.attempt})\n`),
+      onRetry: (r) => writeLine(ctx.io.stderr, `link: ${safeText(r.reason)}; trying again in ${Math.round(r.delayMs / 1000)} s (attempt ${r.attempt})`),
     });
     ctx.progress.finish();
     if (ctx.json) {

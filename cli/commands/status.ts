@@ -73,11 +73,23 @@ export const status: Command = {
       const rows = report.releases.map((r) => [r.name, r.version, r.state, shortDigest(r.digest), r.importedAt.slice(0, 16).replace('T', ' '), r.appliedAt?.slice(0, 16).replace('T', ' ') ?? '-']);
       for (const line of table([['NAME', 'VERSION', 'STATE', 'DIGEST', 'IMPORTED', 'APPLIED'], ...rows])) writeLine(out, line);
       for (const r of report.releases) if (r.failure) writeLine(out, `  ${r.name} ${r.version} failed: ${r.failure.split('\n').join('\n    ')}`);
+      for (const r of report.releases) {
+        if (r.complete === false) writeLine(out, `  ${r.name} ${r.version} is INCOMPLETE: the registry lacks ${r.missing?.length ?? 0} blob(s) or manifest(s) it needs; import its bundle again to repair it`);
+      }
       for (const line of whatIf(report)) writeLine(out, line);
     }
     if (report.pending !== null) {
       const p = report.pending;
-      writeLine(out, `pending: ${p.op} of ${p.name} ${p.to.version}${p.running ? ` in progress (pid ${p.pid})` : ' interrupted'}${p.phase ? `, at ${p.phase}` : ''}`);
+      if (p.failed !== undefined) {
+        writeLine(out, `pending: the ${p.what} FAILED half-way (${p.failed.code}: ${p.failed.error}) and undoing it failed too (${p.failed.undo})`);
+        for (const m of p.tags ?? []) {
+          const where = m.now === null ? 'unknown (registry not reachable)' : m.now === m.to ? `${p.to?.version ?? 'the new release'} (moved)` : m.now === m.from ? 'as before (not moved)' : m.now === undefined ? 'missing' : shortDigest(m.now);
+          writeLine(out, `  ${m.repository}:${m.tag}  now ${where}`);
+        }
+        writeLine(out, '  decide: bundle recover --abort (put the tags back) or bundle recover --finish (complete the switch)');
+      } else {
+        writeLine(out, `pending: ${p.what}${p.running ? ` in progress (pid ${p.pid})` : ' interrupted'}${p.phase ? `, at ${p.phase}` : ''}`);
+      }
     }
     writeLine(out, `registry ${report.registry ?? '(not set)'}; class ${report.target ?? '(any)'}; trust root ${report.trustRoot ? `v${report.trustRoot.version}, expires ${report.trustRoot.expires}` : '(none pinned)'}`);
     return 0;

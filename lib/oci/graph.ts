@@ -103,7 +103,6 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
     return pending;
   };
 
-
   /**
    * An index, filtered: the platforms wanted (best match per index, containerd's way), child
    * indexes filtered in turn and dropped when nothing is left in them, attestation manifests kept
@@ -202,6 +201,11 @@ export interface CopyOptions extends ResolveOptions {
    * so that no manifest reaches the destination until every blob of every graph has.
    */
   manifests?: boolean;
+  /**
+   * Look at every child even under a manifest the destination already has (default false: such a
+   * subtree is skipped, as oras-go does). For repair: a registry can lose a blob a manifest names.
+   */
+  checkChildren?: boolean;
 }
 
 export interface CopyResult {
@@ -274,10 +278,12 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
       if (options.skip?.(node.desc) === true) return settle(node, 'skipped', 0);
       if (node.bytes !== undefined) {
         const bytes = node.bytes;
-        if (await dst.exists(node.desc, { signal })) return markExisting(node);
+        const present = await dst.exists(node.desc, { signal });
+        if (present && options.checkChildren !== true) return markExisting(node);
         await Promise.all(node.children.map(copyNode));
         throwIfAborted(signal);
         if (options.manifests === false) return;
+        if (present) return settle(node, 'exists', 0);
         await dst.push(node.desc, async () => Readable.from([bytes]), { signal });
         result.bytesCopied += bytes.length;
         return settle(node, 'pushed', 0);
@@ -297,6 +303,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           attemptBytes = 0;
         };
         const reader = src.reader?.bind(src);
+        const prepare = src.prepare?.bind(src);
         await dst.push(
           node.desc,
           async () => {
@@ -309,6 +316,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           },
           {
             signal,
+            ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
             ...(reader === undefined
               ? {}
               : {

@@ -20,7 +20,9 @@ import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-type
 import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
+import type { BundleInput } from '../bundle/parts.js';
+import type { OpOptions } from '../oci/store.js';
 import { admit } from '../release/admit.js';
 import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
@@ -28,11 +30,12 @@ import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
 import { fluxArtifact, type ManifestFile } from './flux.js';
-import { writeJournal } from './journal.js';
-import { Vessel, type VesselOptions } from './session.js';
+import { readJournal, writeJournal } from './journal.js';
+import { openForChange } from './recover.js';
+import type { Vessel, VesselOptions } from './session.js';
 import { findRelease, releasesOf, type HeldRelease, type RuntimeTargets } from './state.js';
 import { refreshRuntimeConfig } from '../runtime/config.js';
-import { recoverJournal } from './switch.js';
+import { missingContent } from './switch.js';
 import { linkReferrers } from './referrers.js';
 import { PushTracker } from './target.js';
 
@@ -80,6 +83,39 @@ async function keepRuntimeConfig(vessel: Vessel, options: ImportOptions): Promis
   return { runtimeConfig: { written: refreshed.written, ...(refreshed.error === undefined ? {} : { error: { code: refreshed.error.code, message: refreshed.error.message } }) } };
 }
 
+/**
+ * Where the bundle being imported comes from: a file (or its parts), or the shore registry it was
+ * pushed to (`lib/satellite`, whose layout downloads a blob only when the vessel's registry lacks
+ * it). Everything after `open` is the same for both.
+ */
+export interface BundleOrigin {
+  /** What to call it in the journal and in messages. */
+  readonly name: string;
+  /** Reads what the user named before the vessel is locked (a FIFO or a missing part must not hold it). */
+  check?(): Promise<void>;
+  /** Reads the bundle's metadata (admission judges it next). */
+  open(options: OpOptions): Promise<OpenedBundle<BundleLayout>>;
+  /** Called once the release is staged (or found already held), while the vessel is still locked. */
+  staged?(): Promise<void>;
+}
+
+/** A bundle file, its parts file, a part, or their folder. */
+export function fileOrigin(path: string): BundleOrigin {
+  let input: BundleInput | undefined;
+  const resolveInput = async (): Promise<BundleInput> => (input ??= await resolveBundleInput(path));
+  return {
+    name: path,
+    check: async () => {
+      await resolveInput();
+    },
+    async open(options) {
+      const resolved = await resolveInput();
+      await verifyParts(resolved, options);
+      return openBundle(resolved);
+    },
+  };
+}
+
 /** The pinned root, or the one given to pin first. */
 async function trustFor(vessel: Vessel, trustPath: string | undefined, given: TrustRoot | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
   const pinned = await vessel.dir.currentRoot();
@@ -99,13 +135,25 @@ async function trustFor(vessel: Vessel, trustPath: string | undefined, given: Tr
   });
 }
 
+/** Remembers the registry (with how to reach it) and the vessel's class in the state (not yet saved). */
+function rememberRegistry(vessel: Vessel, options: ImportOptions, target: string | undefined): void {
+  const remembered = vessel.state.registry;
+  const same = remembered?.host === vessel.registryHost;
+  vessel.state.registry = {
+    host: vessel.registryHost,
+    ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : same && remembered?.plainHttp !== undefined ? { plainHttp: remembered.plainHttp } : {}),
+    ...(options.caFile !== undefined ? { caFile: options.caFile } : same && remembered?.caFile !== undefined ? { caFile: remembered.caFile } : {}),
+  };
+  if (target !== undefined) vessel.state.target = target;
+}
+
 /**
  * Checks that every blob a delta leaves out is in the registry where the release needs it,
  * mounting it there from another repository when the vessel has it elsewhere.
  *
  * @throws E_BLOBS_MISSING listing every blob that is nowhere
  */
-async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
+async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   if (omitted.size === 0) return 0;
   const missing = new Set<string>();
@@ -174,10 +222,13 @@ async function checkForeignAccepted(vessel: Vessel, images: readonly { ref: stri
   }
 }
 
-/** Does the registry still hold this release: its manifests (which stand for their blobs) and its tags? */
+/**
+ * Does the registry still hold all of this release: every blob and manifest (HEADed, not assumed
+ * from a manifest that names them: a layer can be lost under a manifest) and its version tags?
+ */
 async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal): Promise<boolean> {
   const sig = signal ? { signal } : {};
-  for (const image of held.images) if (!(await (await vessel.repository(image.repository)).has(image.digest, sig))) return false;
+  if ((await missingContent(vessel, held, signal)).length > 0) return false;
   const tag = versionTag(held.version);
   if ((await (await vessel.repository(releaseRepository(held.name))).tagDigest(tag, sig)) !== held.digest) return false;
   if (held.fluxDigest !== undefined && (await (await vessel.repository(held.manifestsRepository)).tagDigest(tag, sig)) !== held.fluxDigest) return false;
@@ -190,21 +241,21 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
  * @throws every rejection code of verify (exit 1), E_DOWNGRADE, E_TARGET_MISMATCH,
  *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
  */
-export async function importBundle(path: string, options: ImportOptions): Promise<ImportResult> {
+export async function importBundle(path: string | BundleOrigin, options: ImportOptions): Promise<ImportResult> {
+  const origin = typeof path === 'string' ? fileOrigin(path) : path;
   // What the user named is read (regular files only) before the lock is taken: a FIFO or a
   // missing part must not hold the vessel.
   const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
-  const input = await resolveBundleInput(path);
-  const vessel = await Vessel.open(options, `import ${path}`, 'mutate');
+  await origin.check?.();
+  // A pending journal (a switch that failed half-way) never blocks staging another release.
+  const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${origin.name}`, true);
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
-    const recovered = await recoverJournal(vessel, options.deploy ?? { deployer: 'registry' }, signal);
-    if (recovered !== undefined) vessel.notes.push(recovered);
     const trust = await trustFor(vessel, options.trust, given);
 
-    await verifyParts(input, options);
-    const bundle = await openBundle(input);
+    const bundle = await origin.open(options);
+    const { input } = bundle;
     try {
       const { release } = bundle;
       const digest = bundle.releaseDesc.digest;
@@ -235,6 +286,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const nothingNew = accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
       if (held?.digest === digest && nothingNew && (await stillHeld(vessel, held, signal))) {
         const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
+        await origin.staged?.();
         return {
           release: { name: release.name, version: release.version, digest },
           blobs: { total, pushed: 0, skipped: total, mounted: 0, omitted: 0 },
@@ -256,9 +308,15 @@ export async function importBundle(path: string, options: ImportOptions): Promis
 
       // Verified: from here on the vessel changes.
       vessel.step('import:verified');
+      // What the first import pins (trust root, registry, class) is saved together, before any
+      // push, so a bare re-run after an interrupt needs no flags.
       const pinned = [...(trust.first ? [trust.first] : []), ...accepted];
       await vessel.dir.pinRoots(pinned);
-      await writeJournal(vessel.dir, {
+      rememberRegistry(vessel, options, target);
+      await vessel.save();
+      // Never over a journal still pending: that one waits for its own command.
+      const pendingJournal = await readJournal(vessel.dir).catch(() => undefined);
+      if (pendingJournal === undefined) await writeJournal(vessel.dir, {
         op: 'import',
         started: new Date().toISOString(),
         pid: process.pid,
@@ -311,6 +369,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
               await copyGraph(bundle.archive, tracker.storage(repo), graph, {
                 limiter,
                 manifests,
+                checkChildren: true,
                 skip: (d) => omitted.has(d.digest) || (manifests && present.has(`${image.repository} ${d.digest}`)),
                 onNode: (d, outcome) => {
                   if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
@@ -341,7 +400,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         const releaseRepo = releaseRepository(release.name);
         const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
         record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
-        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, onProgress: progress(-1, releaseRepo), ...sig });
+        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, checkChildren: true, onProgress: progress(-1, releaseRepo), ...sig });
         const files: ManifestFile[] = [];
         for (const layer of bundle.releaseManifest.layers) {
           const title = layer.annotations?.[TITLE] ?? layer.digest;
@@ -358,7 +417,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
         record(fluxRepoName, postOrder(fluxGraph).map((n) => n.desc.digest));
         const fluxRepo = await vessel.repository(fluxRepoName);
-        await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, ...sig });
+        await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, checkChildren: true, ...sig });
         const tag = versionTag(release.version);
         if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
         vessel.step('import:artifacts');
@@ -394,17 +453,11 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         const newest = vessel.state.newestTrustedTime;
         // A reproducible build vouches for no time (no created); the trust root's own times still count.
         if (release.created !== undefined && (newest === undefined || new Date(release.created) > new Date(newest))) vessel.state.newestTrustedTime = release.created;
-        const remembered = vessel.state.registry;
-        vessel.state.registry = {
-          host: vessel.registryHost,
-          ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : remembered?.plainHttp !== undefined && remembered.host === vessel.registryHost ? { plainHttp: remembered.plainHttp } : {}),
-          ...(options.caFile !== undefined ? { caFile: options.caFile } : remembered?.caFile !== undefined && remembered.host === vessel.registryHost ? { caFile: remembered.caFile } : {}),
-        };
-        if (target !== undefined) vessel.state.target = target;
         await vessel.save();
         vessel.step('import:saved');
-        await vessel.dir.removeJournal();
+        if (pendingJournal === undefined) await vessel.dir.removeJournal();
         staged = true;
+        await origin.staged?.();
 
         // Counted per repository and digest, as pushes, mounts and HEADs are.
         const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);
@@ -418,7 +471,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           notes: vessel.notes,
         };
       } finally {
-        if (!staged) await vessel.dir.removeJournal().catch(() => undefined);
+        if (!staged && pendingJournal === undefined) await vessel.dir.removeJournal().catch(() => undefined);
       }
     } finally {
       await bundle.close();

@@ -1,42 +1,28 @@
 /**
- * The vessel commands besides import: apply, rollback, status, prune, inventory.
+ * The vessel commands besides import: apply, rollback, status, prune, recover, inventory.
  */
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { postOrder, resolveGraph } from '../oci/graph.js';
-import { isManifestLike } from '../oci/media-types.js';
-import { isNotFound } from '../registry/client.js';
-import { releaseRepository } from '../bundle/release.js';
 import type { Inventory } from '../bundle/since.js';
 import { settleAll } from '../util/limit.js';
-import { compareSemver } from '../util/semver.js';
-import type { DeployOptions } from './deploy.js';
-import { readJournal, type Journal } from './journal.js';
+import { describeJournal, readJournal, type Journal, type TagMove } from './journal.js';
 import { holderAlive, lockHolder } from './lock.js';
+import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneReport } from './prune.js';
+import { openForChange, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
 import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
-import { planSwitch, recoverJournal, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
+import { missingContent, planSwitch, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
 
-export interface SwitchOptions extends VesselOptions {
-  deploy: DeployOptions;
-  /** The health gate of apply and rollback (see `gateFor`). */
-  gate?: GateOptions;
-  /** Work out what would change and return it, changing nothing (no lock, no recovery, no write). */
-  dryRun?: boolean;
-  /**
-   * Shown the plan (what would move or be removed) before anything changes; resolving false
-   * stops with nothing changed (E_DECLINED). Absent: no question (scripts, `--yes`).
-   */
-  confirm?: (plan: SwitchResult | PruneReport) => Promise<boolean>;
-}
+export type { SwitchOptions } from './recover.js';
+export type { PruneChoice, PrunePlan, PruneReport } from './prune.js';
 
 /** Opens the vessel for a command that may change it: read-only for a dry run (and says what a crash left pending). */
 async function openFor(options: SwitchOptions, command: string): Promise<Vessel> {
   if (options.dryRun !== true) return openForChange(options, command);
   const vessel = await Vessel.open(options, command, 'read');
   const journal = await readJournal(vessel.dir);
-  if (journal !== undefined) vessel.notes.push(`an interrupted ${journal.op} of ${journal.name} ${journal.to.version} is pending; the real run finishes it first`);
+  if (journal !== undefined) vessel.notes.push(`an interrupted ${describeJournal(journal)} is pending; the real run finishes it first`);
   return vessel;
 }
 
@@ -81,19 +67,6 @@ export function gateFor(target: HeldRelease, gate: GateOptions | undefined, note
 
 function heldList(releases: HeldRelease[]): string {
   return releases.length === 0 ? 'none' : releases.map((r) => `${r.version} (${r.state})`).join(', ');
-}
-
-/** Opens the vessel for a change, finishing whatever a crash left first. */
-async function openForChange(options: SwitchOptions, command: string): Promise<Vessel> {
-  const vessel = await Vessel.open(options, command, 'mutate');
-  try {
-    const recovered = await recoverJournal(vessel, options.deploy, options.signal);
-    if (recovered !== undefined) vessel.notes.push(recovered);
-    return vessel;
-  } catch (err) {
-    await vessel.close();
-    throw err;
-  }
 }
 
 /**
@@ -175,18 +148,41 @@ export interface StatusReport {
     /** Its own signed health check (run only with `--release-check`). */
     check?: { command: string[]; timeoutSeconds: number };
     images: number;
+    /** Is every blob and manifest it needs in the registry? null when the registry could not be asked. */
+    complete: boolean | null;
+    /** What the registry lacks of it (`repository@digest`). */
+    missing?: string[];
     /** For a release that is not active: the images whose digests an apply of it would change. */
     changes?: ImageChange[];
   }[];
   /** Per release name: the version `bundle rollback NAME` would return to (none when nothing ran before). */
   rollback: { name: string; version: string }[];
-  pending: (Pick<Journal, 'op' | 'name' | 'to' | 'from' | 'phase' | 'started'> & { running: boolean; pid: number }) | null;
+  pending:
+    | {
+        op: Journal['op'];
+        /** `apply of awareness 1.5.0`, `prune of awareness 1.2.0`. */
+        what: string;
+        name?: string;
+        to?: { version: string; digest: Digest };
+        from?: { version: string; digest: Digest };
+        phase?: string;
+        started: string;
+        running: boolean;
+        pid: number;
+        /** A switch that failed and could not be undone: what it failed with; `bundle recover` decides. */
+        failed?: { code: string; error: string; undo: string };
+        /** For a switch: each tag it moves, and where it points now (undefined: missing; null: unknown). */
+        tags?: (TagMove & { now: Digest | undefined | null })[];
+      }
+    | null;
   notes: string[];
 }
 
 /**
- * `bundle status`: the truth as state.json has it, and any operation under way. An operation a
- * crash left behind is finished first (when no live command holds the vessel).
+ * `bundle status`: the truth as state.json has it, whether the registry still holds every
+ * release completely, and any operation under way. An operation a crash left behind is finished
+ * first (when no live command holds the vessel); a switch that failed half-way is left for
+ * `bundle recover`, and its tags are shown as they stand.
  */
 export async function vesselStatus(options: SwitchOptions & { name?: string }): Promise<StatusReport> {
   const dir = new StateDir(options.stateDir);
@@ -196,13 +192,14 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
   if (journal !== undefined) {
     const holder = await lockHolder(dir.lockPath);
     running = holder !== undefined && holderAlive(holder);
-    if (!running) {
+    const waits = journal.op !== 'prune' && journal.op !== 'import' && journal.failed !== undefined;
+    if (!running && !waits) {
       try {
         const vessel = await openForChange(options, 'status');
         notes.push(...vessel.notes);
         await vessel.close();
       } catch (err) {
-        notes.push(`could not finish the interrupted ${journal.op} of ${journal.name} ${journal.to.version} yet: ${(err as Error).message}`);
+        notes.push(`could not finish the interrupted ${describeJournal(journal)} yet: ${(err as Error).message}`);
       }
       journal = await readJournal(dir);
     }
@@ -221,8 +218,33 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
     const back = rollbackTarget(state, name);
     return back === undefined ? [] : [{ name, version: back.version }];
   });
-  const releases = shown
-    .map((r) => ({
+  // One look at the registry: every blob of every release shown, and the tags of a pending switch.
+  let complete: Map<HeldRelease, string[]> | undefined;
+  let tags: NonNullable<StatusReport['pending']>['tags'];
+  const vessel = shown.length > 0 || journal !== undefined ? await Vessel.open({ ...options, retry: { retries: 1, minDelayMs: 100, maxDelayMs: 200 } }, 'status', 'read').catch(() => undefined) : undefined;
+  try {
+    if (vessel !== undefined && (options.registry ?? state.registry?.host) !== undefined) {
+      try {
+        complete = new Map();
+        for (const r of shown) complete.set(r, await missingContent(vessel, r, options.signal));
+      } catch (err) {
+        complete = undefined;
+        notes.push(`could not check the releases in the registry: ${(err as Error).message}`);
+      }
+      if (journal !== undefined && journal.op !== 'prune' && journal.op !== 'import' && journal.moves !== undefined) {
+        tags = [];
+        for (const m of journal.moves) {
+          const now = await (await vessel.repository(m.repository)).tagDigest(m.tag, options.signal ? { signal: options.signal } : {}).catch(() => null);
+          tags.push({ ...m, now });
+        }
+      }
+    }
+  } finally {
+    await vessel?.close();
+  }
+  const releases = shown.map((r) => {
+    const missing = complete?.get(r);
+    return {
       name: r.name,
       version: r.version,
       state: r.state,
@@ -233,8 +255,11 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       ...(r.failure === undefined ? {} : { failure: r.failure }),
       ...(r.check === undefined ? {} : { check: r.check }),
       images: r.images.length,
+      complete: missing === undefined ? null : missing.length === 0,
+      ...(missing !== undefined && missing.length > 0 ? { missing } : {}),
       ...(r.state === 'active' ? {} : { changes: imageChanges(state, r) }),
-    }));
+    };
+  });
   return {
     stateDir: dir.dir,
     ...(state.registry === undefined ? {} : { registry: state.registry.host }),
@@ -242,106 +267,59 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
     ...(root === undefined ? {} : { trustRoot: { version: root.signed.version, expires: root.signed.expires } }),
     releases,
     rollback,
-    pending:
-      journal === undefined
-        ? null
-        : {
-            op: journal.op,
-            name: journal.name,
-            to: journal.to,
-            ...(journal.from === undefined ? {} : { from: journal.from }),
-            ...(journal.phase === undefined ? {} : { phase: journal.phase }),
-            started: journal.started,
-            running,
-            pid: journal.pid,
-          },
+    pending: journal === undefined ? null : pendingOf(journal, running, tags),
     notes,
   };
 }
 
-export interface PruneReport {
-  removed: { name: string; version: string; digest: Digest }[];
-  kept: { name: string; version: string; state: ReleaseState }[];
-  manifestsDeleted: number;
-  /** Deletes the registry refused (deletes disabled): content stays until GC with deletes on. */
-  deleteRefused: boolean;
-  notes: string[];
-  /** Only the plan: what would be removed (`--dry-run`); nothing was. */
-  dryRun?: boolean;
+function pendingOf(journal: Journal, running: boolean, tags: NonNullable<StatusReport['pending']>['tags']): NonNullable<StatusReport['pending']> {
+  const base = { op: journal.op, what: describeJournal(journal), ...(journal.phase === undefined ? {} : { phase: journal.phase }), started: journal.started, running, pid: journal.pid };
+  if (journal.op === 'prune') return base;
+  return {
+    ...base,
+    name: journal.name,
+    to: journal.to,
+    ...(journal.op !== 'import' && journal.from !== undefined ? { from: journal.from } : {}),
+    ...(journal.op !== 'import' && journal.failed !== undefined ? { failed: { code: journal.failed.code, error: journal.failed.error, undo: journal.failed.undo } } : {}),
+    ...(tags === undefined ? {} : { tags }),
+  };
 }
 
 /**
- * `bundle prune [--keep N]`: removes releases beyond the newest N of each name (never the active
- * one), deleting their manifests that no kept release uses. Blobs go at the registry's next
- * garbage collection.
+ * What `bundle prune` would remove now, without changing anything (for listing and asking).
+ *
+ * @throws E_USAGE, E_STATE_INVALID
  */
-export async function pruneReleases(options: SwitchOptions & { keep: number; name?: string }): Promise<PruneReport> {
-  if (!Number.isInteger(options.keep) || options.keep < 1) throw new SeabagError('E_USAGE', '--keep must be at least 1');
-  const vessel = await openFor(options, `prune --keep ${options.keep}`);
+export async function prunePlan(options: VesselOptions & PruneChoice): Promise<PrunePlan> {
+  return planPrune(await new StateDir(options.stateDir).load(), options);
+}
+
+/**
+ * `bundle prune [--keep N] [--force]`: removes releases beyond the newest N of each name, never
+ * the active one nor (without `force`) the previous one, deleting their manifests that no kept
+ * release uses; journalled, so a crash at any step is finished by the next command. Blobs go at
+ * the registry's next garbage collection. `only` limits it to the releases the captain confirmed.
+ *
+ * @throws E_USAGE, E_LOCKED, E_REGISTRY*, E_ABORTED
+ */
+export async function pruneReleases(options: SwitchOptions & PruneChoice & { only?: readonly Digest[] }): Promise<PruneReport> {
+  planPrune({ apiVersion: 'seabag.dev/v1', kind: 'VesselState', releases: [] }, options);
+  const vessel = await openFor(options, `prune --keep ${options.keep}${options.force === true ? ' --force' : ''}`);
   try {
-    const names = [...new Set(vessel.state.releases.map((r) => r.name))].filter((n) => options.name === undefined || n === options.name);
-    const removed: HeldRelease[] = [];
-    for (const name of names) {
-      const held = releasesOf(vessel.state, name).sort((a, b) => compareSemver(b.version, a.version));
-      const keep = new Set(held.slice(0, options.keep));
-      for (const r of held) if (r.state === 'active') keep.add(r);
-      removed.push(...held.filter((r) => !keep.has(r)));
-    }
-    const kept = vessel.state.releases.filter((r) => !removed.includes(r));
-    if (options.dryRun === true || (options.confirm !== undefined && removed.length > 0)) {
-      const plan: PruneReport = {
-        removed: removed.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
-        kept: kept.map((r) => ({ name: r.name, version: r.version, state: r.state })),
+    if (options.dryRun === true || options.confirm !== undefined) {
+      const plan = planPrune(vessel.state, options);
+      const report: PruneReport = {
+        removed: plan.remove.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
+        kept: plan.keep.map((k) => ({ name: k.name, version: k.version, state: k.state, why: k.why })),
         manifestsDeleted: 0,
         deleteRefused: false,
         notes: vessel.notes,
         dryRun: true,
       };
-      if (options.dryRun === true) return plan;
-      await confirmed(options, plan, 'prune');
+      if (options.dryRun === true) return report;
+      if (report.removed.length > 0) await confirmed(options, report, 'prune');
     }
-    const keptDigests = new Map<string, Set<string>>();
-    for (const r of kept) for (const [repo, digests] of Object.entries(r.content)) for (const d of digests) (keptDigests.get(repo) ?? keptDigests.set(repo, new Set()).get(repo))?.add(d);
-    let deleted = 0;
-    let refused = false;
-    const signal = options.signal;
-    const sig = signal ? { signal } : {};
-    const remove = async (repository: string, digest: Digest): Promise<void> => {
-      if (keptDigests.get(repository)?.has(digest) === true) return;
-      const repo = await vessel.repository(repository);
-      try {
-        await repo.deleteManifest(digest, sig);
-        deleted += 1;
-      } catch (err) {
-        if (err instanceof SeabagError && err.details['status'] === 405) refused = true;
-        else if (!isNotFound(err)) throw err;
-      }
-    };
-    for (const r of removed) {
-      for (const image of r.images) {
-        const repo = await vessel.repository(image.repository);
-        let manifests: Digest[] = [image.digest];
-        try {
-          const root = (await repo.getManifest(image.digest, sig)).desc;
-          const graph = await resolveGraph(repo, root, sig);
-          manifests = postOrder(graph).filter((n) => isManifestLike(n.desc.mediaType)).map((n) => n.desc.digest).reverse();
-        } catch (err) {
-          if (!isNotFound(err)) throw err;
-        }
-        for (const m of manifests) await remove(image.repository, m);
-      }
-      await remove(releaseRepository(r.name), r.digest);
-      if (r.fluxDigest !== undefined) await remove(r.manifestsRepository, r.fluxDigest);
-    }
-    vessel.state.releases = kept;
-    await vessel.save();
-    return {
-      removed: removed.map((r) => ({ name: r.name, version: r.version, digest: r.digest })),
-      kept: kept.map((r) => ({ name: r.name, version: r.version, state: r.state })),
-      manifestsDeleted: deleted,
-      deleteRefused: refused,
-      notes: vessel.notes,
-    };
+    return await pruneVessel(vessel, options, options.signal);
   } finally {
     await vessel.close();
   }

@@ -9,7 +9,7 @@ import { RegistryClient, checkRegistryHost, retryAsProgress } from '../registry/
 import { DEFAULT_RETRY } from '../registry/retry.js';
 import type { Repository } from '../registry/repository.js';
 import type { RetryPolicy } from '../registry/retry.js';
-import { acquireLock, type Lock } from './lock.js';
+import { acquireLock, removeLeftovers, type Lock } from './lock.js';
 import { StateDir, type VesselState } from './state.js';
 
 export interface VesselOptions extends OpOptions {
@@ -56,10 +56,15 @@ export class Vessel {
       lock = await acquireLock(dir.lockPath, command);
     }
     try {
+      if (lock !== undefined) {
+        // Temp files a killed command left (a SIGKILL between writing and renaming).
+        await removeLeftovers(dir.dir, dir.lockPath);
+        await removeLeftovers(dir.rootsDir, dir.lockPath);
+      }
       const vessel = new Vessel(dir, options, await dir.load(), lock);
       if (lock?.tookOver !== undefined) {
         const t = lock.tookOver;
-        vessel.notes.push(`took over the lock of \`${t.command}\` (pid ${t.pid}), which is no longer running`);
+        vessel.notes.push(`took over the lock of \`${t.command}\` (pid ${t.pid}), whose holder is no longer running`);
       }
       return vessel;
     } catch (err) {

@@ -9,7 +9,7 @@ import { fromSystemError, SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { assertSchema } from '../schema.js';
 import { parseRoot, type TrustRoot } from '../trust/root.js';
-import { fsyncDir, writeFileAtomic, writeJSONAtomic } from '../util/atomic.js';
+import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { compareSemver } from '../util/semver.js';
 
@@ -146,7 +146,10 @@ export class StateDir {
       releases: [...state.releases].sort((a, b) => (a.name === b.name ? compareSemver(a.version, b.version) : a.name < b.name ? -1 : 1)),
     };
     assertSchema('state', sorted, this.statePath, 'E_STATE_INVALID');
-    await writeJSONAtomic(this.statePath, sorted);
+    // Unchanged: not rewritten (a no-op leaves state.json byte for byte, and its time, as it was).
+    const text = `${JSON.stringify(sorted, null, 2)}\n`;
+    if ((await readFile(this.statePath, 'utf8').catch(() => undefined)) === text) return;
+    await writeFileAtomic(this.statePath, text);
   }
 
   /**

@@ -1,30 +1,29 @@
 /**
  * `apply` and `rollback`: the captain's switch between held releases. The images' own tags move
  * first, then (with `--deploy kubectl`) the manifests are applied and rolled out, then the single
- * commit point moves: `seabag/NAME:current` (and the Flux artifact's `current`). The journal
- * records the switch first, so a crash at any step is finished by the next command.
+ * commit point moves: `seabag/NAME:current` (and the Flux artifact's `current`).
+ *
+ * The journal records the switch, with every tag it will move and where that tag pointed before,
+ * before anything moves. A crash at any step is finished by the next command (the captain asked
+ * for the switch and every step can be repeated). A failure is undone: the tags that moved go back
+ * and the journal goes; if the undo fails too the journal stays, marked failed, and waits for
+ * `bundle recover --abort|--finish`.
  */
 import { SeabagError, throwIfAborted } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
-import { OCI_MANIFEST } from '../oci/media-types.js';
-import { isNotFound } from '../registry/client.js';
+import { parseImageManifest, TITLE } from '../oci/descriptor.js';
 import { readVerified } from '../oci/verify.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { releaseRepository } from '../bundle/release.js';
-import { describeFailure, runHealthCheck, type CheckOutcome, type HealthCheck } from '../runtime/check.js';
+import { describeFailure, runHealthCheck, type HealthCheck } from '../runtime/check.js';
+import { settleAll } from '../util/limit.js';
 import { kubectlDeploy, type DeployOptions } from './deploy.js';
 import type { ManifestFile } from './flux.js';
-import { readJournal, writeJournal, type Journal } from './journal.js';
+import { writeJournal, type SwitchJournal, type TagMove } from './journal.js';
 import type { Vessel } from './session.js';
 import { findRelease, releasesOf, type HeldRelease } from './state.js';
 
-export interface TagMove {
-  repository: string;
-  tag: string;
-  from?: Digest;
-  to: Digest;
-}
+export type { TagMove } from './journal.js';
 
 export interface SwitchResult {
   op: 'apply' | 'rollback';
@@ -36,7 +35,7 @@ export interface SwitchResult {
   check?: { source: HealthCheck['source']; command: string[]; output: string };
   /** The check that gates (or, in a plan, would gate) the switch. */
   gate?: { source: HealthCheck['source']; command: string[]; timeoutSeconds: number };
-  /** It was already the active release: nothing moved. */
+  /** It was already the active release and every tag already pointed at it: nothing was written. */
   unchanged: boolean;
   /** Only the plan: what would move (`--dry-run`, or the captain said no); nothing moved. */
   dryRun?: boolean;
@@ -44,32 +43,37 @@ export interface SwitchResult {
 
 export const CURRENT_TAG = 'current';
 
-function manifestDesc(digest: Digest, mediaType: string): Descriptor {
-  return { mediaType, digest, size: 0 };
+function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
 }
 
 /**
- * Checks that everything the release needs to run is still in the registry.
+ * What the registry lacks of a held release: every blob and manifest it needs, HEADed in the
+ * repository that must have it. Empty when the release is complete.
+ */
+export async function missingContent(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<string[]> {
+  const checks: (() => Promise<string | undefined>)[] = [];
+  for (const [repository, digests] of Object.entries(release.content)) {
+    for (const digest of digests) {
+      checks.push(async () => ((await (await vessel.repository(repository)).has(digest, sig(signal))) ? undefined : `${repository}@${digest}`));
+    }
+  }
+  return (await settleAll(checks, 8)).filter((m): m is string => m !== undefined).sort();
+}
+
+/**
+ * Checks that everything the release needs to run is still in the registry: every blob, not only
+ * the manifests (a layer lost to disk trouble or a careless garbage collection fails the pull on
+ * the node, after the switch).
  *
  * @throws E_BLOBS_MISSING naming what is gone
  */
 export async function checkHeld(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<void> {
-  const missing: string[] = [];
-  const check = async (repository: string, digest: Digest): Promise<void> => {
-    const repo = await vessel.repository(repository);
-    try {
-      await repo.getManifest(digest, signal ? { signal } : {});
-    } catch (err) {
-      if (isNotFound(err)) missing.push(`${repository}@${digest}`);
-      else throw err;
-    }
-  };
-  for (const image of release.images) await check(image.repository, image.digest);
-  await check(releaseRepository(release.name), release.digest);
+  const missing = await missingContent(vessel, release, signal);
   if (missing.length > 0) {
-    throw new SeabagError('E_BLOBS_MISSING', `${release.name} ${release.version} is no longer complete in the registry: ${missing.join(', ')}`, {
+    throw new SeabagError('E_BLOBS_MISSING', `${release.name} ${release.version} is no longer complete in the registry: ${missing.length} missing (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''})`, {
       details: { missing },
-      hint: 'import its bundle again (only what is missing is pushed)',
+      hint: 'import its bundle again: the import checks every blob and pushes only what is missing',
     });
   }
 }
@@ -77,50 +81,52 @@ export async function checkHeld(vessel: Vessel, release: HeldRelease, signal?: A
 /** The release's manifests and rendered device profiles, read back from the registry, hosts rewritten. */
 export async function releaseFiles(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<ManifestFile[]> {
   const repo = await vessel.repository(releaseRepository(release.name));
-  const { bytes, desc } = await repo.getManifest(release.digest, signal ? { signal } : {});
+  const { bytes, desc } = await repo.getManifest(release.digest, sig(signal));
   const manifest = parseImageManifest(bytes, desc, 'release manifest');
   const files: ManifestFile[] = [];
   for (const layer of manifest.layers) {
-    const text = (await readVerified(await repo.fetch(layer, signal ? { signal } : {}), layer, 'release layer')).toString('utf8');
+    const text = (await readVerified(await repo.fetch(layer, sig(signal)), layer, 'release layer')).toString('utf8');
     const title = layer.annotations?.[TITLE] ?? layer.digest;
     files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts(text, vessel.registryHost, title) });
   }
   return files;
 }
 
-/** Points each image's own tag at the release's digest; returns what moved. */
-async function moveTags(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<TagMove[]> {
-  const moves: TagMove[] = [];
-  for (const image of release.images) {
-    throwIfAborted(signal);
-    if (image.tag === undefined) continue;
-    const repo = await vessel.repository(image.repository);
-    const now = await repo.tagDigest(image.tag, signal ? { signal } : {});
-    if (now === image.digest) continue;
-    await repo.tag(manifestDesc(image.digest, image.mediaType), image.tag, signal ? { signal } : {});
-    moves.push({ repository: image.repository, tag: image.tag, ...(now === undefined ? {} : { from: now }), to: image.digest });
-    vessel.step('switch:tag');
-  }
-  return moves;
+/** Points `tag` at the manifest `digest` the repository holds (GET it by digest, PUT it under the tag). */
+async function pointTag(vessel: Vessel, repository: string, tag: string, digest: Digest, signal?: AbortSignal): Promise<void> {
+  const repo = await vessel.repository(repository);
+  const { desc, bytes } = await repo.getManifest(digest, sig(signal));
+  await repo.putManifest(tag, bytes, desc.mediaType, sig(signal));
 }
 
-/** The commit point: `seabag/NAME:current`, then the Flux artifact's `current`. */
-async function commit(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<TagMove[]> {
-  const moves: TagMove[] = [];
-  const targets: [string, Digest | undefined][] = [
-    [releaseRepository(release.name), release.digest],
-    [release.manifestsRepository, release.fluxDigest],
-  ];
-  for (const [repository, digest] of targets) {
-    if (digest === undefined) continue;
-    const repo = await vessel.repository(repository);
-    const now = await repo.tagDigest(CURRENT_TAG, signal ? { signal } : {});
-    if (now === digest) continue;
-    await repo.tag(manifestDesc(digest, OCI_MANIFEST), CURRENT_TAG, signal ? { signal } : {});
-    moves.push({ repository, tag: CURRENT_TAG, ...(now === undefined ? {} : { from: now }), to: digest });
-    vessel.step('switch:commit');
+/** The tags a switch to `release` moves: the images' own tags, then the commit point(s). */
+function wantedTags(release: HeldRelease): { repository: string; tag: string; to: Digest; commit: boolean }[] {
+  const out: { repository: string; tag: string; to: Digest; commit: boolean }[] = [];
+  for (const image of release.images) if (image.tag !== undefined) out.push({ repository: image.repository, tag: image.tag, to: image.digest, commit: false });
+  out.push({ repository: releaseRepository(release.name), tag: CURRENT_TAG, to: release.digest, commit: true });
+  if (release.fluxDigest !== undefined) out.push({ repository: release.manifestsRepository, tag: CURRENT_TAG, to: release.fluxDigest, commit: true });
+  return out;
+}
+
+/**
+ * The tags a switch to `release` would move now, each with where it points today: images' tags
+ * first, the commit point(s) last. Empty when every tag already names the release. Reads only.
+ *
+ * @throws E_REGISTRY*, E_AUTH
+ */
+export async function plannedMoves(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<(TagMove & { commit: boolean })[]> {
+  const plan: (TagMove & { commit: boolean })[] = [];
+  for (const want of wantedTags(release)) {
+    throwIfAborted(signal);
+    const now = await (await vessel.repository(want.repository)).tagDigest(want.tag, sig(signal));
+    if (now === want.to) continue;
+    plan.push({ repository: want.repository, tag: want.tag, ...(now === undefined ? {} : { from: now }), to: want.to, commit: want.commit });
   }
-  return moves;
+  return plan;
+}
+
+function asMove(m: TagMove): TagMove {
+  return { repository: m.repository, tag: m.tag, ...(m.from === undefined ? {} : { from: m.from }), to: m.to };
 }
 
 /**
@@ -132,15 +138,7 @@ async function commit(vessel: Vessel, release: HeldRelease, signal?: AbortSignal
 export async function planSwitch(vessel: Vessel, target: HeldRelease, op: 'apply' | 'rollback', signal?: AbortSignal): Promise<SwitchResult> {
   const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
   await checkHeld(vessel, target, signal);
-  const sig = signal ? { signal } : {};
-  const tags: TagMove[] = [];
-  const consider = async (repository: string, tag: string, digest: Digest): Promise<void> => {
-    const now = await (await vessel.repository(repository)).tagDigest(tag, sig);
-    if (now !== digest) tags.push({ repository, tag, ...(now === undefined ? {} : { from: now }), to: digest });
-  };
-  for (const image of target.images) if (image.tag !== undefined) await consider(image.repository, image.tag, image.digest);
-  await consider(releaseRepository(target.name), CURRENT_TAG, target.digest);
-  if (target.fluxDigest !== undefined) await consider(target.manifestsRepository, CURRENT_TAG, target.fluxDigest);
+  const tags = (await plannedMoves(vessel, target, signal)).map(asMove);
   const from = current !== target ? current : undefined;
   return {
     op,
@@ -154,15 +152,88 @@ export async function planSwitch(vessel: Vessel, target: HeldRelease, op: 'apply
 
 /** Marks `target` active and `from` (what ran before) previous; any other active or previous one is staged. */
 function markActive(vessel: Vessel, target: HeldRelease, from: HeldRelease | undefined): void {
-  const now = new Date().toISOString();
+  if (target.state === 'active' && from === undefined) return;
   for (const r of releasesOf(vessel.state, target.name)) {
     if (r === target) continue;
     if (r === from) r.state = 'previous';
-    else if (r.state === 'active' || r.state === 'previous') r.state = 'staged';
+    else if (r.state === 'active' || (r.state === 'previous' && from !== undefined)) r.state = 'staged';
   }
   target.state = 'active';
-  target.appliedAt = now;
+  target.appliedAt = new Date().toISOString();
   delete target.failure;
+}
+
+export interface UndoOutcome {
+  /** Every moved tag points where it did before (or, for a tag the switch created, at the target still: see `left`). */
+  ok: boolean;
+  /** Tags put back. */
+  restored: TagMove[];
+  /** Tags the switch created that a registry cannot remove without deleting the manifest: they stay. */
+  left: TagMove[];
+  /** Why the undo failed, when it did. */
+  error?: string;
+}
+
+/**
+ * Undoes a switch: puts every tag it moved back where it pointed before, last moved first. Not
+ * cancellable (it runs after an interrupt). A tag the switch created is left (Distribution cannot
+ * untag without deleting the manifest, and nothing could have resolved it before the switch).
+ */
+export async function undoSwitch(vessel: Vessel, moves: readonly TagMove[]): Promise<UndoOutcome> {
+  const restored: TagMove[] = [];
+  const left: TagMove[] = [];
+  try {
+    for (const move of [...moves].reverse()) {
+      const repo = await vessel.repository(move.repository);
+      const now = await repo.tagDigest(move.tag);
+      if (move.from === undefined) {
+        if (now !== undefined) left.push(move);
+        continue;
+      }
+      if (now === move.from) continue;
+      await pointTag(vessel, move.repository, move.tag, move.from);
+      restored.push(move);
+      vessel.step('switch:undo');
+    }
+    return { ok: true, restored, left };
+  } catch (err) {
+    return { ok: false, restored, left, error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Words for where the tags of an interrupted or failed switch stand. */
+function movesText(moves: readonly TagMove[]): string {
+  return moves.map((m) => `${m.repository}:${m.tag}`).join(', ');
+}
+
+/**
+ * A switch failed (not a crash): undo it. Clean undo: the journal goes and the original error is
+ * thrown, saying nothing changed. Failed undo: the journal stays, marked failed, and
+ * E_SWITCH_INCOMPLETE says exactly which tags may have moved.
+ */
+async function failSwitch(vessel: Vessel, journal: SwitchJournal, moves: readonly TagMove[], err: unknown): Promise<never> {
+  const undo = await undoSwitch(vessel, moves);
+  const what = `${journal.op} of ${journal.name} ${journal.to.version}`;
+  const code = err instanceof SeabagError ? err.code : 'E_INTERNAL';
+  const reason = err instanceof Error ? err.message : String(err);
+  if (undo.ok) {
+    await vessel.dir.removeJournal();
+    const changed = undo.left.length === 0 ? 'nothing that runs has changed' : `nothing that runs has changed (new tag(s) ${movesText(undo.left)} stay, naming ${journal.to.version})`;
+    if (err instanceof SeabagError) {
+      err.details['undone'] = true;
+      err.details['changed'] = changed;
+      throw err;
+    }
+    throw new SeabagError('E_INTERNAL', `${what} failed: ${reason}; it was undone: ${changed}`, { cause: err, details: { undone: true, changed } });
+  }
+  const failed: SwitchJournal = { ...journal, moves: [...moves], failed: { code, error: reason, undo: undo.error ?? 'unknown', at: new Date().toISOString() } };
+  await writeJournal(vessel.dir, failed);
+  const changed = `the ${what} is half done: tags ${movesText(moves)} may name either release`;
+  throw new SeabagError('E_SWITCH_INCOMPLETE', `${what} failed (${reason}) and undoing it failed too (${undo.error ?? 'unknown'}); ${changed}`, {
+    cause: err,
+    details: { failedWith: code, undo: undo.error, moves, changed },
+    hint: '`bundle status` shows where each tag points; `bundle recover --abort` puts them back, `bundle recover --finish` completes the switch',
+  });
 }
 
 /** A health check gating a switch, and the environment it runs in. */
@@ -171,41 +242,83 @@ export interface SwitchGate {
   env: Record<string, string | undefined>;
 }
 
+/** The environment a check runs in: the caller's, and which switch it judges. */
+function checkEnv(gate: SwitchGate, target: HeldRelease, from: HeldRelease | undefined, registry: string): Record<string, string | undefined> {
+  return { ...gate.env, SEABAG_RELEASE: target.name, SEABAG_VERSION: target.version, SEABAG_PREVIOUS: from?.version ?? '', SEABAG_REGISTRY: registry };
+}
+
+/** The states of one name's releases, to put back when a switch is reverted. */
+export type StateSnapshot = Map<HeldRelease, Pick<HeldRelease, 'state' | 'appliedAt' | 'failure'>>;
+
+function snapshotStates(vessel: Vessel, name: string): StateSnapshot {
+  return new Map(releasesOf(vessel.state, name).map((r) => [r, { state: r.state, ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }), ...(r.failure === undefined ? {} : { failure: r.failure }) }]));
+}
+
 /**
- * Switches back to `back` (what ran before) after `failed` did not pass: its tags, its manifests
- * (kubectl), then the commit point, and marks `failed` failed with `reason`. Every step can be
- * repeated, so a crash here is finished by the next command the same way.
+ * Switches back after `target` did not pass (its rollout or its health check failed): the tags go
+ * back where they were (`moves`), the earlier release's manifests are applied again (kubectl),
+ * the releases' states are put back (`before`, or: `back` active) and `target` is marked failed
+ * with `reason`. Every step can be repeated, so a crash here is finished the same way by the next
+ * command. Says how it went.
+ *
+ * @throws E_SWITCH_INCOMPLETE when the tags cannot be put back (the journal stays, marked failed)
  */
-async function switchBack(vessel: Vessel, failed: HeldRelease, back: HeldRelease | undefined, reason: string, deploy: DeployOptions, signal?: AbortSignal): Promise<string> {
-  let how = 'there was no earlier release to switch back to: its tags stay where they are';
-  if (back !== undefined && back !== failed) {
-    await moveTags(vessel, back, signal);
-    if (deploy.deployer === 'kubectl') await kubectlDeploy(await releaseFiles(vessel, back, signal), deploy, signal);
-    await commit(vessel, back, signal);
-    markActive(vessel, back, undefined);
-    how = `switched back to ${back.version}`;
+export async function revertSwitch(
+  vessel: Vessel,
+  journal: SwitchJournal,
+  moves: readonly TagMove[],
+  target: HeldRelease,
+  back: HeldRelease | undefined,
+  reason: { code: string; message: string },
+  deploy: DeployOptions,
+  before?: StateSnapshot,
+): Promise<string> {
+  const undo = await undoSwitch(vessel, moves);
+  if (!undo.ok) {
+    await writeJournal(vessel.dir, { ...journal, moves: [...moves], failed: { code: reason.code, error: reason.message, undo: undo.error ?? 'unknown', at: new Date().toISOString() } });
+    throw new SeabagError('E_SWITCH_INCOMPLETE', `${journal.op} of ${target.name} ${target.version} failed (${reason.message}) and switching back failed too (${undo.error ?? 'unknown'})`, {
+      details: { failedWith: reason.code, undo: undo.error, moves, changed: `the ${journal.op} of ${target.name} ${target.version} is half done: tags ${movesText(moves)} may name either release` },
+      hint: '`bundle status` shows where each tag points; `bundle recover --abort` puts them back, `bundle recover --finish` completes the switch',
+    });
   }
-  failed.state = 'failed';
-  failed.failure = reason;
+  let how = back === undefined || back === target ? 'there was no earlier release to switch back to: its tags stay where they are' : `switched back to ${back.version}`;
+  if (back !== undefined && back !== target && deploy.deployer === 'kubectl') {
+    try {
+      await kubectlDeploy(await releaseFiles(vessel, back), deploy);
+    } catch (err) {
+      how = `switching back to ${back.version} failed: ${(err as Error).message}`;
+    }
+  }
+  if (before !== undefined) {
+    for (const [r, was] of before) {
+      r.state = was.state;
+      if (was.appliedAt === undefined) delete r.appliedAt;
+      else r.appliedAt = was.appliedAt;
+      if (was.failure === undefined) delete r.failure;
+      else r.failure = was.failure;
+    }
+  } else if (back !== undefined && back !== target) {
+    for (const r of releasesOf(vessel.state, target.name)) if (r.state === 'active') r.state = 'staged';
+    back.state = 'active';
+  }
+  target.state = 'failed';
+  target.failure = reason.message;
   await vessel.save();
   vessel.step('switch:reverted');
   await vessel.dir.removeJournal();
   return how;
 }
 
-/** The environment a check runs in: the caller's, and which switch it judges. */
-function checkEnv(gate: SwitchGate, target: HeldRelease, from: HeldRelease | undefined, registry: string): Record<string, string | undefined> {
-  return { ...gate.env, SEABAG_RELEASE: target.name, SEABAG_VERSION: target.version, SEABAG_PREVIOUS: from?.version ?? '', SEABAG_REGISTRY: registry };
-}
-
 /**
- * Switches `name` to `target`. With a gate, the check runs once the switch is committed; if it
- * fails or times out, the switch is undone (`switchBack`) and E_HEALTH_CHECK_FAILED thrown. The
- * journal carries the check from the start, so a crash before the check has passed is finished
- * by switching back.
+ * Switches `name` to `target`. A repeated apply of the active release, with every tag already
+ * in place, writes nothing at all. With a gate, the check runs once the switch is committed; if
+ * it fails or times out, the switch is reverted (`revertSwitch`) and E_HEALTH_CHECK_FAILED thrown.
+ * The journal carries the check from the start, so a crash before the check has passed is
+ * finished by switching back.
  *
- * @throws E_BLOBS_MISSING, E_ROLLOUT_FAILED (after switching back), E_HEALTH_CHECK_FAILED (after
- *   switching back), E_ABORTED (during the check: the next command switches back), E_REGISTRY*, E_TOOL
+ * @throws E_BLOBS_MISSING (before anything moves), E_ROLLOUT_FAILED and E_HEALTH_CHECK_FAILED
+ *   (after switching back), E_SWITCH_INCOMPLETE (failed, and the undo failed), E_ABORTED,
+ *   E_REGISTRY*, E_TOOL: each failure after the first move is undone first
  */
 export async function switchRelease(
   vessel: Vessel,
@@ -213,141 +326,153 @@ export async function switchRelease(
   op: 'apply' | 'rollback',
   deploy: DeployOptions,
   signal?: AbortSignal,
-  resumed?: Journal,
+  resumed?: SwitchJournal,
   gate?: SwitchGate,
 ): Promise<SwitchResult> {
   const current = releasesOf(vessel.state, target.name).find((r) => r.state === 'active');
   const fromRelease = resumed?.from !== undefined ? findRelease(vessel.state, target.name, resumed.from.version) : current !== target ? current : undefined;
   await checkHeld(vessel, target, signal);
-  const journal: Journal = {
+  const plan = await plannedMoves(vessel, target, signal);
+  const result = (tags: TagMove[], extra: Pick<SwitchResult, 'deployed' | 'check'> = {}): SwitchResult => ({
     op,
-    started: new Date().toISOString(),
+    release: { name: target.name, version: target.version, digest: target.digest },
+    ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
+    tags,
+    ...extra,
+    ...(gate === undefined ? {} : { gate: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
+    unchanged: resumed === undefined && current === target && tags.length === 0,
+  });
+  if (resumed === undefined && current === target && plan.length === 0 && deploy.deployer !== 'kubectl' && gate === undefined) return result([]);
+
+  const before = snapshotStates(vessel, target.name);
+  // What an undo restores: the moves as first planned (a resumed switch already moved some).
+  const moves: TagMove[] = resumed?.moves ?? plan.map(asMove);
+  const journal: SwitchJournal = {
+    op,
+    started: resumed?.started ?? new Date().toISOString(),
     pid: process.pid,
     name: target.name,
     to: { version: target.version, digest: target.digest },
     ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
     deploy: deploy.deployer,
+    moves,
     phase: 'tags',
     ...(gate === undefined ? {} : { check: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
   };
   await writeJournal(vessel.dir, journal);
   vessel.step('switch:journal');
-  const tags = await moveTags(vessel, target, signal);
+  const tags: TagMove[] = [];
   let deployed: SwitchResult['deployed'];
-  if (deploy.deployer === 'kubectl') {
-    await writeJournal(vessel.dir, { ...journal, phase: 'deploy' });
-    try {
-      deployed = await kubectlDeploy(await releaseFiles(vessel, target, signal), deploy, signal);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      let back = 'there was no earlier release to switch back to';
-      if (fromRelease !== undefined) {
-        try {
-          await moveTags(vessel, fromRelease, signal);
-          await kubectlDeploy(await releaseFiles(vessel, fromRelease, signal), deploy, signal);
-          back = `switched back to ${fromRelease.version}`;
-        } catch (revertErr) {
-          back = `switching back to ${fromRelease.version} failed too: ${(revertErr as Error).message}`;
-        }
-      }
-      target.state = 'failed';
-      target.failure = reason;
-      await vessel.save();
-      await vessel.dir.removeJournal();
-      throw new SeabagError('E_ROLLOUT_FAILED', `${op} of ${target.name} ${target.version} failed: ${reason}; ${back}`, {
-        cause: err,
-        details: { release: target.version, revertedTo: fromRelease?.version },
-        hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
-      });
+  try {
+    for (const move of plan.filter((m) => !m.commit)) {
+      throwIfAborted(signal);
+      await pointTag(vessel, move.repository, move.tag, move.to, signal);
+      tags.push(asMove(move));
+      vessel.step('switch:tag');
     }
+    if (deploy.deployer === 'kubectl') {
+      await writeJournal(vessel.dir, { ...journal, phase: 'deploy' });
+      try {
+        deployed = await kubectlDeploy(await releaseFiles(vessel, target, signal), deploy, signal);
+      } catch (err) {
+        if (err instanceof SeabagError && err.code === 'E_ABORTED') throw err;
+        const reason = err instanceof Error ? err.message : String(err);
+        const how = await revertSwitch(vessel, journal, moves, target, fromRelease, { code: 'E_ROLLOUT_FAILED', message: reason }, deploy, before);
+        throw new SeabagError('E_ROLLOUT_FAILED', `${op} of ${target.name} ${target.version} failed: ${reason}; ${how}`, {
+          cause: err,
+          details: { release: target.version, revertedTo: fromRelease?.version, undone: true },
+          hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+        });
+      }
+    }
+    await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
+    for (const move of plan.filter((m) => m.commit)) {
+      throwIfAborted(signal);
+      await pointTag(vessel, move.repository, move.tag, move.to, signal);
+      tags.push(asMove(move));
+      vessel.step('switch:commit');
+    }
+    markActive(vessel, target, fromRelease);
+    await vessel.save();
+  } catch (err) {
+    if (err instanceof SeabagError && (err.code === 'E_ROLLOUT_FAILED' || err.code === 'E_SWITCH_INCOMPLETE')) throw err;
+    return failSwitch(vessel, journal, moves, err);
   }
-  await writeJournal(vessel.dir, { ...journal, phase: 'commit' });
-  tags.push(...(await commit(vessel, target, signal)));
-  const wasActive = current === target;
-  markActive(vessel, target, fromRelease);
-  await vessel.save();
   vessel.step('switch:saved');
-  let checked: SwitchResult['check'];
-  if (gate !== undefined) {
-    await writeJournal(vessel.dir, { ...journal, phase: 'check' });
-    vessel.step('switch:check');
-    const outcome: CheckOutcome = await runHealthCheck(gate.check, checkEnv(gate, target, fromRelease, vessel.registryHost), {
-      ...(signal === undefined ? {} : { signal }),
-      onStarted: () => vessel.step('check:running'),
-    });
-    if (!outcome.passed) {
-      const reason = describeFailure(outcome, gate.check);
-      let how: string;
-      if (wasActive && fromRelease === undefined) {
-        // It was already running before this command: there is nothing to switch back to, and
-        // nothing this command changed to undo.
-        await vessel.dir.removeJournal();
-        how = `it was already active, so nothing was switched`;
-      } else {
-        how = await switchBack(vessel, target, fromRelease, reason, deploy, signal);
-      }
-      throw new SeabagError('E_HEALTH_CHECK_FAILED', `${op} of ${target.name} ${target.version} failed its ${reason}; ${how}`, {
-        details: {
-          release: target.version,
-          revertedTo: fromRelease?.version,
-          source: gate.check.source,
-          exitCode: outcome.exitCode,
-          signal: outcome.signal,
-          timedOut: outcome.timedOut,
-          output: outcome.output,
-        },
-        hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
-      });
-    }
-    await writeJournal(vessel.dir, { ...journal, phase: 'checked' });
-    vessel.step('switch:checked');
-    checked = { source: gate.check.source, command: gate.check.command, output: outcome.output };
-  }
+  const checked = gate === undefined ? undefined : await gateSwitch(vessel, journal, moves, target, fromRelease, current === target, gate, deploy, before, signal);
   await vessel.dir.removeJournal();
-  return {
-    op,
-    release: { name: target.name, version: target.version, digest: target.digest },
-    ...(fromRelease === undefined ? {} : { from: { version: fromRelease.version, digest: fromRelease.digest } }),
-    tags,
-    ...(deployed === undefined ? {} : { deployed }),
-    ...(checked === undefined ? {} : { check: checked }),
-    ...(gate === undefined ? {} : { gate: { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds } }),
-    unchanged: current === target && tags.length === 0,
-  };
+  return result(tags, { ...(deployed === undefined ? {} : { deployed }), ...(checked === undefined ? {} : { check: checked }) });
 }
 
 /**
- * Finishes or reverts what a crashed command left in the journal, and says which.
- * An import had staged nothing yet (its state write is its last step), so it is dropped; a
- * switch is finished, since the captain asked for it and every step can be repeated.
+ * Runs the health check of a committed switch. Passed: the journal says `checked`. Failed or
+ * timed out: the switch is reverted and E_HEALTH_CHECK_FAILED thrown. Interrupted: the journal
+ * stays at `check`, and the next command switches back (the check never passed).
  */
-export async function recoverJournal(vessel: Vessel, deploy: DeployOptions, signal?: AbortSignal): Promise<string | undefined> {
-  const journal = await readJournal(vessel.dir);
-  if (journal === undefined) return undefined;
-  const what = `${journal.name} ${journal.to.version}`;
-  if (journal.op === 'import') {
-    await vessel.dir.removeJournal();
-    if (findRelease(vessel.state, journal.name, journal.to.version)?.digest === journal.to.digest) {
-      return `an import of ${what} had finished just before it was interrupted; nothing to do`;
+async function gateSwitch(
+  vessel: Vessel,
+  journal: SwitchJournal,
+  moves: readonly TagMove[],
+  target: HeldRelease,
+  fromRelease: HeldRelease | undefined,
+  wasActive: boolean,
+  gate: SwitchGate,
+  deploy: DeployOptions,
+  before: StateSnapshot,
+  signal?: AbortSignal,
+): Promise<SwitchResult['check']> {
+  await writeJournal(vessel.dir, { ...journal, phase: 'check' });
+  vessel.step('switch:check');
+  let outcome;
+  try {
+    outcome = await runHealthCheck(gate.check, checkEnv(gate, target, fromRelease, vessel.registryHost), {
+      ...(signal === undefined ? {} : { signal }),
+      onStarted: () => vessel.step('check:running'),
+    });
+  } catch (err) {
+    if (err instanceof SeabagError) {
+      err.details['changed'] = `${target.name} ${target.version} was switched to, but its health check did not finish; the next seabag command switches back`;
     }
-    return `an import of ${what} was interrupted (${journal.phase ?? 'early'}); it had staged nothing, and importing the bundle again finishes it, pushing only what is missing`;
+    throw err;
   }
-  const target = findRelease(vessel.state, journal.name, journal.to.version);
-  if (target === undefined || target.digest !== journal.to.digest) {
-    await vessel.dir.removeJournal();
-    return `dropped an interrupted ${journal.op} of ${what}: this vessel no longer holds that release`;
+  if (!outcome.passed) {
+    const reason = describeFailure(outcome, gate.check);
+    let how: string;
+    if (wasActive && fromRelease === undefined) {
+      // It was already running before this command: there is nothing to switch back to, and
+      // nothing this command changed to undo.
+      await vessel.dir.removeJournal();
+      how = 'it was already active, so nothing was switched';
+    } else {
+      how = await revertSwitch(vessel, journal, moves, target, fromRelease, { code: 'E_HEALTH_CHECK_FAILED', message: reason }, deploy, before);
+    }
+    throw new SeabagError('E_HEALTH_CHECK_FAILED', `${journal.op} of ${target.name} ${target.version} failed its ${reason}; ${how}`, {
+      details: {
+        release: target.version,
+        revertedTo: fromRelease?.version,
+        source: gate.check.source,
+        exitCode: outcome.exitCode,
+        signal: outcome.signal,
+        timedOut: outcome.timedOut,
+        output: outcome.output,
+      },
+      hint: 'see `bundle status`; the failed release stays held and can be applied again once fixed',
+    });
   }
-  const journalDeploy = { ...deploy, deployer: journal.deploy ?? deploy.deployer };
-  if (journal.check !== undefined && journal.phase !== 'checked') {
-    // A gated switch counts only once its check has passed; this one never did.
-    const back = journal.from === undefined ? undefined : findRelease(vessel.state, journal.name, journal.from.version);
-    const reason =
-      journal.phase === 'check'
-        ? `health check interrupted: seabag (pid ${journal.pid}) stopped while the check ran, so it never passed`
-        : `health check never ran: seabag (pid ${journal.pid}) stopped at ${journal.phase ?? 'the start'} of the switch`;
-    const how = await switchBack(vessel, target, back?.digest === journal.from?.digest ? back : undefined, reason, journalDeploy, signal);
-    return `the interrupted ${journal.op} of ${what} never passed its health check: ${how}; ${journal.to.version} is marked failed`;
-  }
-  await switchRelease(vessel, target, journal.op, journalDeploy, signal, journal);
-  return `finished the interrupted ${journal.op} of ${what} (it had stopped at ${journal.phase ?? 'the start'})`;
+  await writeJournal(vessel.dir, { ...journal, phase: 'checked' });
+  vessel.step('switch:checked');
+  return { source: gate.check.source, command: gate.check.command, output: outcome.output };
 }
+
+/** The error for a switch that failed half-way and waits for the captain. */
+export function switchIncomplete(journal: SwitchJournal): SeabagError {
+  return new SeabagError(
+    'E_SWITCH_INCOMPLETE',
+    `an earlier ${journal.op} of ${journal.name} ${journal.to.version} failed half-way (${journal.failed?.error ?? 'interrupted'}) and could not be undone (${journal.failed?.undo ?? ''})`,
+    {
+      details: { pending: { op: journal.op, name: journal.name, to: journal.to, ...(journal.from ? { from: journal.from } : {}), moves: journal.moves ?? [] } },
+      hint: '`bundle status` shows where each tag points; `bundle recover --abort` puts them back, `bundle recover --finish` completes the switch',
+    },
+  );
+}
+

@@ -5,6 +5,7 @@
  */
 import { Writable } from 'node:stream';
 import { execa } from 'execa';
+import type { CliIO } from '../../cli/io.js';
 import { main } from '../../cli/program.js';
 
 export const BIN = new URL('../../dist/seabag.mjs', import.meta.url).pathname;
@@ -26,11 +27,14 @@ class Capture extends Writable {
   }
 }
 
-/** Runs `bundle ARGS` in this process with the given environment (added to a clean one). */
-export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/**
+ * Runs `bundle ARGS` in this process with the given environment (added to a clean one); `io` adds
+ * what the entry point would wire (an interrupt signal, a step observer for fault tests).
+ */
+export async function runCli(args: string[], env: Record<string, string> = {}, io: Pick<CliIO, 'signal' | 'onStep'> = {}): Promise<CliResult> {
   const stdout = new Capture();
   const stderr = new Capture();
-  const code = await main(args, { stdout, stderr, env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env } });
+  const code = await main(args, { stdout, stderr, env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env }, ...io });
   let json = {} as CliResult['json'];
   try {
     json = JSON.parse(stdout.text) as CliResult['json'];

@@ -12,7 +12,7 @@ export interface TestVessel {
   registry: RegistryHandle;
   stateDir: string;
   env: Record<string, string>;
-  run(args: string[], env?: Record<string, string>): Promise<CliResult>;
+  run(args: string[], env?: Record<string, string>, io?: Parameters<typeof runCli>[2]): Promise<CliResult>;
   spawn(args: string[], env?: Record<string, string>): ReturnType<typeof spawnCli>;
   client(): Promise<RegistryClient>;
   /** The digest a tag points at in the registry, or undefined. */
@@ -32,7 +32,7 @@ export async function startVessel(t: Teardown & { teardown(fn: () => Promise<voi
     registry,
     stateDir,
     env,
-    run: (args, extra = {}) => runCli([...args, '--no-progress'], { ...env, ...extra }),
+    run: (args, extra = {}, io = {}) => runCli([...args, '--no-progress'], { ...env, ...extra }, io),
     spawn: (args, extra = {}) => spawnCli([...args, '--no-progress'], { ...env, ...extra }),
     client: getClient,
     tag: async (repository, tag) => (await getClient()).repository(repository).tagDigest(tag),

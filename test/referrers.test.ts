@@ -311,7 +311,7 @@ test('after import the vessel serves .sig, .att and the referrers with identical
 test('--no-referrers leaves them out of the bundle and the release', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'bare.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const release = await releaseOf(out);
   t.true(release.images.every((i) => i.referrers === undefined));
@@ -323,7 +323,7 @@ test('--no-referrers leaves them out of the bundle and the release', async (t) =
 test('--platform linux/arm64 keeps the arm64 manifest\'s referrers and drops amd64\'s', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'arm.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const radar = image(await releaseOf(out), 'groke/radar');
   const { index, arm, amd } = fx.radar;
@@ -464,7 +464,7 @@ test('a referrers list naming a manifest about another image is not carried; ove
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, { ...fallbackDesc, annotations: { 'org.opencontainers.image.ref.name': `sha256-${lone.digest.slice(7)}` } }] }));
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, specText('lone', '1.0.0', [{ ref: 'shore.example.com/groke/lone:1.0.0', from: 'oci:./layout:lone-1.0.0' }]));
-  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress'], env);
+  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(ok.code, 0, ok.stdout + ok.stderr);
   t.is(image(await releaseOf(join(dir, 'ok.bundle')), 'groke/lone').referrers, undefined, 'a manifest about another image is no referrer of this one');
 
@@ -476,11 +476,11 @@ test('a referrers list naming a manifest about another image is not carried; ove
     many.push(a.manifest.desc);
   }
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, ...many] }));
-  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress'], env);
+  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(over.code, 1);
   t.is(over.json.error?.code, 'E_LAYOUT_INVALID');
   t.is(over.json.error?.details['limit'], 512);
-  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
+  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
 });
 
@@ -534,4 +534,29 @@ test('an oci-archive: source gives the same referrers as the layout folder; a do
   t.is(fromFolder.length, 4);
   t.deepEqual(await referrersFrom(`oci-archive:${tarball}:fusion-1.4.0`), fromFolder);
   t.deepEqual(await referrersFrom(`docker-archive:${dockerArchive}`), []);
+});
+
+test('push to a shore registry, then import oci:// and pull: the referrers arrive with identical digests and the pulled bundle is the pushed one byte for byte', async (t) => {
+  const dir = await tempDir(t);
+  const shore = await startRegistry({}, t.teardown.bind(t));
+  const pushed = await runCli(['push', fx.bundle, `oci://${shore.host}/releases/supply`, '--json', '--no-progress'], env);
+  t.is(pushed.code, 0, pushed.stdout + pushed.stderr);
+  const v = await startVessel(t);
+  await importOk(v, `oci://${shore.host}/releases/supply:1.0.0`, '--trust', fx.trust);
+  for (const [repo, tag, name] of [
+    ['groke/fusion', tagFor(fx.fusion.digest, 'sig'), 'fusionSig'],
+    ['groke/fusion', tagFor(fx.fusion.digest, 'att'), 'fusionAtt'],
+    ['groke/radar', tagFor(fx.radar.arm.digest, 'sig'), 'armSig'],
+  ] as const) {
+    t.is(sha(await skopeoRaw(`${v.registry.host}/${repo}:${tag}`)), digestOf(name), `${repo}:${tag}`);
+  }
+  t.is(sha(await skopeoRaw(`${v.registry.host}/groke/fusion@${digestOf('fusionSbom')}`)), digestOf('fusionSbom'));
+  const fallback = JSON.parse((await skopeoRaw(`${v.registry.host}/groke/fusion:sha256-${fx.fusion.digest.slice(7)}`)).toString()) as { manifests: Descriptor[] };
+  t.true(fallback.manifests.some((m) => m.digest === digestOf('fusionSbom')));
+
+  const out = join(dir, 'pulled.bundle');
+  const pulled = await runCli(['pull', `oci://${shore.host}/releases/supply:1.0.0`, '-o', out, '--json', '--no-progress'], env);
+  t.is(pulled.code, 0, pulled.stdout + pulled.stderr);
+  const hash = async (p: string): Promise<string> => sha(await import('node:fs/promises').then((fs) => fs.readFile(p)));
+  t.is(await hash(out), await hash(fx.bundle), 'byte-identical');
 });

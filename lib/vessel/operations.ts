@@ -141,7 +141,7 @@ export interface StatusReport {
     version: string;
     state: ReleaseState;
     digest: Digest;
-    created: string;
+    created?: string;
     importedAt: string;
     appliedAt?: string;
     failure?: string;
@@ -249,7 +249,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       version: r.version,
       state: r.state,
       digest: r.digest,
-      created: r.created,
+      ...(r.created === undefined ? {} : { created: r.created }),
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),

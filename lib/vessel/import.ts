@@ -407,7 +407,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
         }
         const flux = await fluxArtifact(files, {
-          'org.opencontainers.image.created': release.created,
+          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
           'org.opencontainers.image.source': `seabag://${release.name}`,
           'org.opencontainers.image.revision': `${release.version}@${digest}`,
         });
@@ -432,7 +432,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           version: release.version,
           digest,
           state: existing?.state ?? 'staged',
-          created: release.created,
+          ...(release.created === undefined ? {} : { created: release.created }),
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
           ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
@@ -451,7 +451,8 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         };
         vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
         const newest = vessel.state.newestTrustedTime;
-        if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
+        // A reproducible build vouches for no time (no created); the trust root's own times still count.
+        if (release.created !== undefined && (newest === undefined || new Date(release.created) > new Date(newest))) vessel.state.newestTrustedTime = release.created;
         await vessel.save();
         vessel.step('import:saved');
         if (pendingJournal === undefined) await vessel.dir.removeJournal();

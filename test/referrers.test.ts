@@ -16,6 +16,7 @@ import test from 'ava';
 import { execa } from 'execa';
 import { openBundle, type ReleaseDocument } from '../lib/index.js';
 import type { Descriptor } from '../lib/oci/descriptor.js';
+import { resolveGraph } from '../lib/oci/graph.js';
 import { OciLayout } from '../lib/oci/layout.js';
 import { RegistryClient } from '../lib/registry/client.js';
 import { packBundle, unpackBundle } from './helpers/bundles.js';
@@ -23,6 +24,7 @@ import { runCli } from './helpers/cli.js';
 import { addToLayout, cosignAttestation, cosignSignature, ecKey, pushToRegistry, SIGNATURE_ANNOTATION, spdxReferrer, tagFor, unknownReferrer, type Artifact, type EcKey } from './helpers/cosign.js';
 import { EPOCH } from './helpers/example.js';
 import { buildImage, buildIndex } from './helpers/images.js';
+import { startReferrersApi } from './helpers/referrers-api.js';
 import { startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { skopeoCopy, skopeoRaw, tempDir } from './helpers/tools.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
@@ -102,6 +104,7 @@ test.before(async () => {
   const made: Record<string, Artifact> = {
     radarSig: cosignSignature(`${shore.host}/groke/radar`, radarIndex.digest, keyA),
     radarAtt: cosignAttestation(`${shore.host}/groke/radar`, radarIndex.digest, keyA),
+    radarSbom: spdxReferrer('radar 2.0.0', radarIndex),
     armSig: cosignSignature(`${shore.host}/groke/radar`, arm.digest, keyA),
     armSbom: spdxReferrer('radar arm64', arm),
     amdSig: cosignSignature(`${shore.host}/groke/radar`, amd.digest, keyA),
@@ -124,6 +127,7 @@ test.before(async () => {
   for (const [name, subject] of [
     ['armSbom', arm],
     ['amdSbom', amd],
+    ['radarSbom', radarIndex],
   ] as const) {
     const a = made[name] as Artifact;
     await pushToRegistry(repo, a);
@@ -204,6 +208,7 @@ test('build finds signatures, attestations, SBOM referrers and unknown kinds at 
     kinds(radar),
     [
       `attestation ${digestOf('radarAtt')} of ${index.digest} as ${tagFor(index.digest, 'att')}`,
+      `referrer ${digestOf('radarSbom')} of ${index.digest}`,
       `referrer ${digestOf('amdSbom')} of ${amd.digest}`,
       `referrer ${digestOf('armSbom')} of ${arm.digest}`,
       `signature ${digestOf('amdSig')} of ${amd.digest} as ${tagFor(amd.digest, 'sig')}`,
@@ -229,7 +234,7 @@ test('build finds signatures, attestations, SBOM referrers and unknown kinds at 
   t.is(inspect.code, 0, inspect.stderr);
   const images = inspect.json['images'] as { ref: string; referrers: { kind: string; digest: string }[] }[];
   t.is(images.find((i) => i.ref.endsWith('groke/fusion:1.4.0'))?.referrers.length, 4);
-  t.is(images.find((i) => i.ref.endsWith('groke/radar:2.0.0'))?.referrers.length, 6);
+  t.is(images.find((i) => i.ref.endsWith('groke/radar:2.0.0'))?.referrers.length, 7);
   const text = await runCli(['inspect', fx.bundle]);
   t.regex(text.stdout, /referrers \(signatures, attestations, SBOMs\):/);
   t.regex(text.stdout, new RegExp(`signature\\s+${tagFor(fx.fusion.digest, 'sig').replace('.', '\\.')}`));
@@ -237,6 +242,14 @@ test('build finds signatures, attestations, SBOM referrers and unknown kinds at 
   // skopeo reads the bundle as the OCI layout it is: a cosign tag is a name in it.
   const raw = await execa('skopeo', ['inspect', '--raw', `oci-archive:${fx.bundle}:shore.example.com/groke/fusion:${tagFor(fx.fusion.digest, 'sig')}`], { encoding: 'buffer', stripFinalNewline: false });
   t.is(sha(Buffer.from(raw.stdout)), digestOf('fusionSig'));
+
+  // Plain content: any OCI walker (bundle push, skopeo) resolves every index.json entry inside the bundle.
+  const b = await openBundle(fx.bundle);
+  try {
+    for (const d of b.archive.index.manifests) await t.notThrowsAsync(() => resolveGraph(b.archive, d), `${d.digest} resolves within the bundle`);
+  } finally {
+    await b.close();
+  }
 
   const verify = await runCli(['verify', fx.bundle, '--trust', fx.trust, '--json']);
   t.is(verify.code, 0, verify.stdout + verify.stderr);
@@ -253,6 +266,7 @@ test('after import the vessel serves .sig, .att and the referrers with identical
     ['groke/radar', tagFor(arm.digest, 'sig'), 'armSig'],
     ['groke/radar', tagFor(amd.digest, 'sig'), 'amdSig'],
     ['groke/radar', digestOf('armSbom'), 'armSbom'],
+    ['groke/radar', digestOf('radarSbom'), 'radarSbom'],
     ['groke/fusion', tagFor(fx.fusion.digest, 'sig'), 'fusionSig'],
     ['groke/fusion', tagFor(fx.fusion.digest, 'att'), 'fusionAtt'],
     ['groke/fusion', digestOf('fusionSbom'), 'fusionSbom'],
@@ -320,6 +334,7 @@ test('--platform linux/arm64 keeps the arm64 manifest\'s referrers and drops amd
   t.false(digests.includes(digestOf('amdSig')) || digests.includes(digestOf('amdSbom')), 'amd64\'s are not');
   t.false((radar.referrers ?? []).some((x) => x.subject === amd.digest));
   t.true(digests.includes(digestOf('radarSig')), 'the index\'s signature stays, as the signature of the digest the source named');
+  t.false(digests.includes(digestOf('radarSbom')), 'an OCI referrer of the index the filter replaced has no subject in the bundle: left out');
   const u = await unpackBundle(out);
   t.false(u.entries.some((e) => e.name === `blobs/sha256/${digestOf('amdSbom').slice(7)}`), 'amd64\'s SBOM is not in the bundle');
 });
@@ -467,4 +482,36 @@ test('a referrers list naming a manifest about another image is not carried; ove
   t.is(over.json.error?.details['limit'], 512);
   const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
   t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
+});
+
+test('where a registry has the referrers API (a stand-in proxy over Distribution, which has none), build asks it and import leaves the fallback tag to the registry', async (t) => {
+  const dir = await tempDir(t);
+  const source = await startReferrersApi(fx.shore, t.teardown.bind(t));
+  const { arm } = fx.radar;
+  // An SBOM pushed by digest through the API registry: no fallback tag anywhere, only the API lists it.
+  const viaApi = spdxReferrer('radar arm64, listed by the API', arm);
+  const client = await RegistryClient.create(source.host);
+  t.teardown(() => client.close());
+  await pushToRegistry(client.repository('groke/radar'), viaApi);
+  t.is(source.listed('groke/radar', arm.digest).length, 1);
+
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, specText('api', '1.0.0', [{ ref: `${source.host}/groke/radar:2.0.0` }]));
+  const out = join(dir, 'api.bundle');
+  const built = await runCli(['build', spec, '-o', out, '--sign', fx.releaseKey, '--json', '--no-progress'], env);
+  t.is(built.code, 0, built.stdout + built.stderr);
+  t.true(source.asked.includes(`groke/radar@${arm.digest}`), 'the build asked the referrers API');
+  const digests = (image(await releaseOf(out), 'groke/radar').referrers ?? []).map((r) => r.digest);
+  t.true(digests.includes(viaApi.manifest.desc.digest), 'the referrer only the API lists is carried');
+  t.true(digests.includes(digestOf('armSbom')), 'and the one the fallback tag lists too');
+
+  const vesselRegistry = await startRegistry({}, t.teardown.bind(t));
+  const vessel = await startReferrersApi(vesselRegistry, t.teardown.bind(t));
+  const r = await runCli(['import', out, '--trust', fx.trust, '--json', '--no-progress'], { SEABAG_STATE_DIR: join(dir, 'state'), SEABAG_REGISTRY: vessel.host });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.deepEqual(vessel.listed('groke/radar', arm.digest).map((d) => d.digest).sort(), [digestOf('armSbom'), viaApi.manifest.desc.digest].sort(), 'the registry lists both');
+  const direct = await RegistryClient.create(vesselRegistry.host);
+  t.teardown(() => direct.close());
+  t.is(await direct.repository('groke/radar').tagDigest(`sha256-${arm.digest.slice(7)}`), undefined, 'no fallback tag written where the registry keeps the list');
+  t.is(await direct.repository('groke/radar').tagDigest(tagFor(arm.digest, 'sig')), digestOf('armSig'));
 });

@@ -4,6 +4,7 @@
  * is undone (or waits for `bundle recover` when the undo fails too), a lost layer is reported and
  * repaired by re-importing, and locks tell the truth about their holders.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -281,4 +282,79 @@ test('temp files a SIGKILL left in the state folder are removed the next time th
   for (const name of left) t.false(names.includes(name), name);
   t.deepEqual(await readdir(join(stateDir, 'roots')), []);
   t.true(names.includes(live), 'a temp file of a live process stays');
+});
+
+/** Starts `n` lock takers (test/helpers/lock-taker.ts), lets them go at once, and returns what each said. */
+async function raceForLock(t: Parameters<typeof tempDir>[0], lockPath: string, n: number): Promise<string[]> {
+  const dir = await tempDir(t, 'seabag-race-');
+  const start = join(dir, 'start');
+  const end = join(dir, 'end');
+  const script = new URL('./helpers/lock-taker.ts', import.meta.url).pathname;
+  const lines: string[][] = [];
+  const children = Array.from({ length: n }, (_, i) => {
+    lines[i] = [];
+    const child = spawn(process.execPath, ['--import', 'tsx', script, lockPath, start, end], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let buffered = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop() ?? '';
+      lines[i]?.push(...parts);
+    });
+    return new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  });
+  const until = async (ok: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 120_000;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`lock race stuck: ${JSON.stringify(lines)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  await until(() => lines.every((l) => l.includes('ready')));
+  await writeFile(start, '');
+  await until(() => lines.every((l) => l.length >= 2));
+  await writeFile(end, '');
+  await Promise.all(children);
+  return lines.map((l) => l[1] ?? '');
+}
+
+test.serial('many takeovers of one stale lock race at once: exactly one proceeds, every other gets E_LOCKED', async (t) => {
+  const gone = execa('sleep', ['60'], { reject: false });
+  const dead = gone.pid as number;
+  gone.kill('SIGKILL');
+  await gone;
+  const live = execa('sleep', ['60'], { reject: false });
+  t.teardown(() => void live.kill());
+  const stale: Record<string, string> = {
+    'a dead holder': JSON.stringify({ pid: dead, host: hostname(), command: 'import x', started: '' }),
+    'a reused pid': JSON.stringify({ pid: live.pid, host: hostname(), command: 'import x', started: '', startTicks: (processStartTicks(live.pid as number) ?? 0) + 7 }),
+    'a malformed file': 'null',
+  };
+  for (const [what, text] of Object.entries(stale)) {
+    const stateDir = join(await tempDir(t), 'state');
+    await writeLock(stateDir, text);
+    const said = await raceForLock(t, join(stateDir, 'lock'), 10);
+    t.is(said.filter((s) => s === 'won').length, 1, `${what}: ${said.join(', ')}`);
+    t.is(said.filter((s) => s === 'E_LOCKED').length, 9, `${what}: ${said.join(', ')}`);
+    const left = (await readdir(stateDir)).filter((n) => n !== 'roots');
+    t.deepEqual(left, [], `${what}: no lock, temp file or marker left behind`);
+  }
+});
+
+test('a closed pipe is not a crash: status, inspect and verify exit 0 quietly when the reader has gone', async (t) => {
+  const { BIN } = await import('./helpers/cli.js');
+  const stateDir = join(await tempDir(t), 'state');
+  for (const args of [['status'], ['inspect', f.v1], ['verify', f.v1, '--trust', f.trust], ['--help']]) {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, SEABAG_STATE_DIR: stateDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The reader goes away before the first line: every write the command makes meets EPIPE.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    t.is(code, 0, `${args.join(' ')}: ${stderr}`);
+    t.notRegex(stderr, /EPIPE|Error|at .*:\d+:\d+/, `${args.join(' ')} printed nothing about the pipe`);
+  }
+  // And as a shell runs it: the first line, then head exits.
+  const piped = await execa('bash', ['-c', `set -o pipefail; node ${BIN} inspect ${f.v1} --json | head -c 1 >/dev/null`], { reject: false });
+  t.is(piped.exitCode, 0, piped.stderr);
 });

@@ -201,12 +201,15 @@ const KIND_ORDER: Record<ReferrerKind, number> = { signature: 0, attestation: 1,
  * Finds the referrers of `subjects` (manifest digests of one image) in the store the image comes
  * from, and of those referrers in turn, and resolves each one's content. The result is in a fixed
  * order (subject, kind, tag, digest), whatever order the source lists them in, so builds reproduce.
- * A descriptor listed as a referrer whose manifest names another subject is not one, and is left.
+ * A descriptor listed as a referrer whose manifest names another subject is not one, and is left;
+ * so is a referrer whose `subject` is neither in `carried` (the image's content) nor another
+ * referrer found: the source's own index when a platform filter rewrote it. (cosign's tags name
+ * their image in the signed payload, not in `subject`: those of the source's index are kept.)
  *
  * @throws E_LAYOUT_INVALID (over {@link MAX_REFERRERS}, malformed manifests), E_DIGEST_MISMATCH,
  *   E_REGISTRY*, E_AUTH
  */
-export async function discoverReferrers(store: ReadOnlyStorage, subjects: readonly Digest[], options: OpOptions = {}): Promise<DiscoveredReferrer[]> {
+export async function discoverReferrers(store: ReadOnlyStorage, subjects: readonly Digest[], options: OpOptions & { carried?: ReadonlySet<string> } = {}): Promise<DiscoveredReferrer[]> {
   const finder = finderFor(store);
   if (finder === undefined) return [];
   const found = new Map<string, DiscoveredReferrer>();
@@ -226,6 +229,9 @@ export async function discoverReferrers(store: ReadOnlyStorage, subjects: readon
         const bytes = await fetchVerified(store, desc, options);
         const facts = referrerFacts(bytes, desc);
         if (hit.kind === 'referrer' && facts.subject !== subject) continue;
+        // A `subject` the bundle does not hold (the source's index, when a platform filter made
+        // a smaller one): left out, so every carried referrer's graph is whole in the bundle.
+        if (facts.subject !== undefined && options.carried !== undefined && !options.carried.has(facts.subject) && ![...found.values()].some((f) => f.record.digest === facts.subject)) continue;
         const graph = await referrerGraph(store, desc, { ...options, stop: (d) => seen.has(d.digest as Digest) && d.digest !== desc.digest });
         const record: ReferrerRecord = {
           kind: hit.kind,

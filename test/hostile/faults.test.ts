@@ -1,10 +1,13 @@
 /**
  * Faults on the vessel: SIGKILL at random points of import and apply (seeded), the registry
  * killed, down, or out of disk mid-import, a read-only state folder, two imports at once, a stale
- * lock, and a stick pulled (the bundle truncated under a running import). After each, the vessel
+ * lock, a stick pulled (the bundle truncated under a running import), SIGKILL at each step of a
+ * prune, applies that fail half-way (wrong bytes, the registry gone), layers and manifests lost
+ * from the registry, and Ctrl-C (SIGINT, SIGTERM) mid-import and mid-apply. After each, the vessel
  * keeps what it had, state.json is valid, and a re-run with good input succeeds.
  */
 import { execSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +16,7 @@ import test, { type ExecutionContext } from 'ava';
 import { importBundle, StateDir, isSeabagError } from '../../lib/index.js';
 import { buildRandomImage } from '../helpers/images.js';
 import { startRegistry } from '../helpers/registry.js';
+import { blobDataPath } from '../helpers/registry-storage.js';
 import { tempDir } from '../helpers/tools.js';
 import { startVessel, type TestVessel } from '../helpers/vessel.js';
 import { seeded } from '../helpers/web.js';
@@ -338,4 +342,190 @@ test.serial('a stick pulled mid-import (the bundle truncated under it): E_ARCHIV
   await copyFile(cargo, stick);
   const rerun = await v.run(['import', stick, '--json']);
   t.is(rerun.code, 0, rerun.stdout);
+});
+
+/** Waits until `path` exists (a child process reached a step), or fails after 60 s. */
+async function waitFor(path: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while ((await stat(path).catch(() => undefined)) === undefined) {
+    if (Date.now() > deadline) throw new Error(`${path} never appeared`);
+    await sleep(5);
+  }
+}
+
+/** States by version, from `status --json`. */
+async function statesOf(v: TestVessel): Promise<Record<string, string>> {
+  const s = await v.run(['status', '--json']);
+  return Object.fromEntries(((s.json['releases'] ?? []) as { version: string; state: string }[]).map((r) => [r.version, r.state]));
+}
+
+const PRUNE_POINTS = ['prune:journal', 'prune:saved', 'prune:delete@1', 'prune:delete@3'];
+
+test.serial('SIGKILL at each step of a prune: the next command finishes it; the active and the previous release stay, and rollback works', async (t) => {
+  const v = await busyVessel(t, f);
+  for (const args of [['import', f.v3], ['apply', 'awareness@1.5.0'], ['apply', 'awareness@1.6.0']]) t.is((await v.run(args)).code, 0, args.join(' '));
+  for (const point of PRUNE_POINTS) {
+    // 1.4.0 staged, 1.5.0 previous, 1.6.0 active: prune --keep 1 removes 1.4.0 only.
+    t.deepEqual(await statesOf(v), { '1.4.0': 'staged', '1.5.0': 'previous', '1.6.0': 'active' }, point);
+    const killed = await v.spawn(['prune', '--keep', '1'], { SEABAG_FAILPOINT: point });
+    t.is(killed.signal, 'SIGKILL', `${point}: ${killed.all ?? ''}`);
+    const status = await v.run(['status', '--json']);
+    t.is(status.code, 0, point);
+    t.regex(status.stderr, /note: finished the interrupted prune of awareness 1\.4\.0/, point);
+    t.is(status.json['pending'], null, point);
+    const finished = JSON.stringify(await statesOf(v)) === JSON.stringify({ '1.5.0': 'previous', '1.6.0': 'active' });
+    t.true(finished, point);
+    t.is(await v.tag('seabag/awareness', '1.4.0'), undefined, `${point}: 1.4.0's manifests were deleted`);
+    t.is(await v.tag('groke/fusion', '1.4.0'), undefined, point);
+    const back = await v.run(['rollback', 'awareness']);
+    t.is(back.code, 0, `${point}: ${back.stderr}`);
+    const forth = await v.run(['apply', 'awareness@1.6.0']);
+    t.is(forth.code, 0, point);
+    const held = finished && back.code === 0 && forth.code === 0;
+    report.add('kills', 'SIGKILL at each step of a prune (journal written, state saved, first and third delete), then status', 'the next command finishes the prune; active and previous kept; rollback works', `${killed.signal === 'SIGKILL' ? 'killed' : 'finished first'}, then ${held ? 'finished, rollback ok' : 'NOT finished'}`, held ? 'held' : 'n/a');
+    // Stage 1.4.0 again for the next point.
+    t.is((await v.run(['import', f.v1, '--allow-downgrade'])).code, 0);
+  }
+});
+
+test.serial('an apply that fails half-way (the registry answers wrong bytes at each step) is undone: the vessel is exactly as before', async (t) => {
+  const v = await busyVessel(t, f);
+  t.is((await v.run(['apply', 'awareness@1.5.0'])).code, 0);
+  const state = await new StateDir(v.stateDir).load();
+  const r14 = state.releases.find((r) => r.version === '1.4.0');
+  // A rollback to 1.4.0 moves toolbox:1, then seabag/awareness:current, then the Flux artifact's current.
+  const victims: [string, string | undefined][] = [
+    ['switch:journal', r14?.images.find((i) => i.repository === 'groke/toolbox')?.digest],
+    ['switch:tag', r14?.digest],
+    ['switch:commit', r14?.fluxDigest],
+  ];
+  for (const [point, digest] of victims) {
+    const before = await snapshot(v);
+    const file = blobDataPath(v.registry, digest ?? '');
+    const original = readFileSync(file);
+    let hit = false;
+    const failed = await v.run(['rollback', 'awareness', '--json'], {}, {
+      onStep: (step) => {
+        if (step === point && !hit) {
+          hit = true;
+          writeFileSync(file, Buffer.concat([original, Buffer.from(' ')]));
+        }
+      },
+    });
+    writeFileSync(file, original);
+    t.true(hit, point);
+    t.is(failed.json.error?.code, 'E_DIGEST_MISMATCH', `${point}: ${failed.stdout}`);
+    t.is(failed.json.error?.details['undone'], true, point);
+    const held = await invariantHolds(t, v, before, `failed at ${point}`);
+    report.add('registry', `an apply that fails half-way: the registry answers wrong bytes for the next manifest (after ${point.replace('switch:', '')})`, 'exit 1 E_DIGEST_MISMATCH; every moved tag put back, no journal, state.json unchanged', outcomeOf(failed), held ? 'held' : 'n/a');
+  }
+  t.is((await v.run(['rollback', 'awareness'])).code, 0, 'the same rollback then succeeds');
+});
+
+test.serial('an apply whose registry dies half-way, so the undo fails too: E_SWITCH_INCOMPLETE, status tells each tag, recover --abort restores', async (t) => {
+  const v = await busyVessel(t, f);
+  t.is((await v.run(['apply', 'awareness@1.5.0'])).code, 0);
+  const before = await snapshot(v);
+  let killed = false;
+  const failed = await v.run(['rollback', 'awareness', '--json'], {}, {
+    onStep: (step) => {
+      if (step === 'switch:tag' && !killed) {
+        killed = true;
+        void v.registry.kill();
+      }
+    },
+  });
+  await v.registry.start();
+  const status = await v.run(['status', '--json']);
+  const pending = status.json['pending'] as { failed?: unknown; tags?: unknown[] } | null;
+  t.truthy(pending?.failed);
+  t.true((pending?.tags?.length ?? 0) >= 1);
+  const aborted = await v.run(['recover', '--abort']);
+  t.is(aborted.code, 0, aborted.stderr);
+  const held = await invariantHolds(t, v, before, 'recover --abort');
+  report.add('registry', 'an apply whose registry dies after the first tag move (the undo fails too), then recover --abort', 'exit 3 E_SWITCH_INCOMPLETE; status shows each tag; recover --abort restores all', `${outcomeOf(failed)}; recover exit ${aborted.code}`, held ? 'held' : 'n/a');
+});
+
+test.serial('a layer or a manifest lost from the registry: status says incomplete, apply refuses and changes nothing, re-import pushes only what is missing', async (t) => {
+  const v = await busyVessel(t, f);
+  const state = await new StateDir(v.stateDir).load();
+  const [r14, r15] = ['1.4.0', '1.5.0'].map((ver) => state.releases.find((r) => r.version === ver));
+  const only15 = (repo: string): string[] => (r15?.content[repo] ?? []).filter((d) => !(r14?.content[repo] ?? []).includes(d));
+  const fusion15 = r15?.images.find((i) => i.repository === 'groke/fusion')?.digest;
+  const losses: [string, string | undefined][] = [
+    ['a layer only 1.5.0 uses', only15('groke/fusion').find((d) => d !== fusion15 && !(r15?.images.some((i) => i.digest === d) ?? false))],
+    ["1.5.0's toolbox image manifest", r15?.images.find((i) => i.repository === 'groke/toolbox')?.digest],
+  ];
+  for (const [what, digest] of losses) {
+    t.truthy(digest, what);
+    await rm(blobDataPath(v.registry, digest ?? ''));
+    const status = await v.run(['status', '--json']);
+    const r = (status.json['releases'] as { version: string; complete: boolean | null }[]).find((x) => x.version === '1.5.0');
+    t.is(r?.complete, false, what);
+    const before = await snapshot(v);
+    const refused = await v.run(['apply', 'awareness@1.5.0', '--json']);
+    t.is(refused.json.error?.code, 'E_BLOBS_MISSING', what);
+    // Nothing moved; only 1.5.0 (not pullable whole) is left out of the pull check.
+    const held = await invariantHolds(t, v, { ...before, releases: before.releases.filter((x) => x.version !== '1.5.0') }, `${what} lost`);
+    const repaired = await v.run(['import', f.v2, '--json']);
+    t.is(repaired.code, 0, repaired.stdout);
+    const pushed = (repaired.json['blobs'] as { pushed: number }).pushed;
+    t.true(pushed >= 1 && pushed <= 2, `${what}: pushed ${pushed}`);
+    const after = (await v.run(['status', '--json'])).json['releases'] as { complete: boolean | null }[];
+    t.true(after.every((x) => x.complete === true), what);
+    report.add('registry', `${what} lost from the registry (its file deleted, as disk trouble or a careless garbage-collect would)`, 'status: incomplete; apply exit 1 E_BLOBS_MISSING, nothing moved; re-import pushes only what is missing', `${outcomeOf(refused)}; re-import pushed ${pushed}`, held ? 'held' : 'n/a');
+  }
+  t.is((await v.run(['apply', 'awareness@1.5.0'])).code, 0);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test.serial(`${signal} mid-import stops cleanly: exit 130, "interrupted: nothing that runs has changed", and the same command resumes`, async (t) => {
+    const v = await vesselRunning14(t);
+    const before = await snapshot(v);
+    const child = v.spawn(['import', cargo]);
+    await waitFor(join(v.stateDir, 'journal.json'));
+    child.kill(signal);
+    const result = await child;
+    t.is(result.exitCode, 130, result.all);
+    t.regex(result.stderr, /^interrupted: nothing that runs has changed; run the same command to resume$/m);
+    t.notRegex(result.stderr, /error\[|at .*\.m?js:\d+/, 'no error line, no stack');
+    const held = await invariantHolds(t, v, before, signal, false);
+    report.add('kills', `${signal} mid-import (as Ctrl-C or a service stop would send)`, 'exit 130 "interrupted: nothing that runs has changed"; the same command resumes', `exit ${result.exitCode ?? result.signal}`, held ? 'held' : 'n/a');
+    const again = await v.run(['import', cargo, '--json']);
+    t.is(again.code, 0, again.stdout);
+  });
+}
+
+test.serial('the first import interrupted: registry, class and trust root were pinned together, so a bare re-run needs no flags', async (t) => {
+  const v = await startVessel(t);
+  const noEnv = { SEABAG_REGISTRY: '' };
+  const child = v.spawn(['import', cargo, '--trust', f.trust, '--target', 'class-a', '--registry', v.registry.host], noEnv);
+  await waitFor(join(v.stateDir, 'journal.json'));
+  child.kill('SIGINT');
+  const result = await child;
+  t.is(result.exitCode, 130, result.all);
+  const bare = await v.run(['import', cargo, '--json'], noEnv);
+  t.is(bare.code, 0, bare.stdout);
+  const state = await new StateDir(v.stateDir).load();
+  t.like(state, { registry: { host: v.registry.host }, target: 'class-a' });
+  report.add('kills', 'SIGINT during the first import of a vessel, then the same import with no flags', 'exit 130; the bare re-run finds registry, class and trust root pinned', `exit ${result.exitCode ?? result.signal}, re-run ${outcomeOf(bare)}`, 'held');
+});
+
+test.serial('Ctrl-C mid-apply: the moved tags go back, exit 130 with "nothing that runs has changed", and the same apply then works', async (t) => {
+  const v = await busyVessel(t, f);
+  const before = await snapshot(v);
+  const stop = new AbortController();
+  const r = await v.run(['apply', 'awareness@1.5.0'], {}, {
+    signal: stop.signal,
+    onStep: (step) => {
+      if (step === 'switch:tag') stop.abort(new Error('interrupted by SIGINT'));
+    },
+  });
+  t.is(r.code, 130, r.stderr);
+  t.regex(r.stderr, /^interrupted: nothing that runs has changed \(new tag\(s\) groke\/fusion:1\.5\.0 stay, naming 1\.5\.0\); run the same command to resume$/m);
+  const state = await readFile(join(v.stateDir, 'state.json'), 'utf8');
+  const held = state === before.state && (await v.tag('groke/toolbox', '1')) === before.tags['groke/toolbox']?.['1'] && (await v.tag('seabag/awareness', 'current')) === before.tags['seabag/awareness']?.['current'];
+  t.true(held, 'state.json, toolbox:1 and current as before');
+  report.add('kills', 'Ctrl-C mid-apply, after the first tag moved', 'exit 130; the moved tags put back; the same apply then works', `exit ${r.code}`, held ? 'held' : 'n/a');
+  t.is((await v.run(['apply', 'awareness@1.5.0'])).code, 0);
 });

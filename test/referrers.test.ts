@@ -515,3 +515,23 @@ test('where a registry has the referrers API (a stand-in proxy over Distribution
   t.is(await direct.repository('groke/radar').tagDigest(`sha256-${arm.digest.slice(7)}`), undefined, 'no fallback tag written where the registry keeps the list');
   t.is(await direct.repository('groke/radar').tagDigest(tagFor(arm.digest, 'sig')), digestOf('armSig'));
 });
+
+test('an oci-archive: source gives the same referrers as the layout folder; a docker-archive: source has none', async (t) => {
+  const dir = await tempDir(t);
+  const tarball = join(dir, 'layout.tar');
+  await execa('tar', ['-cf', tarball, '-C', fx.layout, 'oci-layout', 'index.json', 'blobs']);
+  const dockerArchive = join(dir, 'fusion.docker.tar');
+  await execa('skopeo', ['copy', '--quiet', `oci:${fx.layout}:fusion-1.4.0`, `docker-archive:${dockerArchive}:shore.example.com/groke/fusion:1.4.0`]);
+  const referrersFrom = async (from: string): Promise<string[]> => {
+    const spec = join(dir, `${from.split(':')[0]}.yaml`);
+    await writeFile(spec, specText('fusion', '1.4.0', [{ ref: 'shore.example.com/groke/fusion:1.4.0', from }]));
+    const out = join(dir, `${from.split(':')[0]}.bundle`);
+    const r = await runCli(['build', spec, '-o', out, '--json', '--no-progress'], env);
+    if (r.code !== 0) throw new Error(r.stdout + r.stderr);
+    return (image(await releaseOf(out), 'groke/fusion').referrers ?? []).map((x) => `${x.kind} ${x.digest}`).sort();
+  };
+  const fromFolder = await referrersFrom(`oci:${fx.layout}:fusion-1.4.0`);
+  t.is(fromFolder.length, 4);
+  t.deepEqual(await referrersFrom(`oci-archive:${tarball}:fusion-1.4.0`), fromFolder);
+  t.deepEqual(await referrersFrom(`docker-archive:${dockerArchive}`), []);
+});

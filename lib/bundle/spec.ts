@@ -2,8 +2,9 @@
  * Reading what people write: the release spec (`release.yaml`) and device profiles, as YAML
  * validated against `schemas/`, every problem reported at once with file, line and path.
  */
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { MAX_SPEC_FILE, readRegularFile } from '../util/files.js';
 import type { Document, LineCounter } from 'yaml';
 import { yaml } from '../util/lazy.js';
 import { fromSystemError, SeabagError } from '../errors.js';
@@ -76,14 +77,9 @@ export function parseYAMLDocument(text: string, file: string): { doc: Document; 
   return { doc, data: problems.length > 0 ? undefined : doc.toJS({ maxAliasCount: 100 }), problems, lineOf: lineLookup(doc, counter) };
 }
 
+/** A spec file: a regular file of at most 16 MiB (`MAX_SPEC_FILE`). @throws E_USAGE, E_SPEC_INVALID, E_FILE_NOT_FOUND, E_IO */
 async function readText(path: string, what: string): Promise<string> {
-  try {
-    const s = await stat(path);
-    if (s.size > 16 * 1024 * 1024) throw new SeabagError('E_SPEC_INVALID', `${path} is over 16 MiB; is it really a ${what}?`);
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw fromSystemError(err, `read ${what}`, path);
-  }
+  return (await readRegularFile(path, { maxBytes: MAX_SPEC_FILE, what, tooLarge: 'E_SPEC_INVALID' })).toString('utf8');
 }
 
 /**
@@ -215,15 +211,13 @@ export async function collectYAMLFiles(baseDir: string, entries: readonly string
  * Reads a file a spec names, returning its text and its path relative to the spec's folder (with
  * forward slashes, as problems and bundles name it).
  *
- * @throws E_FILE_NOT_FOUND, E_IO naming the relative path
+ * Limits: a regular file (never a FIFO or a device) of at most 16 MiB (`MAX_SPEC_FILE`).
+ *
+ * @throws E_USAGE (not a regular file), E_SPEC_INVALID (over 16 MiB), E_FILE_NOT_FOUND, E_IO
  */
 export async function readSpecFile(path: string, baseDir: string, what: string): Promise<{ rel: string; text: string }> {
   const rel = relative(baseDir, path).split('\\').join('/');
-  try {
-    return { rel, text: await readFile(path, 'utf8') };
-  } catch (err) {
-    throw fromSystemError(err, `read ${what}`, rel);
-  }
+  return { rel, text: await readText(path, what) };
 }
 
 /**

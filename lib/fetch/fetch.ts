@@ -12,7 +12,7 @@ import type { OpOptions } from '../oci/store.js';
 import { networkError, readBody, Transport, type HttpResponse } from '../registry/http.js';
 import { assertSchema } from '../schema.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
-import { sha256File } from '../util/files.js';
+import { MAX_CA_FILE, readRegularFile, sha256File } from '../util/files.js';
 import { checkOutputs } from '../util/outputs.js';
 import type { PartsFile } from '../bundle/parts.js';
 import { TokenBucket } from '../util/limit.js';
@@ -240,9 +240,7 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
     throw fromSystemError(err, 'create', options.outDir);
   });
   let ca: string | undefined;
-  if (options.caFile !== undefined) ca = await readFile(options.caFile, 'utf8').catch((err: unknown) => {
-    throw fromSystemError(err, 'read CA file', options.caFile);
-  });
+  if (options.caFile !== undefined) ca = (await readRegularFile(options.caFile, { maxBytes: MAX_CA_FILE, what: 'CA file' })).toString('utf8');
   const transport = new Transport({ ...(ca === undefined ? {} : { ca }), timeoutMs: (options.timeoutSeconds ?? 60) * 1000 });
   const session: Session = { transport, options, limiter: options.limitRate ? new TokenBucket(options.limitRate) : undefined, downloaded: 0, done: 0, total: 0 };
   try {

@@ -3,7 +3,8 @@
  * reads them, atomically, and (when `import --runtime-config` asked for it) again after each
  * import, so a host new in a release is mirrored before anyone applies it.
  */
-import { access, lstat, mkdir, open } from 'node:fs/promises';
+import { access, lstat, mkdir } from 'node:fs/promises';
+import { openRegularFile } from '../util/files.js';
 import { dirname, join, resolve } from 'node:path';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -30,10 +31,11 @@ export interface RuntimeConfigResult {
 async function firstLine(path: string): Promise<string | undefined> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    // O_NONBLOCK, regular files only: a FIFO where the output goes is E_USAGE, not a hang.
+    ({ handle } = await openRegularFile(path, 'output'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fromSystemError(err, 'read', path);
+    if (err instanceof SeabagError && err.code === 'E_FILE_NOT_FOUND') return undefined;
+    throw err;
   }
   try {
     const buf = Buffer.alloc(MARKER.length + 1);

@@ -535,3 +535,28 @@ test('an oci-archive: source gives the same referrers as the layout folder; a do
   t.deepEqual(await referrersFrom(`oci-archive:${tarball}:fusion-1.4.0`), fromFolder);
   t.deepEqual(await referrersFrom(`docker-archive:${dockerArchive}`), []);
 });
+
+test('push to a shore registry, then import oci:// and pull: the referrers arrive with identical digests and the pulled bundle is the pushed one byte for byte', async (t) => {
+  const dir = await tempDir(t);
+  const shore = await startRegistry({}, t.teardown.bind(t));
+  const pushed = await runCli(['push', fx.bundle, `oci://${shore.host}/releases/supply`, '--json', '--no-progress'], env);
+  t.is(pushed.code, 0, pushed.stdout + pushed.stderr);
+  const v = await startVessel(t);
+  await importOk(v, `oci://${shore.host}/releases/supply:1.0.0`, '--trust', fx.trust);
+  for (const [repo, tag, name] of [
+    ['groke/fusion', tagFor(fx.fusion.digest, 'sig'), 'fusionSig'],
+    ['groke/fusion', tagFor(fx.fusion.digest, 'att'), 'fusionAtt'],
+    ['groke/radar', tagFor(fx.radar.arm.digest, 'sig'), 'armSig'],
+  ] as const) {
+    t.is(sha(await skopeoRaw(`${v.registry.host}/${repo}:${tag}`)), digestOf(name), `${repo}:${tag}`);
+  }
+  t.is(sha(await skopeoRaw(`${v.registry.host}/groke/fusion@${digestOf('fusionSbom')}`)), digestOf('fusionSbom'));
+  const fallback = JSON.parse((await skopeoRaw(`${v.registry.host}/groke/fusion:sha256-${fx.fusion.digest.slice(7)}`)).toString()) as { manifests: Descriptor[] };
+  t.true(fallback.manifests.some((m) => m.digest === digestOf('fusionSbom')));
+
+  const out = join(dir, 'pulled.bundle');
+  const pulled = await runCli(['pull', `oci://${shore.host}/releases/supply:1.0.0`, '-o', out, '--json', '--no-progress'], env);
+  t.is(pulled.code, 0, pulled.stdout + pulled.stderr);
+  const hash = async (p: string): Promise<string> => sha(await import('node:fs/promises').then((fs) => fs.readFile(p)));
+  t.is(await hash(out), await hash(fx.bundle), 'byte-identical');
+});

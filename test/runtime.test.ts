@@ -369,6 +369,13 @@ test('--check replaces the release check and gets SEABAG_RELEASE/VERSION/PREVIOU
   t.deepEqual((await states(v)).versions, { '1.4.0': 'failed', '1.5.0': 'active' }, 'the rollback target failed; 1.5.0 runs on');
   t.is(await skopeoDigest(v, 'seabag/awareness:current'), await skopeoDigest(v, 'seabag/awareness:1.5.0'));
 
+  const again = await v.run(['apply', 'awareness@1.5.0', '--check', 'echo still fine']);
+  t.is(again.code, 0);
+  t.regex(again.stdout, /already active; nothing moved\n {2}health check passed \(--check\): still fine/, 'an apply of the running release still runs the check');
+  const sick = await v.run(['apply', 'awareness@1.5.0', '--check', 'exit 2', '--json']);
+  t.like(sick.json.error, { code: 'E_HEALTH_CHECK_FAILED', details: { exitCode: 2 } });
+  t.regex(sick.json.error?.message ?? '', /already active, so nothing was switched/);
+  t.deepEqual((await states(v)).versions, { '1.4.0': 'failed', '1.5.0': 'active' }, 'nothing to switch back to: it stays as it was');
   const bad = await v.run(['apply', 'awareness@1.5.0', '--check-timeout', 'soon', '--check', 'true', '--json']);
   t.is(bad.code, 2);
   t.is(bad.json.error?.code, 'E_USAGE');

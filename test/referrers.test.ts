@@ -311,7 +311,7 @@ test('after import the vessel serves .sig, .att and the referrers with identical
 test('--no-referrers leaves them out of the bundle and the release', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'bare.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const release = await releaseOf(out);
   t.true(release.images.every((i) => i.referrers === undefined));
@@ -323,7 +323,7 @@ test('--no-referrers leaves them out of the bundle and the release', async (t) =
 test('--platform linux/arm64 keeps the arm64 manifest\'s referrers and drops amd64\'s', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'arm.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const radar = image(await releaseOf(out), 'groke/radar');
   const { index, arm, amd } = fx.radar;
@@ -464,7 +464,7 @@ test('a referrers list naming a manifest about another image is not carried; ove
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, { ...fallbackDesc, annotations: { 'org.opencontainers.image.ref.name': `sha256-${lone.digest.slice(7)}` } }] }));
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, specText('lone', '1.0.0', [{ ref: 'shore.example.com/groke/lone:1.0.0', from: 'oci:./layout:lone-1.0.0' }]));
-  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress'], env);
+  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(ok.code, 0, ok.stdout + ok.stderr);
   t.is(image(await releaseOf(join(dir, 'ok.bundle')), 'groke/lone').referrers, undefined, 'a manifest about another image is no referrer of this one');
 
@@ -476,11 +476,11 @@ test('a referrers list naming a manifest about another image is not carried; ove
     many.push(a.manifest.desc);
   }
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, ...many] }));
-  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress'], env);
+  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(over.code, 1);
   t.is(over.json.error?.code, 'E_LAYOUT_INVALID');
   t.is(over.json.error?.details['limit'], 512);
-  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
+  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
 });
 

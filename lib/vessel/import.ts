@@ -408,7 +408,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
         }
         const flux = await fluxArtifact(files, {
-          'org.opencontainers.image.created': release.created,
+          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
           'org.opencontainers.image.source': `seabag://${release.name}`,
           'org.opencontainers.image.revision': `${release.version}@${digest}`,
         });
@@ -433,7 +433,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           version: release.version,
           digest,
           state: existing?.state ?? 'staged',
-          created: release.created,
+          ...(release.created === undefined ? {} : { created: release.created }),
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
           ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
@@ -451,7 +451,8 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           fluxDigest: flux.manifest.desc.digest,
         };
         vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
-        // Capped by the signing root's expiry and the clock plus a day: a release dated 2100 cannot poison it.
+        // A reproducible build vouches for no time (no created). Otherwise capped by the signing root's
+        // expiry and the clock plus a day: a release dated 2100 cannot poison it.
         const trusted = advanceTrustedTime(vessel.state.newestTrustedTime, release.created, signingRoot.signed.expires, options.now ?? new Date());
         if (trusted === undefined) delete vessel.state.newestTrustedTime;
         else vessel.state.newestTrustedTime = trusted;

@@ -142,7 +142,7 @@ export interface StatusReport {
     version: string;
     state: ReleaseState;
     digest: Digest;
-    created: string;
+    created?: string;
     importedAt: string;
     appliedAt?: string;
     failure?: string;
@@ -250,7 +250,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       version: r.version,
       state: r.state,
       digest: r.digest,
-      created: r.created,
+      ...(r.created === undefined ? {} : { created: r.created }),
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),

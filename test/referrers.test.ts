@@ -8,13 +8,13 @@
  * with `node:crypto`, following sigstore/cosign `specs/SIGNATURE_SPEC.md` (simple-signing payload,
  * ECDSA P-256 DER signature in the `dev.cosignproject.cosign/signature` layer annotation).
  */
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { openBundle, type ReleaseDocument } from '../lib/index.js';
+import { checkCosignSignature, openBundle, parseImageKey, type ReleaseDocument } from '../lib/index.js';
 import type { Descriptor } from '../lib/oci/descriptor.js';
 import { resolveGraph } from '../lib/oci/graph.js';
 import { OciLayout } from '../lib/oci/layout.js';
@@ -559,4 +559,29 @@ test('push to a shore registry, then import oci:// and pull: the referrers arriv
   t.is(pulled.code, 0, pulled.stdout + pulled.stderr);
   const hash = async (p: string): Promise<string> => sha(await import('node:fs/promises').then((fs) => fs.readFile(p)));
   t.is(await hash(out), await hash(fx.bundle), 'byte-identical');
+});
+
+test('image keys: Ed25519 verifies as ECDSA P-256 does; RSA and P-384 keys are E_KEY_INVALID; a payload of another type or a forged signature does not count', (t) => {
+  const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': fx.fusion.digest }, type: 'cosign container image signature' }, optional: null }));
+  const ed = generateKeyPairSync('ed25519');
+  const edKey = parseImageKey(ed.publicKey.export({ type: 'spki', format: 'pem' }));
+  t.is(edKey.algorithm, 'ed25519');
+  t.like(checkCosignSignature(payload, sign(null, payload, ed.privateKey).toString('base64'), [edKey], fx.fusion.digest), { valid: true, keyid: edKey.keyid });
+  const ecKeyA = parseImageKey(fx.keyA.publicPem);
+  const good = sign('sha256', payload, fx.keyA.privateKey).toString('base64');
+  t.like(checkCosignSignature(payload, good, [edKey, ecKeyA], fx.fusion.digest), { valid: true, keyid: ecKeyA.keyid });
+  t.like(checkCosignSignature(payload, good, [edKey], fx.fusion.digest), { valid: false, fault: 'key' });
+  const flipped = Buffer.from(good, 'base64');
+  flipped.writeUInt8((flipped.at(-1) ?? 0) ^ 1, flipped.length - 1);
+  t.like(checkCosignSignature(payload, flipped.toString('base64'), [ecKeyA], fx.fusion.digest), { valid: false, fault: 'key' });
+  const other = Buffer.from(payload.toString().replace('cosign container image signature', 'atomic container signature'));
+  t.like(checkCosignSignature(other, sign('sha256', other, fx.keyA.privateKey).toString('base64'), [ecKeyA], fx.fusion.digest), { valid: false, fault: 'payload' });
+  for (const [type, opts] of [
+    ['rsa', { modulusLength: 2048 }],
+    ['ec', { namedCurve: 'P-384' }],
+  ] as const) {
+    const { publicKey } = generateKeyPairSync(type as 'rsa', opts as { modulusLength: number });
+    const err = t.throws(() => parseImageKey(publicKey.export({ type: 'spki', format: 'pem' })));
+    t.is((err as { code?: string }).code, 'E_KEY_INVALID', type);
+  }
 });

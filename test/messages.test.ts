@@ -161,3 +161,18 @@ test('import counts add up: pushed + mounted + already there (+ left out of a de
     if (m !== null) t.is(Number(m[2]) + Number(m[3]) + Number(m[4]), Number(m[1]), text.stdout);
   }
 });
+
+test('push counts add up too: pushed + already there (+ left out) = total, first time and again', async (t) => {
+  const v = await startVessel(t);
+  for (const [bundle, label] of [
+    [v1, 'first push'],
+    [v1, 'the same again'],
+    [v2, 'a release sharing most blobs'],
+  ] as const) {
+    const r = await runCli(['push', bundle, `oci://${v.registry.host}/shore/awareness`, '--json', '--no-progress']);
+    t.is(r.code, 0, `${label}: ${r.stdout}${r.stderr}`);
+    const b = r.json['blobs'] as { total: number; pushed: number; skipped: number; omitted: number };
+    t.is(b.pushed + b.skipped + b.omitted, b.total, `${label}: ${JSON.stringify(b)}`);
+    if (label === 'the same again') t.is(b.pushed, 0, 'nothing is pushed twice');
+  }
+});

@@ -91,6 +91,13 @@ test('inspect, verify and import of a file that is not a bundle name what it is 
   const v = await startVessel(t);
   const imported = await v.run(['import', spec, '--trust', trust, '--json']);
   t.like(imported.json, { ok: false, error: { code: 'E_FILE_KIND', details: { kind: 'release-spec' } } });
+  // --since takes an inventory or a bundle: a trust root or a key is named for what it is.
+  const sinceRoot = await runCli(['build', spec, '-o', join(work, 'd.bundle'), '--sign', join(work, 'release.key'), '--since', trust]);
+  t.is(sinceRoot.code, 2);
+  t.regex(sinceRoot.stderr, /is a trust root, not an inventory or a bundle; --since wants what `bundle inventory` wrote aboard/);
+  const sinceKey = await runCli(['build', spec, '-o', join(work, 'd.bundle'), '--sign', join(work, 'release.key'), '--since', join(work, 'release.key.pub')]);
+  t.is(sinceKey.code, 2);
+  t.regex(sinceKey.stderr, /is a key, not a bundle/);
   // A bundle still opens, also when it is not named .bundle.
   const renamed = join(work, 'aw-1.4.0.tar');
   await copyFile(v1, renamed);

@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
+import { buildBundle, checkSplit, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
@@ -86,10 +86,13 @@ export const build: Command = {
     { does: 'require every image to be cosign-signed by this key', run: 'bundle build release.yaml -o aw.bundle --sign release.key --image-key cosign.pub' },
   ],
   async run(args, ctx) {
+    // Refused up front, before any key is read or image fetched.
+    const split = str(args, 'split');
+    const splitSize = split === undefined ? undefined : parseSize(split);
+    if (splitSize !== undefined) checkSplit(splitSize);
     const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p, '--sign')));
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
-    const split = str(args, 'split');
     const since = str(args, 'since');
     const created = sourceDateEpoch(ctx.io);
     const omit = since === undefined ? undefined : await readSince(since);
@@ -108,7 +111,7 @@ export const build: Command = {
       force: args['force'] === true,
       reads: [...list(args, 'sign'), ...list(args, 'trust'), ...list(args, 'image-key'), ...(since === undefined ? [] : [since])],
       ...(omit === undefined ? {} : { omit }),
-      ...(split === undefined ? {} : { splitSize: parseSize(split) }),
+      ...(splitSize === undefined ? {} : { splitSize }),
       ...(created === undefined ? {} : { created }),
       credentials: new CredentialStore({ env: ctx.io.env }),
       ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),

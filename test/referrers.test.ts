@@ -8,13 +8,13 @@
  * with `node:crypto`, following sigstore/cosign `specs/SIGNATURE_SPEC.md` (simple-signing payload,
  * ECDSA P-256 DER signature in the `dev.cosignproject.cosign/signature` layer annotation).
  */
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { openBundle, type ReleaseDocument } from '../lib/index.js';
+import { checkCosignSignature, openBundle, parseImageKey, type ReleaseDocument } from '../lib/index.js';
 import type { Descriptor } from '../lib/oci/descriptor.js';
 import { resolveGraph } from '../lib/oci/graph.js';
 import { OciLayout } from '../lib/oci/layout.js';
@@ -24,6 +24,7 @@ import { runCli } from './helpers/cli.js';
 import { addToLayout, cosignAttestation, cosignSignature, ecKey, pushToRegistry, SIGNATURE_ANNOTATION, spdxReferrer, tagFor, unknownReferrer, type Artifact, type EcKey } from './helpers/cosign.js';
 import { EPOCH } from './helpers/example.js';
 import { buildImage, buildIndex } from './helpers/images.js';
+import { startReferrersApi } from './helpers/referrers-api.js';
 import { startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { skopeoCopy, skopeoRaw, tempDir } from './helpers/tools.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
@@ -310,7 +311,7 @@ test('after import the vessel serves .sig, .att and the referrers with identical
 test('--no-referrers leaves them out of the bundle and the release', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'bare.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const release = await releaseOf(out);
   t.true(release.images.every((i) => i.referrers === undefined));
@@ -322,7 +323,7 @@ test('--no-referrers leaves them out of the bundle and the release', async (t) =
 test('--platform linux/arm64 keeps the arm64 manifest\'s referrers and drops amd64\'s', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'arm.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const radar = image(await releaseOf(out), 'groke/radar');
   const { index, arm, amd } = fx.radar;
@@ -463,7 +464,7 @@ test('a referrers list naming a manifest about another image is not carried; ove
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, { ...fallbackDesc, annotations: { 'org.opencontainers.image.ref.name': `sha256-${lone.digest.slice(7)}` } }] }));
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, specText('lone', '1.0.0', [{ ref: 'shore.example.com/groke/lone:1.0.0', from: 'oci:./layout:lone-1.0.0' }]));
-  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress'], env);
+  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(ok.code, 0, ok.stdout + ok.stderr);
   t.is(image(await releaseOf(join(dir, 'ok.bundle')), 'groke/lone').referrers, undefined, 'a manifest about another image is no referrer of this one');
 
@@ -475,10 +476,112 @@ test('a referrers list naming a manifest about another image is not carried; ove
     many.push(a.manifest.desc);
   }
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, ...many] }));
-  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress'], env);
+  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(over.code, 1);
   t.is(over.json.error?.code, 'E_LAYOUT_INVALID');
   t.is(over.json.error?.details['limit'], 512);
-  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
+  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
+});
+
+test('where a registry has the referrers API (a stand-in proxy over Distribution, which has none), build asks it and import leaves the fallback tag to the registry', async (t) => {
+  const dir = await tempDir(t);
+  const source = await startReferrersApi(fx.shore, t.teardown.bind(t));
+  const { arm } = fx.radar;
+  // An SBOM pushed by digest through the API registry: no fallback tag anywhere, only the API lists it.
+  const viaApi = spdxReferrer('radar arm64, listed by the API', arm);
+  const client = await RegistryClient.create(source.host);
+  t.teardown(() => client.close());
+  await pushToRegistry(client.repository('groke/radar'), viaApi);
+  t.is(source.listed('groke/radar', arm.digest).length, 1);
+
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, specText('api', '1.0.0', [{ ref: `${source.host}/groke/radar:2.0.0` }]));
+  const out = join(dir, 'api.bundle');
+  const built = await runCli(['build', spec, '-o', out, '--sign', fx.releaseKey, '--json', '--no-progress'], env);
+  t.is(built.code, 0, built.stdout + built.stderr);
+  t.true(source.asked.includes(`groke/radar@${arm.digest}`), 'the build asked the referrers API');
+  const digests = (image(await releaseOf(out), 'groke/radar').referrers ?? []).map((r) => r.digest);
+  t.true(digests.includes(viaApi.manifest.desc.digest), 'the referrer only the API lists is carried');
+  t.true(digests.includes(digestOf('armSbom')), 'and the one the fallback tag lists too');
+
+  const vesselRegistry = await startRegistry({}, t.teardown.bind(t));
+  const vessel = await startReferrersApi(vesselRegistry, t.teardown.bind(t));
+  const r = await runCli(['import', out, '--trust', fx.trust, '--json', '--no-progress'], { SEABAG_STATE_DIR: join(dir, 'state'), SEABAG_REGISTRY: vessel.host });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.deepEqual(vessel.listed('groke/radar', arm.digest).map((d) => d.digest).sort(), [digestOf('armSbom'), viaApi.manifest.desc.digest].sort(), 'the registry lists both');
+  const direct = await RegistryClient.create(vesselRegistry.host);
+  t.teardown(() => direct.close());
+  t.is(await direct.repository('groke/radar').tagDigest(`sha256-${arm.digest.slice(7)}`), undefined, 'no fallback tag written where the registry keeps the list');
+  t.is(await direct.repository('groke/radar').tagDigest(tagFor(arm.digest, 'sig')), digestOf('armSig'));
+});
+
+test('an oci-archive: source gives the same referrers as the layout folder; a docker-archive: source has none', async (t) => {
+  const dir = await tempDir(t);
+  const tarball = join(dir, 'layout.tar');
+  await execa('tar', ['-cf', tarball, '-C', fx.layout, 'oci-layout', 'index.json', 'blobs']);
+  const dockerArchive = join(dir, 'fusion.docker.tar');
+  await execa('skopeo', ['copy', '--quiet', `oci:${fx.layout}:fusion-1.4.0`, `docker-archive:${dockerArchive}:shore.example.com/groke/fusion:1.4.0`]);
+  const referrersFrom = async (from: string): Promise<string[]> => {
+    const spec = join(dir, `${from.split(':')[0]}.yaml`);
+    await writeFile(spec, specText('fusion', '1.4.0', [{ ref: 'shore.example.com/groke/fusion:1.4.0', from }]));
+    const out = join(dir, `${from.split(':')[0]}.bundle`);
+    const r = await runCli(['build', spec, '-o', out, '--json', '--no-progress', '--unsigned'], env);
+    if (r.code !== 0) throw new Error(r.stdout + r.stderr);
+    return (image(await releaseOf(out), 'groke/fusion').referrers ?? []).map((x) => `${x.kind} ${x.digest}`).sort();
+  };
+  const fromFolder = await referrersFrom(`oci:${fx.layout}:fusion-1.4.0`);
+  t.is(fromFolder.length, 4);
+  t.deepEqual(await referrersFrom(`oci-archive:${tarball}:fusion-1.4.0`), fromFolder);
+  t.deepEqual(await referrersFrom(`docker-archive:${dockerArchive}`), []);
+});
+
+test('push to a shore registry, then import oci:// and pull: the referrers arrive with identical digests and the pulled bundle is the pushed one byte for byte', async (t) => {
+  const dir = await tempDir(t);
+  const shore = await startRegistry({}, t.teardown.bind(t));
+  const pushed = await runCli(['push', fx.bundle, `oci://${shore.host}/releases/supply`, '--json', '--no-progress'], env);
+  t.is(pushed.code, 0, pushed.stdout + pushed.stderr);
+  const v = await startVessel(t);
+  await importOk(v, `oci://${shore.host}/releases/supply:1.0.0`, '--trust', fx.trust);
+  for (const [repo, tag, name] of [
+    ['groke/fusion', tagFor(fx.fusion.digest, 'sig'), 'fusionSig'],
+    ['groke/fusion', tagFor(fx.fusion.digest, 'att'), 'fusionAtt'],
+    ['groke/radar', tagFor(fx.radar.arm.digest, 'sig'), 'armSig'],
+  ] as const) {
+    t.is(sha(await skopeoRaw(`${v.registry.host}/${repo}:${tag}`)), digestOf(name), `${repo}:${tag}`);
+  }
+  t.is(sha(await skopeoRaw(`${v.registry.host}/groke/fusion@${digestOf('fusionSbom')}`)), digestOf('fusionSbom'));
+  const fallback = JSON.parse((await skopeoRaw(`${v.registry.host}/groke/fusion:sha256-${fx.fusion.digest.slice(7)}`)).toString()) as { manifests: Descriptor[] };
+  t.true(fallback.manifests.some((m) => m.digest === digestOf('fusionSbom')));
+
+  const out = join(dir, 'pulled.bundle');
+  const pulled = await runCli(['pull', `oci://${shore.host}/releases/supply:1.0.0`, '-o', out, '--json', '--no-progress'], env);
+  t.is(pulled.code, 0, pulled.stdout + pulled.stderr);
+  const hash = async (p: string): Promise<string> => sha(await import('node:fs/promises').then((fs) => fs.readFile(p)));
+  t.is(await hash(out), await hash(fx.bundle), 'byte-identical');
+});
+
+test('image keys: Ed25519 verifies as ECDSA P-256 does; RSA and P-384 keys are E_KEY_INVALID; a payload of another type or a forged signature does not count', (t) => {
+  const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': fx.fusion.digest }, type: 'cosign container image signature' }, optional: null }));
+  const ed = generateKeyPairSync('ed25519');
+  const edKey = parseImageKey(ed.publicKey.export({ type: 'spki', format: 'pem' }));
+  t.is(edKey.algorithm, 'ed25519');
+  t.like(checkCosignSignature(payload, sign(null, payload, ed.privateKey).toString('base64'), [edKey], fx.fusion.digest), { valid: true, keyid: edKey.keyid });
+  const ecKeyA = parseImageKey(fx.keyA.publicPem);
+  const good = sign('sha256', payload, fx.keyA.privateKey).toString('base64');
+  t.like(checkCosignSignature(payload, good, [edKey, ecKeyA], fx.fusion.digest), { valid: true, keyid: ecKeyA.keyid });
+  t.like(checkCosignSignature(payload, good, [edKey], fx.fusion.digest), { valid: false, fault: 'key' });
+  const flipped = Buffer.from(good, 'base64');
+  flipped.writeUInt8((flipped.at(-1) ?? 0) ^ 1, flipped.length - 1);
+  t.like(checkCosignSignature(payload, flipped.toString('base64'), [ecKeyA], fx.fusion.digest), { valid: false, fault: 'key' });
+  const other = Buffer.from(payload.toString().replace('cosign container image signature', 'atomic container signature'));
+  t.like(checkCosignSignature(other, sign('sha256', other, fx.keyA.privateKey).toString('base64'), [ecKeyA], fx.fusion.digest), { valid: false, fault: 'payload' });
+  for (const [type, opts] of [
+    ['rsa', { modulusLength: 2048 }],
+    ['ec', { namedCurve: 'P-384' }],
+  ] as const) {
+    const { publicKey } = generateKeyPairSync(type as 'rsa', opts as { modulusLength: number });
+    const err = t.throws(() => parseImageKey(publicKey.export({ type: 'spki', format: 'pem' })));
+    t.is((err as { code?: string }).code, 'E_KEY_INVALID', type);
+  }
 });

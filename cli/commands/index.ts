@@ -6,6 +6,8 @@ import { inspect } from './inspect.js';
 import { inventory } from './inventory.js';
 import { keygen } from './keygen.js';
 import { prune } from './prune.js';
+import { pull } from './pull.js';
+import { push } from './push.js';
 import { recover } from './recover.js';
 import { runtimeConfigCommand } from './runtime-config.js';
 import { status } from './status.js';
@@ -14,4 +16,4 @@ import { trustInit, trustRotate } from './trust.js';
 import { verify } from './verify.js';
 
 /** Every verb of the program, in the order `--help` lists them. */
-export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, recover, runtimeConfigCommand, fetch];
+export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, recover, runtimeConfigCommand, fetch, push, pull];

@@ -38,13 +38,15 @@ function report(ctx: RunContext, result: SwitchResult & { notes: string[] }, sho
     if (!result.unchanged) writeLine(out, 'dry run: nothing changed');
     return 0;
   }
+  const checkLine = result.check ? `  health check passed (${result.check.source === 'cli' ? '--check' : "the release's check"})${result.check.output ? `: ${result.check.output.split('\n').slice(-1)[0]}` : ''}` : undefined;
   if (result.unchanged) {
     writeLine(out, `${r.name} ${r.version} is already active; nothing moved`);
+    if (checkLine !== undefined) writeLine(out, checkLine);
     return 0;
   }
   writeLine(out, `${result.op === 'apply' ? 'applied' : 'rolled back to'} ${r.name} ${r.version}${result.from ? ` (was ${result.from.version})` : ''}${shown ? `: ${result.tags.length} tag(s) moved as shown` : ''}`);
   if (!shown) for (const line of moveLines(result)) writeLine(out, line);
-  if (result.check) writeLine(out, `  health check passed (${result.check.source === 'cli' ? '--check' : "the release's check"})${result.check.output ? `: ${result.check.output.split('\n').slice(-1)[0]}` : ''}`);
+  if (checkLine !== undefined) writeLine(out, checkLine);
   if (result.deployed) writeLine(out, `  kubectl applied ${result.deployed.applied.length} file(s); rolled out ${result.deployed.rolledOut.join(', ') || 'nothing to wait for'}`);
   return 0;
 }

@@ -23,6 +23,24 @@ async function guardOutput(args: Record<string, unknown>, more: string[] = []): 
   await checkOutputs([str(args, 'output') as string], { force: args['force'] === true, reads });
 }
 
+/**
+ * The expiry of a new root: a root that has expired makes vessels refuse every bundle, so one
+ * already in the past is refused.
+ *
+ * @throws E_USAGE
+ */
+function futureExpiry(args: Record<string, unknown>): Date {
+  const text = str(args, 'expires') ?? '1y';
+  const when = parseWhen(text);
+  if (when.getTime() <= Date.now()) {
+    throw new SeabagError('E_USAGE', `--expires ${text} is in the past (${when.toISOString()}); vessels refuse every bundle under an expired trust root`, {
+      details: { expires: when.toISOString() },
+      hint: 'give a later date, or a span such as 1y (the default) or 90d',
+    });
+  }
+  return when;
+}
+
 function threshold(args: Record<string, unknown>, key: string, fallback: number): number {
   const v = args[key];
   if (v === undefined) return fallback;
@@ -62,7 +80,7 @@ export const trustInit: Command = {
     if (rootKeys.length === 0 || releaseKeys.length === 0) throw new SeabagError('E_USAGE', 'trust init needs at least one --root-key and one --release-key');
     const signed = makeRootSigned({
       version: 1,
-      expires: parseWhen(str(args, 'expires') ?? '1y'),
+      expires: futureExpiry(args),
       rootKeys,
       rootThreshold: threshold(args, 'root-threshold', 1),
       releaseKeys,
@@ -99,7 +117,7 @@ export const trustRotate: Command = {
     const releaseKeys = await keep('release-key', 'release');
     const signed = makeRootSigned({
       version: old.version + 1,
-      expires: parseWhen(str(args, 'expires') ?? '1y'),
+      expires: futureExpiry(args),
       rootKeys,
       rootThreshold: threshold(args, 'root-threshold', old.roles.root.threshold),
       releaseKeys,

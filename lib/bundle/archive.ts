@@ -18,10 +18,14 @@ import { scanTar, unsafe, type ScanPolicy, type TarEntry } from './tar.js';
 const BLOB_NAME = /^blobs\/sha256\/([a-f0-9]{64})$/;
 const BUNDLE_DIRS = new Set(['', 'blobs', 'blobs/sha256']);
 
-/** Bundles: regular files named `oci-layout`, `index.json`, `blobs/sha256/<hex>` and their folders; nothing else. */
+/**
+ * Bundles: regular files named `oci-layout`, `index.json`, `blobs/sha256/<hex>` and their
+ * folders, nothing else, each header byte-identical to the one seabag's writer emits.
+ */
 export const BUNDLE_POLICY: ScanPolicy = {
   extendedHeaders: false,
   zeroPadding: true,
+  canonical: true,
   checkName: (name, type) => {
     if (type === 'directory') return BUNDLE_DIRS.has(name) ? undefined : 'unexpected folder';
     if (name === OCI_LAYOUT_FILE || name === INDEX_FILE || BLOB_NAME.test(name)) return undefined;
@@ -52,6 +56,9 @@ export class ArchiveLayout implements ReadOnlyStorage, MetadataSource {
 
   /**
    * Scans the archive and reads its `oci-layout` and `index.json`.
+   *
+   * Limits: those of `scanTar` (100,000 headers; for bundles, canonical headers only) and 4 MiB
+   * each for `oci-layout` and `index.json`.
    *
    * @throws E_ARCHIVE_UNSAFE, E_ARCHIVE_TRUNCATED, E_LAYOUT_INVALID
    */

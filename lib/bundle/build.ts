@@ -9,19 +9,17 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { isoSeconds, parseTime } from '../util/time.js';
-import { isSeabagError, SeabagError } from '../errors.js';
+import { SeabagError } from '../errors.js';
 import { checkSplit } from './parts.js';
 import { sha256Digest, type Digest } from '../oci/digest.js';
-import { formatPlatform, parseImageManifest, parseJSON, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
-import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import { formatPlatform, parseImageManifest, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
+import { postOrder, type GraphNode } from '../oci/graph.js';
 import { LAYOUT_VERSION } from '../oci/layout.js';
-import { attestationSubject, isAttestation, platformRank } from '../oci/platform.js';
 import {
   EMPTY_DIGEST,
   EMPTY_JSON,
   DSSE_ENVELOPE,
   isImageManifest,
-  isIndex,
   isManifestLike,
   OCI_EMPTY,
   OCI_INDEX,
@@ -38,8 +36,7 @@ import { formatReference, referenceName, type Reference } from '../oci/reference
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import type { CredentialStore } from '../registry/auth.js';
-import { isNotFound, type RegistryClient } from '../registry/client.js';
-import { isForeignLayer } from '../registry/foreign.js';
+import type { RegistryClient } from '../registry/client.js';
 import { throwProblems } from '../schema.js';
 import { IN_TOTO_PAYLOAD_TYPE, signEnvelope } from '../trust/dsse.js';
 import type { SigningKey } from '../trust/keys.js';
@@ -51,7 +48,8 @@ import { requireSignedImages, type ImageSignatureReport } from './image-policy.j
 import { referrerIndexEntry } from '../oci/referrers.js';
 import { discoverReferrers, referrerSubjects, type DiscoveredReferrer } from './referrers.js';
 import { ImageMatcher, pinManifestFiles, type PinTarget } from './k8s.js';
-import { versionTag, type ReleaseAttestation, type ReleaseDocument, type ReleaseImage } from './release.js';
+import { attestationsOf, checkForeignLayers, namingMissing, platformsOf, resolveImage, type BuildWarning } from './image-graph.js';
+import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.js';
 import { openImageSource, parseFrom, type ImageSource } from './sources.js';
 import { checkOutputs } from '../util/outputs.js';
 import { resolve as resolvePath } from 'node:path';
@@ -81,8 +79,16 @@ export interface BuildOptions extends OpOptions {
   omit?: { digests: ReadonlySet<string>; kind: 'inventory' | 'bundle'; releases?: string[] };
   /** Split into parts of at most this many bytes. */
   splitSize?: number;
-  /** The release's `created` time (SOURCE_DATE_EPOCH for reproducible builds). */
+  /**
+   * The release's `created` time, written only when given (SOURCE_DATE_EPOCH): by default the
+   * bundle records only what its inputs determine, so the same inputs give the same bytes.
+   */
   created?: Date;
+  /**
+   * The time of the build: an `expires` not after it is refused (E_SPEC_INVALID), since every
+   * vessel would refuse the bundle. Absent: not checked (tests make expired bundles on purpose).
+   */
+  now?: Date;
   credentials?: CredentialStore;
   plainHttp?: boolean;
   caFile?: string;
@@ -94,15 +100,7 @@ export interface BuildOptions extends OpOptions {
   reads?: readonly string[];
 }
 
-/** Something the build did that the release engineer should know of; it did not stop the build. */
-export interface BuildWarning {
-  code: 'platform-missing' | 'platform-fallback';
-  image: string;
-  message: string;
-  /** The platforms the image has. */
-  platforms: string[];
-  wanted: string[];
-}
+export type { BuildWarning } from './image-graph.js';
 
 export interface BuildResult {
   warnings: BuildWarning[];
@@ -127,6 +125,19 @@ interface ResolvedImage {
 }
 
 /**
+ * A bundle that expires before it is built would be refused by every vessel: dead on arrival.
+ *
+ * @throws E_SPEC_INVALID
+ */
+function checkExpiresAhead(expires: string, now: Date): void {
+  if (new Date(expires).getTime() > now.getTime()) return;
+  throw new SeabagError('E_SPEC_INVALID', `expires: ${expires} is in the past; every vessel would refuse the bundle`, {
+    details: { expires, now: isoSeconds(now) },
+    hint: 'set expires: in release.yaml to a later date, or remove it',
+  });
+}
+
+/**
  * An RFC 3339 time for the spec's `expires`; a date alone means the start of that day, UTC.
  *
  * @throws E_SPEC_INVALID for a day that does not exist or anything not RFC 3339
@@ -145,197 +156,6 @@ function blob(data: Buffer, mediaType: string, annotations?: Record<string, stri
   const desc: Descriptor = { mediaType, digest: sha256Digest(data), size: data.length };
   if (annotations !== undefined) desc.annotations = annotations;
   return { desc, data };
-}
-
-/** The platform a manifest's config names, when it names one. */
-function configPlatform(graph: GraphNode, configs: ReadonlyMap<string, Buffer>): Platform | undefined {
-  const manifest = parseImageManifest(graph.bytes as Buffer, graph.desc);
-  const bytes = configs.get(manifest.config.digest);
-  if (bytes === undefined) return undefined;
-  let config: { os?: unknown; architecture?: unknown; variant?: unknown };
-  try {
-    config = parseJSON(bytes, manifest.config.digest) as typeof config;
-  } catch {
-    return undefined; // an artifact's config need not be JSON
-  }
-  if (typeof config?.os !== 'string' || typeof config.architecture !== 'string') return undefined;
-  return { os: config.os, architecture: config.architecture, ...(typeof config.variant === 'string' ? { variant: config.variant } : {}) };
-}
-
-/** Platforms of an image: every platform entry of its (nested) indexes, or a single manifest's config. */
-function platformsOf(graph: GraphNode, configs: ReadonlyMap<string, Buffer>): string[] {
-  if (isImageManifest(graph.desc.mediaType)) {
-    const p = configPlatform(graph, configs);
-    return p === undefined ? [] : [formatPlatform(p)];
-  }
-  const out: string[] = [];
-  const visit = (node: GraphNode): void => {
-    for (const c of node.children) {
-      if (isAttestation(c.desc)) continue;
-      if (c.desc.platform !== undefined) out.push(formatPlatform(c.desc.platform));
-      else if (isIndex(c.desc.mediaType)) visit(c);
-    }
-  };
-  visit(graph);
-  return [...new Set(out)];
-}
-
-/** The buildx attestation manifests an image carries, with the manifest each describes. */
-function attestationsOf(graph: GraphNode): ReleaseAttestation[] {
-  const out: ReleaseAttestation[] = [];
-  const visit = (node: GraphNode): void => {
-    const platforms = new Map<string, Platform | undefined>(node.children.map((c) => [c.desc.digest, c.desc.platform]));
-    for (const c of node.children) {
-      const subject = attestationSubject(c.desc);
-      if (subject !== undefined) {
-        const p = platforms.get(subject);
-        out.push({ digest: c.desc.digest, subject: subject as Digest, ...(p === undefined ? {} : { platform: formatPlatform(p) }) });
-      } else if (isIndex(c.desc.mediaType)) {
-        visit(c);
-      }
-    }
-  };
-  if (isIndex(graph.desc.mediaType)) visit(graph);
-  return out;
-}
-
-/**
- * Every foreign layer must be at the source: seabag carries what the source holds and never
- * downloads from a layer's `urls` (a build must not depend on a third party's server).
- *
- * @throws E_FOREIGN_LAYER_MISSING naming the image, the layer and its urls
- */
-async function checkForeignLayers(image: string, origin: string, graph: GraphNode, store: ReadOnlyStorage, options: OpOptions): Promise<void> {
-  for (const node of postOrder(graph)) {
-    if (node.bytes === undefined || !isImageManifest(node.desc.mediaType)) continue;
-    for (const layer of parseImageManifest(node.bytes, node.desc).layers) {
-      if (!isForeignLayer(layer)) continue;
-      if (await store.exists(layer, options).catch((err: unknown) => (isSourceNotFound(err) ? false : Promise.reject(err)))) continue;
-      const urls = layer.urls ?? [];
-      throw new SeabagError('E_FOREIGN_LAYER_MISSING', `${image}: layer ${layer.digest} is a foreign (non-distributable) layer and ${origin} does not hold its blob; its urls: ${urls.length > 0 ? urls.join(', ') : '(none)'}`, {
-        details: { image, origin, digest: layer.digest, mediaType: layer.mediaType, size: layer.size, urls },
-        hint: "seabag carries only what the source holds and never downloads from a layer's urls: download the blob from one of them, check its digest, put it in the source (push it to the registry, or add it to the layout's blobs), then build again",
-      });
-    }
-  }
-}
-
-/** A source's answer that the content does not exist (a registry's 404, a layout's missing file). */
-function isSourceNotFound(err: unknown): boolean {
-  return isNotFound(err) || isSeabagError(err, 'E_FILE_NOT_FOUND') || isSeabagError(err, 'E_NOT_FOUND');
-}
-
-/** A source whose "no such blob" answers name the image and the blob: exit 2, not an environment failure. */
-function namingMissing(store: ReadOnlyStorage, image: string, origin: string): ReadOnlyStorage {
-  const missing = (desc: Descriptor, err: unknown): SeabagError =>
-    new SeabagError('E_NOT_FOUND', `${image}: ${origin} says ${desc.mediaType} ${desc.digest} does not exist`, {
-      cause: err,
-      details: { image, origin, digest: desc.digest, mediaType: desc.mediaType },
-      hint: 'the image at the source is incomplete: push it again whole (or fix the layout), then build again',
-    });
-  const wrapped: ReadOnlyStorage = {
-    fetch: async (desc, options) => {
-      try {
-        return await store.fetch(desc, options);
-      } catch (err) {
-        throw isSourceNotFound(err) ? missing(desc, err) : err;
-      }
-    },
-    exists: (desc, options) => store.exists(desc, options),
-  };
-  if (store.reader !== undefined) {
-    const reader = store.reader.bind(store);
-    wrapped.reader = async (desc) => {
-      try {
-        return await reader(desc);
-      } catch (err) {
-        throw isSourceNotFound(err) ? missing(desc, err) : err;
-      }
-    };
-  }
-  return wrapped;
-}
-
-interface ResolveImageOptions extends OpOptions {
-  strict: boolean;
-  referrers: boolean;
-  warn: (warning: BuildWarning) => void;
-}
-
-/** Reads (once) the config of every image manifest of a graph, up to 4 MiB each. */
-async function readConfigs(graph: GraphNode, store: ReadOnlyStorage, configs: Map<string, Buffer>, options: OpOptions): Promise<void> {
-  for (const node of postOrder(graph)) {
-    if (node.bytes === undefined || !isImageManifest(node.desc.mediaType)) continue;
-    const config = parseImageManifest(node.bytes, node.desc).config;
-    if (!configs.has(config.digest) && config.size <= 4 * 1024 * 1024) {
-      configs.set(config.digest, await readVerified(await store.fetch(config, options), config, 'config'));
-    }
-  }
-}
-
-/**
- * Resolves one image's graph under the platform filter. An image with none of the wanted
- * platforms is kept whole with a warning (it may be meant for one node of the vessel only), or
- * refused when strict; a compatible platform kept in place of a wanted one is a warning too.
- *
- * @throws E_PLATFORM_UNAVAILABLE (strict), and what `resolveGraph` throws
- */
-async function resolveImage(
-  image: string,
-  store: ReadOnlyStorage,
-  root: Descriptor,
-  platforms: readonly Platform[],
-  configs: Map<string, Buffer>,
-  options: ResolveImageOptions,
-): Promise<GraphNode> {
-  const wanted = platforms.map(formatPlatform);
-  const sig = options.signal ? { signal: options.signal } : {};
-  const fallbacks = new Map<string, { wanted: Platform; chosen: Platform }>();
-  let graph: GraphNode;
-  let none = false;
-  try {
-    graph = await resolveGraph(store, root, {
-      platforms,
-      attestations: options.referrers,
-      onPlatformFallback: (f) => fallbacks.set(`${formatPlatform(f.wanted)} ${formatPlatform(f.chosen)}`, f),
-      ...sig,
-    });
-  } catch (err) {
-    if (!isSeabagError(err, 'E_PLATFORM_UNAVAILABLE') || platforms.length === 0) throw err;
-    graph = await resolveGraph(store, root, { attestations: options.referrers, ...sig });
-    none = true;
-  }
-  await readConfigs(graph, store, configs, sig);
-  if (platforms.length > 0 && isImageManifest(graph.desc.mediaType) && graph.desc.digest === root.digest) {
-    const p = configPlatform(graph, configs);
-    // An artifact (a Helm chart, say) names no platform: nothing to warn about.
-    if (p !== undefined) {
-      const ranks = platforms.map((w) => platformRank(p, w));
-      if (ranks.every((r) => r < 0)) none = true;
-      else if (!ranks.includes(0)) platforms.forEach((w, i) => (ranks[i] ?? -1) > 0 && fallbacks.set(formatPlatform(w), { wanted: w, chosen: p }));
-    }
-  }
-  const has = platformsOf(graph, configs);
-  if (none) {
-    const message = `${image} has none of the platforms asked for (${wanted.join(', ')}): it has ${has.join(', ') || 'no platform named'}`;
-    if (options.strict) {
-      throw new SeabagError('E_PLATFORM_UNAVAILABLE', message, {
-        details: { image, platforms: has, wanted },
-        hint: 'build the image for one of those platforms, take it out of the release, or drop --platform-strict (platformStrict) to carry it as it is',
-      });
-    }
-    options.warn({ code: 'platform-missing', image, message: `${message}; carried as it is`, platforms: has, wanted });
-  }
-  for (const f of fallbacks.values()) {
-    options.warn({
-      code: 'platform-fallback',
-      image,
-      message: `${image} has no ${formatPlatform(f.wanted)}; kept ${formatPlatform(f.chosen)}, which containerd runs in its place`,
-      platforms: has,
-      wanted,
-    });
-  }
-  return graph;
 }
 
 /** The referrers of an image at its source: of every manifest kept, and of the root the source named. */
@@ -374,6 +194,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   if (options.splitSize !== undefined) checkSplit(options.splitSize);
   const loaded = await loadReleaseSpec(specPath);
   const { spec } = loaded;
+  if (spec.expires !== undefined && options.now !== undefined) checkExpiresAhead(expiryTime(spec.expires), options.now);
   const outputs = options.splitSize === undefined ? [options.output] : [options.output, `${options.output}.parts.json`, `${options.output}.001`];
   const archives = spec.images.flatMap((image) => {
     if (image.from === undefined) return [];
@@ -389,7 +210,8 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     options.onWarning?.(w);
   };
   const sig = options.signal ? { signal: options.signal } : {};
-  const created = options.created ?? new Date();
+  // Reproducible by default: no time of the build is written unless SOURCE_DATE_EPOCH gave one.
+  const created = options.created;
   const clients = new Map<string, RegistryClient>();
   const sources: ImageSource[] = [];
   try {
@@ -495,7 +317,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       kind: 'ReleaseDocument',
       name: spec.name,
       version: spec.version,
-      created: isoSeconds(created),
+      ...(created === undefined ? {} : { created: isoSeconds(created) }),
       targets: spec.targets ?? [],
       images: resolved.map((r) => r.image),
       manifests: pinned.files.map((f, i) => ({ file: f.file, digest: (manifestLayers[i] as { desc: Descriptor }).desc.digest, documents: f.documents })),
@@ -524,7 +346,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
         config: releaseConfig.desc,
         layers: releaseLayersList.map((l) => l.desc),
         annotations: {
-          'org.opencontainers.image.created': release.created,
+          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
           'org.opencontainers.image.title': release.name,
           'org.opencontainers.image.version': release.version,
         },

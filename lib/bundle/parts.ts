@@ -3,13 +3,13 @@
  * the whole file's sha256), so a bundle fits a FAT32 stick and one bad part can be named and sent
  * again alone. Readers take the parts file, any part, or the folder, and read the parts as one.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { describeKind, sniffFile } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import type { Progress } from '../oci/store.js';
-import { sha256File } from '../util/files.js';
+import { notRegular, readRegularFile, sha256File } from '../util/files.js';
 import { FileSource, type ByteSource } from './source.js';
 
 export interface PartsFile {
@@ -88,13 +88,11 @@ export interface BundleInput {
   partsPath?: string;
 }
 
+/** Largest `.parts.json` read (thousands of parts are a few hundred KiB). */
+export const MAX_PARTS_FILE = 4 * 1024 * 1024;
+
 async function readPartsFile(path: string): Promise<PartsFile> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw fromSystemError(err, 'read parts file', path);
-  }
+  const text = (await readRegularFile(path, { maxBytes: MAX_PARTS_FILE, what: 'parts file', tooLarge: 'E_PART_CORRUPT' })).toString('utf8');
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -115,6 +113,10 @@ async function readPartsFile(path: string): Promise<PartsFile> {
 /**
  * Finds the bytes of a bundle from what the user named: the bundle, its `.parts.json`, any of
  * its parts, or the folder holding them. Parts must all be there with their listed sizes.
+ * Nothing but regular files is taken: a FIFO, a device or a link to one is E_USAGE at once,
+ * before anything is opened for reading (so before a vessel lock is taken).
+ *
+ * Limits: the parts file is at most 4 MiB (`MAX_PARTS_FILE`).
  *
  * @throws E_FILE_NOT_FOUND, E_PART_MISSING (naming the part), E_PART_CORRUPT, E_USAGE
  */
@@ -136,9 +138,17 @@ export async function resolveBundleInput(path: string): Promise<BundleInput> {
     const partsFiles = names.filter((n) => n.endsWith(PARTS_SUFFIX));
     if (partsFiles.length === 1) return fromPartsFile(join(path, partsFiles[0] as string));
     const bundles = names.filter((n) => n.endsWith('.bundle'));
-    if (partsFiles.length === 0 && bundles.length === 1) return single(join(path, bundles[0] as string));
+    if (partsFiles.length === 0 && bundles.length === 1) {
+      const only = join(path, bundles[0] as string);
+      const s = await stat(only).catch((err: unknown) => {
+        throw fromSystemError(err, 'open bundle', only);
+      });
+      if (!s.isFile()) throw notRegular(only, s, 'bundle');
+      return single(only, s.size);
+    }
     throw new SeabagError('E_USAGE', `${path} holds ${partsFiles.length} parts files and ${bundles.length} bundles; name the one to use`);
   }
+  if (!st.isFile()) throw notRegular(path, st, 'bundle');
   if (path.endsWith(PARTS_SUFFIX)) return fromPartsFile(path);
   const m = PART_SUFFIX.exec(path);
   if (m !== null) {
@@ -196,10 +206,11 @@ async function fromPartsFile(partsPath: string): Promise<BundleInput> {
   for (const p of parts.parts) {
     const file = join(dir, p.name);
     const s = await stat(file).catch(() => undefined);
-    if (s === undefined || !s.isFile()) {
+    if (s === undefined) {
       missing.push(p.name);
       continue;
     }
+    if (!s.isFile()) throw notRegular(file, s, 'part');
     if (s.size !== p.size) {
       throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is ${s.size} bytes; ${basename(partsPath)} says ${p.size}`, {
         details: { part: p.name, expected: p.size, found: s.size },

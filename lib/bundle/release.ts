@@ -4,7 +4,9 @@
  */
 import { ArchiveLayout, BUNDLE_POLICY } from './archive.js';
 import { openInput, resolveBundleInput, type BundleInput } from './parts.js';
-import { MetadataReader } from '../release/metadata.js';
+import { MetadataReader, type MetadataSource } from '../release/metadata.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { ReadOnlyStorage } from '../oci/store.js';
 import type { ReleaseMetadata } from '../release/model.js';
 import { readRelease } from '../release/read.js';
 
@@ -19,9 +21,19 @@ export {
   type SignatureArtifact,
 } from '../release/model.js';
 
-export interface OpenedBundle extends ReleaseMetadata {
+/**
+ * Where a bundle's content lives, as import reads it: the archive (`ArchiveLayout`), or the shore
+ * registry a bundle was pushed to (`lib/satellite`'s `RegistryLayout`).
+ */
+export interface BundleLayout extends MetadataSource, ReadOnlyStorage {
+  /** Reads a small blob (≤ 4 MiB: metadata) and verifies it. */
+  readSmall(desc: Descriptor, what?: string): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export interface OpenedBundle<L extends BundleLayout = ArchiveLayout> extends ReleaseMetadata {
   input: BundleInput;
-  archive: ArchiveLayout;
+  archive: L;
   /** The bounded reader the metadata was read through; later metadata reads share its bytes. */
   reader: MetadataReader;
   close(): Promise<void>;

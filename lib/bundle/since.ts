@@ -2,8 +2,9 @@
  * What a vessel already has, for delta bundles: its inventory (sent ashore), or an older bundle
  * it is known to have imported.
  */
-import { open, readFile } from 'node:fs/promises';
+import { openRegularFile, readRegularFile } from '../util/files.js';
 import { fromSystemError, SeabagError } from '../errors.js';
+import { describeKind, sniff } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import type { Digest } from '../oci/digest.js';
 import { openBundle } from './release.js';
@@ -23,15 +24,18 @@ export interface SinceBase {
   releases: string[];
 }
 
+/** Largest inventory read. */
+export const MAX_INVENTORY_FILE = 64 * 1024 * 1024;
+
 /**
- * Reads an inventory (JSON) or an older bundle.
+ * Reads an inventory (JSON, at most 64 MiB) or an older bundle; regular files only.
  *
- * @throws E_INVENTORY_INVALID, E_FILE_NOT_FOUND, and what `openBundle` throws for a bundle
+ * @throws E_USAGE (not a regular file), E_INVENTORY_INVALID, E_FILE_NOT_FOUND, and what `openBundle` throws for a bundle
  */
 export async function readSince(path: string): Promise<SinceBase> {
   let head: Buffer;
   try {
-    const handle = await open(path, 'r');
+    const { handle } = await openRegularFile(path, '--since file');
     try {
       const buf = Buffer.alloc(64);
       const { bytesRead } = await handle.read(buf, 0, 64, 0);
@@ -43,13 +47,18 @@ export async function readSince(path: string): Promise<SinceBase> {
     throw fromSystemError(err, 'read', path);
   }
   if (head.toString('utf8').trimStart().startsWith('{')) {
-    const text = await readFile(path);
-    if (text.length > 64 * 1024 * 1024) throw new SeabagError('E_INVENTORY_INVALID', `${path} is too large for an inventory`);
+    const text = await readRegularFile(path, { maxBytes: MAX_INVENTORY_FILE, what: 'inventory', tooLarge: 'E_INVENTORY_INVALID' });
     let doc: unknown;
     try {
       doc = JSON.parse(text.toString('utf8'));
     } catch (err) {
       throw new SeabagError('E_INVENTORY_INVALID', `${path} is not valid JSON: ${(err as Error).message}`);
+    }
+    const kind = sniff(text);
+    if (kind !== 'inventory' && kind !== 'json') {
+      throw new SeabagError('E_INVENTORY_INVALID', `${path} is ${describeKind(kind)}, not an inventory or a bundle; --since wants what \`bundle inventory\` wrote aboard, or an older bundle`, {
+        details: { file: path, kind },
+      });
     }
     assertSchema('inventory', doc, path, 'E_INVENTORY_INVALID');
     const inventory = doc as Inventory;

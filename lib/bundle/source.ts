@@ -4,11 +4,11 @@
  * meanwhile; a file that shrinks under us (a USB stick pulled) is reported as truncation.
  */
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
-import { READ_CHUNK } from '../util/files.js';
+import { openRegularFile, READ_CHUNK } from '../util/files.js';
 
 export interface ByteSource {
   /** What to call this source in messages (the bundle's path). */
@@ -57,9 +57,9 @@ export class FileSource implements ByteSource {
   }
 
   /**
-   * Opens the pieces (one for a plain bundle) in order.
+   * Opens the pieces (one for a plain bundle) in order: regular files only.
    *
-   * @throws E_FILE_NOT_FOUND, E_IO
+   * @throws E_USAGE (a FIFO, device or folder), E_FILE_NOT_FOUND, E_IO
    */
   static async open(name: string, pieces: readonly (string | SourcePiece)[]): Promise<FileSource> {
     const opened: { path: string; start: number; size: number; handle: FileHandle }[] = [];
@@ -67,10 +67,9 @@ export class FileSource implements ByteSource {
     try {
       for (const piece of pieces) {
         const path = typeof piece === 'string' ? piece : piece.path;
-        const handle = await open(path, 'r');
-        const st = await handle.stat();
+        // Regular files only, opened without blocking: a FIFO named *.bundle must not hang us.
+        const { handle, stats: st } = await openRegularFile(path, 'bundle');
         opened.push({ path, start, size: st.size, handle });
-        if (!st.isFile()) throw new SeabagError('E_USAGE', `${path} is not a file`);
         if (typeof piece !== 'string' && st.size !== piece.size) {
           throw new SeabagError('E_PART_CORRUPT', `${path} is ${st.size} bytes; the parts file says ${piece.size}`, {
             details: { part: path, expected: piece.size, found: st.size },

@@ -2,8 +2,9 @@
  * Reading what people write: the release spec (`release.yaml`) and device profiles, as YAML
  * validated against `schemas/`, every problem reported at once with file, line and path.
  */
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { MAX_SPEC_FILE, readRegularFile } from '../util/files.js';
 import type { Document, LineCounter } from 'yaml';
 import { yaml } from '../util/lazy.js';
 import { fromSystemError, SeabagError } from '../errors.js';
@@ -95,14 +96,9 @@ export function parseYAMLDocument(text: string, file: string): { doc: Document; 
   return { doc, data: value.data, problems, lineOf: lineLookup(doc, counter) };
 }
 
+/** A spec file: a regular file of at most 16 MiB (`MAX_SPEC_FILE`). @throws E_USAGE, E_SPEC_INVALID, E_FILE_NOT_FOUND, E_IO */
 async function readText(path: string, what: string): Promise<string> {
-  try {
-    const s = await stat(path);
-    if (s.size > 16 * 1024 * 1024) throw new SeabagError('E_SPEC_INVALID', `${path} is over 16 MiB; is it really a ${what}?`);
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw fromSystemError(err, `read ${what}`, path);
-  }
+  return (await readRegularFile(path, { maxBytes: MAX_SPEC_FILE, what, tooLarge: 'E_SPEC_INVALID' })).toString('utf8');
 }
 
 /**
@@ -132,6 +128,12 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
         if (line !== undefined) p.line = line;
         return p;
       };
+      // A source written where the name goes: say where it belongs instead of failing to parse it.
+      const source = /^(oci|oci-archive|docker-archive):|^docker:\/\//.exec(image.ref);
+      if (source !== null) {
+        all.push(at(`${JSON.stringify(image.ref)} says where the image comes from, not its name: put it in from: (from: ${image.ref}) and give ref: the name the manifests use (like groke/ui:1.4.0)`));
+        return;
+      }
       try {
         const ref = parseReference(image.ref);
         refs.push(ref);
@@ -234,15 +236,13 @@ export async function collectYAMLFiles(baseDir: string, entries: readonly string
  * Reads a file a spec names, returning its text and its path relative to the spec's folder (with
  * forward slashes, as problems and bundles name it).
  *
- * @throws E_FILE_NOT_FOUND, E_IO naming the relative path
+ * Limits: a regular file (never a FIFO or a device) of at most 16 MiB (`MAX_SPEC_FILE`).
+ *
+ * @throws E_USAGE (not a regular file), E_SPEC_INVALID (over 16 MiB), E_FILE_NOT_FOUND, E_IO
  */
 export async function readSpecFile(path: string, baseDir: string, what: string): Promise<{ rel: string; text: string }> {
   const rel = relative(baseDir, path).split('\\').join('/');
-  try {
-    return { rel, text: await readFile(path, 'utf8') };
-  } catch (err) {
-    throw fromSystemError(err, `read ${what}`, rel);
-  }
+  return { rel, text: await readText(path, what) };
 }
 
 /**

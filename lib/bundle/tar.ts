@@ -45,10 +45,16 @@ export interface ScanPolicy {
   checkName?: (name: string, type: EntryType) => string | undefined;
   /** Largest allowed size of an entry with this name, if limited. */
   maxSize?: (name: string) => number | undefined;
-  /** Upper bound on entries (default one million). */
+  /** Upper bound on headers, extended ones included (default `MAX_TAR_ENTRIES`). */
   maxEntries?: number;
   /** Require the padding after each entry to be zeros (POSIX says it is; bundles are checked). */
   zeroPadding?: boolean;
+  /**
+   * Accept a header only when it is byte for byte the one `encodeHeader` writes for its name,
+   * size and type (every field, terminator, padding byte and the checksum's format): one bit
+   * flipped anywhere in a header is then always refused. For bundles, which only seabag writes.
+   */
+  canonical?: boolean;
 }
 
 const TYPES: Record<string, EntryType> = {
@@ -66,6 +72,16 @@ const TYPES: Record<string, EntryType> = {
   L: 'GNU long name',
   K: 'GNU long link name',
 };
+
+/**
+ * Most headers an archive may have (extended headers count). A release of hundreds of images has
+ * a few thousand blobs; a million-entry archive is refused at its 100,001st header, not after a
+ * minute of reading.
+ */
+export const MAX_TAR_ENTRIES = 100_000;
+
+/** Bytes read at once for the headers that follow small entries. */
+const HEADER_WINDOW = 32 * 1024;
 
 /** Zero padding allowed after the end-of-archive marker (GNU tar pads to 10 KiB records). */
 const MAX_TRAILER = 64 * 1024;
@@ -160,6 +176,10 @@ function parsePax(data: Buffer, where: string): Record<string, string> {
 /**
  * Walks every header of a tar archive and returns its entries, checking each against `policy`.
  *
+ * Limits: `policy.maxEntries` headers (default 100,000, extended headers included), 64 KiB per
+ * PAX or GNU long-name payload, 64 KiB of zero padding after the end marker, `policy.maxSize`
+ * per named entry.
+ *
  * @throws E_ARCHIVE_UNSAFE (links, devices, traversal, duplicates, bad checksums, unknown
  *   formats, oversized entries, trailing data), E_ARCHIVE_TRUNCATED (ends mid-header or mid-entry,
  *   or without the end-of-archive marker)
@@ -167,13 +187,27 @@ function parsePax(data: Buffer, where: string): Record<string, string> {
 export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];
   const names = new Set<string>();
-  const maxEntries = policy.maxEntries ?? 1_000_000;
+  const maxEntries = policy.maxEntries ?? MAX_TAR_ENTRIES;
+  let headers = 0;
   let pos = 0;
+  // Headers that follow small entries are read 32 KiB at a time (an archive of many small files
+  // is walked in a few hundred reads, not one per header); after a big entry, one block.
+  let window: Buffer = Buffer.alloc(0);
+  let windowStart = 0;
+  let lastSize = 0;
+  const readHeader = async (at: number): Promise<Buffer> => {
+    if (at < windowStart || at + BLOCK > windowStart + window.length) {
+      const length = lastSize <= HEADER_WINDOW ? Math.min(HEADER_WINDOW, source.size - at) : BLOCK;
+      window = await source.read(at, length);
+      windowStart = at;
+    }
+    return window.subarray(at - windowStart, at - windowStart + BLOCK);
+  };
   let pending: { path?: string; linkpath?: string; size?: number } = {};
   const where = source.name;
   for (;;) {
     if (pos + BLOCK > source.size) throw truncatedAt(where, pos, 'a header');
-    const header = await source.read(pos, BLOCK);
+    const header = await readHeader(pos);
     if (isZero(header)) {
       if (pos + 2 * BLOCK > source.size) throw truncatedAt(where, pos, 'the end-of-archive marker');
       const second = await source.read(pos + BLOCK, BLOCK);
@@ -186,6 +220,8 @@ export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<T
       if (Object.keys(pending).length > 0) throw unsafe(where, 'an extended header with no entry after it');
       return entries;
     }
+    headers += 1;
+    if (headers > maxEntries) throw unsafe(where, `more than ${maxEntries} entries (at offset ${pos})`, { offset: pos, limit: maxEntries });
     if (!checksumOk(header)) throw unsafe(where, `bad header checksum at offset ${pos}`, { offset: pos });
     const magic = header.subarray(257, 265).toString('latin1');
     const posix = magic === 'ustar\u000000';
@@ -195,6 +231,7 @@ export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<T
     const type = TYPES[flag] ?? 'unknown';
     const size = numberField(header, 124, 136);
     if (size === undefined) throw unsafe(where, `bad size field at offset ${pos}`, { offset: pos });
+    lastSize = size;
     const dataOffset = pos + BLOCK;
     const next = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
     if (dataOffset + size > source.size) throw truncatedAt(where, pos, `the ${size}-byte entry at offset ${pos}`);
@@ -241,8 +278,10 @@ export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<T
     const limit = policy.maxSize?.(name);
     if (limit !== undefined && size > limit) throw unsafe(where, `${JSON.stringify(name)} is ${size} bytes, over the ${limit}-byte limit`, { offset: pos, name, size, limit });
     if (names.has(name)) throw unsafe(where, `duplicate entry ${JSON.stringify(name)} at offset ${pos}`, { offset: pos, name });
+    if (policy.canonical === true && !isCanonical(header, name, size, type)) {
+      throw unsafe(where, `the header of ${JSON.stringify(name)} at offset ${pos} is not the one seabag writes for it (damaged or altered)`, { offset: pos, name });
+    }
     names.add(name);
-    if (entries.length >= maxEntries) throw unsafe(where, `more than ${maxEntries} entries`);
     if (policy.zeroPadding === true && next > dataOffset + size) {
       if (next > source.size) throw truncatedAt(where, dataOffset + size, `the padding of ${JSON.stringify(name)}`);
       if (!isZero(await source.read(dataOffset + size, next - dataOffset - size))) {
@@ -251,6 +290,16 @@ export async function scanTar(source: ByteSource, policy: ScanPolicy): Promise<T
     }
     entries.push({ name, type, size, headerOffset: pos, dataOffset, linkname });
     pos = next;
+  }
+}
+
+/** Is `header` exactly what `encodeHeader` writes for this entry? */
+function isCanonical(header: Buffer, name: string, size: number, type: EntryType): boolean {
+  if (type !== 'file' && type !== 'directory') return false;
+  try {
+    return encodeHeader(name, size, type).equals(header);
+  } catch {
+    return false; // a name the writer could not have written
   }
 }
 

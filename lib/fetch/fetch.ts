@@ -7,15 +7,16 @@
  */
 import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
+import { fromSystemError, SeabagError } from '../errors.js';
 import type { OpOptions } from '../oci/store.js';
 import { networkError, readBody, Transport, type HttpResponse } from '../registry/http.js';
 import { assertSchema } from '../schema.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic.js';
-import { sha256File } from '../util/files.js';
+import { MAX_CA_FILE, readRegularFile, sha256File } from '../util/files.js';
 import { checkOutputs } from '../util/outputs.js';
 import type { PartsFile } from '../bundle/parts.js';
+import { TokenBucket } from '../util/limit.js';
+import { withPatience } from './patience.js';
 
 export interface FetchOptions extends OpOptions {
   /** Folder to download into (made if missing). */
@@ -62,33 +63,10 @@ export function parseRate(text: string): number {
   return rate;
 }
 
-/** A token bucket holding at most one second of the rate, so the average never runs ahead. */
-class RateLimiter {
-  readonly #rate: number;
-  #tokens: number;
-  #last = Date.now();
-
-  constructor(rate: number) {
-    this.#rate = rate;
-    this.#tokens = 0;
-  }
-
-  async take(n: number, signal?: AbortSignal): Promise<void> {
-    const now = Date.now();
-    this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
-    this.#last = now;
-    this.#tokens -= n;
-    if (this.#tokens < 0) {
-      const wait = (-this.#tokens / this.#rate) * 1000;
-      await sleep(wait, undefined, signal ? { signal } : {});
-    }
-  }
-}
-
 interface Session {
   transport: Transport;
   options: FetchOptions;
-  limiter: RateLimiter | undefined;
+  limiter: TokenBucket | undefined;
   downloaded: number;
   /** Bytes of the whole fetch done, for progress. */
   done: number;
@@ -124,33 +102,15 @@ export const MAX_FETCH_RETRIES = 10_000;
 export const MAX_FETCH_TIMEOUT = 86_400;
 
 /** Runs attempts until one succeeds; gives up after `retries` failures in a row without progress. */
-async function withPatience<T>(session: Session, url: URL, attempt: (progressed: () => void) => Promise<T>): Promise<T> {
-  const retries = session.options.retries ?? 20;
-  const { minMs, maxMs } = session.options.backoff ?? { minMs: 1_000, maxMs: 30_000 };
-  let failures = 0;
-  for (;;) {
-    throwIfAborted(session.options.signal);
-    let progressed = false;
-    try {
-      return await attempt(() => {
-        progressed = true;
-      });
-    } catch (err) {
-      const e = err instanceof SeabagError ? err : fetchError(String((err as Error).message ?? err), { url: url.href }, true);
-      if (!e.temporary || e.code === 'E_ABORTED') throw e;
-      failures = progressed ? 1 : failures + 1;
-      if (failures > retries) {
-        throw new SeabagError('E_FETCH', `giving up on ${url.href} after ${retries} failed attempts in a row: ${e.message}`, {
-          cause: e,
-          details: { url: url.href },
-          hint: 'run the same command again later: it resumes where it stopped (--retries raises the patience)',
-        });
-      }
-      const delay = Math.min(maxMs, minMs * 2 ** (failures - 1));
-      session.options.onRetry?.({ url: url.href, attempt: failures, delayMs: delay, reason: e.message });
-      await sleep(delay, undefined, session.options.signal ? { signal: session.options.signal } : {});
-    }
-  }
+function patiently<T>(session: Session, url: URL, attempt: (progressed: () => void) => Promise<T>): Promise<T> {
+  const o = session.options;
+  return withPatience(url.href, { ...(o.retries === undefined ? {} : { retries: o.retries }), ...(o.backoff ? { backoff: o.backoff } : {}), ...(o.signal ? { signal: o.signal } : {}), ...(o.onRetry ? { onRetry: o.onRetry } : {}) }, attempt, (e, retries) =>
+    new SeabagError('E_FETCH', `giving up on ${url.href} after ${retries} failed attempts in a row: ${e.message}`, {
+      cause: e,
+      details: { url: url.href },
+      hint: 'run the same command again later: it resumes where it stopped (--retries raises the patience)',
+    }),
+  );
 }
 
 /**
@@ -158,7 +118,7 @@ async function withPatience<T>(session: Session, url: URL, attempt: (progressed:
  */
 async function download(session: Session, url: URL, dest: string, expectedSize: number | undefined): Promise<number> {
   const partial = `${dest}.partial`;
-  return withPatience(session, url, async (progressed) => {
+  return patiently(session, url, async (progressed) => {
     let offset = (await stat(partial).catch(() => undefined))?.size ?? 0;
     if (expectedSize !== undefined && offset > expectedSize) {
       await rm(partial, { force: true });
@@ -292,11 +252,9 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
     throw fromSystemError(err, 'create', options.outDir);
   });
   let ca: string | undefined;
-  if (options.caFile !== undefined) ca = await readFile(options.caFile, 'utf8').catch((err: unknown) => {
-    throw fromSystemError(err, 'read CA file', options.caFile);
-  });
+  if (options.caFile !== undefined) ca = (await readRegularFile(options.caFile, { maxBytes: MAX_CA_FILE, what: 'CA file' })).toString('utf8');
   const transport = new Transport({ ...(ca === undefined ? {} : { ca }), timeoutMs: (options.timeoutSeconds ?? 60) * 1000 });
-  const session: Session = { transport, options, limiter: options.limitRate ? new RateLimiter(options.limitRate) : undefined, downloaded: 0, done: 0, total: 0 };
+  const session: Session = { transport, options, limiter: options.limitRate ? new TokenBucket(options.limitRate) : undefined, downloaded: 0, done: 0, total: 0 };
   try {
     const name = plainName(decodeURIComponent(basename(parsed.pathname)), 'the URL names');
     if (!name.endsWith('.parts.json')) {
@@ -309,7 +267,7 @@ export async function fetchBundle(url: string, options: FetchOptions): Promise<F
     }
 
     // Parts: the parts file first (small), then each part, checked against it.
-    const text = await withPatience(session, parsed, async () => {
+    const text = await patiently(session, parsed, async () => {
       const res = await get(session, parsed, {});
       if (res.status !== 200) throw statusError(res);
       return (await readBody(res, 1024 * 1024)).toString('utf8');

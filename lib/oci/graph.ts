@@ -103,7 +103,6 @@ export async function resolveGraph(src: ReadOnlyStorage, root: Descriptor, optio
     return pending;
   };
 
-
   /**
    * An index, filtered: the platforms wanted (best match per index, containerd's way), child
    * indexes filtered in turn and dropped when nothing is left in them, attestation manifests kept
@@ -304,6 +303,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           attemptBytes = 0;
         };
         const reader = src.reader?.bind(src);
+        const prepare = src.prepare?.bind(src);
         await dst.push(
           node.desc,
           async () => {
@@ -316,6 +316,7 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
           },
           {
             signal,
+            ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
             ...(reader === undefined
               ? {}
               : {

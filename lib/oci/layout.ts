@@ -3,13 +3,12 @@
  * `blobs/sha256/<hex>`. Blobs are written whole or not at all (temp file, verify, fsync, rename,
  * fsync the directory), and so is `index.json`.
  */
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { writeJSONAtomic } from '../util/atomic.js';
-import { READ_CHUNK, sha256File, streamToFileAtomic } from '../util/files.js';
+import { openRegularFile, READ_CHUNK, readRegularFile, sha256File, streamToFileAtomic } from '../util/files.js';
 import { blobPath } from './digest.js';
 import { MAX_METADATA_SIZE, parseIndexDocument, parseJSON, REF_NAME, type Descriptor, type ImageIndex } from './descriptor.js';
 import { OCI_INDEX } from './media-types.js';
@@ -40,11 +39,10 @@ export class OciLayout implements Storage, TagStore {
     const marker = join(root, OCI_LAYOUT_FILE);
     let text: string | undefined;
     try {
-      text = await readFile(marker, 'utf8');
+      text = (await readRegularFile(marker, { maxBytes: MAX_METADATA_SIZE, what: OCI_LAYOUT_FILE, tooLarge: 'E_LAYOUT_INVALID' })).toString('utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || options.create !== true) {
-        throw fromSystemError(err, 'open OCI layout', root);
-      }
+      // No marker: a folder to make a layout in, when asked to; anything else is an error.
+      if (!(err instanceof SeabagError && err.code === 'E_FILE_NOT_FOUND' && options.create === true)) throw fromSystemError(err, 'open OCI layout', root);
     }
     if (text === undefined) {
       await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
@@ -64,24 +62,15 @@ export class OciLayout implements Storage, TagStore {
   }
 
   async fetch(desc: Descriptor): Promise<Readable> {
-    const path = this.path(desc);
-    const stream = createReadStream(path, { highWaterMark: READ_CHUNK });
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => resolve());
-      stream.once('error', (err) => reject(fromSystemError(err, 'read blob', path)));
-    });
-    return stream;
+    // A layout comes from outside: a blob that is a FIFO or a link to a device is refused, not read.
+    const { handle } = await openRegularFile(this.path(desc), 'blob');
+    return handle.createReadStream({ highWaterMark: READ_CHUNK });
   }
 
   async reader(desc: Descriptor): Promise<RangeReader> {
     const path = this.path(desc);
-    let handle: FileHandle;
-    try {
-      handle = await open(path, 'r');
-    } catch (err) {
-      throw fromSystemError(err, 'read blob', path);
-    }
-    const { size } = await handle.stat();
+    const { handle, stats } = await openRegularFile(path, 'blob');
+    const { size } = stats;
     if (size !== desc.size) {
       await handle.close();
       throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ${size} bytes, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: size } });
@@ -117,14 +106,12 @@ export class OciLayout implements Storage, TagStore {
     this.#verified.add(desc.digest);
   }
 
-  /** Reads `index.json`. */
+  /** Reads `index.json`: a regular file of at most 4 MiB. @throws E_USAGE, E_LAYOUT_INVALID, E_FILE_NOT_FOUND, E_IO */
   async readIndex(): Promise<ImageIndex> {
     const path = join(this.root, INDEX_FILE);
     let data: Buffer;
     try {
-      const s = await stat(path);
-      if (s.size > MAX_METADATA_SIZE) throw new SeabagError('E_LAYOUT_INVALID', `${path} is larger than ${MAX_METADATA_SIZE} bytes`);
-      data = await readFile(path);
+      data = await readRegularFile(path, { maxBytes: MAX_METADATA_SIZE, what: INDEX_FILE, tooLarge: 'E_LAYOUT_INVALID' });
     } catch (err) {
       throw fromSystemError(err, 'read', path);
     }

@@ -27,6 +27,8 @@ export const SEABAG_DEVICE_PROFILE = 'application/vnd.seabag.akri.configuration.
 export const SEABAG_SIGNATURE = 'application/vnd.seabag.signature.v1+json';
 export const SEABAG_TRUST_CHAIN = 'application/vnd.seabag.trust.chain.v1+json';
 export const SEABAG_TRUST_ROOT = 'application/vnd.seabag.trust.root.v1+json';
+/** artifactType of a bundle's index pushed to a registry (bundle push). */
+export const SEABAG_BUNDLE = 'application/vnd.seabag.bundle.v1';
 export const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
 
 /** Flux's OCI artifact, as `flux push artifact` writes it (fluxcd/pkg `oci` package). */

@@ -57,6 +57,11 @@ export interface ReadOnlyStorage {
   fetch(desc: Descriptor, options?: OpOptions): Promise<Readable>;
   /** Does the store hold this content (checked, not assumed from a name or a size)? */
   exists(desc: Descriptor, options?: OpOptions): Promise<boolean>;
+  /**
+   * Makes the content ready to be read quickly, once a copy knows it needs it: a remote source
+   * (the satellite path) downloads it here, so no upload session waits on a slow link.
+   */
+  prepare?(desc: Descriptor, options?: OpOptions): Promise<void>;
 }
 
 export interface PushOptions extends OpOptions {
@@ -64,6 +69,8 @@ export interface PushOptions extends OpOptions {
   reader?: () => Promise<RangeReader>;
   /** Told of bytes sent when `reader` is used (a stream's bytes are counted by whoever made it). */
   onBytes?: (n: number) => void;
+  /** Called once the content must really be sent (after HEAD and mounts found nothing), before it is opened. */
+  prepare?: () => Promise<void>;
 }
 
 export interface Storage extends ReadOnlyStorage {

@@ -9,7 +9,7 @@
  * - `WWW-Authenticate: Basic` gets the credentials directly; `Bearer realm,service,scope` gets a
  *   token from the realm (distribution `docs/spec/auth/token.md`), with the credentials if any.
  */
-import { readFile } from 'node:fs/promises';
+import { MAX_DOCKER_CONFIG, readRegularFile } from '../util/files.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from '../util/lazy.js';
@@ -72,7 +72,7 @@ export class CredentialStore {
     this.#dir = options.configDir ?? this.#env['DOCKER_CONFIG'] ?? join(homedir(), '.docker');
   }
 
-  /** Where config.json is looked for. */
+  /** Where config.json is looked for (read only when a regular file of at most 4 MiB). */
   get configPath(): string {
     return join(this.#dir, 'config.json');
   }
@@ -81,9 +81,11 @@ export class CredentialStore {
     this.#config ??= (async () => {
       let text: string;
       try {
-        text = await readFile(this.configPath, 'utf8');
+        // A regular file of at most 4 MiB: a FIFO or a device must not hang a pull.
+        text = (await readRegularFile(this.configPath, { maxBytes: MAX_DOCKER_CONFIG, what: 'docker config' })).toString('utf8');
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+        if (err instanceof SeabagError && err.code === 'E_FILE_NOT_FOUND') return {};
+        if (err instanceof SeabagError && err.code === 'E_USAGE') throw err;
         throw new SeabagError('E_AUTH', `cannot read ${this.configPath}: ${(err as Error).message}`, { cause: err });
       }
       try {

@@ -2,8 +2,8 @@
  * A distribution-spec v1.1 client for one registry: scheme choice, authentication, retries and
  * error mapping. Blob, manifest and tag operations live in `repository.ts` and `upload.ts`.
  */
-import { readFile } from 'node:fs/promises';
-import { fromSystemError, SeabagError } from '../errors.js';
+import { MAX_CA_FILE, readRegularFile } from '../util/files.js';
+import { SeabagError } from '../errors.js';
 import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
 import { drain, readBody, Transport, type HttpResponse } from './http.js';
@@ -93,11 +93,7 @@ export class RegistryClient implements Requester {
     checkRegistryHost(registry);
     let ca: string | undefined;
     if (options.caFile !== undefined) {
-      try {
-        ca = await readFile(options.caFile, 'utf8');
-      } catch (err) {
-        throw fromSystemError(err, 'read CA file', options.caFile);
-      }
+      ca = (await readRegularFile(options.caFile, { maxBytes: MAX_CA_FILE, what: 'CA file' })).toString('utf8');
     }
     return new RegistryClient(registry, options, ca);
   }

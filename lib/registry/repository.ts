@@ -86,18 +86,46 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
   }
 
   /**
+   * GET a blob's bytes from `offset` on, or `length` of them (RFC 9110 §14 `Range`, which
+   * Distribution serves on blob reads). A registry that ignores the range answers with the whole
+   * blob: `start` says where the body begins. The caller verifies what it reads.
+   *
+   * @throws E_REGISTRY (404 when the repository lacks the blob; 416 when `offset` is past its end),
+   *   E_REGISTRY_UNREACHABLE, E_AUTH
+   */
+  async openBlob(desc: Descriptor, options: OpOptions & { offset?: number; length?: number; retry?: boolean } = {}): Promise<{ body: Readable; start: number; total: number | undefined }> {
+    const offset = options.offset ?? 0;
+    const end = options.length === undefined ? '' : String(offset + options.length - 1);
+    const headers: Record<string, string> = offset > 0 || end !== '' ? { range: `bytes=${offset}-${end}` } : {};
+    const res = await this.#blobRequest('GET', desc.digest, [200, 206], options, headers);
+    if (res.status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+      if (m === null) {
+        res.body.destroy();
+        throw new SeabagError('E_REGISTRY', `GET ${desc.digest} from ${this.client.registry}: 206 without a usable Content-Range`, { temporary: true });
+      }
+      return { body: res.body, start: Number(m[1]), total: m[3] === '*' ? undefined : Number(m[3]) };
+    }
+    const length = Number(res.headers['content-length']);
+    return { body: res.body, start: 0, total: Number.isFinite(length) && res.headers['content-length'] !== undefined ? length : undefined };
+  }
+
+  /**
    * GET or HEAD a blob, following the redirects of registries backed by object storage (S3, GCS,
    * a CDN: distribution-spec "Pulling blobs" allows 307). The client sends credentials only to
    * the registry's own origin, so the redirect target gets a bare request, as presigned URLs
    * require; a 401 there never becomes the registry's auth scheme.
    */
-  async #blobRequest(method: 'GET' | 'HEAD', digest: Digest, expect: number[], options: OpOptions): Promise<HttpResponse> {
+  async #blobRequest(method: 'GET' | 'HEAD', digest: Digest, expect: number[], options: OpOptions & { retry?: boolean }, headers: Record<string, string> = {}): Promise<HttpResponse> {
     const redirects = [301, 302, 303, 307, 308];
+    const retry = options.retry === false ? { retry: false } : {};
     let res: HttpResponse = await this.client.request({
       method,
       path: this.path('blobs', digest),
+      headers,
       scope: [this.pullScope],
       expect: [...expect, ...redirects],
+      ...retry,
       ...sig(options),
     });
     for (let hops = 0; redirects.includes(res.status); hops += 1) {
@@ -112,7 +140,7 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
       if (next.protocol !== 'https:' && next.protocol !== 'http:') {
         throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${this.client.registry} redirected to a ${next.protocol} URL`, { details: { registry: this.client.registry, digest } });
       }
-      res = await this.client.request({ method, path: next.href, expect: [...expect, ...redirects], ...sig(options) });
+      res = await this.client.request({ method, path: next.href, headers, expect: [...expect, ...redirects], ...retry, ...sig(options) });
     }
     return res;
   }
@@ -170,6 +198,7 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
     for (const from of this.#options.mountSources?.(desc.digest) ?? []) {
       if (from !== this.name && (await mountBlob(this, desc, from, options))) return;
     }
+    await options.prepare?.();
     await uploadBlob(this, desc, open, options);
   }
 

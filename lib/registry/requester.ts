@@ -31,6 +31,8 @@ export interface RegistryRequest {
 export interface Requester {
   /** HOST[:PORT], for messages. */
   readonly registry: string;
+  /** `http(s)://HOST[:PORT]`: where paths are resolved. */
+  readonly baseUrl: URL;
   readonly retryPolicy: RetryPolicy;
   readonly onRetry: ((err: SeabagError, attempt: number, delayMs: number) => void) | undefined;
   request(req: RegistryRequest): Promise<HttpResponse>;

@@ -3,7 +3,8 @@
  * reads them, atomically, and (when `import --runtime-config` asked for it) again after each
  * import, so a host new in a release is mirrored before anyone applies it.
  */
-import { access, lstat, mkdir, open } from 'node:fs/promises';
+import { access, lstat, mkdir } from 'node:fs/promises';
+import { openRegularFile } from '../util/files.js';
 import { dirname, join, resolve } from 'node:path';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -19,7 +20,8 @@ export interface RuntimeConfigOptions extends VesselOptions, RuntimeTargets {
 
 export interface RuntimeConfigResult {
   registry: MirrorPlan['endpoint'];
-  hosts: MirrorPlan['hosts'];
+  /** Each host with the endpoint(s) its pulls go to (the vessel registry; its upstream last only with fallback). */
+  hosts: (MirrorPlan['hosts'][number] & { endpoints: string[] })[];
   collisions: MirrorPlan['collisions'];
   upstreamFallback: boolean;
   /** Files written, in order. */
@@ -30,10 +32,11 @@ export interface RuntimeConfigResult {
 async function firstLine(path: string): Promise<string | undefined> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    // O_NONBLOCK, regular files only: a FIFO where the output goes is E_USAGE, not a hang.
+    ({ handle } = await openRegularFile(path, 'output'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fromSystemError(err, 'read', path);
+    if (err instanceof SeabagError && err.code === 'E_FILE_NOT_FOUND') return undefined;
+    throw err;
   }
   try {
     const buf = Buffer.alloc(MARKER.length + 1);
@@ -146,7 +149,8 @@ export async function runtimeConfig(options: RuntimeConfigOptions): Promise<Runt
   try {
     const plan = planFor(vessel.state, options);
     const written = await writeRuntimeConfig(plan, options, options.force === true);
-    return { registry: plan.endpoint, hosts: plan.hosts, collisions: plan.collisions, upstreamFallback: plan.upstreamFallback, written };
+    const hosts = plan.hosts.map((h) => ({ ...h, endpoints: plan.upstreamFallback && !h.self ? [plan.endpoint.url, h.upstream] : [plan.endpoint.url] }));
+    return { registry: plan.endpoint, hosts, collisions: plan.collisions, upstreamFallback: plan.upstreamFallback, written };
   } finally {
     await vessel.close();
   }

@@ -9,8 +9,8 @@
  * signature manifests of an image is `bundle/image-policy.ts`'s business.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { fromSystemError, SeabagError } from '../errors.js';
+import { readRegularFile } from '../util/files.js';
+import { SeabagError } from '../errors.js';
 import { keyidOf } from './keys.js';
 
 /** A layer of a cosign signature manifest holds this payload type. */
@@ -55,16 +55,11 @@ export function parseImageKey(pem: string | Buffer, what = 'image key'): ImageKe
 /**
  * Reads a public key file for image signatures.
  *
- * @throws E_FILE_NOT_FOUND, E_KEY_INVALID
+ * @throws E_FILE_NOT_FOUND, E_USAGE (not a regular file), E_KEY_INVALID (malformed, over 64 KiB)
  */
 export async function loadImageKey(path: string): Promise<ImageKey> {
-  let pem: Buffer;
-  try {
-    pem = await readFile(path);
-  } catch (err) {
-    throw fromSystemError(err, 'read image key', path);
-  }
-  if (pem.length > 64 * 1024) throw new SeabagError('E_KEY_INVALID', `${path} is too large for a public key`);
+  // A regular file of at most 64 KiB: a FIFO or /dev/zero is E_USAGE, never read.
+  const pem = await readRegularFile(path, { maxBytes: 64 * 1024, what: 'image key', tooLarge: 'E_KEY_INVALID' });
   return parseImageKey(pem, path);
 }
 

@@ -4,8 +4,8 @@
  * public key's SPKI DER encoding.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { fromSystemError, SeabagError } from '../errors.js';
+import { readRegularFile } from '../util/files.js';
+import { SeabagError } from '../errors.js';
 import { describeKind, sniff } from '../util/sniff.js';
 
 export interface PublicKey {
@@ -81,12 +81,12 @@ export function parsePublicKey(pem: string | Buffer, what = 'public key'): Publi
   return { keyid: keyidOf(key), pem: spkiPem(key), key };
 }
 
+/** Largest key file read: a PEM Ed25519 key is a few hundred bytes. */
+export const MAX_KEY_FILE = 64 * 1024;
+
+/** A regular file of at most 64 KiB. @throws E_USAGE (not a regular file), E_KEY_INVALID (too large), E_FILE_NOT_FOUND, E_IO */
 async function readKeyFile(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw fromSystemError(err, 'read key', path);
-  }
+  return readRegularFile(path, { maxBytes: MAX_KEY_FILE, what: 'key', tooLarge: 'E_KEY_INVALID' });
 }
 
 /**

@@ -6,8 +6,8 @@
  * version is exactly N+1.
  */
 import { parseTime } from '../util/time.js';
-import { readFile } from 'node:fs/promises';
-import { fromSystemError, SeabagError } from '../errors.js';
+import { readRegularFile } from '../util/files.js';
+import { SeabagError } from '../errors.js';
 import { describeKind, sniff } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import { canonicalBytes } from '../util/canonical.js';
@@ -128,14 +128,16 @@ export function parseRoot(bytes: Uint8Array, where: string, code: 'E_TRUST_INVAL
   return root;
 }
 
-/** Reads a root file a person named (`--trust`). */
+/** Largest trust root file read (a root with hundreds of keys is a few hundred KiB). */
+export const MAX_ROOT_FILE = 4 * 1024 * 1024;
+
+/**
+ * Reads a root file a person named (`--trust`): a regular file of at most 4 MiB.
+ *
+ * @throws E_USAGE (not a regular file), E_TRUST_INVALID (too large, malformed), E_FILE_NOT_FOUND, E_IO
+ */
 export async function loadRoot(path: string): Promise<{ root: TrustRoot; bytes: Buffer }> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    throw fromSystemError(err, 'read trust root', path);
-  }
+  const bytes = await readRegularFile(path, { maxBytes: MAX_ROOT_FILE, what: 'trust root', tooLarge: 'E_TRUST_INVALID' });
   const kind = sniff(bytes);
   if (kind === 'private-key' || kind === 'public-key' || kind === 'pem') {
     throw new SeabagError('E_TRUST_INVALID', `${path} is a key, not a trust root (make one with \`bundle trust init\`)`, {

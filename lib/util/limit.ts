@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
 /** A counting semaphore: at most `concurrency` of the functions given to `run` at once. */
 export class Limiter {
   readonly #concurrency: number;
@@ -50,4 +52,32 @@ export async function settleAll<T>(
   );
   if (first !== undefined) throw first.err;
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/**
+ * A token bucket for a byte rate: `take(n)` waits until `n` bytes fit under the average. The bucket
+ * starts empty and holds at most `burstSeconds` of the rate, so the average never runs ahead of the
+ * rate by more than that, however the takers (one transfer or several at once) come and go.
+ */
+export class TokenBucket {
+  readonly rate: number;
+  readonly #capacity: number;
+  #tokens = 0;
+  #last = Date.now();
+
+  constructor(rate: number, burstSeconds = 1) {
+    this.rate = rate;
+    this.#capacity = rate * burstSeconds;
+  }
+
+  async take(n: number, signal?: AbortSignal): Promise<void> {
+    const now = Date.now();
+    this.#tokens = Math.min(this.#capacity, this.#tokens + ((now - this.#last) / 1000) * this.rate);
+    this.#last = now;
+    this.#tokens -= n;
+    if (this.#tokens < 0) {
+      const wait = (-this.#tokens / this.rate) * 1000;
+      await sleep(wait, undefined, signal ? { signal } : {});
+    }
+  }
 }

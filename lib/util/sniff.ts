@@ -4,7 +4,7 @@
  * key") instead of a parser's complaint. Only positive recognition counts: a file that is none
  * of these is `unknown`, and the reader it was meant for reports it as before.
  */
-import { open } from 'node:fs/promises';
+import { openRegularFile } from './files.js';
 
 export type FileKind =
   | 'private-key'
@@ -67,7 +67,8 @@ export function sniff(head: Uint8Array): FileKind {
 export async function sniffFile(path: string): Promise<FileKind> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    // Never blocks, never reads a device: a FIFO or /dev/zero is 'unknown' here (and refused by the caller).
+    ({ handle } = await openRegularFile(path));
     const buf = Buffer.alloc(SNIFF_BYTES);
     const { bytesRead } = await handle.read(buf, 0, SNIFF_BYTES, 0);
     return sniff(buf.subarray(0, bytesRead));

@@ -20,7 +20,9 @@ import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-type
 import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
-import { openBundle, releaseRepository, versionTag, type OpenedBundle } from '../bundle/release.js';
+import { openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
+import type { BundleInput } from '../bundle/parts.js';
+import type { OpOptions } from '../oci/store.js';
 import { admit } from '../release/admit.js';
 import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
@@ -81,6 +83,39 @@ async function keepRuntimeConfig(vessel: Vessel, options: ImportOptions): Promis
   return { runtimeConfig: { written: refreshed.written, ...(refreshed.error === undefined ? {} : { error: { code: refreshed.error.code, message: refreshed.error.message } }) } };
 }
 
+/**
+ * Where the bundle being imported comes from: a file (or its parts), or the shore registry it was
+ * pushed to (`lib/satellite`, whose layout downloads a blob only when the vessel's registry lacks
+ * it). Everything after `open` is the same for both.
+ */
+export interface BundleOrigin {
+  /** What to call it in the journal and in messages. */
+  readonly name: string;
+  /** Reads what the user named before the vessel is locked (a FIFO or a missing part must not hold it). */
+  check?(): Promise<void>;
+  /** Reads the bundle's metadata (admission judges it next). */
+  open(options: OpOptions): Promise<OpenedBundle<BundleLayout>>;
+  /** Called once the release is staged (or found already held), while the vessel is still locked. */
+  staged?(): Promise<void>;
+}
+
+/** A bundle file, its parts file, a part, or their folder. */
+export function fileOrigin(path: string): BundleOrigin {
+  let input: BundleInput | undefined;
+  const resolveInput = async (): Promise<BundleInput> => (input ??= await resolveBundleInput(path));
+  return {
+    name: path,
+    check: async () => {
+      await resolveInput();
+    },
+    async open(options) {
+      const resolved = await resolveInput();
+      await verifyParts(resolved, options);
+      return openBundle(resolved);
+    },
+  };
+}
+
 /** The pinned root, or the one given to pin first. */
 async function trustFor(vessel: Vessel, trustPath: string | undefined, given: TrustRoot | undefined): Promise<{ root: TrustRoot; first?: TrustRoot }> {
   const pinned = await vessel.dir.currentRoot();
@@ -118,7 +153,7 @@ function rememberRegistry(vessel: Vessel, options: ImportOptions, target: string
  *
  * @throws E_BLOBS_MISSING listing every blob that is nowhere
  */
-async function checkOmitted(vessel: Vessel, bundle: OpenedBundle, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
+async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
   const omitted = new Set<string>(bundle.release.omittedBlobs);
   if (omitted.size === 0) return 0;
   const missing = new Set<string>();
@@ -206,20 +241,21 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
  * @throws every rejection code of verify (exit 1), E_DOWNGRADE, E_TARGET_MISMATCH,
  *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
  */
-export async function importBundle(path: string, options: ImportOptions): Promise<ImportResult> {
+export async function importBundle(path: string | BundleOrigin, options: ImportOptions): Promise<ImportResult> {
+  const origin = typeof path === 'string' ? fileOrigin(path) : path;
   // What the user named is read (regular files only) before the lock is taken: a FIFO or a
   // missing part must not hold the vessel.
   const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
-  const input = await resolveBundleInput(path);
+  await origin.check?.();
   // A pending journal (a switch that failed half-way) never blocks staging another release.
-  const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${path}`, true);
+  const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${origin.name}`, true);
   const signal = options.signal;
   const sig = signal ? { signal } : {};
   try {
     const trust = await trustFor(vessel, options.trust, given);
 
-    await verifyParts(input, options);
-    const bundle = await openBundle(input);
+    const bundle = await origin.open(options);
+    const { input } = bundle;
     try {
       const { release } = bundle;
       const digest = bundle.releaseDesc.digest;
@@ -250,6 +286,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
       const nothingNew = accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
       if (held?.digest === digest && nothingNew && (await stillHeld(vessel, held, signal))) {
         const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
+        await origin.staged?.();
         return {
           release: { name: release.name, version: release.version, digest },
           blobs: { total, pushed: 0, skipped: total, mounted: 0, omitted: 0 },
@@ -370,7 +407,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
         }
         const flux = await fluxArtifact(files, {
-          'org.opencontainers.image.created': release.created,
+          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
           'org.opencontainers.image.source': `seabag://${release.name}`,
           'org.opencontainers.image.revision': `${release.version}@${digest}`,
         });
@@ -395,7 +432,7 @@ export async function importBundle(path: string, options: ImportOptions): Promis
           version: release.version,
           digest,
           state: existing?.state ?? 'staged',
-          created: release.created,
+          ...(release.created === undefined ? {} : { created: release.created }),
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
           ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
@@ -414,11 +451,13 @@ export async function importBundle(path: string, options: ImportOptions): Promis
         };
         vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
         const newest = vessel.state.newestTrustedTime;
-        if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
+        // A reproducible build vouches for no time (no created); the trust root's own times still count.
+        if (release.created !== undefined && (newest === undefined || new Date(release.created) > new Date(newest))) vessel.state.newestTrustedTime = release.created;
         await vessel.save();
         vessel.step('import:saved');
         if (pendingJournal === undefined) await vessel.dir.removeJournal();
         staged = true;
+        await origin.staged?.();
 
         // Counted per repository and digest, as pushes, mounts and HEADs are.
         const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);

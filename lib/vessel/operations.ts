@@ -26,6 +26,13 @@ async function openFor(options: SwitchOptions, command: string): Promise<Vessel>
   return vessel;
 }
 
+/** A plan as the result: marked `dryRun` only when it was one (an apply of the active release changes nothing either way). */
+function asked(plan: SwitchResult, dryRun: boolean): SwitchResult {
+  if (dryRun) return plan;
+  const { dryRun: _plan, ...result } = plan;
+  return result;
+}
+
 /** Asks `options.confirm` about a plan; throws E_DECLINED on no. */
 async function confirmed(options: SwitchOptions, plan: SwitchResult | PruneReport, what: string): Promise<void> {
   if (options.confirm === undefined) return;
@@ -76,7 +83,7 @@ export async function applyRelease(name: string, version: string, options: Switc
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'apply', options.signal);
       if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
-      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      if (options.dryRun === true || plan.unchanged) return { ...asked(plan, options.dryRun === true), notes: vessel.notes };
       await confirmed(options, plan, `apply ${name} ${version}`);
     }
     const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal, undefined, gate);
@@ -110,7 +117,7 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'rollback', options.signal);
       if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
-      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      if (options.dryRun === true || plan.unchanged) return { ...asked(plan, options.dryRun === true), notes: vessel.notes };
       await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
     }
     const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal, undefined, gate);
@@ -130,7 +137,7 @@ export interface StatusReport {
     version: string;
     state: ReleaseState;
     digest: Digest;
-    created: string;
+    created?: string;
     importedAt: string;
     appliedAt?: string;
     failure?: string;
@@ -238,7 +245,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       version: r.version,
       state: r.state,
       digest: r.digest,
-      created: r.created,
+      ...(r.created === undefined ? {} : { created: r.created }),
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),

@@ -146,18 +146,19 @@ async function putBlob(layout: OciLayout, mediaType: string, source: Readable): 
 
 /**
  * An image whose layers are uncompressed tars each holding one file of pseudo-random bytes of the
- * given sizes: a real, valid image, big enough to measure with and quick to make.
+ * given sizes: a real, valid image, big enough to measure with and quick to make. Layers made
+ * with the same `layerSeeds` entry (and size) are the same blob, so images can share them.
  */
-export async function buildRandomImage(layoutDir: string, tag: string, layerSizes: number[], seed = tag): Promise<Descriptor> {
+export async function buildRandomImage(layoutDir: string, tag: string, layerSizes: number[], seed = tag, layerSeeds: readonly string[] = []): Promise<Descriptor> {
   const layout = await OciLayout.open(layoutDir, { create: true });
   const layers: Descriptor[] = [];
   for (const [i, size] of layerSizes.entries()) {
     const pack = tar.pack();
-    const entry = pack.entry({ name: `data/${seed}-${i}.bin`, size, mtime: new Date(0), mode: 0o644 }, (err) => {
+    const entry = pack.entry({ name: `data/${layerSeeds[i] ?? `${seed}-${i}`}.bin`, size, mtime: new Date(0), mode: 0o644 }, (err) => {
       if (err) pack.destroy(err);
       else pack.finalize();
     });
-    pseudoRandom(`${seed}/${i}`, size).pipe(entry);
+    pseudoRandom(layerSeeds[i] ?? `${seed}/${i}`, size).pipe(entry);
     layers.push(await putBlob(layout, OCI_LAYER, Readable.from(pack)));
   }
   const config = Buffer.from(

@@ -93,46 +93,101 @@ export function seeded(seed: number): () => number {
 export interface CuttingProxy extends WebServer {
   /** Connections cut so far. */
   cuts: number;
+  /** Bytes sent from upstream to clients (shore → vessel: the link's expensive direction). */
+  bytesDown: number;
+  /** Bytes sent from clients to upstream. */
+  bytesUp: number;
+  /** After every chunk sent down: [ms since the proxy started, bytesDown so far]. */
+  timeline: [number, number][];
+  /** Cut whichever connection carries the downstream byte at each of these bytesDown totals. */
+  cutAt(marks: number[]): void;
+  /** Refuse connections and drop the open ones (the link or the shore goes down). */
+  down(): Promise<void>;
+  /** Listen again on the same port. */
+  up(): Promise<void>;
 }
 
 /**
- * A TCP proxy to `upstreamPort` that cuts the first `cuts` connections after a random number of
- * response bytes between `min` and `max`.
+ * A TCP proxy to `upstreamPort` (TLS passes through untouched) that counts the bytes it carries
+ * each way, cuts the first `cuts` connections after a random number of response bytes between
+ * `min` and `max`, cuts connections at given byte totals (`cutAt`), and goes down and up on
+ * demand.
  */
-export async function startCuttingProxy(t: Teardown, upstreamPort: number, o: { cuts: number; min: number; max: number; seed: number }): Promise<CuttingProxy> {
-  const random = seeded(o.seed);
-  const proxy: CuttingProxy = { url: '', port: 0, cuts: 0, close: async () => undefined };
+export async function startCuttingProxy(t: Teardown, upstreamPort: number, o: { cuts?: number; min?: number; max?: number; seed?: number } = {}): Promise<CuttingProxy> {
+  const random = seeded(o.seed ?? 1);
+  const started = Date.now();
+  let marks: number[] = [];
+  const proxy: CuttingProxy = {
+    url: '',
+    port: 0,
+    cuts: 0,
+    bytesDown: 0,
+    bytesUp: 0,
+    timeline: [],
+    cutAt: (m) => {
+      marks = [...marks, ...m].sort((a, b) => a - b);
+    },
+    close: async () => undefined,
+    down: async () => undefined,
+    up: async () => undefined,
+  };
   const open = new Set<Socket>();
-  const server = createServer((client) => {
+  const handler = (client: Socket): void => {
     const upstream = createConnection(upstreamPort, '127.0.0.1');
     for (const s of [client, upstream]) {
       open.add(s);
       s.on('close', () => open.delete(s));
     }
-    const cutHere = proxy.cuts < o.cuts ? Math.floor(o.min + random() * (o.max - o.min)) : Number.POSITIVE_INFINITY;
+    const randomCuts = o.cuts ?? 0;
+    const cutHere = proxy.cuts < randomCuts ? Math.floor((o.min ?? 0) + random() * ((o.max ?? 0) - (o.min ?? 0))) : Number.POSITIVE_INFINITY;
     let sent = 0;
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
-    client.pipe(upstream);
+    client.on('data', (chunk: Buffer) => {
+      proxy.bytesUp += chunk.length;
+      if (!upstream.write(chunk)) client.pause();
+    });
+    upstream.on('drain', () => client.resume());
+    client.on('end', () => upstream.end());
     upstream.on('data', (chunk: Buffer) => {
-      if (sent + chunk.length >= cutHere) {
-        client.write(chunk.subarray(0, Math.max(0, cutHere - sent)));
+      const mark = marks[0];
+      let limit = cutHere - sent;
+      if (mark !== undefined) limit = Math.min(limit, mark - proxy.bytesDown);
+      if (chunk.length >= limit) {
+        const part = chunk.subarray(0, Math.max(0, limit));
+        client.write(part);
+        proxy.bytesDown += part.length;
+        if (mark !== undefined && proxy.bytesDown >= mark) marks.shift();
         proxy.cuts += 1;
         client.destroy();
         upstream.destroy();
         return;
       }
       sent += chunk.length;
+      proxy.bytesDown += chunk.length;
+      proxy.timeline.push([Date.now() - started, proxy.bytesDown]);
       if (!client.write(chunk)) upstream.pause();
     });
     client.on('drain', () => upstream.resume());
     upstream.on('end', () => client.end());
-  });
+  };
+  let server: ReturnType<typeof createServer> | undefined;
   const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
+  const listen = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      server = createServer(handler);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+  await listen();
   proxy.port = port;
   proxy.url = `http://127.0.0.1:${port}`;
-  proxy.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  proxy.close = () => new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
+  proxy.down = async () => {
+    const closed = proxy.close();
+    for (const s of open) s.destroy();
+    await closed;
+  };
+  proxy.up = listen;
   t.teardown(async () => {
     for (const s of open) s.destroy();
     await proxy.close().catch(() => undefined);

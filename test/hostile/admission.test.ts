@@ -3,19 +3,25 @@
  * and `import` judge a release through the same `admit()`, so they give the same answer; and a
  * small bundle whose metadata names one big blob many times costs that blob once.
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, cp, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { buildBundle, generateKeyPair, makeRootSigned, parsePrivateKey, parsePublicKey, signRoot, type PublicKey, type SigningKey } from '../../lib/index.js';
 import { execa } from 'execa';
-import { admit, METADATA_LIMITS, sha256Digest, type Descriptor, type ImageIndex, type MetadataSource } from '../../lib/index.js';
+import { admit, isSeabagError, loadRoot, METADATA_LIMITS, verifyBundle, sha256Digest, type Descriptor, type ImageIndex, type MetadataSource } from '../../lib/index.js';
 import { DSSE_ENVELOPE, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN, SEABAG_TRUST_ROOT } from '../../lib/oci/media-types.js';
 import { MemoryStore } from '../../lib/oci/memory.js';
 import { addBlob, cloneUnpacked, packBundle, releaseOf, replaceSignature, unpackBundle } from '../helpers/bundles.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { EPOCH, exampleCopy } from '../helpers/example.js';
 import { tempDir } from '../helpers/tools.js';
+import { BUNDLE_POLICY } from '../../lib/bundle/archive.js';
+import { FileSource } from '../../lib/bundle/source.js';
+import { MAX_TAR_ENTRIES, scanTar } from '../../lib/bundle/tar.js';
+import { MAX_SPEC_FILE } from '../../lib/util/files.js';
+import { tarBytes, type RawEntry } from './craft.js';
 import { outcomeOf, Report } from './report.js';
 
 const report = new Report('admission');
@@ -240,4 +246,170 @@ test('admission refuses more than 100,000 descriptors before any signature is ch
   report.add('limits', 'trust chains naming over 100,000 descriptors', 'exit 1 E_LAYOUT_INVALID before the signature check', `exit 1 ${(err as { code?: string }).code}`, 'n/a');
   t.is((err as { code?: string }).code, 'E_LAYOUT_INVALID');
   t.is((err as { details?: Record<string, unknown> }).details?.['limit'], METADATA_LIMITS.maxDescriptors);
+});
+
+// --- Item 7: entry counts, file sizes, regular files only
+
+test('a bundle of more than 100,000 tar entries is refused at the 100,001st header', async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  const entries: RawEntry[] = [
+    { name: 'oci-layout', data: good.entries.find((e) => e.name === 'oci-layout')?.data as Buffer },
+    { name: 'index.json', data: good.entries.find((e) => e.name === 'index.json')?.data as Buffer },
+  ];
+  for (let i = 0; i < MAX_TAR_ENTRIES; i += 1) entries.push({ name: `blobs/sha256/${i.toString(16).padStart(64, '0')}`, data: Buffer.alloc(0) });
+  const path = join(dir, 'many.bundle');
+  await writeFile(path, tarBytes(entries));
+  const r = await runCli(['verify', path, '--trust', trust, '--json']);
+  report.add('limits', `${MAX_TAR_ENTRIES + 2} tar entries`, 'exit 1 E_ARCHIVE_UNSAFE at the 100,001st header', outcomeOf(r), 'n/a');
+  t.is(r.code, 1);
+  t.is(r.json.error?.code, 'E_ARCHIVE_UNSAFE');
+  t.is(r.json.error?.details['limit'], MAX_TAR_ENTRIES);
+});
+
+test('a spec file over 16 MiB is refused before it is parsed', async (t) => {
+  const dir = await tempDir(t);
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `# ${'x'.repeat(MAX_SPEC_FILE)}\n`);
+  const r = await runCli(['build', spec, '-o', join(dir, 'out.bundle'), '--json', '--no-progress']);
+  report.add('limits', 'release.yaml over 16 MiB', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+  t.is(r.code, 2);
+  t.is(r.json.error?.code, 'E_SPEC_INVALID');
+  t.is(r.json.error?.details['limit'], MAX_SPEC_FILE);
+});
+
+/** A copy of the example's 1.4.0 spec folder beside it (so its `../build` images resolve), to add a file to. */
+async function specCopy(name: string): Promise<string> {
+  const target = join(example, name);
+  await cp(join(example, '1.4.0'), target, { recursive: true });
+  return target;
+}
+
+test('a manifest or a device profile over 16 MiB is refused before it is read', async (t) => {
+  const dir = await tempDir(t);
+  for (const [folder, what] of [
+    ['k8s', 'manifest'],
+    ['devices', 'device profile'],
+  ] as const) {
+    const spec = await specCopy(`big-${folder}`);
+    t.teardown(() => rm(spec, { recursive: true, force: true }));
+    // Sparse: 16 MiB and one byte on paper, nothing on disk; the size alone refuses it.
+    await writeFile(join(spec, folder, 'zz-big.yaml'), '');
+    await truncate(join(spec, folder, 'zz-big.yaml'), MAX_SPEC_FILE + 1);
+    const r = await runCli(['build', join(spec, 'release.yaml'), '-o', join(dir, `${folder}.bundle`), '--json', '--no-progress']);
+    report.add('limits', `a ${what} over 16 MiB`, 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+    t.is(r.json.error?.code, 'E_SPEC_INVALID', `${what}: ${r.stdout}`);
+    t.is(r.json.error?.details['limit'], MAX_SPEC_FILE);
+    t.is(r.code, 2);
+  }
+});
+
+/** Makes a FIFO (no writer ever opens it: reading it would block forever). */
+async function fifo(path: string): Promise<string> {
+  await execa('mkfifo', [path]);
+  return path;
+}
+
+test('FIFOs, devices and links to /dev/zero named as bundles, parts, trust, keys, specs and inventories are E_USAGE at once, and import takes no lock', async (t) => {
+  const dir = await tempDir(t);
+  const zero = join(dir, 'zero');
+  await symlink('/dev/zero', zero);
+  const fifoBundle = await fifo(join(dir, 'stick.bundle'));
+  const fifoTrust = await fifo(join(dir, 'trust-fifo.json'));
+  const fifoKey = await fifo(join(dir, 'release-fifo.key'));
+  const fifoSpec = await fifo(join(dir, 'release.yaml'));
+  const fifoInventory = await fifo(join(dir, 'inventory.json'));
+  // A split bundle whose parts file is fine and whose one part is a FIFO; and a FIFO parts file.
+  const partsDir = join(dir, 'parts');
+  await mkdir(partsDir);
+  await writeFile(
+    join(partsDir, 'split.bundle.parts.json'),
+    JSON.stringify({ apiVersion: 'seabag.dev/v1', kind: 'BundleParts', bundle: 'split.bundle', size: 1024, sha256: '0'.repeat(64), partSize: 1024, count: 1, parts: [{ name: 'split.bundle.001', size: 1024, sha256: '0'.repeat(64) }] }),
+  );
+  await fifo(join(partsDir, 'split.bundle.001'));
+  const fifoParts = await fifo(join(dir, 'other.bundle.parts.json'));
+  const manifestSpec = await specCopy('fifo-manifest');
+  const deviceSpec = await specCopy('fifo-device');
+  t.teardown(() => Promise.all([manifestSpec, deviceSpec].map((d) => rm(d, { recursive: true, force: true }))));
+  await fifo(join(manifestSpec, 'k8s', 'zz-fifo.yaml'));
+  await fifo(join(deviceSpec, 'devices', 'zz-fifo.yaml'));
+  const zeroSpec = join(dir, 'zero-spec');
+  await mkdir(zeroSpec);
+  await symlink('/dev/zero', join(zeroSpec, 'release.yaml'));
+  const state = join(dir, 'state');
+  const importArgs = ['--state-dir', state, '--registry', '127.0.0.1:9', '--no-progress', '--json'];
+
+  const cases: { name: string; args: string[] }[] = [
+    { name: 'a FIFO named *.bundle, to import', args: ['import', fifoBundle, '--trust', trust, ...importArgs] },
+    { name: 'a FIFO named *.bundle, to verify', args: ['verify', fifoBundle, '--trust', trust, '--json'] },
+    { name: 'a FIFO named *.bundle, to inspect', args: ['inspect', fifoBundle, '--json'] },
+    { name: '/dev/zero (a link to it) as the bundle', args: ['verify', zero, '--trust', trust, '--json'] },
+    { name: '/dev/null as the bundle', args: ['inspect', '/dev/null', '--json'] },
+    { name: 'a part that is a FIFO', args: ['import', join(partsDir, 'split.bundle.parts.json'), '--trust', trust, ...importArgs] },
+    { name: 'a parts file that is a FIFO', args: ['verify', fifoParts, '--trust', trust, '--json'] },
+    { name: 'a FIFO as --trust, to import', args: ['import', bundle, '--trust', fifoTrust, ...importArgs] },
+    { name: '/dev/zero (a link to it) as --trust, to verify', args: ['verify', bundle, '--trust', zero, '--json'] },
+    { name: 'a FIFO as the signing key', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'k.bundle'), '--sign', fifoKey, '--json', '--no-progress'] },
+    { name: '/dev/zero (a link to it) as the signing key', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'z.bundle'), '--sign', zero, '--json', '--no-progress'] },
+    { name: 'a FIFO as release.yaml', args: ['build', fifoSpec, '-o', join(dir, 's.bundle'), '--json', '--no-progress'] },
+    { name: '/dev/zero (a link to it) as release.yaml', args: ['build', join(zeroSpec, 'release.yaml'), '-o', join(dir, 'r.bundle'), '--json', '--no-progress'] },
+    { name: 'a FIFO among the manifests of a spec', args: ['build', join(manifestSpec, 'release.yaml'), '-o', join(dir, 'm.bundle'), '--json', '--no-progress'] },
+    { name: 'a FIFO among the device profiles of a spec', args: ['build', join(deviceSpec, 'release.yaml'), '-o', join(dir, 'p.bundle'), '--json', '--no-progress'] },
+    { name: 'a FIFO as --since', args: ['build', join(example, '1.5.0', 'release.yaml'), '-o', join(dir, 'd.bundle'), '--since', fifoInventory, '--json', '--no-progress'] },
+  ];
+  for (const c of cases) {
+    const r = await runCli(c.args);
+    report.add('limits', c.name, 'exit 2 E_USAGE at once', outcomeOf(r), 'n/a');
+    t.is(r.json.error?.code, 'E_USAGE', `${c.name}: ${r.stdout}${r.stderr}`);
+    t.is(r.code, 2, c.name);
+  }
+  // Refused before the vessel lock was taken: no state folder, no lock.
+  t.false(existsSync(join(state, 'lock')), 'import took the vessel lock');
+});
+
+// --- Item 8: canonical tar headers only
+
+test('every single-bit flip in a tar header of a real bundle is refused (all 4096 bits of the headers of index.json, the first blob and the last layer)', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'flip.bundle');
+  await copyFile(bundle, path);
+  const source = await FileSource.open(path, [path]);
+  const entries = await scanTar(source, BUNDLE_POLICY).finally(() => source.close());
+  const blobs = entries.filter((e) => e.type === 'file' && e.name.startsWith('blobs/'));
+  const headers = [
+    { what: 'index.json', entry: entries.find((e) => e.name === 'index.json') },
+    { what: 'the first blob (metadata)', entry: blobs[0] },
+    { what: 'the last blob (a layer)', entry: blobs.at(-1) },
+  ];
+  const root = (await loadRoot(trust)).root;
+  const handle = await open(path, 'r+');
+  try {
+    for (const { what, entry } of headers) {
+      if (entry === undefined) throw new Error(`no ${what}`);
+      const outcomes: Record<string, number> = {};
+      for (let bit = 0; bit < 512 * 8; bit += 1) {
+        const at = entry.headerOffset + (bit >> 3);
+        const byte = Buffer.alloc(1);
+        await handle.read(byte, 0, 1, at);
+        await handle.write(Buffer.from([(byte[0] as number) ^ (1 << (bit & 7))]), 0, 1, at);
+        let outcome: string;
+        try {
+          await verifyBundle(path, { trust: root });
+          outcome = 'exit 0';
+        } catch (err) {
+          outcome = isSeabagError(err) ? `exit ${err.exitStatus} ${err.code}` : `crash ${String(err)}`;
+        }
+        await handle.write(byte, 0, 1, at);
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+        report.add('bit flips', `one bit of the tar header of ${what} flipped (every bit)`, 'exit 1, never imported', outcome, 'n/a');
+      }
+      t.log(what, JSON.stringify(outcomes));
+      t.is(outcomes['exit 0'], undefined, `${what}: ${outcomes['exit 0']} flips verified`);
+      t.true(Object.keys(outcomes).every((o) => o.startsWith('exit 1 ')), `${what}: ${JSON.stringify(outcomes)}`);
+    }
+  } finally {
+    await handle.close();
+  }
+  // The file is whole again: the good bundle still verifies.
+  await t.notThrowsAsync(verifyBundle(path, { trust: root }));
 });

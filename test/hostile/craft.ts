@@ -42,6 +42,11 @@ export function header(e: RawEntry): Buffer {
     buf.write('ustar\0', 257, 'latin1');
     buf.write('00', 263, 'latin1');
   }
+  if (e.gnu !== true) {
+    // devmajor and devminor as seabag's writer fills them, so an honest entry is canonical.
+    buf.write(octal(0, 8), 329);
+    buf.write(octal(0, 8), 337);
+  }
   if (prefix !== '' && e.gnu !== true) buf.write(prefix, 345);
   buf.fill(0x20, 148, 156);
   let sum = 0;

@@ -1,0 +1,164 @@
+/**
+ * `npm run bench:satellite`: the satellite path against skopeo, as ratios in one run.
+ *
+ *   fleet   10 vessel registries each holding release 1.0.0 pull 1.1.0 (one layer changed) from
+ *           one shore registry through the counting proxy: bytes served per vessel against the
+ *           changed layer (target ≤ 1.01× + metadata), and wall time of `bundle import oci://`
+ *           against `skopeo copy` of the same images from the same shore into a twin registry
+ *           holding the same 1.0.0 (target ≤ 1.0×)
+ *   single  a full pull of a SIZE release into an empty vessel (`bundle import oci://`) against
+ *           `skopeo copy docker://shore… docker://vessel…` of all its images (target ≤ 1.0×)
+ *
+ * The shore is a plain loopback Distribution (no TLS, no auth: skopeo and seabag pay the same).
+ * Every command runs as its own process, as a user would run it.
+ *
+ *   npm run bench:satellite                         # --size 2G --fleet-size 256M --vessels 10
+ *   npm run bench:satellite -- --size 128M --fleet-size 32M --vessels 3
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { openBundle, parseSize } from '../lib/index.js';
+import { buildRandomImage } from '../test/helpers/images.js';
+import { startRegistry, type RegistryHandle } from '../test/helpers/registry.js';
+import { startCuttingProxy } from '../test/helpers/web.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(root, 'dist', 'seabag.mjs');
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? fallback : (process.argv[i + 1] ?? fallback);
+}
+
+const SIZE = parseSize(arg('size', '2G'));
+const FLEET = parseSize(arg('fleet-size', '256M'));
+const VESSELS = Number(arg('vessels', '10'));
+const REPO = 'releases/app';
+const BIG = 'releases/big';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+const teardown = { teardown: (fn: () => Promise<void> | void) => cleanups.push(fn) };
+
+async function seabag(args: string[], env: Record<string, string> = {}): Promise<{ seconds: number; json: Record<string, unknown> }> {
+  const started = process.hrtime.bigint();
+  const r = await execa('node', [BIN, ...args, '--json', '--no-progress'], { env: { SOURCE_DATE_EPOCH: '1790000000', ...env }, reject: false });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (r.exitCode !== 0) throw new Error(`bundle ${args.join(' ')} → ${r.exitCode}: ${r.stdout}${r.stderr}`);
+  return { seconds, json: JSON.parse(r.stdout) as Record<string, unknown> };
+}
+
+async function skopeoCopyAll(from: string, repo: string, to: string, images: { repository: string; digest: string; tag?: string }[]): Promise<number> {
+  const started = process.hrtime.bigint();
+  for (const image of images) {
+    await execa('skopeo', ['copy', '--quiet', '--preserve-digests', '--multi-arch', 'all', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}/${repo}@${image.digest}`, `docker://${to}/${image.repository}:${image.tag ?? 'latest'}`]);
+  }
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+const fmt = (n: number, digits = 3): string => n.toFixed(digits);
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-bench-satellite-'));
+  cleanups.push(() => rm(work, { recursive: true, force: true }));
+  const layout = join(work, 'images');
+  console.error(`making images: fleet ${FLEET} bytes (a quarter changes), single ${SIZE} bytes`);
+  const base = Math.floor(FLEET * 0.75);
+  const changed = FLEET - base;
+  await buildRandomImage(layout, 'app-1.0.0', [base, changed], 'app-1.0.0', ['base', 'app-1.0.0']);
+  await buildRandomImage(layout, 'app-1.1.0', [base, changed], 'app-1.1.0', ['base', 'app-1.1.0']);
+  await buildRandomImage(layout, 'big-1.0.0', [0, 1, 2, 3].map(() => Math.floor(SIZE / 4)), 'big-1.0.0');
+  await execa('node', [BIN, 'keygen', join(work, 'root.key')]);
+  await execa('node', [BIN, 'keygen', join(work, 'release.key')]);
+  const trust = join(work, 'trust.json');
+  await execa('node', [BIN, 'trust', 'init', '--root-key', join(work, 'root.key.pub'), '--release-key', join(work, 'release.key.pub'), '--sign', join(work, 'root.key'), '-o', trust]);
+  const bundles: Record<string, string> = {};
+  for (const [name, version, tag] of [
+    ['app', '1.0.0', 'app-1.0.0'],
+    ['app', '1.1.0', 'app-1.1.0'],
+    ['big', '1.0.0', 'big-1.0.0'],
+  ] as const) {
+    const dir = join(work, `${name}-${version}`);
+    await mkdir(dir);
+    await writeFile(join(dir, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: ${name}\nversion: ${version}\nimages:\n  - ref: shore.example.com/bench/${name}:${version}\n    from: oci:${layout}:${tag}\n`);
+    bundles[`${name}-${version}`] = join(work, `${name}-${version}.bundle`);
+    await seabag(['build', join(dir, 'release.yaml'), '-o', bundles[`${name}-${version}`] as string, '--sign', join(work, 'release.key')]);
+  }
+  const shore = await startRegistry({}, teardown.teardown);
+  for (const [name, b] of Object.entries(bundles)) await seabag(['push', b, `oci://${shore.host}/${name.startsWith('big') ? BIG : REPO}`]);
+
+  const imagesOf = async (path: string): Promise<{ images: { repository: string; digest: string; tag?: string }[]; metadata: number; changedLayer?: number }> => {
+    const b = await openBundle(path);
+    try {
+      let metadata = b.archive.entries.find((e) => e.name === 'index.json')?.size ?? 0;
+      for (const [, e] of b.archive.blobs) if (e.size < 64 * 1024) metadata += e.size;
+      return { images: b.release.images.map((i) => ({ repository: i.repository, digest: i.digest, ...(i.tag === undefined ? {} : { tag: i.tag }) })), metadata };
+    } finally {
+      await b.close();
+    }
+  };
+  const next = await imagesOf(bundles['app-1.1.0'] as string);
+  const changedBlob = changed + 1536; // a tar of one file: header and end blocks
+  const fleet: { bytes: number; seabag: number; skopeo: number; skopeoBytes: number }[] = [];
+  for (let v = 0; v < VESSELS; v += 1) {
+    const vessel: RegistryHandle = await startRegistry({}, teardown.teardown);
+    const twin: RegistryHandle = await startRegistry({}, teardown.teardown);
+    const state = join(work, `state-${v}`);
+    const env = { SEABAG_STATE_DIR: state, SEABAG_REGISTRY: vessel.host };
+    await seabag(['import', `oci://${shore.host}/${REPO}:1.0.0`, '--trust', trust], env);
+    await skopeoCopyAll(shore.host, REPO, twin.host, (await imagesOf(bundles['app-1.0.0'] as string)).images);
+    const proxy = await startCuttingProxy(teardown, shore.port);
+    const ours = await seabag(['import', `oci://127.0.0.1:${proxy.port}/${REPO}:1.1.0`], env);
+    const theirsProxy = await startCuttingProxy(teardown, shore.port);
+    const theirs = await skopeoCopyAll(`127.0.0.1:${theirsProxy.port}`, REPO, twin.host, next.images);
+    fleet.push({ bytes: proxy.bytesDown, seabag: ours.seconds, skopeo: theirs, skopeoBytes: theirsProxy.bytesDown });
+    console.error(`vessel ${v + 1}: ${proxy.bytesDown} bytes over the link (changed layer ${changedBlob}), ${fmt(ours.seconds, 2)} s; skopeo ${theirsProxy.bytesDown} bytes, ${fmt(theirs, 2)} s`);
+    await vessel.kill();
+    await twin.kill();
+  }
+
+  // A full pull into an empty vessel, against skopeo docker → docker.
+  const big = await imagesOf(bundles['big-1.0.0'] as string);
+  const v1 = await startRegistry({}, teardown.teardown);
+  const ours = await seabag(['import', `oci://${shore.host}/${BIG}:1.0.0`, '--trust', trust, '--registry', v1.host], { SEABAG_STATE_DIR: join(work, 'state-big') });
+  await v1.kill();
+  const v2 = await startRegistry({}, teardown.teardown);
+  const theirs = await skopeoCopyAll(shore.host, BIG, v2.host, big.images);
+  await v2.kill();
+  const single = { bytes: SIZE, seabagSeconds: ours.seconds, skopeoSeconds: theirs, ratio: ours.seconds / theirs };
+  console.error(`single: ${fmt(ours.seconds, 2)} s against skopeo ${fmt(theirs, 2)} s`);
+
+  const perVessel = fleet.map((f) => f.bytes);
+  const results = {
+    machine: 'shared (other work running at the same time); loopback registries',
+    fleet: {
+      vessels: VESSELS,
+      changedLayerBytes: changedBlob,
+      metadataBytes: next.metadata,
+      bytesPerVessel: { median: median(perVessel), min: Math.min(...perVessel), max: Math.max(...perVessel) },
+      bytesOverChanged: median(perVessel) / changedBlob,
+      bytesOverChangedPlusMetadata: median(perVessel) / (changedBlob + next.metadata),
+      skopeoBytesPerVessel: median(fleet.map((f) => f.skopeoBytes)),
+      timeRatio: { median: median(fleet.map((f) => f.seabag / f.skopeo)), seabagSeconds: median(fleet.map((f) => f.seabag)), skopeoSeconds: median(fleet.map((f) => f.skopeo)) },
+    },
+    single,
+  };
+  await mkdir(join(root, 'bench', 'results'), { recursive: true });
+  await writeFile(join(root, 'bench', 'results', 'satellite.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(JSON.stringify(results, null, 2));
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => undefined);
+  });

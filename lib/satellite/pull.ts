@@ -1,0 +1,139 @@
+/**
+ * `bundle pull oci://HOST/REPO:TAG -o FILE`: a bundle file written from the shore registry, for a
+ * bridge PC that has the link while the cluster does not. The same rules as `import oci://`:
+ * metadata first (and, with a trust root, every check before a layer moves), blobs through the
+ * spool (resumed with `Range` after any break, paced by `--limit-rate`), then the file written in
+ * the order `bundle build` writes, so a full pull of a pushed bundle is that file byte for byte.
+ */
+import { stat } from 'node:fs/promises';
+import { SeabagError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { parseImageManifest, type ImageManifest } from '../oci/descriptor.js';
+import type { GraphNode } from '../oci/graph.js';
+import { LAYOUT_VERSION } from '../oci/layout.js';
+import { isManifestLike, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
+import { bundleBlobOrder, contentGraphs } from '../bundle/order.js';
+import { partName, partsFileName } from '../bundle/parts.js';
+import { releaseSummary, type ReleaseSummary } from '../bundle/release.js';
+import { admit, checkComplete, checkIndex } from '../release/admit.js';
+import { writeBundle, type BundleEntry, type WriteResult } from '../bundle/writer.js';
+import type { TrustRoot } from '../trust/root.js';
+import { canonicalBytes } from '../util/canonical.js';
+import { parseOciAddress } from './address.js';
+import { RegistryLayout, SMALL_BLOB } from './remote.js';
+import { shoreClient, spoolOptions, type LinkOptions, type ShoreOptions } from './shore.js';
+import { Spool } from './spool.js';
+
+export interface PullOptions extends ShoreOptions, LinkOptions {
+  output: string;
+  /** Split into parts of at most this many bytes. */
+  splitSize?: number;
+  /** Check the release against this root before any layer moves (recommended). */
+  trust?: TrustRoot;
+  /** The clock, for expiry. */
+  now?: Date;
+  /** Overwrite an existing output. */
+  force?: boolean;
+}
+
+export interface PullResult {
+  bundle: string;
+  files: string[];
+  size: number;
+  release: ReleaseSummary;
+  /** The pushed bundle index's digest. */
+  digest: Digest;
+  /** Bytes that came over the link in this run. */
+  bytesDownloaded: number;
+  /** Bytes found in the spool from an earlier, interrupted run. */
+  bytesResumed: number;
+  /** Signatures were checked (with `trust`). */
+  verified: boolean;
+  write: WriteResult;
+}
+
+/**
+ * Pulls a pushed bundle into a file (or parts).
+ *
+ * @throws E_FILE_EXISTS (without force); E_NOT_FOUND, E_LAYOUT_INVALID; with `trust` every
+ *   rejection of `verify` before a layer moves; E_DIGEST_MISMATCH naming a damaged blob;
+ *   E_REGISTRY_UNREACHABLE once patience runs out (run again: it resumes); E_AUTH; E_DISK_FULL
+ */
+export async function pullBundle(source: string, options: PullOptions): Promise<PullResult> {
+  const address = parseOciAddress(source, 'required');
+  const sig = options.signal ? { signal: options.signal } : {};
+  if (options.force !== true) {
+    const target = options.splitSize === undefined ? options.output : `${options.output.replace(/[^/]*$/, '')}${partsFileName(options.output.replace(/^.*\//, ''))}`;
+    for (const path of [target, ...(options.splitSize === undefined ? [] : [partName(options.output, 1)])]) {
+      if (await stat(path).then(() => true, () => false)) {
+        throw new SeabagError('E_FILE_EXISTS', `${path} exists`, { details: { file: path }, hint: 'choose another -o, or pass --force to overwrite it' });
+      }
+    }
+  }
+  const spool = new Spool(`${options.output}.spool`, { ...spoolOptions(options, (n) => report(n)), onStart: (_size, have) => report(have) });
+  let downloaded = 0;
+  let expected = 0;
+  const report = (n: number): void => {
+    downloaded += n;
+    options.onProgress?.({ phase: 'link', done: downloaded, total: Math.max(expected, downloaded) });
+  };
+  const client = await shoreClient(address.registry, options);
+  try {
+    const repo = client.repository(address.repository);
+    const layout = await RegistryLayout.open(repo, address, spool, sig);
+    const bundle = await layout.release();
+    const { release } = bundle;
+    // Metadata first: a release this root refuses costs a few KiB of link. With a root, the one
+    // admission path judges it (as verify and import do); without one, only its integrity is checked.
+    let verified = false;
+    let imageGraphs: GraphNode[];
+    if (options.trust !== undefined) {
+      imageGraphs = (await admit(layout, { trust: options.trust, reader: bundle.reader, ...(options.now === undefined ? {} : { now: options.now }), ...sig })).graphs;
+      verified = true;
+    } else {
+      checkIndex(layout, bundle);
+      imageGraphs = await checkComplete(bundle.reader, bundle, sig);
+    }
+    const omitted = new Set<string>(release.omittedBlobs);
+    const artifacts = new Map<string, ImageManifest>();
+    for (const d of layout.index.manifests) {
+      if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) artifacts.set(d.digest, parseImageManifest(await layout.manifest(d, sig), d));
+    }
+    const graphs = await contentGraphs(layout, layout.index, imageGraphs, omitted, sig);
+    const order = bundleBlobOrder({ index: layout.index, releaseManifest: bundle.releaseManifest, artifacts, graphs, omitted });
+    const entries: BundleEntry[] = [
+      { name: 'oci-layout', data: canonicalBytes({ imageLayoutVersion: LAYOUT_VERSION }) },
+      { name: 'index.json', data: layout.indexJson },
+      { name: 'blobs', type: 'directory' },
+      { name: 'blobs/sha256', type: 'directory' },
+    ];
+    for (const b of order) {
+      const name = `blobs/sha256/${b.desc.digest.slice(7)}`;
+      if (b.bytes !== undefined) entries.push({ name, data: b.bytes });
+      else if (isManifestLike(b.desc.mediaType)) entries.push({ name, data: await layout.manifest(b.desc, sig) });
+      else if (b.desc.size <= SMALL_BLOB) entries.push({ name, data: await layout.readSmall(b.desc) });
+      else {
+        expected += b.desc.size;
+        entries.push({ name, desc: b.desc, reader: () => layout.reader(b.desc) });
+      }
+    }
+    const write = await writeBundle(options.output, entries, {
+      ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
+      ...sig,
+    });
+    await spool.remove();
+    return {
+      bundle: write.parts === undefined ? options.output : (write.files.at(-1) as string),
+      files: write.files,
+      size: write.size,
+      release: releaseSummary(bundle),
+      digest: layout.desc.digest,
+      bytesDownloaded: spool.bytesDownloaded + layout.metadataBytes,
+      bytesResumed: spool.bytesReused,
+      verified,
+      write,
+    };
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * The spool: blobs on their way from the shore registry, in `DIR/sha256/<hex>.partial` while they
+ * come in and `DIR/sha256/<hex>` once their digest is checked. A break (a dropped link, a killed
+ * process, a power cut) leaves the partial file, and the next attempt (or the next run) asks the
+ * registry for the rest with `Range` and goes on hashing where it stopped. One token bucket paces
+ * every download that shares it.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fromSystemError, SeabagError } from '../errors.js';
+import { digestHex } from '../oci/digest.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { RangeReader } from '../oci/store.js';
+import { withPatience, type PatienceOptions } from '../fetch/patience.js';
+import { isNotFound } from '../registry/client.js';
+import { networkError } from '../registry/http.js';
+import type { Repository } from '../registry/repository.js';
+import { fsyncDir } from '../util/atomic.js';
+import { READ_CHUNK } from '../util/files.js';
+import { Limiter, type TokenBucket } from '../util/limit.js';
+
+export interface SpoolOptions extends PatienceOptions {
+  /** Paces every byte over the link (`--limit-rate`). */
+  bucket?: TokenBucket;
+  /** Told of every byte that comes over the link. */
+  onBytes?: (n: number) => void;
+  /** Seconds without a byte before a download is dropped and resumed (default 60). */
+  timeoutSeconds?: number;
+  /** Told when a blob is first asked for: its size, and how much of it the spool already holds. */
+  onStart?: (size: number, have: number) => void;
+}
+
+export class Spool {
+  readonly dir: string;
+  readonly #options: SpoolOptions;
+  readonly #inflight = new Map<string, Promise<string>>();
+  /**
+   * Under a rate limit, one download at a time: the link is the bottleneck anyway, and a break (a
+   * cut, a kill) then loses at most the one slice in flight.
+   */
+  readonly #downloads: Limiter;
+  /** Bytes that came over the link into this spool. */
+  bytesDownloaded = 0;
+  /** Bytes of blobs found already complete or part-done in the spool (not downloaded again). */
+  bytesReused = 0;
+
+  constructor(dir: string, options: SpoolOptions = {}) {
+    this.dir = dir;
+    this.#options = options;
+    this.#downloads = new Limiter(options.bucket === undefined ? Number.MAX_SAFE_INTEGER : 1);
+  }
+
+  /** Where a blob's verified copy lives. */
+  path(desc: Pick<Descriptor, 'digest'>): string {
+    return join(this.dir, 'sha256', digestHex(desc.digest));
+  }
+
+  /**
+   * Brings a blob into the spool (or finds it there) and returns the path of its verified copy.
+   *
+   * @throws E_DIGEST_MISMATCH, E_SIZE_MISMATCH naming the blob (its spool entry removed);
+   *   E_BLOBS_MISSING when the repository lacks it; E_REGISTRY_UNREACHABLE, E_REGISTRY once
+   *   patience runs out; E_AUTH; E_DISK_FULL, E_IO
+   */
+  get(repo: Repository, desc: Descriptor): Promise<string> {
+    let running = this.#inflight.get(desc.digest);
+    if (running === undefined) {
+      running = this.#get(repo, desc).finally(() => this.#inflight.delete(desc.digest));
+      this.#inflight.set(desc.digest, running);
+    }
+    return running;
+  }
+
+  /** The verified copy as a stream (the blob brought in first when needed). */
+  async stream(repo: Repository, desc: Descriptor): Promise<Readable> {
+    return createReadStream(await this.get(repo, desc), { highWaterMark: READ_CHUNK });
+  }
+
+  /** The verified copy for random access. */
+  async reader(repo: Repository, desc: Descriptor): Promise<RangeReader> {
+    const handle = await open(await this.get(repo, desc), 'r');
+    return {
+      size: desc.size,
+      read: async (target, position) => (await handle.read(target, 0, Math.min(target.length, desc.size - position), position)).bytesRead,
+      close: () => handle.close(),
+    };
+  }
+
+  /** Removes the spool and everything in it (a finished transfer). */
+  async remove(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  async #get(repo: Repository, desc: Descriptor): Promise<string> {
+    const final = this.path(desc);
+    const done = await stat(final).catch(() => undefined);
+    if (done?.size === desc.size) {
+      this.bytesReused += desc.size;
+      this.#options.onStart?.(desc.size, desc.size);
+      return final;
+    }
+    await mkdir(join(this.dir, 'sha256'), { recursive: true }).catch((err: unknown) => {
+      throw fromSystemError(err, 'create', this.dir);
+    });
+    const partial = `${final}.partial`;
+    const o = this.#options;
+    o.onStart?.(desc.size, Math.min(desc.size, (await stat(partial).catch(() => undefined))?.size ?? 0));
+    const what = `${repo.client.registry}/${repo.name}@${desc.digest}`;
+    let first = true;
+    await this.#downloads.run(() => withPatience(what, o, (progressed) => this.#attempt(repo, desc, partial, progressed, first ? ((first = false), true) : false), (last) =>
+      new SeabagError(last.code, `giving up on ${what} after ${o.retries ?? 20} failed attempts in a row: ${last.message}`, {
+        cause: last,
+        details: { ...last.details, digest: desc.digest, spool: partial },
+        hint: 'run the same command again when the link is back: it resumes from the bytes already in the spool',
+      }),
+    ));
+    try {
+      await rename(partial, final);
+      await fsyncDir(join(this.dir, 'sha256'));
+    } catch (err) {
+      throw fromSystemError(err, 'move into place', final);
+    }
+    return final;
+  }
+
+  /** One attempt: resume from what the partial file holds. Resolves once the digest checks out. */
+  async #attempt(repo: Repository, desc: Descriptor, partial: string, progressed: () => void, firstAttempt: boolean): Promise<void> {
+    const o = this.#options;
+    let offset = (await stat(partial).catch(() => undefined))?.size ?? 0;
+    if (offset > desc.size) {
+      await rm(partial, { force: true });
+      offset = 0;
+    }
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(partial, offset === 0 ? 'w' : 'r+');
+      // Hash what an earlier attempt (or run) left, so the bytes already here are checked too.
+      const hash = createHash('sha256');
+      if (offset > 0) {
+        await hashPrefix(handle, offset, hash);
+        if (firstAttempt) this.bytesReused += offset;
+      }
+      let current = hash;
+      while (offset < desc.size) {
+        // Under a rate limit the link is paid for before it is asked for: one ranged request per
+        // slice, so no more than a slice is ever in flight beyond what has been written here (a
+        // kill or a cut loses little, and the rate holds however deep the socket buffers are).
+        const slice = o.bucket === undefined ? undefined : Math.min(sliceSize(o.bucket.rate), desc.size - offset);
+        if (slice !== undefined) await o.bucket?.take(slice, o.signal);
+        let opened;
+        try {
+          opened = await repo.openBlob(desc, { offset, ...(slice === undefined ? {} : { length: slice }), retry: false, ...(o.signal ? { signal: o.signal } : {}) });
+        } catch (err) {
+          if (isNotFound(err)) {
+            throw new SeabagError('E_BLOBS_MISSING', `${repo.client.registry}/${repo.name} does not hold blob ${desc.digest}, which the release needs`, {
+              cause: err,
+              details: { missing: [desc.digest], repository: repo.name },
+              hint: 'push the whole bundle to the shore registry again (bundle push)',
+            });
+          }
+          if (err instanceof SeabagError && err.code === 'E_REGISTRY' && err.details['status'] === 416) {
+            await rm(partial, { force: true });
+            throw new SeabagError('E_REGISTRY', `${repo.client.registry} refused to resume ${desc.digest} at byte ${offset}; starting it over`, { temporary: true });
+          }
+          throw err;
+        }
+        const { body } = opened;
+        const restarted = opened.start !== offset;
+        if (restarted) {
+          // The registry sent the whole blob: start over from its first byte.
+          await handle.truncate(0);
+          offset = 0;
+          current = createHash('sha256');
+        }
+        if (opened.total !== undefined && opened.total !== desc.size) {
+          body.destroy();
+          await handle.close();
+          handle = undefined;
+          await rm(partial, { force: true });
+          throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest} is ${opened.total} bytes at ${repo.client.registry}/${repo.name}; the release says ${desc.size}`, {
+            details: { digest: desc.digest, expected: desc.size, found: opened.total },
+          });
+        }
+        const until = slice === undefined || restarted ? desc.size : offset + slice;
+        offset = await this.#receive(repo, desc, handle, body, offset, Math.min(desc.size, until), current, progressed, partial, slice ?? 0);
+      }
+      return await this.#finish(desc, handle, current, partial);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw fromSystemError(err, 'write', partial);
+      throw err;
+    } finally {
+      await handle?.close().catch(() => undefined);
+    }
+  }
+
+  /** Writes a response body from `start` on; returns where it ended (at least `until`). */
+  async #receive(repo: Repository, desc: Descriptor, handle: FileHandle, body: Readable, start: number, until: number, hash: Hash, progressed: () => void, partial: string, prepaid: number): Promise<number> {
+    const o = this.#options;
+    const url = new URL(repo.path('blobs', desc.digest), repo.client.baseUrl);
+    const timeoutMs = (o.timeoutSeconds ?? 60) * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => body.destroy(Object.assign(new Error(`no data for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })), timeoutMs);
+    };
+    let received = start;
+    let credit = prepaid;
+    arm();
+    try {
+      for await (const chunk of body) {
+        const buf = chunk as Buffer;
+        arm();
+        if (received + buf.length > desc.size) {
+          body.destroy();
+          await rm(partial, { force: true });
+          throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest} from ${repo.client.registry}/${repo.name} runs past its ${desc.size} bytes`, {
+            details: { digest: desc.digest, expected: desc.size, found: `more than ${desc.size}` },
+          });
+        }
+        if (o.bucket !== undefined) {
+          const owed = Math.max(0, buf.length - credit);
+          credit = Math.max(0, credit - buf.length);
+          if (owed > 0) await o.bucket.take(owed, o.signal);
+        }
+        await writeFully(handle, buf, received);
+        hash.update(buf);
+        received += buf.length;
+        this.bytesDownloaded += buf.length;
+        o.onBytes?.(buf.length);
+        progressed();
+      }
+    } catch (err) {
+      if (err instanceof SeabagError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw fromSystemError(err, 'write', partial);
+      const e = networkError(err, 'GET', url);
+      if (e.code === 'E_ABORTED') throw e;
+      await handle.datasync().catch(() => undefined);
+      throw new SeabagError('E_REGISTRY_UNREACHABLE', `download of ${desc.digest} from ${repo.client.registry} broke at byte ${received} of ${desc.size}: ${(err as Error).message}`, {
+        cause: err,
+        details: { digest: desc.digest, offset: received, url: url.href },
+        temporary: true,
+        hint: 'run the same command again when the link is back: it resumes from the bytes already in the spool',
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (received < until) {
+      await handle.datasync().catch(() => undefined);
+      throw new SeabagError('E_REGISTRY_UNREACHABLE', `download of ${desc.digest} from ${repo.client.registry} broke at byte ${received} of ${desc.size}: the response ended early`, {
+        details: { digest: desc.digest, offset: received, url: url.href },
+        temporary: true,
+      });
+    }
+    return received;
+  }
+
+  async #finish(desc: Descriptor, handle: FileHandle, hash: Hash, partial: string): Promise<void> {
+    const found = `sha256:${hash.digest('hex')}`;
+    if (found !== desc.digest) {
+      await handle.close().catch(() => undefined);
+      await rm(partial, { force: true });
+      throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest} from the shore registry does not match its digest (its bytes hash to ${found}); removed it from the spool`, {
+        details: { expected: desc.digest, found, size: desc.size, spool: partial },
+        hint: 'the copy in the shore registry is damaged: push the bundle again (bundle push) and run this again',
+      });
+    }
+    await handle.sync();
+  }
+}
+
+/**
+ * Bytes per ranged request under a rate limit: an eighth of a second of the rate, 32 KiB to
+ * 256 KiB. Smaller slices lose less to a break (at most a slice per download in flight) and keep
+ * the rate even; each costs one request's headers (about 0.4 KiB each way), so about 1% at 300K.
+ */
+function sliceSize(rate: number): number {
+  return Math.max(32 * 1024, Math.min(256 * 1024, Math.floor(rate / 8)));
+}
+
+async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK * 4, length));
+  let position = 0;
+  while (position < length) {
+    const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, length - position), position);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+}

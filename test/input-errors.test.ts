@@ -32,10 +32,11 @@ async function fixture(t: Parameters<typeof tempDir>[0]): Promise<{ dir: string;
 test('a folder where a file is expected (spec, --sign, --trust, -o) is exit 2, not E_IO', async (t) => {
   const { dir, key, spec, folder } = await fixture(t);
   const cases: [string, string[], string][] = [
-    ['spec', ['build', folder, '-o', join(dir, 'x.bundle'), '--sign', key], 'E_NOT_A_FILE'],
-    ['--sign', ['build', spec, '-o', join(dir, 'x.bundle'), '--sign', folder], 'E_NOT_A_FILE'],
-    ['--trust of verify', ['verify', spec, '--trust', folder], 'E_NOT_A_FILE'],
-    ['--trust of import', ['import', spec, '--trust', folder, '--registry', '127.0.0.1:1', '--state-dir', join(dir, 'state')], 'E_NOT_A_FILE'],
+    // Files named from outside are opened only if regular (lib/util/files.ts): E_USAGE naming the kind.
+    ['spec', ['build', folder, '-o', join(dir, 'x.bundle'), '--sign', key], 'E_USAGE'],
+    ['--sign', ['build', spec, '-o', join(dir, 'x.bundle'), '--sign', folder], 'E_USAGE'],
+    ['--trust of verify', ['verify', spec, '--trust', folder], 'E_USAGE'],
+    ['--trust of import', ['import', spec, '--trust', folder, '--registry', '127.0.0.1:1', '--state-dir', join(dir, 'state')], 'E_USAGE'],
     ['-o of build', ['build', spec, '-o', folder, '--sign', key], 'E_FILE_EXISTS'],
     ['-o of trust init', ['trust', 'init', '--root-key', `${key}.pub`, '--sign', key, '-o', folder], 'E_FILE_EXISTS'],
   ];
@@ -43,6 +44,7 @@ test('a folder where a file is expected (spec, --sign, --trust, -o) is exit 2, n
     const r = await runCli([...args, '--json']);
     t.is(r.code, 2, `${what}: ${r.stdout}`);
     t.is(r.json.error?.code, code, what);
+    t.regex(r.json.error?.message ?? '', /folder|exists/, what);
   }
   t.deepEqual(await readdir(folder), [], 'nothing was written into the folder');
 });
@@ -110,6 +112,7 @@ test('an unexpected failure is E_INTERNAL (exit 3) with a line asking for a repo
   t.regex(full.stdout.text, /"code": "E_DISK_FULL"/);
   const folder = io();
   t.is(reportError(folder, Object.assign(new Error('is a directory'), { code: 'EISDIR', syscall: 'read' }), true), 2);
+  t.regex(folder.stdout.text, /"code": "E_NOT_A_FILE"/);
 });
 
 /** Every .ts file under a folder of the repository. */

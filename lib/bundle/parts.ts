@@ -233,6 +233,14 @@ export function openInput(input: BundleInput): Promise<ByteSource> {
   return FileSource.open(input.name, input.pieces);
 }
 
+/** A part whose bytes do not hash to what the parts file says. */
+export function partCorrupt(input: BundleInput, p: PartsFile['parts'][number], found: string): SeabagError {
+  return new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
+    details: { part: p.name, expected: p.sha256, found },
+    hint: `send ${p.name} again (bundle fetch downloads only the parts that fail)`,
+  });
+}
+
 /**
  * Hashes every part against the parts file, so a bad one is named before anything else happens.
  *
@@ -253,11 +261,6 @@ export async function verifyParts(input: BundleInput, options: { signal?: AbortS
       },
       options.signal,
     );
-    if (found !== p.sha256) {
-      throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
-        details: { part: p.name, expected: p.sha256, found },
-        hint: `send ${p.name} again (bundle fetch downloads only the parts that fail)`,
-      });
-    }
+    if (found !== p.sha256) throw partCorrupt(input, p, found);
   }
 }

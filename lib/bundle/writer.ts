@@ -283,9 +283,14 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
         throw new SeabagError('E_INTERNAL', `bundle entry ${entry.name} has no content`);
       }
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
-      if (pad > 0) await sink.append(Buffer.alloc(pad));
+      if (pad > 0) {
+        await sink.append(Buffer.alloc(pad));
+        onBytes(pad);
+      }
     }
+    // Counted too, so progress ends at 100% (the total is the whole tar).
     await sink.append(Buffer.alloc(2 * BLOCK));
+    onBytes(2 * BLOCK);
     await sink.finish();
   } catch (err) {
     await sink.abort();

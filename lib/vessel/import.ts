@@ -25,6 +25,7 @@ import type { BundleInput } from '../bundle/parts.js';
 import type { OpOptions } from '../oci/store.js';
 import { admit } from '../release/admit.js';
 import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
+import { advanceTrustedTime } from '../trust/time-reset.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
@@ -261,7 +262,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
       const digest = bundle.releaseDesc.digest;
       const target = options.target ?? vessel.state.target;
       // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
-      const { accepted, graphs, referrers } = await admit(bundle.archive, {
+      const { accepted, graphs, referrers, root: signingRoot } = await admit(bundle.archive, {
         reader: bundle.reader,
         trust: trust.root,
         trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
@@ -450,9 +451,11 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           fluxDigest: flux.manifest.desc.digest,
         };
         vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
-        const newest = vessel.state.newestTrustedTime;
-        // A reproducible build vouches for no time (no created); the trust root's own times still count.
-        if (release.created !== undefined && (newest === undefined || new Date(release.created) > new Date(newest))) vessel.state.newestTrustedTime = release.created;
+        // A reproducible build vouches for no time (no created). Otherwise capped by the signing root's
+        // expiry and the clock plus a day: a release dated 2100 cannot poison it.
+        const trusted = advanceTrustedTime(vessel.state.newestTrustedTime, release.created, signingRoot.signed.expires, options.now ?? new Date());
+        if (trusted === undefined) delete vessel.state.newestTrustedTime;
+        else vessel.state.newestTrustedTime = trusted;
         await vessel.save();
         vessel.step('import:saved');
         if (pendingJournal === undefined) await vessel.dir.removeJournal();

@@ -10,6 +10,7 @@ import { holderAlive, lockHolder } from './lock.js';
 import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneReport } from './prune.js';
 import { openForChange, type GateOptions, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
+import { verifyTimeReset } from '../trust/time-reset.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
 import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
 import { missingContent, planSwitch, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
@@ -348,6 +349,36 @@ export async function vesselInventory(options: VesselOptions): Promise<Inventory
       releases: vessel.state.releases.map((r) => ({ name: r.name, version: r.version, digest: r.digest, state: r.state })),
       blobs: present.sort() as Digest[],
     };
+  } finally {
+    await vessel.close();
+  }
+}
+
+export interface SetTimeResult {
+  previous: string | undefined;
+  time: string;
+  rootVersion: number;
+  notes: string[];
+}
+
+/**
+ * `bundle trust set-time`: sets the vessel's trusted time from a statement signed by a threshold
+ * of the root keys of its newest pinned root (lib/trust/time-reset.ts), under the vessel lock.
+ * The only way the trusted time moves back.
+ *
+ * @throws E_TRUST_REQUIRED (no root pinned), E_TRUST_INVALID, E_ROOT_CHAIN_INVALID, E_EXPIRED,
+ *   E_THRESHOLD_UNMET, E_LOCKED
+ */
+export async function setTrustedTime(statement: Uint8Array, options: VesselOptions & { now?: Date }): Promise<SetTimeResult> {
+  const vessel = await Vessel.open(options, 'trust set-time', 'mutate');
+  try {
+    const root = await vessel.dir.currentRoot();
+    if (root === undefined) throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet, so no trusted time to reset');
+    const time = verifyTimeReset(statement, root, options.now ?? new Date());
+    const previous = vessel.state.newestTrustedTime;
+    vessel.state.newestTrustedTime = time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    await vessel.save();
+    return { previous, time: vessel.state.newestTrustedTime, rootVersion: root.signed.version, notes: vessel.notes };
   } finally {
     await vessel.close();
   }

@@ -44,11 +44,27 @@ export function shellLines(command: string, width: number): string[] {
   return lines;
 }
 
+/** A note broken at spaces into lines of at most `width` columns. */
+function noteLines(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && `${line} ${word}`.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines;
+}
+
 /** The `Examples:` block and the extra text of one command's `--help`. */
 export function commandEpilogue(c: Command): string | undefined {
   const parts: string[] = [];
   if (c.examples !== undefined && c.examples.length > 0) {
-    parts.push(['Examples:', ...c.examples.flatMap((e) => [`  # ${e.does}`, ...shellLines(e.run, HELP_WIDTH - 2).map((l) => `  ${l}`)])].join('\n'));
+    parts.push(['Examples:', ...c.examples.flatMap((e) => [...noteLines(e.does, HELP_WIDTH - 4).map((l) => `  # ${l}`), ...shellLines(e.run, HELP_WIDTH - 2).map((l) => `  ${l}`)])].join('\n'));
   }
   if (c.more !== undefined) parts.push(c.more);
   return parts.length === 0 ? undefined : parts.join('\n\n');

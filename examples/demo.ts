@@ -25,7 +25,7 @@ function say(text: string): void {
 async function bundle(args: string[], env: Record<string, string> = {}): Promise<void> {
   const shown = args.map((a) => (a.startsWith(work) ? relative(process.cwd(), a) || '.' : a)).join(' ');
   process.stdout.write(`$ bundle ${shown}\n`);
-  const result = await execa('node', [bin, ...args, '--no-progress'], { env: { SOURCE_DATE_EPOCH: '1790000000', ...env }, reject: false, all: true });
+  const result = await execa('node', [bin, ...args, '--no-progress'], { env, reject: false, all: true });
   process.stdout.write(`${(result.all ?? '').replace(/^/gm, '  ')}\n`);
   if (result.exitCode !== 0) throw new Error(`bundle ${args[0]} failed with exit status ${result.exitCode}`);
 }
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   await bundle(['keygen', join(work, 'release.key')]);
   await bundle(['trust', 'init', '--root-key', join(work, 'root.key.pub'), '--release-key', join(work, 'release.key.pub'), '--sign', join(work, 'root.key'), '-o', join(work, 'trust.json')]);
 
-  say('Ashore 3/4 — build and sign both releases (one file each, reproducible)');
+  say('Ashore 3/4 — build and sign both releases (one file each; the same inputs give the same bytes)');
   const v1 = join(work, 'awareness-1.4.0.bundle');
   const v2 = join(work, 'awareness-1.5.0.bundle');
   await bundle(['build', join(example, '1.4.0', 'release.yaml'), '-o', v1, '--sign', join(work, 'release.key')]);
@@ -64,19 +64,20 @@ async function main(): Promise<void> {
 
     say('Aboard 1/5 — the crew imports 1.4.0 from the stick, pinning the trust root; the captain applies it');
     await bundle(['import', v1, '--trust', join(work, 'trust.json')], env);
-    await bundle(['apply', 'awareness@1.4.0'], env);
+    await bundle(['apply', 'awareness@1.4.0', '--yes'], env);
     await bundle(['status'], env);
 
     say('Aboard 2/5 — 1.5.0 arrives and is imported: staged, while 1.4.0 keeps running (no workload tag moved)');
     await bundle(['import', v2], env);
     await bundle(['status'], env);
 
-    say('Aboard 3/5 — the captain switches to 1.5.0: image tags move, then the commit point seabag/awareness:current');
-    await bundle(['apply', 'awareness@1.5.0'], env);
+    say('Aboard 3/5 — the captain looks before switching to 1.5.0 (at a terminal, apply shows this and asks Proceed? [y/N])');
+    await bundle(['apply', 'awareness@1.5.0', '--dry-run'], env);
+    await bundle(['apply', 'awareness@1.5.0', '--yes'], env);
     await bundle(['status'], env);
 
     say('Aboard 4/5 — something is wrong with 1.5.0 at sea: roll back, no shore needed');
-    await bundle(['rollback', 'awareness'], env);
+    await bundle(['rollback', 'awareness', '--yes'], env);
     await bundle(['status'], env);
 
     say('Aboard 5/5 — what the vessel holds, to send ashore for a small delta next time');

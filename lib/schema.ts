@@ -85,19 +85,113 @@ function pointerSegments(pointer: string): (string | number)[] {
     .map((seg) => (/^\d+$/.test(seg) ? Number(seg) : seg));
 }
 
-function describe(err: ErrorObject): { pointer: string; message: string } {
+/**
+ * What a pattern wants, in words, by where it applies (the last fields of the path): a person
+ * reads "must be a version like 1.4.0", not a regular expression.
+ */
+const PATH_WORDS: [RegExp, string][] = [
+  [/(^|\/)version$/, 'must be a version like 1.4.0 (semver: MAJOR.MINOR.PATCH)'],
+  [/(^|\/)name$/, 'must be lower-case letters and digits, joined by . _ or - (like awareness), at most 63 characters'],
+  [/(^|\/)targets\/\d+$/, 'must be a vessel class like class-a (letters, digits, . _ -)'],
+  [/(^|\/)platforms\/\d+$/, 'must be OS/ARCH or OS/ARCH/VARIANT, like linux/arm64'],
+  [/(^|\/)images\/\d+\/from$/, 'must start with oci:, oci-archive:, docker-archive: or docker:// (like oci:build/layout:fusion)'],
+];
+
+const TYPE_WORDS: Record<string, string> = {
+  string: 'text',
+  array: 'a list (like [a, b])',
+  object: 'a mapping of fields',
+  number: 'a number',
+  integer: 'a whole number',
+  boolean: 'true or false',
+};
+
+const sources = new Map<SchemaName, unknown>();
+
+/**
+ * The fields a schema allows where an error was found (for "did you mean"): the error's schema
+ * path, read in the schema file itself (only when a document has such an error).
+ */
+function knownFields(name: SchemaName, err: ErrorObject): string[] {
+  try {
+    let doc = sources.get(name);
+    if (doc === undefined) {
+      doc = JSON.parse(readFileSync(join(packageRoot(), 'schemas', `${name}.schema.json`), 'utf8')) as unknown;
+      sources.set(name, doc);
+    }
+    const segments = err.schemaPath.replace(/^#\//, '').split('/').slice(0, -1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    let node: unknown = doc;
+    for (const s of segments) node = (node as Record<string, unknown> | undefined)?.[s];
+    return Object.keys((node as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+  } catch {
+    return [];
+  }
+}
+
+/** The nearest known field to a mistyped one (one or two edits, or a different case). */
+function nearestField(word: string, fields: readonly string[]): string | undefined {
+  const lower = word.toLowerCase();
+  const same = fields.find((f) => f.toLowerCase() === lower || f.toLowerCase() === `${lower}s` || `${f.toLowerCase()}s` === lower);
+  if (same !== undefined) return same;
+  const distance = (a: string, b: string): number => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j += 1) (d[0] as number[])[j] = j;
+    for (let i = 1; i <= a.length; i += 1) {
+      for (let j = 1; j <= b.length; j += 1) {
+        const row = d[i] as number[];
+        const up = d[i - 1] as number[];
+        row[j] = Math.min((up[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (up[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      }
+    }
+    return d[a.length]?.[b.length] ?? Number.POSITIVE_INFINITY;
+  };
+  const best = fields.map((f) => ({ f, d: distance(lower, f.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
+  return best !== undefined && best.d <= Math.min(2, Math.floor(word.length / 3)) ? best.f : undefined;
+}
+
+function describe(name: SchemaName, err: ErrorObject): { pointer: string; message: string } {
   const p = err.params as Record<string, unknown>;
   switch (err.keyword) {
     case 'required':
       return { pointer: `${err.instancePath}/${String(p['missingProperty'])}`, message: 'is required' };
-    case 'additionalProperties':
-      return { pointer: `${err.instancePath}/${String(p['additionalProperty'])}`, message: 'is not a known field' };
+    case 'additionalProperties': {
+      const field = String(p['additionalProperty']);
+      const fields = knownFields(name, err);
+      const near = nearestField(field, fields);
+      const message = near !== undefined ? `is not a known field; did you mean ${near}?` : fields.length > 0 ? `is not a known field (known here: ${fields.join(', ')})` : 'is not a known field';
+      return { pointer: `${err.instancePath}/${field}`, message };
+    }
+    case 'type': {
+      // `version: 1.4` is a number to YAML: say what a version looks like, not "must be string".
+      const words = PATH_WORDS.find(([re]) => re.test(err.instancePath))?.[1];
+      if (words !== undefined) return { pointer: err.instancePath, message: words };
+      const types = String(p['type']).split(',');
+      return { pointer: err.instancePath, message: `must be ${types.map((x) => TYPE_WORDS[x] ?? x).join(' or ')}` };
+    }
+    case 'minItems':
+      return { pointer: err.instancePath, message: Number(p['limit']) === 1 ? 'must list at least one item' : `must list at least ${String(p['limit'])} items` };
+    case 'maxItems':
+      return { pointer: err.instancePath, message: `must list at most ${String(p['limit'])} items` };
+    case 'minLength':
+      return { pointer: err.instancePath, message: Number(p['limit']) === 1 ? 'must not be empty' : `must be at least ${String(p['limit'])} characters` };
+    case 'maxLength':
+      return { pointer: err.instancePath, message: `must be at most ${String(p['limit'])} characters` };
+    case 'uniqueItems':
+      return { pointer: err.instancePath, message: `must not list the same item twice (items ${String(p['j'])} and ${String(p['i'])} are the same)` };
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return { pointer: err.instancePath, message: `must be ${String(p['comparison'])} ${String(p['limit'])}`.replace('>=', 'at least').replace('<=', 'at most').replace('>', 'more than').replace('<', 'less than') };
     case 'const':
       return { pointer: err.instancePath, message: `must be ${JSON.stringify(p['allowedValue'])}` };
     case 'enum':
       return { pointer: err.instancePath, message: `must be one of ${(p['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
     case 'pattern':
-      return { pointer: err.instancePath, message: PATTERN_WORDS[String(p['pattern'])] ?? `must match ${String(p['pattern'])}` };
+      return {
+        pointer: err.instancePath,
+        message: PATTERN_WORDS[String(p['pattern'])] ?? PATH_WORDS.find(([re]) => re.test(err.instancePath))?.[1] ?? `must match ${String(p['pattern'])}`,
+      };
     default:
       return { pointer: err.instancePath, message: err.message ?? err.keyword };
   }
@@ -120,7 +214,7 @@ export function schemaProblems(
   for (const err of fn.errors ?? []) {
     // `oneOf`/`anyOf` summaries repeat what their branches said.
     if (err.keyword === 'oneOf' || err.keyword === 'anyOf' || err.keyword === 'if') continue;
-    const { pointer, message } = describe(err);
+    const { pointer, message } = describe(name, err);
     const key = `${pointer} ${message}`;
     if (seen.has(key)) continue;
     seen.add(key);

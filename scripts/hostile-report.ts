@@ -11,8 +11,8 @@ import type { Row } from '../test/hostile/report.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const results = join(root, 'test-results', 'hostile');
-const SUITES = ['archive', 'trust', 'faults', 'credentials', 'release-input', 'admission', 'outputs', 'terminal'];
-const ORDER = ['archive', 'bit flips', 'fuzz', 'limits', 'trust', 'credentials', 'release input', 'outputs', 'terminal', 'kills', 'registry', 'vessel'];
+const SUITES = ['archive', 'trust', 'faults', 'credentials', 'release-input', 'admission', 'outputs', 'terminal', 'clock'];
+const ORDER = ['archive', 'bit flips', 'fuzz', 'limits', 'trust', 'credentials', 'release input', 'outputs', 'terminal', 'clock', 'kills', 'registry', 'vessel'];
 
 async function main(): Promise<void> {
   if (!existsSync(results)) {

@@ -116,7 +116,7 @@ test('bundle completion bash completes commands, subcommands and each command\'s
     return r.stdout.split('\n').filter((l) => l !== '');
   };
   t.deepEqual(await complete(['bundle', 'sta']), ['status']);
-  t.deepEqual(await complete(['bundle', 'trust', 'r']), ['rotate']);
+  t.deepEqual(await complete(['bundle', 'trust', 'ro']), ['rotate']);
   t.deepEqual(await complete(['bundle', 'build', 'release.yaml', '--sp']), ['--split']);
   t.deepEqual(await complete(['bundle', 'apply', 'x@1', '--dry']), ['--dry-run']);
   t.deepEqual(await complete(['bundle', 'status', '--reg']), [], 'status takes no --registry');

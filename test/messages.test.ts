@@ -91,6 +91,13 @@ test('inspect, verify and import of a file that is not a bundle name what it is 
   const v = await startVessel(t);
   const imported = await v.run(['import', spec, '--trust', trust, '--json']);
   t.like(imported.json, { ok: false, error: { code: 'E_FILE_KIND', details: { kind: 'release-spec' } } });
+  // --since takes an inventory or a bundle: a trust root or a key is named for what it is.
+  const sinceRoot = await runCli(['build', spec, '-o', join(work, 'd.bundle'), '--sign', join(work, 'release.key'), '--since', trust]);
+  t.is(sinceRoot.code, 2);
+  t.regex(sinceRoot.stderr, /is a trust root, not an inventory or a bundle; --since wants what `bundle inventory` wrote aboard/);
+  const sinceKey = await runCli(['build', spec, '-o', join(work, 'd.bundle'), '--sign', join(work, 'release.key'), '--since', join(work, 'release.key.pub')]);
+  t.is(sinceKey.code, 2);
+  t.regex(sinceKey.stderr, /is a key, not a bundle/);
   // A bundle still opens, also when it is not named .bundle.
   const renamed = join(work, 'aw-1.4.0.tar');
   await copyFile(v1, renamed);
@@ -159,5 +166,20 @@ test('import counts add up: pushed + mounted + already there (+ left out of a de
     const m = /blobs +(\d+): (\d+) pushed \([^)]*\), (\d+) mounted, (\d+) already there/.exec(text.stdout);
     t.truthy(m, text.stdout);
     if (m !== null) t.is(Number(m[2]) + Number(m[3]) + Number(m[4]), Number(m[1]), text.stdout);
+  }
+});
+
+test('push counts add up too: pushed + already there (+ left out) = total, first time and again', async (t) => {
+  const v = await startVessel(t);
+  for (const [bundle, label] of [
+    [v1, 'first push'],
+    [v1, 'the same again'],
+    [v2, 'a release sharing most blobs'],
+  ] as const) {
+    const r = await runCli(['push', bundle, `oci://${v.registry.host}/shore/awareness`, '--json', '--no-progress']);
+    t.is(r.code, 0, `${label}: ${r.stdout}${r.stderr}`);
+    const b = r.json['blobs'] as { total: number; pushed: number; skipped: number; omitted: number };
+    t.is(b.pushed + b.skipped + b.omitted, b.total, `${label}: ${JSON.stringify(b)}`);
+    if (label === 'the same again') t.is(b.pushed, 0, 'nothing is pushed twice');
   }
 });

@@ -8,13 +8,13 @@
  * with `node:crypto`, following sigstore/cosign `specs/SIGNATURE_SPEC.md` (simple-signing payload,
  * ECDSA P-256 DER signature in the `dev.cosignproject.cosign/signature` layer annotation).
  */
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { openBundle, type ReleaseDocument } from '../lib/index.js';
+import { checkCosignSignature, openBundle, parseImageKey, type ReleaseDocument } from '../lib/index.js';
 import type { Descriptor } from '../lib/oci/descriptor.js';
 import { resolveGraph } from '../lib/oci/graph.js';
 import { OciLayout } from '../lib/oci/layout.js';
@@ -311,7 +311,7 @@ test('after import the vessel serves .sig, .att and the referrers with identical
 test('--no-referrers leaves them out of the bundle and the release', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'bare.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const release = await releaseOf(out);
   t.true(release.images.every((i) => i.referrers === undefined));
@@ -323,7 +323,7 @@ test('--no-referrers leaves them out of the bundle and the release', async (t) =
 test('--platform linux/arm64 keeps the arm64 manifest\'s referrers and drops amd64\'s', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'arm.bundle');
-  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress'], env);
+  const r = await runCli(['build', fx.spec, '-o', out, '--platform', 'linux/arm64', '--json', '--no-progress', '--unsigned'], env);
   t.is(r.code, 0, r.stderr);
   const radar = image(await releaseOf(out), 'groke/radar');
   const { index, arm, amd } = fx.radar;
@@ -464,7 +464,7 @@ test('a referrers list naming a manifest about another image is not carried; ove
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, { ...fallbackDesc, annotations: { 'org.opencontainers.image.ref.name': `sha256-${lone.digest.slice(7)}` } }] }));
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, specText('lone', '1.0.0', [{ ref: 'shore.example.com/groke/lone:1.0.0', from: 'oci:./layout:lone-1.0.0' }]));
-  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress'], env);
+  const ok = await runCli(['build', spec, '-o', join(dir, 'ok.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(ok.code, 0, ok.stdout + ok.stderr);
   t.is(image(await releaseOf(join(dir, 'ok.bundle')), 'groke/lone').referrers, undefined, 'a manifest about another image is no referrer of this one');
 
@@ -476,11 +476,11 @@ test('a referrers list naming a manifest about another image is not carried; ove
     many.push(a.manifest.desc);
   }
   await layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests, ...many] }));
-  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress'], env);
+  const over = await runCli(['build', spec, '-o', join(dir, 'over.bundle'), '--json', '--no-progress', '--unsigned'], env);
   t.is(over.code, 1);
   t.is(over.json.error?.code, 'E_LAYOUT_INVALID');
   t.is(over.json.error?.details['limit'], 512);
-  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress'], env);
+  const bare = await runCli(['build', spec, '-o', join(dir, 'bare.bundle'), '--no-referrers', '--json', '--no-progress', '--unsigned'], env);
   t.is(bare.code, 0, 'the hint holds: --no-referrers builds it');
 });
 
@@ -526,7 +526,7 @@ test('an oci-archive: source gives the same referrers as the layout folder; a do
     const spec = join(dir, `${from.split(':')[0]}.yaml`);
     await writeFile(spec, specText('fusion', '1.4.0', [{ ref: 'shore.example.com/groke/fusion:1.4.0', from }]));
     const out = join(dir, `${from.split(':')[0]}.bundle`);
-    const r = await runCli(['build', spec, '-o', out, '--json', '--no-progress'], env);
+    const r = await runCli(['build', spec, '-o', out, '--json', '--no-progress', '--unsigned'], env);
     if (r.code !== 0) throw new Error(r.stdout + r.stderr);
     return (image(await releaseOf(out), 'groke/fusion').referrers ?? []).map((x) => `${x.kind} ${x.digest}`).sort();
   };
@@ -559,4 +559,29 @@ test('push to a shore registry, then import oci:// and pull: the referrers arriv
   t.is(pulled.code, 0, pulled.stdout + pulled.stderr);
   const hash = async (p: string): Promise<string> => sha(await import('node:fs/promises').then((fs) => fs.readFile(p)));
   t.is(await hash(out), await hash(fx.bundle), 'byte-identical');
+});
+
+test('image keys: Ed25519 verifies as ECDSA P-256 does; RSA and P-384 keys are E_KEY_INVALID; a payload of another type or a forged signature does not count', (t) => {
+  const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': fx.fusion.digest }, type: 'cosign container image signature' }, optional: null }));
+  const ed = generateKeyPairSync('ed25519');
+  const edKey = parseImageKey(ed.publicKey.export({ type: 'spki', format: 'pem' }));
+  t.is(edKey.algorithm, 'ed25519');
+  t.like(checkCosignSignature(payload, sign(null, payload, ed.privateKey).toString('base64'), [edKey], fx.fusion.digest), { valid: true, keyid: edKey.keyid });
+  const ecKeyA = parseImageKey(fx.keyA.publicPem);
+  const good = sign('sha256', payload, fx.keyA.privateKey).toString('base64');
+  t.like(checkCosignSignature(payload, good, [edKey, ecKeyA], fx.fusion.digest), { valid: true, keyid: ecKeyA.keyid });
+  t.like(checkCosignSignature(payload, good, [edKey], fx.fusion.digest), { valid: false, fault: 'key' });
+  const flipped = Buffer.from(good, 'base64');
+  flipped.writeUInt8((flipped.at(-1) ?? 0) ^ 1, flipped.length - 1);
+  t.like(checkCosignSignature(payload, flipped.toString('base64'), [ecKeyA], fx.fusion.digest), { valid: false, fault: 'key' });
+  const other = Buffer.from(payload.toString().replace('cosign container image signature', 'atomic container signature'));
+  t.like(checkCosignSignature(other, sign('sha256', other, fx.keyA.privateKey).toString('base64'), [ecKeyA], fx.fusion.digest), { valid: false, fault: 'payload' });
+  for (const [type, opts] of [
+    ['rsa', { modulusLength: 2048 }],
+    ['ec', { namedCurve: 'P-384' }],
+  ] as const) {
+    const { publicKey } = generateKeyPairSync(type as 'rsa', opts as { modulusLength: number });
+    const err = t.throws(() => parseImageKey(publicKey.export({ type: 'spki', format: 'pem' })));
+    t.is((err as { code?: string }).code, 'E_KEY_INVALID', type);
+  }
 });

@@ -12,7 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { assertSafeHost } from '../lib/runtime/mirrors.js';
+import { assertSafeHost, mirrorPlan } from '../lib/runtime/mirrors.js';
 import { hostsToml } from '../lib/runtime/render.js';
 import { runHealthCheck, trimOutput } from '../lib/runtime/check.js';
 import { openBundle, type ReleaseDocument } from '../lib/index.js';
@@ -177,6 +177,7 @@ test("the K3s registries.yaml is valid against the K3s docs' schema and names th
       '--json lists the same hosts',
     );
     t.like(listed.json, { ok: true, registry: { url: endpoint }, written: [] });
+    for (const h of listed.json['hosts'] as { endpoints: string[] }[]) t.deepEqual(h.endpoints, [endpoint]);
   }
   const fallback = await v.run(['runtime-config', '--containerd', '-o', join(dir, 'fb'), '--upstream-fallback']);
   t.is(fallback.code, 0);
@@ -222,6 +223,20 @@ test('hostile hosts and paths cannot escape the hosts folder or their TOML strin
   );
   t.deepEqual(toml.match(/^\[host.*$/gm), ['[host."https://127.0.0.1:5000"]'], 'a quote or newline in the CA path stays inside its string');
   t.true(toml.includes('ca = "/tmp/ca\\"\\n[host.\\"http://evil\\"]\\n.pem"'));
+});
+
+test('two upstream hosts sharing a repository path are reported, since on the vessel they are one repository', (t) => {
+  const image = (ref: string) => ({ ref, repository: 'x', digest: `sha256:${'0'.repeat(64)}` as const, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1 });
+  const state = {
+    apiVersion: 'seabag.dev/v1' as const,
+    kind: 'VesselState' as const,
+    releases: [{ name: 'a', version: '1.0.0', digest: `sha256:${'1'.repeat(64)}` as const, state: 'staged' as const, created: '', importedAt: '', images: [image('ghcr.io/groke/fusion:1'), image('shore.example.com/groke/fusion:1'), image('nginx:1')], content: {}, manifestsRepository: 'seabag/a/manifests' }],
+  };
+  const plan = mirrorPlan(state, { registry: 'localhost:32000' });
+  t.deepEqual(plan.collisions, [{ repository: 'groke/fusion', hosts: ['ghcr.io', 'shore.example.com'] }]);
+  t.deepEqual(plan.hosts.map((h) => h.host), ['docker.io', 'ghcr.io', 'localhost:32000', 'shore.example.com']);
+  t.is(plan.endpoint.url, 'http://localhost:32000', 'loopback is plain HTTP, as Docker does it');
+  t.is(mirrorPlan(state, { registry: 'registry.vessel:5000' }).endpoint.url, 'https://registry.vessel:5000', 'anything else is TLS');
 });
 
 test('check output shown in status is trimmed to its tail and stripped of terminal escapes', (t) => {

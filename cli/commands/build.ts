@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot } from '../../lib/index.js';
+import { buildBundle, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
@@ -19,6 +19,9 @@ async function rootsToCarry(paths: string[]): Promise<Buffer[]> {
   found.sort((a, b) => a.root.signed.version - b.root.signed.version);
   return found.map((f) => f.bytes);
 }
+
+/** A release that expires sooner than this after its build gets a warning. */
+const EXPIRY_WARNING_DAYS = 30;
 
 /** Every field of release.yaml, for `bundle build --help` (a test holds it to the schema). */
 export const RELEASE_FIELDS = [
@@ -75,6 +78,7 @@ export const build: Command = {
         .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
         .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
         .option('referrers', { type: 'boolean', default: true, describe: "carry image referrers: cosign signatures, attestations and SBOMs (.sig/.att/.sbom tags), OCI 1.1 referrers, buildx attestation manifests of the kept platforms (--no-referrers drops them)" })
+        .option('unsigned', { type: 'boolean', default: false, describe: 'build without --sign on purpose (vessels refuse such a bundle; for tests)' })
         .option('image-key', { type: 'string', array: true, describe: 'require every image to carry a cosign signature by this public key (PEM, ECDSA P-256 or Ed25519); repeatable' }),
     ),
   progress: true,
@@ -86,12 +90,20 @@ export const build: Command = {
     { does: 'require every image to be cosign-signed by this key', run: 'bundle build release.yaml -o aw.bundle --sign release.key --image-key cosign.pub' },
   ],
   async run(args, ctx) {
-    const signers = await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p, '--sign')));
+    const signing = list(args, 'sign');
+    if (signing.length === 0 && args['unsigned'] !== true) {
+      throw new SeabagError('E_UNSIGNED', 'build needs --sign KEY: every vessel refuses an unsigned bundle', {
+        hint: 'sign with the release key (bundle build release.yaml -o NAME.bundle --sign release.key), or pass --unsigned to build one on purpose',
+      });
+    }
+    if (signing.length > 0 && args['unsigned'] === true) throw new SeabagError('E_USAGE', '--sign and --unsigned contradict each other');
+    const signers = await Promise.all(signing.map((p) => loadPrivateKey(p, '--sign')));
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
     const split = str(args, 'split');
     const since = str(args, 'since');
     const created = sourceDateEpoch(ctx.io);
+    const buildTime = created ?? new Date();
     const omit = since === undefined ? undefined : await readSince(since);
     const caFile = str(args, 'ca-file');
     const result = await buildBundle(str(args, 'spec') as string, {
@@ -110,6 +122,8 @@ export const build: Command = {
       ...(omit === undefined ? {} : { omit }),
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       ...(created === undefined ? {} : { created }),
+      // Expiry is judged against the build's own time: SOURCE_DATE_EPOCH when set, else now.
+      now: buildTime,
       credentials: new CredentialStore({ env: ctx.io.env }),
       ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
       ...(caFile === undefined ? {} : { caFile }),
@@ -118,6 +132,10 @@ export const build: Command = {
     });
     ctx.progress.finish();
     const { release, write } = result;
+    const daysLeft = release.expires === undefined ? undefined : (new Date(release.expires).getTime() - buildTime.getTime()) / 86_400_000;
+    if (daysLeft !== undefined && daysLeft < EXPIRY_WARNING_DAYS) {
+      writeLine(ctx.io.stderr, `warning: the release expires on ${release.expires}, in ${daysLeft < 1 ? 'less than a day' : `${Math.floor(daysLeft)} day(s)`}: a bundle that waits for a ship's next port may arrive dead`);
+    }
     if (ctx.json) {
       printJSON(ctx.io, {
         ok: true,
@@ -151,7 +169,7 @@ export const build: Command = {
     writeLine(out, `  manifests ${release.manifests.length} file(s), device profiles ${release.deviceProfiles.length}`);
     if (release.omittedBlobs.length > 0) writeLine(out, `  delta     ${release.omittedBlobs.length} blob(s) left out (${formatBytes(result.omittedBytes)} the vessel already has)`);
     if (result.signedBy.length === 0) {
-      writeLine(ctx.io.stderr, 'warning: the bundle is unsigned; vessels will refuse it (sign with --sign KEY)');
+      writeLine(ctx.io.stderr, 'warning: the bundle is unsigned (--unsigned); vessels will refuse it');
     } else {
       writeLine(out, `  signed by ${result.signedBy.join('\n            ')}`);
     }

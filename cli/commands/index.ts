@@ -12,8 +12,8 @@ import { recover } from './recover.js';
 import { runtimeConfigCommand } from './runtime-config.js';
 import { status } from './status.js';
 import { apply, rollback } from './switch.js';
-import { trustInit, trustRotate } from './trust.js';
+import { trustInit, trustResetTime, trustRotate, trustSetTime } from './trust.js';
 import { verify } from './verify.js';
 
 /** Every verb of the program, in the order `--help` lists them. */
-export const commands: Command[] = [keygen, trustInit, trustRotate, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, recover, runtimeConfigCommand, fetch, push, pull];
+export const commands: Command[] = [keygen, trustInit, trustRotate, trustResetTime, trustSetTime, build, inspect, verify, importCommand, apply, rollback, status, inventory, prune, recover, runtimeConfigCommand, fetch, push, pull];

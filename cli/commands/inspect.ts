@@ -21,7 +21,7 @@ export const inspect: Command = {
     const out = ctx.io.stdout;
     const r = report.release;
     writeLine(out, `${r.name} ${r.version}  (${report.file}, ${formatBytes(report.size)}${report.parts > 1 ? ` in ${report.parts} parts` : ''})`);
-    writeLine(out, `  created   ${r.created}${r.expires ? `, expires ${r.expires}` : ''}`);
+    writeLine(out, `  created   ${r.created ?? 'not recorded (a reproducible build)'}${r.expires ? `; expires ${r.expires}` : ''}`);
     writeLine(out, `  targets   ${r.targets.length === 0 ? 'any vessel' : r.targets.join(', ')}`);
     writeLine(out, `  release   ${r.digest}`);
     writeLine(out);

@@ -7,7 +7,13 @@ import { printNotes, vesselOptions } from '../vessel-options.js';
 type Change = NonNullable<StatusReport['releases'][number]['changes']>[number];
 
 function changeLines(changes: readonly Change[]): string[] {
-  return changes.map((c) => `    ${c.repository}${c.tag === undefined ? '' : `:${c.tag}`}  ${c.from === undefined ? '(new)' : shortDigest(c.from)} → ${shortDigest(c.to)}`);
+  return changes.map((c) => {
+    // Another tag runs now (fusion 1.5.0 → 1.4.0): name both, since the tag itself does not move.
+    if (c.fromTag !== undefined && c.from !== undefined) {
+      return `    ${c.repository}  ${c.fromTag} (${shortDigest(c.from)}) → ${c.tag ?? 'untagged'} (${shortDigest(c.to)})`;
+    }
+    return `    ${c.repository}${c.tag === undefined ? '' : `:${c.tag}`}  ${c.from === undefined ? '(new)' : shortDigest(c.from)} → ${shortDigest(c.to)}`;
+  });
 }
 
 function images(n: number): string {

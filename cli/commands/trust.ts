@@ -1,8 +1,11 @@
 import { extendChain, loadPrivateKey, loadPublicKey, loadRoot, makeRootSigned, SeabagError, signRoot, verifyRootSelf, writeJSONAtomic, type PublicKey, type TrustRoot } from '../../lib/index.js';
 import type { Argv } from 'yargs';
+import { readFile } from 'node:fs/promises';
+import { fromSystemError, makeTimeReset, setTrustedTime } from '../../lib/index.js';
+import { printNotes, vesselOptions } from '../vessel-options.js';
 import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command, RunContext } from '../command.js';
-import { list, parseWhen, str } from '../options.js';
+import { list, parseWhen, str, vesselFlags } from '../options.js';
 import { printJSON, writeLine } from '../render.js';
 
 function keyFlags(y: Argv): Argv {
@@ -21,6 +24,24 @@ function keyFlags(y: Argv): Argv {
 async function guardOutput(args: Record<string, unknown>, more: string[] = []): Promise<void> {
   const reads = [...list(args, 'root-key'), ...list(args, 'release-key'), ...list(args, 'sign'), ...more];
   await checkOutputs([str(args, 'output') as string], { force: args['force'] === true, reads });
+}
+
+/**
+ * The expiry of a new root: a root that has expired makes vessels refuse every bundle, so one
+ * already in the past is refused.
+ *
+ * @throws E_USAGE
+ */
+function futureExpiry(args: Record<string, unknown>): Date {
+  const text = str(args, 'expires') ?? '1y';
+  const when = parseWhen(text);
+  if (when.getTime() <= Date.now()) {
+    throw new SeabagError('E_USAGE', `--expires ${text} is in the past (${when.toISOString()}); vessels refuse every bundle under an expired trust root`, {
+      details: { expires: when.toISOString() },
+      hint: 'give a later date, or a span such as 1y (the default) or 90d',
+    });
+  }
+  return when;
 }
 
 function threshold(args: Record<string, unknown>, key: string, fallback: number): number {
@@ -62,7 +83,7 @@ export const trustInit: Command = {
     if (rootKeys.length === 0 || releaseKeys.length === 0) throw new SeabagError('E_USAGE', 'trust init needs at least one --root-key and one --release-key');
     const signed = makeRootSigned({
       version: 1,
-      expires: parseWhen(str(args, 'expires') ?? '1y'),
+      expires: futureExpiry(args),
       rootKeys,
       rootThreshold: threshold(args, 'root-threshold', 1),
       releaseKeys,
@@ -73,6 +94,57 @@ export const trustInit: Command = {
     const output = str(args, 'output') as string;
     await writeJSONAtomic(output, root);
     return report(ctx, root, output);
+  },
+};
+
+export const trustResetTime: Command = {
+  command: 'reset-time',
+  path: ['trust', 'reset-time'],
+  describe: "ashore: sign a statement, with the root keys, that resets a vessel's trusted time",
+  builder: (y) =>
+    y
+      .option('root', { type: 'string', demandOption: true, describe: "the vessel's current trust root (its root keys sign)" })
+      .option('time', { type: 'string', describe: 'the trusted time to set: an RFC 3339 time or date (default now)' })
+      .option('valid', { type: 'string', default: '7d', describe: 'how long the statement may be used, by the vessel clock (e.g. 7d)' })
+      .option('sign', { type: 'string', array: true, demandOption: true, describe: 'private root key(s) to sign with' })
+      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'file to write' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' }),
+  examples: [
+    { does: "reset a vessel's trusted time to now (usable 7 days)", run: 'bundle trust reset-time --root trust.json --sign root.key -o reset.json' },
+    { does: 'aboard, apply it', run: 'bundle trust set-time reset.json' },
+  ],
+  async run(args, ctx) {
+    const output = str(args, 'output') as string;
+    await checkOutputs([output], { force: args['force'] === true, reads: [str(args, 'root') as string, ...list(args, 'sign')] });
+    const { root } = await loadRoot(str(args, 'root') as string);
+    const now = new Date();
+    const time = str(args, 'time') === undefined ? now : parseWhen(str(args, 'time') as string, now);
+    const notAfter = parseWhen(str(args, 'valid') as string, now);
+    const reset = makeTimeReset(root, time, notAfter, await Promise.all(list(args, 'sign').map((p) => loadPrivateKey(p))));
+    await writeJSONAtomic(output, reset);
+    if (ctx.json) printJSON(ctx.io, { ok: true, file: output, ...reset.signed, signatures: reset.signatures.map((s) => ({ keyid: s.keyid })) });
+    else writeLine(ctx.io.stdout, `wrote ${output}: trusted time ${reset.signed.time} under root version ${reset.signed.rootVersion}, usable until ${reset.signed.notAfter}`);
+    return 0;
+  },
+};
+
+export const trustSetTime: Command = {
+  command: 'set-time <statement>',
+  path: ['trust', 'set-time'],
+  describe: "aboard: set the vessel's trusted time from a statement the root keys signed",
+  builder: (y) => vesselFlags(y.positional('statement', { type: 'string', describe: 'the file `bundle trust reset-time` wrote' })),
+  examples: [{ does: 'reset the trusted time a release dated far ahead pushed forward', run: 'bundle trust set-time /media/usb/reset.json' }],
+  async run(args, ctx) {
+    const file = str(args, 'statement') as string;
+    const bytes = await readFile(file).catch((err: unknown) => {
+      throw fromSystemError(err, 'read time reset', file);
+    });
+    const options = vesselOptions(args, ctx);
+    const result = await setTrustedTime(bytes, options);
+    printNotes(ctx, result.notes);
+    if (ctx.json) printJSON(ctx.io, { ok: true, previous: result.previous ?? null, time: result.time, rootVersion: result.rootVersion });
+    else writeLine(ctx.io.stdout, `trusted time ${result.previous ?? '(none)'} → ${result.time} (root version ${result.rootVersion})`);
+    return 0;
   },
 };
 
@@ -99,7 +171,7 @@ export const trustRotate: Command = {
     const releaseKeys = await keep('release-key', 'release');
     const signed = makeRootSigned({
       version: old.version + 1,
-      expires: parseWhen(str(args, 'expires') ?? '1y'),
+      expires: futureExpiry(args),
       rootKeys,
       rootThreshold: threshold(args, 'root-threshold', old.roles.root.threshold),
       releaseKeys,

@@ -78,8 +78,16 @@ export interface BuildOptions extends OpOptions {
   omit?: { digests: ReadonlySet<string>; kind: 'inventory' | 'bundle'; releases?: string[] };
   /** Split into parts of at most this many bytes. */
   splitSize?: number;
-  /** The release's `created` time (SOURCE_DATE_EPOCH for reproducible builds). */
+  /**
+   * The release's `created` time, written only when given (SOURCE_DATE_EPOCH): by default the
+   * bundle records only what its inputs determine, so the same inputs give the same bytes.
+   */
   created?: Date;
+  /**
+   * The time of the build: an `expires` not after it is refused (E_SPEC_INVALID), since every
+   * vessel would refuse the bundle. Absent: not checked (tests make expired bundles on purpose).
+   */
+  now?: Date;
   credentials?: CredentialStore;
   plainHttp?: boolean;
   caFile?: string;
@@ -113,6 +121,19 @@ interface ResolvedImage {
   image: ReleaseImage;
   /** Its referrers' content, carried unless `--no-referrers`. */
   referrers: DiscoveredReferrer[];
+}
+
+/**
+ * A bundle that expires before it is built would be refused by every vessel: dead on arrival.
+ *
+ * @throws E_SPEC_INVALID
+ */
+function checkExpiresAhead(expires: string, now: Date): void {
+  if (new Date(expires).getTime() > now.getTime()) return;
+  throw new SeabagError('E_SPEC_INVALID', `expires: ${expires} is in the past; every vessel would refuse the bundle`, {
+    details: { expires, now: isoSeconds(now) },
+    hint: 'set expires: in release.yaml to a later date, or remove it',
+  });
 }
 
 /**
@@ -171,6 +192,7 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
 export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
   const loaded = await loadReleaseSpec(specPath);
   const { spec } = loaded;
+  if (spec.expires !== undefined && options.now !== undefined) checkExpiresAhead(expiryTime(spec.expires), options.now);
   const outputs = options.splitSize === undefined ? [options.output] : [options.output, `${options.output}.parts.json`, `${options.output}.001`];
   const archives = spec.images.flatMap((image) => {
     if (image.from === undefined) return [];
@@ -186,7 +208,8 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     options.onWarning?.(w);
   };
   const sig = options.signal ? { signal: options.signal } : {};
-  const created = options.created ?? new Date();
+  // Reproducible by default: no time of the build is written unless SOURCE_DATE_EPOCH gave one.
+  const created = options.created;
   const clients = new Map<string, RegistryClient>();
   const sources: ImageSource[] = [];
   try {
@@ -292,7 +315,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       kind: 'ReleaseDocument',
       name: spec.name,
       version: spec.version,
-      created: isoSeconds(created),
+      ...(created === undefined ? {} : { created: isoSeconds(created) }),
       targets: spec.targets ?? [],
       images: resolved.map((r) => r.image),
       manifests: pinned.files.map((f, i) => ({ file: f.file, digest: (manifestLayers[i] as { desc: Descriptor }).desc.digest, documents: f.documents })),
@@ -321,7 +344,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
         config: releaseConfig.desc,
         layers: releaseLayersList.map((l) => l.desc),
         annotations: {
-          'org.opencontainers.image.created': release.created,
+          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
           'org.opencontainers.image.title': release.name,
           'org.opencontainers.image.version': release.version,
         },

@@ -4,6 +4,7 @@
  */
 import { openRegularFile, readRegularFile } from '../util/files.js';
 import { fromSystemError, SeabagError } from '../errors.js';
+import { describeKind, sniff } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import type { Digest } from '../oci/digest.js';
 import { openBundle } from './release.js';
@@ -52,6 +53,12 @@ export async function readSince(path: string): Promise<SinceBase> {
       doc = JSON.parse(text.toString('utf8'));
     } catch (err) {
       throw new SeabagError('E_INVENTORY_INVALID', `${path} is not valid JSON: ${(err as Error).message}`);
+    }
+    const kind = sniff(text);
+    if (kind !== 'inventory' && kind !== 'json') {
+      throw new SeabagError('E_INVENTORY_INVALID', `${path} is ${describeKind(kind)}, not an inventory or a bundle; --since wants what \`bundle inventory\` wrote aboard, or an older bundle`, {
+        details: { file: path, kind },
+      });
     }
     assertSchema('inventory', doc, path, 'E_INVENTORY_INVALID');
     const inventory = doc as Inventory;

@@ -109,6 +109,12 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
         if (line !== undefined) p.line = line;
         return p;
       };
+      // A source written where the name goes: say where it belongs instead of failing to parse it.
+      const source = /^(oci|oci-archive|docker-archive):|^docker:\/\//.exec(image.ref);
+      if (source !== null) {
+        all.push(at(`${JSON.stringify(image.ref)} says where the image comes from, not its name: put it in from: (from: ${image.ref}) and give ref: the name the manifests use (like groke/ui:1.4.0)`));
+        return;
+      }
       try {
         const ref = parseReference(image.ref);
         refs.push(ref);

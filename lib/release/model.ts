@@ -44,7 +44,8 @@ export interface ReleaseDocument {
   kind: 'ReleaseDocument';
   name: string;
   version: string;
-  created: string;
+  /** Only when the build was given a time (SOURCE_DATE_EPOCH); absent in a reproducible build. */
+  created?: string;
   expires?: string;
   targets: string[];
   platforms?: string[];
@@ -97,7 +98,7 @@ export function releaseRepository(name: string): string {
 export interface ReleaseSummary {
   name: string;
   version: string;
-  created: string;
+  created?: string;
   targets: string[];
   digest: Digest;
   expires?: string;
@@ -108,7 +109,7 @@ export function releaseSummary(meta: Pick<ReleaseMetadata, 'release' | 'releaseD
   return {
     name: release.name,
     version: release.version,
-    created: release.created,
+    ...(release.created === undefined ? {} : { created: release.created }),
     targets: release.targets,
     digest: meta.releaseDesc.digest,
     ...(release.expires === undefined ? {} : { expires: release.expires }),

@@ -20,7 +20,8 @@ export interface RuntimeConfigOptions extends VesselOptions, RuntimeTargets {
 
 export interface RuntimeConfigResult {
   registry: MirrorPlan['endpoint'];
-  hosts: MirrorPlan['hosts'];
+  /** Each host with the endpoint(s) its pulls go to (the vessel registry; its upstream last only with fallback). */
+  hosts: (MirrorPlan['hosts'][number] & { endpoints: string[] })[];
   collisions: MirrorPlan['collisions'];
   upstreamFallback: boolean;
   /** Files written, in order. */
@@ -148,7 +149,8 @@ export async function runtimeConfig(options: RuntimeConfigOptions): Promise<Runt
   try {
     const plan = planFor(vessel.state, options);
     const written = await writeRuntimeConfig(plan, options, options.force === true);
-    return { registry: plan.endpoint, hosts: plan.hosts, collisions: plan.collisions, upstreamFallback: plan.upstreamFallback, written };
+    const hosts = plan.hosts.map((h) => ({ ...h, endpoints: plan.upstreamFallback && !h.self ? [plan.endpoint.url, h.upstream] : [plan.endpoint.url] }));
+    return { registry: plan.endpoint, hosts, collisions: plan.collisions, upstreamFallback: plan.upstreamFallback, written };
   } finally {
     await vessel.close();
   }

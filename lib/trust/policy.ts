@@ -64,11 +64,20 @@ export function checkTarget(release: ReleaseDocument, target: string | undefined
  *
  * @throws E_DOWNGRADE
  */
+/** 1.4.0 → 1.4.1; 1.5.0-rc.1 → 1.5.0-rc.2 where it can; else VERSION.1 is not offered. */
+function nextPatch(version: string): string {
+  const m = /^(\d+)\.(\d+)\.(\d+)(?:-(.*?)(\d+))?(\+.*)?$/.exec(version);
+  if (m === null) return 'a higher version';
+  if (m[4] !== undefined && m[5] !== undefined) return `${m[1]}.${m[2]}.${m[3]}-${m[4]}${Number(m[5]) + 1}`;
+  return `${m[1]}.${m[2]}.${Number(m[3]) + 1}`;
+}
+
 export function checkDowngrade(release: ReleaseDocument, digest: string, held: readonly { version: string; digest: string }[], allow: boolean): void {
   const same = held.find((h) => h.version === release.version);
   if (same !== undefined && same.digest !== digest) {
     throw new SeabagError('E_DOWNGRADE', `${release.name} ${release.version} is already held with another content (${same.digest}); a release's version is never reused`, {
       details: { version: release.version, held: same.digest, offered: digest },
+      hint: `something changed since ${release.version} was built: bump the version in release.yaml (e.g. ${nextPatch(release.version)}) and build again`,
     });
   }
   // The same release again (a re-import) is not a downgrade.

@@ -25,6 +25,7 @@ import type { BundleInput } from '../bundle/parts.js';
 import type { OpOptions } from '../oci/store.js';
 import { admit, omittedBlobs } from '../release/admit.js';
 import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
+import { advanceTrustedTime } from '../trust/time-reset.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
@@ -261,7 +262,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
       const digest = bundle.releaseDesc.digest;
       const target = options.target ?? vessel.state.target;
       // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
-      const { accepted, graphs, referrers } = await admit(bundle.archive, {
+      const { accepted, graphs, referrers, root: signingRoot } = await admit(bundle.archive, {
         reader: bundle.reader,
         trust: trust.root,
         trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
@@ -407,7 +408,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
         }
         const flux = await fluxArtifact(files, {
-          'org.opencontainers.image.created': release.created,
+          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
           'org.opencontainers.image.source': `seabag://${release.name}`,
           'org.opencontainers.image.revision': `${release.version}@${digest}`,
         });
@@ -432,7 +433,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           version: release.version,
           digest,
           state: existing?.state ?? 'staged',
-          created: release.created,
+          ...(release.created === undefined ? {} : { created: release.created }),
           importedAt: existing?.importedAt ?? new Date().toISOString(),
           ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
           ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
@@ -450,8 +451,11 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
           fluxDigest: flux.manifest.desc.digest,
         };
         vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
-        const newest = vessel.state.newestTrustedTime;
-        if (newest === undefined || new Date(release.created) > new Date(newest)) vessel.state.newestTrustedTime = release.created;
+        // A reproducible build vouches for no time (no created). Otherwise capped by the signing root's
+        // expiry and the clock plus a day: a release dated 2100 cannot poison it.
+        const trusted = advanceTrustedTime(vessel.state.newestTrustedTime, release.created, signingRoot.signed.expires, options.now ?? new Date());
+        if (trusted === undefined) delete vessel.state.newestTrustedTime;
+        else vessel.state.newestTrustedTime = trusted;
         await vessel.save();
         vessel.step('import:saved');
         if (pendingJournal === undefined) await vessel.dir.removeJournal();

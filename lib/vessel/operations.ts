@@ -10,6 +10,7 @@ import { holderAlive, lockHolder } from './lock.js';
 import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneReport } from './prune.js';
 import { openForChange, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
+import { verifyTimeReset } from '../trust/time-reset.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
 import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
 import { missingContent, planSwitch, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
@@ -24,6 +25,13 @@ async function openFor(options: SwitchOptions, command: string): Promise<Vessel>
   const journal = await readJournal(vessel.dir);
   if (journal !== undefined) vessel.notes.push(`an interrupted ${describeJournal(journal)} is pending; the real run finishes it first`);
   return vessel;
+}
+
+/** A plan as the result: marked `dryRun` only when it was one (an apply of the active release changes nothing either way). */
+function asked(plan: SwitchResult, dryRun: boolean): SwitchResult {
+  if (dryRun) return plan;
+  const { dryRun: _plan, ...result } = plan;
+  return result;
 }
 
 /** Asks `options.confirm` about a plan; throws E_DECLINED on no. */
@@ -87,7 +95,7 @@ export async function applyRelease(name: string, version: string, options: Switc
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'apply', options.signal);
       if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
-      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      if (options.dryRun === true || plan.unchanged) return { ...asked(plan, options.dryRun === true), notes: vessel.notes };
       await confirmed(options, plan, `apply ${name} ${version}`);
     }
     const result = await switchRelease(vessel, target, 'apply', options.deploy, options.signal, undefined, gate);
@@ -121,7 +129,7 @@ export async function rollbackRelease(name: string, to: string | undefined, opti
     if (options.dryRun === true || options.confirm !== undefined) {
       const plan = await planSwitch(vessel, target, 'rollback', options.signal);
       if (gate !== undefined) plan.gate = { source: gate.check.source, command: gate.check.command, timeoutSeconds: gate.check.timeoutSeconds };
-      if (options.dryRun === true || plan.unchanged) return { ...plan, notes: vessel.notes };
+      if (options.dryRun === true || plan.unchanged) return { ...asked(plan, options.dryRun === true), notes: vessel.notes };
       await confirmed(options, plan, `rollback of ${name} to ${target.version}`);
     }
     const result = await switchRelease(vessel, target, 'rollback', options.deploy, options.signal, undefined, gate);
@@ -141,7 +149,7 @@ export interface StatusReport {
     version: string;
     state: ReleaseState;
     digest: Digest;
-    created: string;
+    created?: string;
     importedAt: string;
     appliedAt?: string;
     failure?: string;
@@ -249,7 +257,7 @@ export async function vesselStatus(options: SwitchOptions & { name?: string }): 
       version: r.version,
       state: r.state,
       digest: r.digest,
-      created: r.created,
+      ...(r.created === undefined ? {} : { created: r.created }),
       importedAt: r.importedAt,
       ...(r.appliedAt === undefined ? {} : { appliedAt: r.appliedAt }),
       ...(r.failure === undefined ? {} : { failure: r.failure }),
@@ -352,6 +360,36 @@ export async function vesselInventory(options: VesselOptions): Promise<Inventory
       releases: vessel.state.releases.map((r) => ({ name: r.name, version: r.version, digest: r.digest, state: r.state })),
       blobs: present.sort() as Digest[],
     };
+  } finally {
+    await vessel.close();
+  }
+}
+
+export interface SetTimeResult {
+  previous: string | undefined;
+  time: string;
+  rootVersion: number;
+  notes: string[];
+}
+
+/**
+ * `bundle trust set-time`: sets the vessel's trusted time from a statement signed by a threshold
+ * of the root keys of its newest pinned root (lib/trust/time-reset.ts), under the vessel lock.
+ * The only way the trusted time moves back.
+ *
+ * @throws E_TRUST_REQUIRED (no root pinned), E_TRUST_INVALID, E_ROOT_CHAIN_INVALID, E_EXPIRED,
+ *   E_THRESHOLD_UNMET, E_LOCKED
+ */
+export async function setTrustedTime(statement: Uint8Array, options: VesselOptions & { now?: Date }): Promise<SetTimeResult> {
+  const vessel = await Vessel.open(options, 'trust set-time', 'mutate');
+  try {
+    const root = await vessel.dir.currentRoot();
+    if (root === undefined) throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet, so no trusted time to reset');
+    const time = verifyTimeReset(statement, root, options.now ?? new Date());
+    const previous = vessel.state.newestTrustedTime;
+    vessel.state.newestTrustedTime = time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    await vessel.save();
+    return { previous, time: vessel.state.newestTrustedTime, rootVersion: root.signed.version, notes: vessel.notes };
   } finally {
     await vessel.close();
   }

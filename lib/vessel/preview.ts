@@ -11,6 +11,8 @@ export interface ImageChange {
   tag?: string;
   /** The digest the active release runs there now; absent for an image the active one lacks. */
   from?: Digest;
+  /** The tag of the image running there now, when it differs from `tag` (fusion 1.5.0 → 1.4.0). */
+  fromTag?: string;
   to: Digest;
 }
 
@@ -24,7 +26,13 @@ export function imageChanges(state: VesselState, target: HeldRelease): ImageChan
       active?.images.find((i) => i.repository === image.repository && i.tag === image.tag) ??
       active?.images.find((i) => i.repository === image.repository);
     if (now?.digest === image.digest) continue;
-    changes.push({ repository: image.repository, ...(image.tag === undefined ? {} : { tag: image.tag }), ...(now === undefined ? {} : { from: now.digest }), to: image.digest });
+    changes.push({
+      repository: image.repository,
+      ...(image.tag === undefined ? {} : { tag: image.tag }),
+      ...(now === undefined ? {} : { from: now.digest }),
+      ...(now?.tag !== undefined && now.tag !== image.tag ? { fromTag: now.tag } : {}),
+      to: image.digest,
+    });
   }
   return changes;
 }

@@ -30,7 +30,8 @@ export interface HeldRelease {
   /** The release manifest's digest. */
   digest: Digest;
   state: ReleaseState;
-  created: string;
+  /** The release's build time, when its bundle recorded one (SOURCE_DATE_EPOCH). */
+  created?: string;
   importedAt: string;
   appliedAt?: string;
   failure?: string;

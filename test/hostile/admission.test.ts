@@ -4,7 +4,7 @@
  * small bundle whose metadata names one big blob many times costs that blob once.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -271,11 +271,37 @@ test('a spec file over 16 MiB is refused before it is parsed', async (t) => {
   const dir = await tempDir(t);
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, `# ${'x'.repeat(MAX_SPEC_FILE)}\n`);
-  const r = await runCli(['build', spec, '-o', join(dir, 'out.bundle'), '--json', '--no-progress']);
+  const r = await runCli(['build', spec, '-o', join(dir, 'out.bundle'), '--unsigned', '--json', '--no-progress']);
   report.add('limits', 'release.yaml over 16 MiB', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
   t.is(r.code, 2);
   t.is(r.json.error?.code, 'E_SPEC_INVALID');
   t.is(r.json.error?.details['limit'], MAX_SPEC_FILE);
+});
+
+/** A copy of the example's 1.4.0 spec folder beside it (so its `../build` images resolve), to add a file to. */
+async function specCopy(name: string): Promise<string> {
+  const target = join(example, name);
+  await cp(join(example, '1.4.0'), target, { recursive: true });
+  return target;
+}
+
+test('a manifest or a device profile over 16 MiB is refused before it is read', async (t) => {
+  const dir = await tempDir(t);
+  for (const [folder, what] of [
+    ['k8s', 'manifest'],
+    ['devices', 'device profile'],
+  ] as const) {
+    const spec = await specCopy(`big-${folder}`);
+    t.teardown(() => rm(spec, { recursive: true, force: true }));
+    // Sparse: 16 MiB and one byte on paper, nothing on disk; the size alone refuses it.
+    await writeFile(join(spec, folder, 'zz-big.yaml'), '');
+    await truncate(join(spec, folder, 'zz-big.yaml'), MAX_SPEC_FILE + 1);
+    const r = await runCli(['build', join(spec, 'release.yaml'), '-o', join(dir, `${folder}.bundle`), '--unsigned', '--json', '--no-progress']);
+    report.add('limits', `a ${what} over 16 MiB`, 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+    t.is(r.json.error?.code, 'E_SPEC_INVALID', `${what}: ${r.stdout}`);
+    t.is(r.json.error?.details['limit'], MAX_SPEC_FILE);
+    t.is(r.code, 2);
+  }
 });
 
 /** Makes a FIFO (no writer ever opens it: reading it would block forever). */
@@ -302,9 +328,14 @@ test('FIFOs, devices and links to /dev/zero named as bundles, parts, trust, keys
   );
   await fifo(join(partsDir, 'split.bundle.001'));
   const fifoParts = await fifo(join(dir, 'other.bundle.parts.json'));
-  const manifestFifo = join(example, '1.4.0', 'k8s', 'zz-fifo.yaml');
-  await fifo(manifestFifo);
-  t.teardown(() => rm(manifestFifo, { force: true }));
+  const manifestSpec = await specCopy('fifo-manifest');
+  const deviceSpec = await specCopy('fifo-device');
+  t.teardown(() => Promise.all([manifestSpec, deviceSpec].map((d) => rm(d, { recursive: true, force: true }))));
+  await fifo(join(manifestSpec, 'k8s', 'zz-fifo.yaml'));
+  await fifo(join(deviceSpec, 'devices', 'zz-fifo.yaml'));
+  const zeroSpec = join(dir, 'zero-spec');
+  await mkdir(zeroSpec);
+  await symlink('/dev/zero', join(zeroSpec, 'release.yaml'));
   const state = join(dir, 'state');
   const importArgs = ['--state-dir', state, '--registry', '127.0.0.1:9', '--no-progress', '--json'];
 
@@ -320,9 +351,11 @@ test('FIFOs, devices and links to /dev/zero named as bundles, parts, trust, keys
     { name: '/dev/zero (a link to it) as --trust, to verify', args: ['verify', bundle, '--trust', zero, '--json'] },
     { name: 'a FIFO as the signing key', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'k.bundle'), '--sign', fifoKey, '--json', '--no-progress'] },
     { name: '/dev/zero (a link to it) as the signing key', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'z.bundle'), '--sign', zero, '--json', '--no-progress'] },
-    { name: 'a FIFO as release.yaml', args: ['build', fifoSpec, '-o', join(dir, 's.bundle'), '--json', '--no-progress'] },
-    { name: 'a FIFO among the manifests of a spec', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'm.bundle'), '--json', '--no-progress'] },
-    { name: 'a FIFO as --since', args: ['build', join(example, '1.5.0', 'release.yaml'), '-o', join(dir, 'd.bundle'), '--since', fifoInventory, '--json', '--no-progress'] },
+    { name: 'a FIFO as release.yaml', args: ['build', fifoSpec, '-o', join(dir, 's.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: '/dev/zero (a link to it) as release.yaml', args: ['build', join(zeroSpec, 'release.yaml'), '-o', join(dir, 'r.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: 'a FIFO among the manifests of a spec', args: ['build', join(manifestSpec, 'release.yaml'), '-o', join(dir, 'm.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: 'a FIFO among the device profiles of a spec', args: ['build', join(deviceSpec, 'release.yaml'), '-o', join(dir, 'p.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: 'a FIFO as --since', args: ['build', join(example, '1.5.0', 'release.yaml'), '-o', join(dir, 'd.bundle'), '--since', fifoInventory, '--unsigned', '--json', '--no-progress'] },
   ];
   for (const c of cases) {
     const r = await runCli(c.args);

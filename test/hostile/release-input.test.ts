@@ -66,7 +66,7 @@ async function release(files: Record<string, string>, extra = 'manifests: [k8s/]
 }
 
 async function build(spec: string): Promise<Awaited<ReturnType<typeof runCli>>> {
-  return runCli(['build', spec, '-o', join(spec, '..', 'out.bundle'), '--json', '--no-progress'], { SOURCE_DATE_EPOCH: EPOCH });
+  return runCli(['build', spec, '-o', join(spec, '..', 'out.bundle'), '--json', '--no-progress', '--unsigned'], { SOURCE_DATE_EPOCH: EPOCH });
 }
 
 /** A workload of `kind` whose pod spec is `pod` (indented YAML lines of a pod spec). */

@@ -1,4 +1,5 @@
 import { CredentialStore, loadRoot, parseRate, parseSize, pullBundle } from '../../lib/index.js';
+import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';
 import { plainHttp, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
@@ -30,6 +31,8 @@ export const pull: Command = {
     const trustPath = str(args, 'trust');
     const split = str(args, 'split');
     const caFile = str(args, 'ca-file');
+    // Never over the trust root it reads, even with --force (existing outputs: pullBundle's check).
+    await checkOutputs([str(args, 'output') as string], { force: true, reads: trustPath === undefined ? [] : [trustPath] });
     const trust = trustPath === undefined ? undefined : (await loadRoot(trustPath)).root;
     const result = await pullBundle(str(args, 'source') as string, {
       output: str(args, 'output') as string,

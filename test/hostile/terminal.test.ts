@@ -44,8 +44,8 @@ test('a manifest file name with terminal escapes is shown escaped; --json stays 
   await mkdir(join(rel, 'k8s'), { recursive: true });
   await writeFile(join(rel, 'k8s', `${HOSTILE}.yaml`), 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: a, image: "attacker.example/miner:1"}\n');
   await writeFile(join(rel, 'release.yaml'), ['apiVersion: seabag.dev/v1', 'kind: Release', 'name: a', 'version: 1.0.0', 'images:', '  - ref: groke/toolbox:1', `    from: oci:${layout}:toolbox-1.0.0`, 'manifests: [k8s/]', ''].join('\n'));
-  const human = await runCli(['build', join(rel, 'release.yaml'), '-o', join(dir, 'a.bundle')], { SOURCE_DATE_EPOCH: EPOCH });
-  const json = await runCli(['build', join(rel, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--json'], { SOURCE_DATE_EPOCH: EPOCH });
+  const human = await runCli(['build', join(rel, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--unsigned'], { SOURCE_DATE_EPOCH: EPOCH });
+  const json = await runCli(['build', join(rel, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--json', '--unsigned'], { SOURCE_DATE_EPOCH: EPOCH });
   const clean = !RAW.test(human.stderr) && !RAW.test(json.stdout);
   report.add('terminal', 'spec: manifest file name with ESC, CR, C1 and bidi controls', 'exit 2, printed escaped', clean ? outcomeOf(json) : 'raw control characters printed', 'n/a');
   t.is(human.code, 2);
@@ -70,15 +70,16 @@ test('a registry error message with terminal escapes is shown escaped (stand-in 
   const port = (server.address() as { port: number }).port;
   const dir = await tempDir(t);
   await writeFile(join(dir, 'release.yaml'), ['apiVersion: seabag.dev/v1', 'kind: Release', 'name: a', 'version: 1.0.0', 'images:', `  - ref: 127.0.0.1:${port}/groke/x:1`, ''].join('\n'));
-  const human = await runCli(['build', join(dir, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--no-progress']);
-  const json = await runCli(['build', join(dir, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--json']);
+  const human = await runCli(['build', join(dir, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--no-progress', '--unsigned']);
+  const json = await runCli(['build', join(dir, 'release.yaml'), '-o', join(dir, 'a.bundle'), '--json', '--unsigned']);
   const clean = !RAW.test(human.stderr) && !RAW.test(json.stdout) && !/^error\[E_NONE\]/m.test(human.stderr);
   report.add('terminal', 'registry error message with ESC, CR, newline, C1 and bidi controls', 'refused, printed escaped', clean ? outcomeOf(json) : 'raw control characters printed', 'n/a');
   t.not(human.code, 0);
   t.false(RAW.test(human.stderr), JSON.stringify(human.stderr));
   t.notRegex(human.stderr, /^error\[E_NONE\]/m, 'a newline in a message cannot fake a line of ours');
   t.false(RAW.test(json.stdout));
-  t.truthy(json.json.error?.code);
+  t.is(json.json.error?.code, 'E_REGISTRY', 'the registry answered, and its message was shown');
+  t.regex(human.stderr, /owned/);
 });
 
 test('progress lines and --json escape what they show; JSON parses back to the same text', (t) => {

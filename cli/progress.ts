@@ -118,7 +118,7 @@ export class ProgressReporter {
     // Item names come from bundles and registries: escaped before our own cursor codes go on.
     const line = safeText(raw);
     if (this.#mode === 'tty') {
-      const width = Math.max(20, (this.#io.stderr.columns ?? 80) - 1);
+      const width = Math.max(20, (this.#io.stderr.columns || 80) - 1);
       this.#io.stderr.write(`\r\x1b[2K${line.slice(0, width)}`);
       this.#drawn = true;
     } else {

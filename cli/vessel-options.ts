@@ -2,9 +2,16 @@
  * Turning flags and environment into the library's vessel options.
  */
 import { safeText, writeLine } from './render.js';
-import { checkRegistryHost, CredentialStore, type DeployOptions, type SwitchOptions } from '../lib/index.js';
+import { checkRegistryHost, CredentialStore, SeabagError, type DeployOptions, type SwitchOptions } from '../lib/index.js';
 import type { RunContext } from './command.js';
 import { plainHttp, stateDir, str } from './options.js';
+
+/** `--rollout-timeout`: seconds, above 0. */
+function rolloutTimeout(value: unknown): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new SeabagError('E_USAGE', `--rollout-timeout must be a number of seconds above 0, not ${JSON.stringify(value)}`);
+  return n;
+}
 
 export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): SwitchOptions {
   const registry = str(args, 'registry') ?? ctx.io.env['SEABAG_REGISTRY'];
@@ -14,7 +21,7 @@ export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): S
   const deploy: DeployOptions = {
     deployer: args['deploy'] === 'kubectl' ? 'kubectl' : 'registry',
     env: ctx.io.env,
-    ...(typeof args['rollout-timeout'] === 'number' ? { timeoutSeconds: args['rollout-timeout'] } : {}),
+    ...(args['rollout-timeout'] === undefined ? {} : { timeoutSeconds: rolloutTimeout(args['rollout-timeout']) }),
   };
   const kubectl = str(args, 'kubectl');
   if (kubectl !== undefined) deploy.kubectl = kubectl;

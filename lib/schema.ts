@@ -20,6 +20,8 @@ export interface Problem {
   message: string;
   /** 1-based line in the file, when known. */
   line?: number;
+  /** The error code this problem calls for, when it is not the caller's usual one (never read from the message). */
+  code?: 'E_IMAGE_NOT_IN_RELEASE';
 }
 
 /** Time patterns in the schemas, and how to say what they want. */

@@ -183,3 +183,24 @@ test('push counts add up too: pushed + already there (+ left out) = total, first
     if (label === 'the same again') t.is(b.pushed, 0, 'nothing is pushed twice');
   }
 });
+
+test('on a terminal, progress names what it works on and leaves no stale line; in a log it is plain lines', async (t) => {
+  const { execa } = await import('execa');
+  const { BIN } = await import('./helpers/cli.js');
+  const out = join(work, 'tty.bundle');
+  const line = ['node', BIN, 'build', join(example, '1.5.0', 'release.yaml'), '-o', out, '--sign', join(work, 'release.key')].map((a) => `'${a}'`).join(' ');
+  const r = await execa('script', ['-qec', line, '/dev/null'], { env: { TERM: 'xterm' }, extendEnv: true, reject: false });
+  t.is(r.exitCode, 0, r.stdout);
+  const screen = r.stdout.replace(/\r\n/g, '\n');
+  t.regex(screen, /\r\x1b\[2Kresolve shore\.example\.com\/groke\/fusion:1\.5\.0: \d of 4 images/, 'names the image it resolves');
+  t.regex(screen, /\r\x1b\[2Kwrite tty\.bundle: [\d.]+ (B|KiB|MiB) of [\d.]+ MiB \(\d+%\)/, 'names the file it writes');
+  // Every progress line is wiped before anything else is printed: the first real line starts clean.
+  const before = screen.slice(0, screen.indexOf('built awareness 1.5.0'));
+  t.true(before.endsWith('\r\x1b[2K'), 'the last progress line was cleared before the result');
+  t.false(before.includes('\n'), 'no progress line was left behind on its own line');
+
+  const log = await execa('node', [BIN, 'build', join(example, '1.5.0', 'release.yaml'), '-o', join(work, 'log.bundle'), '--sign', join(work, 'release.key')], { reject: false });
+  t.is(log.exitCode, 0, log.stderr);
+  t.false(/\r|\x1b/.test(log.stderr), 'no terminal codes in a log');
+  t.regex(log.stderr, /^write log\.bundle: .*\(100%\)/m);
+});

@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
+import { buildBundle, checkSplit, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
@@ -90,6 +90,10 @@ export const build: Command = {
     { does: 'require every image to be cosign-signed by this key', run: 'bundle build release.yaml -o aw.bundle --sign release.key --image-key cosign.pub' },
   ],
   async run(args, ctx) {
+    // Refused up front, before any key is read or image fetched.
+    const split = str(args, 'split');
+    const splitSize = split === undefined ? undefined : parseSize(split);
+    if (splitSize !== undefined) checkSplit(splitSize);
     const signing = list(args, 'sign');
     if (signing.length === 0 && args['unsigned'] !== true) {
       throw new SeabagError('E_UNSIGNED', 'build needs --sign KEY: every vessel refuses an unsigned bundle', {
@@ -100,7 +104,6 @@ export const build: Command = {
     const signers = await Promise.all(signing.map((p) => loadPrivateKey(p, '--sign')));
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));
-    const split = str(args, 'split');
     const since = str(args, 'since');
     const created = sourceDateEpoch(ctx.io);
     const buildTime = created ?? new Date();
@@ -120,7 +123,7 @@ export const build: Command = {
       force: args['force'] === true,
       reads: [...list(args, 'sign'), ...list(args, 'trust'), ...list(args, 'image-key'), ...(since === undefined ? [] : [since])],
       ...(omit === undefined ? {} : { omit }),
-      ...(split === undefined ? {} : { splitSize: parseSize(split) }),
+      ...(splitSize === undefined ? {} : { splitSize }),
       ...(created === undefined ? {} : { created }),
       // Expiry is judged against the build's own time: SOURCE_DATE_EPOCH when set, else now.
       now: buildTime,

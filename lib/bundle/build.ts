@@ -10,6 +10,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { isoSeconds, parseTime } from '../util/time.js';
 import { SeabagError } from '../errors.js';
+import { checkSplit } from './parts.js';
 import { sha256Digest, type Digest } from '../oci/digest.js';
 import { formatPlatform, parseImageManifest, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
 import { postOrder, type GraphNode } from '../oci/graph.js';
@@ -190,6 +191,7 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
  *   E_AUTH, E_REGISTRY*, E_DISK_FULL, E_IO. Nothing is left at `output` on failure.
  */
 export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
+  if (options.splitSize !== undefined) checkSplit(options.splitSize);
   const loaded = await loadReleaseSpec(specPath);
   const { spec } = loaded;
   if (spec.expires !== undefined && options.now !== undefined) checkExpiresAhead(expiryTime(spec.expires), options.now);
@@ -291,7 +293,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? [], 'deviceProfiles');
     await checkOutputs(outputs, { force: true, reads: [...manifestFiles, ...profileFiles] });
     const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
-    const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.message.includes('is not in the release'));
+    const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.code === 'E_IMAGE_NOT_IN_RELEASE');
     throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');
     throwProblems(notInRelease, 'the manifests and device profiles', 'E_IMAGE_NOT_IN_RELEASE');
 
@@ -354,7 +356,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
 
     // 4. Signature and carried roots: artifacts whose subject is the release manifest.
     const empty = blob(Buffer.from(EMPTY_JSON), OCI_EMPTY);
-    if (empty.desc.digest !== EMPTY_DIGEST) throw new Error('empty descriptor digest drifted');
+    if (empty.desc.digest !== EMPTY_DIGEST) throw new SeabagError('E_INTERNAL', `the empty descriptor's digest drifted: ${empty.desc.digest}`);
     const artifacts: { manifest: { desc: Descriptor; data: Buffer }; blobs: { desc: Descriptor; data: Buffer }[]; artifactType: string }[] = [];
     const signers = options.signers ?? [];
     if (signers.length > 0) {

@@ -101,7 +101,7 @@ export async function renderDeviceProfiles(files: readonly string[], baseDir: st
       const pinned = matcher.pin(profile.broker.image);
       if ('reason' in pinned) {
         const line = lineOf(['broker', 'image']);
-        problems.push({ file: where, path: 'broker.image', message: pinned.reason, ...(line === undefined ? {} : { line }) });
+        problems.push({ file: where, path: 'broker.image', message: pinned.reason, ...(line === undefined ? {} : { line }), ...(pinned.notInRelease === true ? { code: 'E_IMAGE_NOT_IN_RELEASE' as const } : {}) });
         continue;
       }
       const rendered: RenderedProfile = {

@@ -44,7 +44,7 @@ export class ImageMatcher {
   }
 
   /** The pinned form of `image`, or why it can't be pinned. */
-  pin(image: string): { pinned: string } | { reason: string } {
+  pin(image: string): { pinned: string } | { reason: string; notInRelease?: true } {
     let ref;
     try {
       ref = parseReference(image);
@@ -65,6 +65,7 @@ export class ImageMatcher {
     const has = candidates.map((c) => (c.tag === undefined ? `${c.name}@${c.digest}` : `${c.name}:${c.tag}`));
     return {
       reason: `image ${JSON.stringify(image)} is not in the release${has.length > 0 ? ` (the release has ${has.join(', ')})` : ''}`,
+      notInRelease: true,
     };
   }
 }
@@ -221,7 +222,7 @@ export function pinText(text: string, file: string, matcher: ImageMatcher): { pi
       }
       const result = matcher.pin(image);
       if ('reason' in result) {
-        problems.push({ file, path: where, message: result.reason, ...(line === undefined ? {} : { line }) });
+        problems.push({ file, path: where, message: result.reason, ...(line === undefined ? {} : { line }), ...(result.notInRelease === true ? { code: 'E_IMAGE_NOT_IN_RELEASE' as const } : {}) });
         continue;
       }
       doc.setIn(path, result.pinned);

@@ -27,6 +27,31 @@ export interface PartsFile {
 /** The largest file FAT32 can hold. */
 export const FAT32_MAX = 4_294_967_295;
 
+/** The smallest part `--split` writes: smaller parts only multiply files and checks. */
+export const MIN_PART_SIZE = 1024 * 1024;
+
+/** The most parts a parts file may list (schemas/parts.schema.json `count`), so the most a split may write. */
+export const MAX_PARTS = 9999;
+
+/**
+ * Checks a split before anything is written: parts of at least `MIN_PART_SIZE`, and (when the
+ * bundle's size is known) no more than `MAX_PARTS` of them, which is all a reader accepts.
+ *
+ * @throws E_USAGE
+ */
+export function checkSplit(partSize: number, bundleSize?: number): void {
+  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) {
+    throw new SeabagError('E_USAGE', `--split ${partSize} is below the smallest part, ${MIN_PART_SIZE} bytes (1M)`, { details: { partSize, min: MIN_PART_SIZE }, hint: 'use 1M or more, e.g. --split 500M, or --split fat32' });
+  }
+  if (bundleSize !== undefined && Math.ceil(bundleSize / partSize) > MAX_PARTS) {
+    const least = Math.ceil(bundleSize / MAX_PARTS);
+    throw new SeabagError('E_USAGE', `--split ${partSize} would cut this ${bundleSize}-byte bundle into ${Math.ceil(bundleSize / partSize)} parts; a reader accepts at most ${MAX_PARTS}`, {
+      details: { partSize, bundleSize, maxParts: MAX_PARTS, smallestPartSize: least },
+      hint: `use parts of at least ${least} bytes`,
+    });
+  }
+}
+
 const PART_SUFFIX = /\.(\d{3,})$/;
 const PARTS_SUFFIX = '.parts.json';
 
@@ -208,6 +233,14 @@ export function openInput(input: BundleInput): Promise<ByteSource> {
   return FileSource.open(input.name, input.pieces);
 }
 
+/** A part whose bytes do not hash to what the parts file says. */
+export function partCorrupt(input: BundleInput, p: PartsFile['parts'][number], found: string): SeabagError {
+  return new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
+    details: { part: p.name, expected: p.sha256, found },
+    hint: `send ${p.name} again (bundle fetch downloads only the parts that fail)`,
+  });
+}
+
 /**
  * Hashes every part against the parts file, so a bad one is named before anything else happens.
  *
@@ -228,11 +261,6 @@ export async function verifyParts(input: BundleInput, options: { signal?: AbortS
       },
       options.signal,
     );
-    if (found !== p.sha256) {
-      throw new SeabagError('E_PART_CORRUPT', `part ${p.name} is damaged: its sha256 is ${found}, ${basename(input.partsPath ?? '')} says ${p.sha256}`, {
-        details: { part: p.name, expected: p.sha256, found },
-        hint: `send ${p.name} again (bundle fetch downloads only the parts that fail)`,
-      });
-    }
+    if (found !== p.sha256) throw partCorrupt(input, p, found);
   }
 }

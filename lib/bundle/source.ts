@@ -27,6 +27,11 @@ export interface ByteSource {
   readInto(target: Buffer, position: number): Promise<number>;
   /** Which file holds `position` (for naming a bad part). */
   locate(position: number): { file: string; offset: number };
+  /**
+   * The open files behind the source, for hashing threads to read in place (threads share the
+   * process's descriptors); undefined when the bytes are not in files.
+   */
+  descriptors?(): { fd: number; start: number; size: number; path: string }[];
   close(): Promise<void>;
 }
 
@@ -35,7 +40,7 @@ export interface SourcePiece {
   size: number;
 }
 
-function truncated(name: string, position: number, expected: number): SeabagError {
+export function truncated(name: string, position: number, expected: number): SeabagError {
   return new SeabagError('E_ARCHIVE_TRUNCATED', `${name} ends early: needed bytes up to ${expected}, got to ${position} (a file cut short, or a stick pulled?)`, {
     details: { file: name, position, expected },
   });
@@ -90,6 +95,10 @@ export class FileSource implements ByteSource {
     }
     const last = this.#pieces.at(-1);
     return { file: last?.path ?? this.name, offset: position - (last?.start ?? 0) };
+  }
+
+  descriptors(): { fd: number; start: number; size: number; path: string }[] {
+    return this.#pieces.map((p) => ({ fd: p.handle.fd, start: p.start, size: p.size, path: p.path }));
   }
 
   async readInto(target: Buffer, position: number): Promise<number> {

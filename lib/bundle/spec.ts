@@ -64,7 +64,23 @@ function lineLookup(doc: Document, counter: LineCounter): (segments: (string | n
   };
 }
 
-/** Parses one YAML document, turning syntax errors into problems with lines. */
+/** YAML aliases one document may expand (a "billion laughs" bomb needs far more). */
+export const MAX_YAML_ALIASES = 100;
+
+/**
+ * A document's value, or a problem: an alias without its anchor, or more alias expansions than
+ * `MAX_YAML_ALIASES` (a YAML bomb), is bad input, not a crash.
+ */
+function documentValue(doc: Document, file: string, path: string): { data?: unknown; problem?: Problem } {
+  try {
+    return { data: doc.toJS({ maxAliasCount: MAX_YAML_ALIASES }) };
+  } catch (err) {
+    const message = (err as Error).message;
+    return { problem: { file, path, message: /alias count/i.test(message) ? `too many YAML alias expansions (over ${MAX_YAML_ALIASES}): refused as a resource-exhaustion attack` : message.split('\n')[0] ?? message } };
+  }
+}
+
+/** Parses one YAML document, turning syntax errors (and alias bombs) into problems with lines. */
 export function parseYAMLDocument(text: string, file: string): { doc: Document; data: unknown; problems: Problem[]; lineOf: (s: (string | number)[]) => number | undefined } {
   const counter = new (yaml().LineCounter)();
   const doc = yaml().parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
@@ -74,7 +90,10 @@ export function parseYAMLDocument(text: string, file: string): { doc: Document; 
     message: e.message.split('\n')[0] ?? e.message,
     line: counter.linePos(e.pos[0]).line,
   }));
-  return { doc, data: problems.length > 0 ? undefined : doc.toJS({ maxAliasCount: 100 }), problems, lineOf: lineLookup(doc, counter) };
+  if (problems.length > 0) return { doc, data: undefined, problems, lineOf: lineLookup(doc, counter) };
+  const value = documentValue(doc, file, '(yaml)');
+  if (value.problem !== undefined) problems.push(value.problem);
+  return { doc, data: value.data, problems, lineOf: lineLookup(doc, counter) };
 }
 
 /** A spec file: a regular file of at most 16 MiB (`MAX_SPEC_FILE`). @throws E_USAGE, E_SPEC_INVALID, E_FILE_NOT_FOUND, E_IO */
@@ -246,7 +265,9 @@ export function parseYAMLDocuments(
     for (const e of doc.errors) problems.push({ file, path: `document ${index + 1}`, message: e.message.split('\n')[0] ?? e.message, line: counter.linePos(e.pos[0]).line });
     if (doc.errors.length > 0 || doc.contents === null) return;
     if (!yaml().isMap(doc.contents) && !yaml().isSeq(doc.contents)) return;
-    docs.push({ doc, data: doc.toJS({ maxAliasCount: 100 }), index, lineOf: lineLookup(doc, counter) });
+    const value = documentValue(doc, file, `document ${index + 1}`);
+    if (value.problem !== undefined) problems.push(value.problem);
+    else docs.push({ doc, data: value.data, index, lineOf: lineLookup(doc, counter) });
   });
   return { docs, problems };
 }

@@ -332,7 +332,7 @@ function octalField(value: number, width: number): Buffer {
 export function encodeHeader(name: string, size: number, type: 'file' | 'directory'): Buffer {
   const header = Buffer.alloc(BLOCK);
   const fullName = type === 'directory' && !name.endsWith('/') ? `${name}/` : name;
-  if (Buffer.byteLength(fullName) > 100) throw new Error(`tar name longer than 100 bytes: ${fullName}`);
+  if (Buffer.byteLength(fullName) > 100) throw new SeabagError('E_INTERNAL', `tar name longer than 100 bytes: ${fullName} (bundle names are fixed and short)`);
   header.write(fullName, 0, 'utf8');
   octalField(type === 'directory' ? 0o755 : 0o644, 8).copy(header, 100);
   octalField(0, 8).copy(header, 108);

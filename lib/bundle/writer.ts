@@ -17,7 +17,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { Progress, RangeReader } from '../oci/store.js';
 import { fsyncDir, tempPathFor, writeJSONAtomic } from '../util/atomic.js';
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
-import { partName, partsFileName, type PartsFile } from './parts.js';
+import { checkSplit, partName, partsFileName, type PartsFile } from './parts.js';
 import { BLOCK, encodeHeader } from './tar.js';
 
 export interface BundleEntry {
@@ -250,6 +250,8 @@ async function copyFromStream(sink: PartSink, stream: Readable, desc: Descriptor
  */
 export async function writeBundle(path: string, entries: readonly BundleEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const total = tarSize(entries);
+  // Before the first byte: a split the reader would refuse is not written.
+  if (options.splitSize !== undefined) checkSplit(options.splitSize, total);
   const sink = new PartSink(path, options.splitSize);
   const pool = new BufferPool(WRITES_IN_FLIGHT + 2, COPY_CHUNK);
   let done = 0;
@@ -278,12 +280,17 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
       } else if (entry.desc !== undefined && entry.open !== undefined) {
         await copyFromStream(sink, await entry.open(), entry.desc, onBytes);
       } else {
-        throw new Error(`bundle entry ${entry.name} has no content`);
+        throw new SeabagError('E_INTERNAL', `bundle entry ${entry.name} has no content`);
       }
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
-      if (pad > 0) await sink.append(Buffer.alloc(pad));
+      if (pad > 0) {
+        await sink.append(Buffer.alloc(pad));
+        onBytes(pad);
+      }
     }
+    // Counted too, so progress ends at 100% (the total is the whole tar).
     await sink.append(Buffer.alloc(2 * BLOCK));
+    onBytes(2 * BLOCK);
     await sink.finish();
   } catch (err) {
     await sink.abort();

@@ -96,6 +96,11 @@ function statusError(res: HttpResponse): SeabagError {
   return fetchError(`GET ${res.url.href}: HTTP ${res.status}`, { url: res.url.href, status: res.status }, temporary);
 }
 
+/** The most failed attempts in a row `--retries` may allow (waits grow to 30 s: about 83 hours). */
+export const MAX_FETCH_RETRIES = 10_000;
+/** The longest `--timeout` (seconds without data): a day. */
+export const MAX_FETCH_TIMEOUT = 86_400;
+
 /** Runs attempts until one succeeds; gives up after `retries` failures in a row without progress. */
 function patiently<T>(session: Session, url: URL, attempt: (progressed: () => void) => Promise<T>): Promise<T> {
   const o = session.options;
@@ -229,6 +234,13 @@ function plainName(name: string, what: string): string {
  *   wrong after being fetched again), E_DISK_FULL, E_USAGE
  */
 export async function fetchBundle(url: string, options: FetchOptions): Promise<FetchResult> {
+  // A patience of NaN or -1 would retry forever or never: refused before any request.
+  if (options.retries !== undefined && (!Number.isInteger(options.retries) || options.retries < 0 || options.retries > MAX_FETCH_RETRIES)) {
+    throw new SeabagError('E_USAGE', `--retries must be a whole number from 0 to ${MAX_FETCH_RETRIES}, not ${String(options.retries)}`, { details: { retries: options.retries } });
+  }
+  if (options.timeoutSeconds !== undefined && (!Number.isFinite(options.timeoutSeconds) || options.timeoutSeconds <= 0 || options.timeoutSeconds > MAX_FETCH_TIMEOUT)) {
+    throw new SeabagError('E_USAGE', `--timeout must be a number of seconds above 0 and at most ${MAX_FETCH_TIMEOUT}, not ${String(options.timeoutSeconds)}`, { details: { timeout: options.timeoutSeconds } });
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);

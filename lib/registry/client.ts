@@ -3,14 +3,16 @@
  * error mapping. Blob, manifest and tag operations live in `repository.ts` and `upload.ts`.
  */
 import { MAX_CA_FILE, readRegularFile } from '../util/files.js';
-import type { Readable } from 'node:stream';
 import { SeabagError } from '../errors.js';
 import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
-import { drain, readBody, Transport, type BodyPump, type HttpResponse } from './http.js';
+import { drain, readBody, Transport, type HttpResponse } from './http.js';
 import { DEFAULT_RETRY, isPermanentAnswer, withRetry, type RetryPolicy } from './retry.js';
 import type { Progress } from '../oci/store.js';
 import { Repository, type RepositoryOptions } from './repository.js';
+import type { RegistryRequest, Requester } from './requester.js';
+
+export type { RegistryRequest } from './requester.js';
 
 export interface RegistryClientOptions {
   /** Speak plain HTTP. Loopback registries (127.0.0.0/8, localhost, ::1) do by default, as Docker does. */
@@ -26,21 +28,6 @@ export interface RegistryClientOptions {
   onRetry?: (err: SeabagError, attempt: number, delayMs: number) => void;
 }
 
-export interface RegistryRequest {
-  method: string;
-  /** A path under the registry root (`/v2/...`) or an absolute URL (upload locations). */
-  path: string;
-  headers?: Record<string, string>;
-  /** Produces the body; called again for each attempt, so streams are opened afresh. */
-  body?: () => Promise<Buffer | Readable | BodyPump> | Buffer | Readable | BodyPump;
-  /** Repository access this needs, e.g. `repository:groke/fusion:pull,push`. */
-  scope?: string[];
-  /** Statuses that count as success; anything else is an error. */
-  expect: number[];
-  /** Retry temporary failures here (default true). Uploads retry a level up, from a new session. */
-  retry?: boolean;
-  signal?: AbortSignal;
-}
 
 interface ErrorBody {
   errors?: { code?: string; message?: string; detail?: unknown }[];
@@ -79,7 +66,7 @@ export function retryAsProgress(registry: string, policy: RetryPolicy, onProgres
   };
 }
 
-export class RegistryClient {
+export class RegistryClient implements Requester {
   readonly registry: string;
   readonly baseUrl: URL;
   readonly #options: RegistryClientOptions;
@@ -340,7 +327,4 @@ function scopeKey(scopes: readonly string[]): string {
   return [...scopes].sort().join(' ');
 }
 
-/** Is this a registry's "not found" (404) answer? */
-export function isNotFound(err: unknown): boolean {
-  return err instanceof SeabagError && err.code === 'E_REGISTRY' && err.details['status'] === 404;
-}
+export { isNotFound } from './requester.js';

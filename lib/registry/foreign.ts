@@ -12,7 +12,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import { DOCKER_CONFIG, DOCKER_FOREIGN_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_NONDISTRIBUTABLE_PREFIX } from '../oci/media-types.js';
 import type { OpOptions } from '../oci/store.js';
 import { drain, readBody } from './http.js';
-import type { Repository } from './repository.js';
+import type { RepositoryEndpoint } from './requester.js';
 
 /** Layers a client fetches from their `urls` (Docker foreign, OCI non-distributable, or any layer with urls). */
 export function isForeignLayer(desc: Descriptor): boolean {
@@ -39,7 +39,7 @@ const ABSENT_CONFIG = sha256Digest('seabag: probe for foreign layer urls; this b
  *
  * @throws E_REGISTRY_UNREACHABLE, E_AUTH (as any request)
  */
-export async function probeForeignLayers(repo: Repository, manifestType: string, layers: readonly Descriptor[], options: OpOptions = {}): Promise<ForeignProbe> {
+export async function probeForeignLayers(repo: RepositoryEndpoint, manifestType: string, layers: readonly Descriptor[], options: OpOptions = {}): Promise<ForeignProbe> {
   const docker = manifestType === DOCKER_MANIFEST;
   const manifest = Buffer.from(
     JSON.stringify({

@@ -10,8 +10,7 @@ import { ALL_MANIFEST_TYPES, isManifestLike } from '../oci/media-types.js';
 import { TAG } from '../oci/reference.js';
 import type { ContentSource, OpOptions, PushOptions, Storage, TagStore } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
-import type { RegistryClient } from './client.js';
-import { isNotFound } from './client.js';
+import { isNotFound, type RepositoryEndpoint, type Requester } from './requester.js';
 import { drain, readBody, type HttpResponse } from './http.js';
 import { foreignRefused, isForeignLayer } from './foreign.js';
 import { mountBlob, uploadBlob } from './upload.js';
@@ -27,12 +26,12 @@ function sig(options: OpOptions): { signal?: AbortSignal } {
   return options.signal === undefined ? {} : { signal: options.signal };
 }
 
-export class Repository implements Storage, TagStore {
-  readonly client: RegistryClient;
+export class Repository implements Storage, TagStore, RepositoryEndpoint {
+  readonly client: Requester;
   readonly name: string;
   readonly #options: RepositoryOptions;
 
-  constructor(client: RegistryClient, name: string, options: RepositoryOptions = {}) {
+  constructor(client: Requester, name: string, options: RepositoryOptions = {}) {
     this.client = client;
     this.name = name;
     this.#options = options;

@@ -13,7 +13,7 @@ import type { ContentSource, OpOptions, PushOptions, RangeReader } from '../oci/
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { VerifyingStream } from '../oci/verify.js';
 import { drain, type BodyPump } from './http.js';
-import type { Repository } from './repository.js';
+import type { RepositoryEndpoint } from './requester.js';
 import { withRetry } from './retry.js';
 
 function sig(options: OpOptions): { signal?: AbortSignal } {
@@ -73,7 +73,7 @@ function pump(open: () => Promise<RangeReader>, desc: Descriptor, onBytes?: (n: 
  * @throws E_DIGEST_MISMATCH, E_SIZE_MISMATCH (not retried); E_REGISTRY_UNREACHABLE, E_REGISTRY
  *   after the retries run out
  */
-export async function uploadBlob(repo: Repository, desc: Descriptor, open: ContentSource, options: PushOptions = {}): Promise<void> {
+export async function uploadBlob(repo: RepositoryEndpoint, desc: Descriptor, open: ContentSource, options: PushOptions = {}): Promise<void> {
   const client = repo.client;
   await withRetry(
     async (attempt) => {
@@ -88,7 +88,7 @@ export async function uploadBlob(repo: Repository, desc: Descriptor, open: Conte
       });
       await drain(start);
       const location = start.headers.location;
-      if (location === undefined) throw new Error(`${client.registry} started an upload without a Location`);
+      if (location === undefined) throw new SeabagError('E_REGISTRY', `${client.registry} started an upload without a Location header`, { details: { registry: client.registry } });
       const url = new URL(location, start.url);
       url.searchParams.set('digest', desc.digest);
       const res = await client.request({
@@ -114,7 +114,7 @@ export async function uploadBlob(repo: Repository, desc: Descriptor, open: Conte
  * from another repository"). True when mounted (201); on 202 the session it opened instead is
  * cancelled and false is returned.
  */
-export async function mountBlob(repo: Repository, desc: Descriptor, from: string, options: OpOptions = {}): Promise<boolean> {
+export async function mountBlob(repo: RepositoryEndpoint, desc: Descriptor, from: string, options: OpOptions = {}): Promise<boolean> {
   const client = repo.client;
   const query = new URLSearchParams({ mount: desc.digest, from });
   const res = await client.request({

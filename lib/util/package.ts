@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SeabagError } from '../errors.js';
 
 let root: string | undefined;
 
@@ -18,7 +19,7 @@ export function packageRoot(): string {
       return dir;
     }
     const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the seabag package root (package.json beside schemas/)');
+    if (up === dir) throw new SeabagError('E_INTERNAL', 'cannot find the seabag package root (package.json beside schemas/): the installation is incomplete');
     dir = up;
   }
 }

@@ -4,6 +4,8 @@
  * ignored. Numbers are compared as big integers: semver puts no bound on them, and a JavaScript
  * number loses exactness past 2^53 (`9007199254740993` would equal `…992`).
  */
+import { SeabagError } from '../errors.js';
+
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/;
 
 export function isSemver(version: string): boolean {
@@ -29,7 +31,7 @@ function compareIdentifiers(a: string, b: string): number {
 export function compareSemver(a: string, b: string): number {
   const ma = SEMVER.exec(a);
   const mb = SEMVER.exec(b);
-  if (ma === null || mb === null) throw new Error(`not a semantic version: ${ma === null ? a : b}`);
+  if (ma === null || mb === null) throw new SeabagError('E_INTERNAL', `not a semantic version: ${ma === null ? a : b} (versions are checked where they are read)`);
   for (let i = 1; i <= 3; i += 1) {
     const d = compareBig(ma[i] ?? '0', mb[i] ?? '0');
     if (d !== 0) return d;

@@ -8,7 +8,7 @@ import { settleAll } from '../util/limit.js';
 import { describeJournal, readJournal, type Journal, type TagMove } from './journal.js';
 import { holderAlive, lockHolder } from './lock.js';
 import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneReport } from './prune.js';
-import { openForChange, type SwitchOptions } from './recover.js';
+import { openForChange, type GateOptions, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { verifyTimeReset } from '../trust/time-reset.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
@@ -40,18 +40,7 @@ async function confirmed(options: SwitchOptions, plan: SwitchResult | PruneRepor
   if (!(await options.confirm(plan))) throw new SeabagError('E_DECLINED', `${what}: not done, the answer was no; nothing changed`);
 }
 
-/**
- * What the captain said about health checks. `check` (a shell command line) wins over the
- * release's own check; the release's check runs only with `releaseCheck`, since it is a command
- * chosen ashore that would run on this host with seabag's rights (see README, "The health gate").
- */
-export interface GateOptions {
-  check?: string;
-  /** Seconds; default 120 for `check`, the release's own timeout for its check. */
-  timeoutSeconds?: number;
-  releaseCheck?: boolean;
-  env?: Record<string, string | undefined>;
-}
+export type { GateOptions } from './recover.js';
 
 /** Picks the check that gates a switch to `target`, and says why another did not run. */
 export function gateFor(target: HeldRelease, gate: GateOptions | undefined, notes: string[]): SwitchGate | undefined {

@@ -9,9 +9,21 @@ import { describeJournal, readJournal, type SwitchJournal, type TagMove } from '
 import { finishPrune } from './prune.js';
 import { Vessel, type VesselOptions } from './session.js';
 import { findRelease } from './state.js';
-import type { GateOptions } from './operations.js';
 import type { PruneReport } from './prune.js';
 import { plannedMoves, revertSwitch, switchIncomplete, switchRelease, undoSwitch, type SwitchResult } from './switch.js';
+
+/**
+ * What the captain said about health checks. `check` (a shell command line) wins over the
+ * release's own check; the release's check runs only with `releaseCheck`, since it is a command
+ * chosen ashore that would run on this host with seabag's rights (see README, "The health gate").
+ */
+export interface GateOptions {
+  check?: string;
+  /** Seconds; default 120 for `check`, the release's own timeout for its check. */
+  timeoutSeconds?: number;
+  releaseCheck?: boolean;
+  env?: Record<string, string | undefined>;
+}
 
 export interface SwitchOptions extends VesselOptions {
   deploy: DeployOptions;

@@ -271,7 +271,7 @@ test('a spec file over 16 MiB is refused before it is parsed', async (t) => {
   const dir = await tempDir(t);
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, `# ${'x'.repeat(MAX_SPEC_FILE)}\n`);
-  const r = await runCli(['build', spec, '-o', join(dir, 'out.bundle'), '--json', '--no-progress']);
+  const r = await runCli(['build', spec, '-o', join(dir, 'out.bundle'), '--unsigned', '--json', '--no-progress']);
   report.add('limits', 'release.yaml over 16 MiB', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
   t.is(r.code, 2);
   t.is(r.json.error?.code, 'E_SPEC_INVALID');
@@ -296,7 +296,7 @@ test('a manifest or a device profile over 16 MiB is refused before it is read', 
     // Sparse: 16 MiB and one byte on paper, nothing on disk; the size alone refuses it.
     await writeFile(join(spec, folder, 'zz-big.yaml'), '');
     await truncate(join(spec, folder, 'zz-big.yaml'), MAX_SPEC_FILE + 1);
-    const r = await runCli(['build', join(spec, 'release.yaml'), '-o', join(dir, `${folder}.bundle`), '--json', '--no-progress']);
+    const r = await runCli(['build', join(spec, 'release.yaml'), '-o', join(dir, `${folder}.bundle`), '--unsigned', '--json', '--no-progress']);
     report.add('limits', `a ${what} over 16 MiB`, 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
     t.is(r.json.error?.code, 'E_SPEC_INVALID', `${what}: ${r.stdout}`);
     t.is(r.json.error?.details['limit'], MAX_SPEC_FILE);
@@ -351,11 +351,11 @@ test('FIFOs, devices and links to /dev/zero named as bundles, parts, trust, keys
     { name: '/dev/zero (a link to it) as --trust, to verify', args: ['verify', bundle, '--trust', zero, '--json'] },
     { name: 'a FIFO as the signing key', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'k.bundle'), '--sign', fifoKey, '--json', '--no-progress'] },
     { name: '/dev/zero (a link to it) as the signing key', args: ['build', join(example, '1.4.0', 'release.yaml'), '-o', join(dir, 'z.bundle'), '--sign', zero, '--json', '--no-progress'] },
-    { name: 'a FIFO as release.yaml', args: ['build', fifoSpec, '-o', join(dir, 's.bundle'), '--json', '--no-progress'] },
-    { name: '/dev/zero (a link to it) as release.yaml', args: ['build', join(zeroSpec, 'release.yaml'), '-o', join(dir, 'r.bundle'), '--json', '--no-progress'] },
-    { name: 'a FIFO among the manifests of a spec', args: ['build', join(manifestSpec, 'release.yaml'), '-o', join(dir, 'm.bundle'), '--json', '--no-progress'] },
-    { name: 'a FIFO among the device profiles of a spec', args: ['build', join(deviceSpec, 'release.yaml'), '-o', join(dir, 'p.bundle'), '--json', '--no-progress'] },
-    { name: 'a FIFO as --since', args: ['build', join(example, '1.5.0', 'release.yaml'), '-o', join(dir, 'd.bundle'), '--since', fifoInventory, '--json', '--no-progress'] },
+    { name: 'a FIFO as release.yaml', args: ['build', fifoSpec, '-o', join(dir, 's.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: '/dev/zero (a link to it) as release.yaml', args: ['build', join(zeroSpec, 'release.yaml'), '-o', join(dir, 'r.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: 'a FIFO among the manifests of a spec', args: ['build', join(manifestSpec, 'release.yaml'), '-o', join(dir, 'm.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: 'a FIFO among the device profiles of a spec', args: ['build', join(deviceSpec, 'release.yaml'), '-o', join(dir, 'p.bundle'), '--unsigned', '--json', '--no-progress'] },
+    { name: 'a FIFO as --since', args: ['build', join(example, '1.5.0', 'release.yaml'), '-o', join(dir, 'd.bundle'), '--since', fifoInventory, '--unsigned', '--json', '--no-progress'] },
   ];
   for (const c of cases) {
     const r = await runCli(c.args);

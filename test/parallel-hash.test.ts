@@ -1,0 +1,134 @@
+/**
+ * Verify hashes different blobs on different threads (and a split bundle's parts in the same
+ * pass as its blobs). The parallel paths must report exactly what a sequential pass would: the
+ * damaged blob by name (the first in file order when there are several), a bad part by name, and
+ * progress that counts every byte once and ends at the total. Two lanes are forced, and the size
+ * floor below which verify stays on one thread is lifted, so these small bundles take the
+ * parallel path.
+ */
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, type Progress, type TrustRoot } from '../lib/index.js';
+import { runCli } from './helpers/cli.js';
+import { flipByte } from './helpers/bundles.js';
+import { buildRandomImage } from './helpers/images.js';
+import { tempDir } from './helpers/tools.js';
+
+const LANES = { lanes: 2, minParallelBytes: 0 };
+const LAYERS = [300_000, 90_000, 520_000, 64_000, 410_000, 150_000, 700_000, 230_000];
+
+let dir: string;
+let bundle: string;
+let parts: string;
+let trust: TrustRoot;
+/** The 8 layer blobs, in file order, with where their bytes sit. */
+let layers: { digest: string; offset: number; size: number }[];
+
+test.before(async () => {
+  dir = await tempDir({ teardown: () => undefined }, 'seabag-parallel-');
+  const ok = async (args: string[]): Promise<void> => {
+    const r = await runCli(args, { SOURCE_DATE_EPOCH: '1790000000' });
+    if (r.code !== 0) throw new Error(`bundle ${args.join(' ')}: ${r.stderr}`);
+  };
+  await ok(['keygen', join(dir, 'root.key')]);
+  await ok(['keygen', join(dir, 'release.key')]);
+  await ok(['trust', 'init', '--root-key', join(dir, 'root.key.pub'), '--release-key', join(dir, 'release.key.pub'), '--sign', join(dir, 'root.key'), '-o', join(dir, 'trust.json')]);
+  await buildRandomImage(join(dir, 'layout'), 'eight', LAYERS, 'parallel');
+  await writeFile(join(dir, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: eight\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/eight:1.0.0\n    from: oci:${join(dir, 'layout')}:eight\n`);
+  bundle = join(dir, 'eight.bundle');
+  await ok(['build', join(dir, 'release.yaml'), '-o', bundle, '--sign', join(dir, 'release.key')]);
+  await mkdir(join(dir, 'split'));
+  await ok(['build', join(dir, 'release.yaml'), '-o', join(dir, 'split', 'eight.bundle'), '--sign', join(dir, 'release.key'), '--split', '700K']);
+  parts = join(dir, 'split', 'eight.bundle.parts.json');
+  trust = (await loadRoot(join(dir, 'trust.json'))).root;
+  const opened = await openBundle(bundle);
+  try {
+    layers = [...opened.archive.blobs.entries()]
+      .filter(([, e]) => e.size > 64_000)
+      .map(([digest, e]) => ({ digest, offset: e.dataOffset, size: e.size }))
+      .sort((a, b) => a.offset - b.offset);
+  } finally {
+    await opened.archive.close();
+  }
+});
+
+async function damaged(t: { title: string }, offsets: number[]): Promise<string> {
+  const copy = join(dir, `${t.title.replace(/\W+/g, '-').slice(0, 60)}-${offsets.join('-')}.bundle`);
+  await copyFile(bundle, copy);
+  for (const o of offsets) await flipByte(copy, o);
+  return copy;
+}
+
+test('the 8 layers are the bundle’s large blobs, one per layer', (t) => {
+  t.is(layers.length, 8);
+  t.deepEqual(new Set(layers.map((l) => l.size)).size, 8);
+});
+
+test('a flipped byte in any one of 8 blobs names that blob when blobs are hashed on two threads', async (t) => {
+  for (const [i, layer] of layers.entries()) {
+    const copy = await damaged(t, [layer.offset + Math.floor((layer.size * (i + 1)) / 10)]);
+    const err = await t.throwsAsync(verifyBundle(copy, { trust, ...LANES }));
+    t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH', `blob ${i}: ${String(err)}`);
+    t.is((err as { details?: { expected?: string } }).details?.expected, layer.digest, `blob ${i} is named`);
+    t.regex(err?.message ?? '', new RegExp(layer.digest.slice(7)));
+  }
+});
+
+test('with two damaged blobs on different threads, the first in file order is named', async (t) => {
+  // The later blob is the larger (so it is handed out first): the earlier one must still win.
+  const [a, b] = [layers[1], layers[6]] as [(typeof layers)[number], (typeof layers)[number]];
+  const copy = await damaged(t, [a.offset + 10, b.offset + 10]);
+  const err = await t.throwsAsync(verifyBundle(copy, { trust, ...LANES }));
+  t.is((err as { details?: { expected?: string } }).details?.expected, a.digest);
+});
+
+test('progress of two-thread hashing counts every byte once and ends at the total', async (t) => {
+  const events: Progress[] = [];
+  const report = await verifyBundle(bundle, { trust, ...LANES, onProgress: (p) => events.push(p) });
+  const verify = events.filter((p) => p.phase === 'verify');
+  const perItem = new Map<string, number>();
+  let last = 0;
+  for (const p of verify) {
+    t.true(p.done >= last, 'progress never goes back');
+    t.is(p.total, report.blobs.bytes);
+    if (p.item !== undefined) perItem.set(p.item, (perItem.get(p.item) ?? 0) + (p.done - last));
+    last = p.done;
+  }
+  t.is(last, report.blobs.bytes, 'ends at the total');
+  for (const layer of layers) t.is(perItem.get(layer.digest), layer.size, `${layer.digest} counted once`);
+  t.is(report.blobs.verified, [...(await readFile(bundle)).toString('latin1').matchAll(/blobs\/sha256\/[a-f0-9]{64}\0/g)].length);
+});
+
+test('a split bundle is verified in one pass whose progress is the parts’ bytes, once', async (t) => {
+  const input = await resolveBundleInput(parts);
+  t.true(input.pieces.length >= 3, `${input.pieces.length} parts`);
+  const events: Progress[] = [];
+  await verifyBundle(parts, { trust, ...LANES, onProgress: (p) => events.push(p) });
+  t.false(events.some((p) => p.phase === 'check parts'), 'no separate pass over the parts');
+  const verify = events.filter((p) => p.phase === 'verify');
+  const size = input.pieces.reduce((s, p) => s + p.size, 0);
+  t.is(verify.at(-1)?.done, size);
+  let last = 0;
+  for (const p of verify) {
+    t.true(p.done >= last);
+    last = p.done;
+  }
+});
+
+test('one pass over a split bundle still names the bad part (in a layer, and in a tar header)', async (t) => {
+  const input = await resolveBundleInput(parts);
+  for (const [i, piece] of input.pieces.entries()) {
+    const copyDir = join(dir, `split-bad-${i}`);
+    await mkdir(copyDir, { recursive: true });
+    for (const p of input.pieces) await copyFile(p.path, join(copyDir, p.path.split('/').at(-1) as string));
+    await copyFile(parts, join(copyDir, 'eight.bundle.parts.json'));
+    const name = piece.path.split('/').at(-1) as string;
+    // Part 1 is damaged in its first tar header (the archive cannot even be read), the others
+    // in the middle (inside a layer).
+    await flipByte(join(copyDir, name), i === 0 ? 100 : Math.floor(piece.size / 2));
+    const err = await t.throwsAsync(verifyBundle(join(copyDir, 'eight.bundle.parts.json'), { trust, ...LANES }));
+    t.true(isSeabagError(err) && err.code === 'E_PART_CORRUPT', `part ${name}: ${String(err)}`);
+    t.is((err as { details?: { part?: string } }).details?.part, name);
+  }
+});

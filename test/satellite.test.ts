@@ -382,3 +382,33 @@ test.serial('a delta bundle is pushed only where the registry has every blob it 
   t.is(ok.code, 0, ok.stdout);
   t.true((ok.json['blobs'] as { omitted: number }).omitted > 0);
 });
+
+test.serial('pull --since a vessel inventory writes a delta on the bridge PC: only the changed layer crosses the link, the vessel takes it, an empty vessel refuses it', async (t) => {
+  const l = await link(t);
+  t.is((await l.import('1.4.0')).code, 0);
+  const dir = await tempDir(t);
+  const inventory = join(dir, 'inventory.json');
+  const inv = await l.vessel.run(['inventory', '-o', inventory, '--json']);
+  t.is(inv.code, 0, inv.stdout);
+  const before = l.proxy.bytesDown;
+  const out = join(dir, 'delta.bundle');
+  const r = await runCli(['pull', l.at('1.5.0'), '-o', out, '--ca-file', ca, '--trust', trust, '--since', inventory, '--json', '--no-progress'], l.env);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const old = await blobsOf(bundles['1.4.0'] as string);
+  const next = await blobsOf(bundles['1.5.0'] as string);
+  const changed = sum([...next.large].filter(([d]) => !old.large.has(d)).map(([, s]) => s));
+  const used = l.proxy.bytesDown - before;
+  t.log(`delta pull: ${used} bytes over the link for ${changed} changed; file ${(await stat(out)).size} bytes`);
+  t.true(used <= (changed + next.indexSize + sum(next.small.values())) * 1.01);
+  t.true((await stat(out)).size < changed + 256 * 1024, 'the file holds the changed layer and metadata only');
+  t.true((r.json['omitted'] as { blobs: number }).blobs >= 2);
+  const verified = await runCli(['verify', out, '--trust', trust, '--json']);
+  t.is(verified.code, 0, verified.stdout);
+  const imported = await l.vessel.run(['import', out, '--json']);
+  t.is(imported.code, 0, imported.stdout);
+  t.like(imported.json, { release: { version: '1.5.0' } });
+  const empty = await startVessel(t);
+  const refused = await empty.run(['import', out, '--trust', trust, '--json']);
+  t.is(refused.code, 1, refused.stdout);
+  t.is(refused.json.error?.code, 'E_BLOBS_MISSING');
+});

@@ -20,6 +20,8 @@ import { startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { skopeoRaw, tempDir } from './helpers/tools.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
 import { startCuttingProxy, type CuttingProxy } from './helpers/web.js';
+import { addToLayout, cosignSignature, ecKey, spdxReferrer, tagFor } from './helpers/cosign.js';
+import { OciLayout } from '../lib/oci/layout.js';
 
 const MiB = 1024 * 1024;
 const USER = { username: 'captain-ashore', password: 'correct horse battery staple' };
@@ -411,4 +413,27 @@ test.serial('pull --since a vessel inventory writes a delta on the bridge PC: on
   const refused = await empty.run(['import', out, '--trust', trust, '--json']);
   t.is(refused.code, 1, refused.stdout);
   t.is(refused.json.error?.code, 'E_BLOBS_MISSING');
+});
+
+test.serial('a bundle carrying its images\' referrers (a cosign signature, an SBOM) goes up and comes down byte for byte', async (t) => {
+  const dir = await tempDir(t);
+  const layoutDir = join(dir, 'images');
+  const app = await buildRandomImage(layoutDir, 'signed-1.0', [300 * 1024], 'signed-1.0');
+  const layout = await OciLayout.open(layoutDir);
+  const key = ecKey();
+  await addToLayout(layout, cosignSignature('shore.example.com/groke/signed', app.digest, key), tagFor(app.digest, 'sig'));
+  await addToLayout(layout, spdxReferrer('signed', app));
+  await writeFile(join(dir, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: signed\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/signed:1.0\n    from: oci:${layoutDir}:signed-1.0\n`);
+  const file = join(dir, 'signed.bundle');
+  await cli(['build', join(dir, 'release.yaml'), '-o', file, '--sign', join(work, 'release.key')]);
+  const built = await openBundle(file);
+  const entries = built.archive.index.manifests.length;
+  await built.close();
+  t.true(entries >= 4, 'the release, its signature, the image and its referrers');
+  const env = { DOCKER_CONFIG: join(work, 'docker') };
+  const pushed = await cli(['push', file, `oci://${shore.host}/referrers/signed`, '--ca-file', ca, '--json'], env);
+  t.like(pushed.json, { ok: true, reproducible: true });
+  const out = join(dir, 'pulled.bundle');
+  await cli(['pull', `oci://${shore.host}/referrers/signed:1.0.0`, '-o', out, '--ca-file', ca, '--trust', trust, '--json'], env);
+  t.is(sha256(await readFile(out)), sha256(await readFile(file)), 'byte-identical, referrers included');
 });

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import type { Argv } from 'yargs';
 import type { PruneReport, SwitchResult } from '../lib/index.js';
 import type { RunContext } from './command.js';
+import { flag } from './options.js';
 import { writeLine, safeText } from './render.js';
 
 export function confirmFlags(y: Argv): Argv {
@@ -48,9 +49,9 @@ export function confirmation(
   ctx: RunContext,
   show: (plan: Plan) => string[],
 ): { dryRun: boolean; confirm?: (plan: Plan) => Promise<boolean>; shown: () => boolean } {
-  const dryRun = args['dry-run'] === true;
+  const dryRun = flag(args, 'dry-run');
   let shown = false;
-  const interactive = ctx.io.stdin?.isTTY === true && args['yes'] !== true && !dryRun;
+  const interactive = ctx.io.stdin?.isTTY === true && !flag(args, 'yes') && !dryRun;
   if (!interactive) return { dryRun, shown: () => shown };
   return {
     dryRun,

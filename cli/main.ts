@@ -2,7 +2,7 @@
 /**
  * The `bundle` / `seabag` executable: the only place that touches `process`.
  */
-import { main } from './program.js';
+import { packageVersion } from '../lib/util/package.js';
 
 // A reader that went away (`bundle status | head -1`) is not a failure: stop writing, finish the
 // work, and exit with its status.
@@ -37,11 +37,19 @@ function failpoint(spec: string | undefined): ((step: string) => void) | undefin
 }
 
 const onStep = failpoint(process.env['SEABAG_FAILPOINT']);
-process.exitCode = await main(process.argv.slice(2), {
-  stdin: process.stdin,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  signal: controller.signal,
-  ...(onStep === undefined ? {} : { onStep }),
-});
+const argv = process.argv.slice(2);
+if (argv.length === 1 && argv[0] === '--version') {
+  // Asked by scripts and installers often: answered before yargs and the commands are loaded.
+  process.stdout.write(`${packageVersion()}\n`);
+} else {
+  // The program is a chunk of its own (scripts/bundle-cli.mjs), compiled only when needed.
+  const { main } = await import('./program.js');
+  process.exitCode = await main(argv, {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    signal: controller.signal,
+    ...(onStep === undefined ? {} : { onStep }),
+  });
+}

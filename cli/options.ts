@@ -41,6 +41,12 @@ export function str(args: Record<string, unknown>, key: string): string | undefi
   return String(v);
 }
 
+/** A boolean flag, also when given more than once (`--yes --yes`). */
+export function flag(args: Record<string, unknown>, key: string): boolean {
+  const v = args[key];
+  return Array.isArray(v) ? v.at(-1) === true : v === true;
+}
+
 export function list(args: Record<string, unknown>, key: string): string[] {
   const v = args[key];
   if (v === undefined || v === null) return [];

@@ -20,6 +20,8 @@ import { startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { skopeoRaw, tempDir } from './helpers/tools.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
 import { startCuttingProxy, type CuttingProxy } from './helpers/web.js';
+import { addToLayout, cosignSignature, ecKey, spdxReferrer, tagFor } from './helpers/cosign.js';
+import { OciLayout } from '../lib/oci/layout.js';
 
 const MiB = 1024 * 1024;
 const USER = { username: 'captain-ashore', password: 'correct horse battery staple' };
@@ -381,4 +383,57 @@ test.serial('a delta bundle is pushed only where the registry has every blob it 
   const ok = await runCli(['push', delta, `oci://${shore.host}/${REPO}`, '--ca-file', ca, '--tag', '1.5.0-delta', '--json'], env);
   t.is(ok.code, 0, ok.stdout);
   t.true((ok.json['blobs'] as { omitted: number }).omitted > 0);
+});
+
+test.serial('pull --since a vessel inventory writes a delta on the bridge PC: only the changed layer crosses the link, the vessel takes it, an empty vessel refuses it', async (t) => {
+  const l = await link(t);
+  t.is((await l.import('1.4.0')).code, 0);
+  const dir = await tempDir(t);
+  const inventory = join(dir, 'inventory.json');
+  const inv = await l.vessel.run(['inventory', '-o', inventory, '--json']);
+  t.is(inv.code, 0, inv.stdout);
+  const before = l.proxy.bytesDown;
+  const out = join(dir, 'delta.bundle');
+  const r = await runCli(['pull', l.at('1.5.0'), '-o', out, '--ca-file', ca, '--trust', trust, '--since', inventory, '--json', '--no-progress'], l.env);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const old = await blobsOf(bundles['1.4.0'] as string);
+  const next = await blobsOf(bundles['1.5.0'] as string);
+  const changed = sum([...next.large].filter(([d]) => !old.large.has(d)).map(([, s]) => s));
+  const used = l.proxy.bytesDown - before;
+  t.log(`delta pull: ${used} bytes over the link for ${changed} changed; file ${(await stat(out)).size} bytes`);
+  t.true(used <= (changed + next.indexSize + sum(next.small.values())) * 1.01);
+  t.true((await stat(out)).size < changed + 256 * 1024, 'the file holds the changed layer and metadata only');
+  t.true((r.json['omitted'] as { blobs: number }).blobs >= 2);
+  const verified = await runCli(['verify', out, '--trust', trust, '--json']);
+  t.is(verified.code, 0, verified.stdout);
+  const imported = await l.vessel.run(['import', out, '--json']);
+  t.is(imported.code, 0, imported.stdout);
+  t.like(imported.json, { release: { version: '1.5.0' } });
+  const empty = await startVessel(t);
+  const refused = await empty.run(['import', out, '--trust', trust, '--json']);
+  t.is(refused.code, 1, refused.stdout);
+  t.is(refused.json.error?.code, 'E_BLOBS_MISSING');
+});
+
+test.serial('a bundle carrying its images\' referrers (a cosign signature, an SBOM) goes up and comes down byte for byte', async (t) => {
+  const dir = await tempDir(t);
+  const layoutDir = join(dir, 'images');
+  const app = await buildRandomImage(layoutDir, 'signed-1.0', [300 * 1024], 'signed-1.0');
+  const layout = await OciLayout.open(layoutDir);
+  const key = ecKey();
+  await addToLayout(layout, cosignSignature('shore.example.com/groke/signed', app.digest, key), tagFor(app.digest, 'sig'));
+  await addToLayout(layout, spdxReferrer('signed', app));
+  await writeFile(join(dir, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: signed\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/signed:1.0\n    from: oci:${layoutDir}:signed-1.0\n`);
+  const file = join(dir, 'signed.bundle');
+  await cli(['build', join(dir, 'release.yaml'), '-o', file, '--sign', join(work, 'release.key')]);
+  const built = await openBundle(file);
+  const entries = built.archive.index.manifests.length;
+  await built.close();
+  t.true(entries >= 4, 'the release, its signature, the image and its referrers');
+  const env = { DOCKER_CONFIG: join(work, 'docker') };
+  const pushed = await cli(['push', file, `oci://${shore.host}/referrers/signed`, '--ca-file', ca, '--json'], env);
+  t.like(pushed.json, { ok: true, reproducible: true });
+  const out = join(dir, 'pulled.bundle');
+  await cli(['pull', `oci://${shore.host}/referrers/signed:1.0.0`, '-o', out, '--ca-file', ca, '--trust', trust, '--json'], env);
+  t.is(sha256(await readFile(out)), sha256(await readFile(file)), 'byte-identical, referrers included');
 });

@@ -2,7 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildBundle, checkSplit, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
+import { flag, list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
 
 /** `--trust` takes root files, or folders of `N.root.json`; carried oldest first. */
@@ -95,12 +95,12 @@ export const build: Command = {
     const splitSize = split === undefined ? undefined : parseSize(split);
     if (splitSize !== undefined) checkSplit(splitSize);
     const signing = list(args, 'sign');
-    if (signing.length === 0 && args['unsigned'] !== true) {
+    if (signing.length === 0 && !flag(args, 'unsigned')) {
       throw new SeabagError('E_UNSIGNED', 'build needs --sign KEY: every vessel refuses an unsigned bundle', {
         hint: 'sign with the release key (bundle build release.yaml -o NAME.bundle --sign release.key), or pass --unsigned to build one on purpose',
       });
     }
-    if (signing.length > 0 && args['unsigned'] === true) throw new SeabagError('E_USAGE', '--sign and --unsigned contradict each other');
+    if (signing.length > 0 && flag(args, 'unsigned')) throw new SeabagError('E_USAGE', '--sign and --unsigned contradict each other');
     const signers = await Promise.all(signing.map((p) => loadPrivateKey(p, '--sign')));
     const imageKeys = await Promise.all(list(args, 'image-key').map((p) => loadImageKey(p)));
     const roots = await rootsToCarry(list(args, 'trust'));

@@ -1,4 +1,4 @@
-import { CredentialStore, loadRoot, parseRate, parseSize, pullBundle } from '../../lib/index.js';
+import { CredentialStore, loadRoot, parseRate, parseSize, pullBundle, readSince } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { plainHttp, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
@@ -20,6 +20,7 @@ export const pull: Command = {
           .positional('source', { type: 'string', describe: 'oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:…' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file to write' })
           .option('trust', { type: 'string', describe: 'trust root: check the signatures and expiry before any layer is downloaded' })
+          .option('since', { type: 'string', describe: "write a delta: leave out what a vessel's inventory (bundle inventory) shows it holds" })
           .option('split', { type: 'string', describe: 'write parts of at most SIZE bytes (500M, 4G, or fat32) and NAME.parts.json' })
           .option('force', { type: 'boolean', default: false, describe: 'overwrite the output' }),
       ),
@@ -31,9 +32,12 @@ export const pull: Command = {
     const split = str(args, 'split');
     const caFile = str(args, 'ca-file');
     const trust = trustPath === undefined ? undefined : (await loadRoot(trustPath)).root;
+    const sincePath = str(args, 'since');
+    const since = sincePath === undefined ? undefined : (await readSince(sincePath)).digests;
     const result = await pullBundle(str(args, 'source') as string, {
       output: str(args, 'output') as string,
       ...(trust === undefined ? {} : { trust }),
+      ...(since === undefined ? {} : { since }),
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       force: args['force'] === true,
       credentials: new CredentialStore({ env: ctx.io.env }),
@@ -49,6 +53,7 @@ export const pull: Command = {
     }
     const out = ctx.io.stdout;
     writeLine(out, `pulled ${result.release.name} ${result.release.version}: ${result.files.join(', ')} (${formatBytes(result.size)}; ${formatBytes(result.bytesDownloaded)} over the link${result.bytesResumed > 0 ? `, ${formatBytes(result.bytesResumed)} resumed from an earlier run` : ''})`);
+    if (result.omitted.blobs > 0) writeLine(out, `  delta ${result.omitted.blobs} blob(s) left out (${formatBytes(result.omitted.bytes)} the vessel holds)`);
     if (!result.verified) writeLine(ctx.io.stderr, 'note: not checked against a trust root (--trust); bundle verify or import will check it');
     writeLine(out, `  next  bundle import ${result.bundle}`);
     return 0;

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { fromSystemError, throwIfAborted } from '../errors.js';
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { truncated, type ByteSource } from './source.js';
@@ -213,7 +213,9 @@ export async function hashLanes(source: ByteSource, jobs: readonly HashJob[], op
 
   try {
     const running: Promise<void>[] = [];
-    for (let l = 1; l < lanes; l += 1) {
+    // Loaded only here: node:worker_threads costs every command ~25 ms of start-up otherwise.
+    const { Worker } = lanes > 1 ? await import('node:worker_threads') : { Worker: undefined };
+    for (let l = 1; l < lanes && Worker !== undefined; l += 1) {
       const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { pieces, chunk: COPY_CHUNK } });
       workers.push(worker);
       running.push(workerLane(worker));

@@ -11,7 +11,7 @@
  * omitted.
  */
 import { SeabagError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
+import { isDigest, type Digest } from '../oci/digest.js';
 import { REF_NAME, type Descriptor } from '../oci/descriptor.js';
 import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
@@ -119,6 +119,32 @@ function isListedReferrer(release: ReleaseDocument, d: Descriptor): boolean {
 }
 
 /**
+ * The `index.json` annotation of a delta written by `bundle pull --since` on a bridge PC: the
+ * blobs it left out that the signed release does not list (comma-separated digests). It needs no
+ * signature: a blob is named by its digest in the signed graph, and an import checks that the
+ * vessel's registry holds every blob a bundle leaves out before it changes anything.
+ */
+export const UNSIGNED_OMITTED = 'dev.seabag.bundle.omitted';
+
+/**
+ * The blobs a bundle leaves out: those its signed release lists, and those `bundle pull --since`
+ * left out (`UNSIGNED_OMITTED`).
+ *
+ * @throws E_LAYOUT_INVALID when the annotation names something that is not a digest
+ */
+export function omittedBlobs(source: Pick<MetadataSource, 'name' | 'index'>, meta: Pick<ReleaseMetadata, 'release'>): Set<string> {
+  const omitted = new Set<string>(meta.release.omittedBlobs);
+  const extra = source.index.annotations?.[UNSIGNED_OMITTED];
+  if (extra !== undefined && extra !== '') {
+    for (const d of extra.split(',')) {
+      if (!isDigest(d)) throw layoutError(source.name, `index.json annotation ${UNSIGNED_OMITTED} names ${JSON.stringify(d.slice(0, 80))}, which is not a digest`);
+      omitted.add(d);
+    }
+  }
+  return omitted;
+}
+
+/**
  * Every blob an image or the release needs is in the source, or listed as omitted (a delta).
  * Each distinct manifest is read and parsed once, whichever images share it.
  *
@@ -142,7 +168,7 @@ export async function completeContent(
   options: OpOptions = {},
 ): Promise<{ graphs: GraphNode[]; referrers: CarriedReferrer[] }> {
   const source = reader.source;
-  const omitted = new Set<string>(meta.release.omittedBlobs);
+  const omitted = omittedBlobs(source, meta);
   const needed = new Map<string, Descriptor>();
   for (const d of [meta.releaseDesc, meta.releaseManifest.config, ...meta.releaseManifest.layers]) needed.set(d.digest, d);
   const nodes = new Map<string, Promise<GraphNode>>();

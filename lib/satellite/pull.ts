@@ -9,13 +9,13 @@ import { stat } from 'node:fs/promises';
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseImageManifest, type ImageManifest } from '../oci/descriptor.js';
-import type { GraphNode } from '../oci/graph.js';
+import { postOrder, type GraphNode } from '../oci/graph.js';
 import { LAYOUT_VERSION } from '../oci/layout.js';
 import { isManifestLike, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import { bundleBlobOrder, contentGraphs } from '../bundle/order.js';
 import { partName, partsFileName } from '../bundle/parts.js';
 import { releaseSummary, type ReleaseSummary } from '../bundle/release.js';
-import { admit, checkComplete, checkIndex } from '../release/admit.js';
+import { admit, checkComplete, checkIndex, omittedBlobs, UNSIGNED_OMITTED } from '../release/admit.js';
 import { writeBundle, type BundleEntry, type WriteResult } from '../bundle/writer.js';
 import type { TrustRoot } from '../trust/root.js';
 import { canonicalBytes } from '../util/canonical.js';
@@ -34,6 +34,11 @@ export interface PullOptions extends ShoreOptions, LinkOptions {
   now?: Date;
   /** Overwrite an existing output. */
   force?: boolean;
+  /**
+   * Write a delta: leave out the blobs (layers and configs) these digests name, from a vessel's
+   * inventory (`readSince`). The import checks the vessel holds them before it changes anything.
+   */
+  since?: ReadonlySet<string>;
 }
 
 export interface PullResult {
@@ -49,6 +54,8 @@ export interface PullResult {
   bytesResumed: number;
   /** Signatures were checked (with `trust`). */
   verified: boolean;
+  /** Blobs left out with `since`, and their bytes. */
+  omitted: { blobs: number; bytes: number };
   write: WriteResult;
 }
 
@@ -82,7 +89,6 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
     const repo = client.repository(address.repository);
     const layout = await RegistryLayout.open(repo, address, spool, sig);
     const bundle = await layout.release();
-    const { release } = bundle;
     // Metadata first: a release this root refuses costs a few KiB of link. With a root, the one
     // admission path judges it (as verify and import do); without one, only its integrity is checked.
     let verified = false;
@@ -94,7 +100,25 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
       checkIndex(layout, bundle);
       imageGraphs = await checkComplete(bundle.reader, bundle, sig);
     }
-    const omitted = new Set<string>(release.omittedBlobs);
+    const omitted = omittedBlobs(layout, bundle);
+    // A delta for a vessel whose inventory came ashore: what it holds stays out of the file; the
+    // list rides unsigned in index.json (see UNSIGNED_OMITTED), and the vessel checks it holds them.
+    const left = new Map<string, number>();
+    if (options.since !== undefined) {
+      for (const g of imageGraphs) {
+        for (const n of postOrder(g)) {
+          if (n.bytes === undefined && !omitted.has(n.desc.digest) && options.since.has(n.desc.digest)) left.set(n.desc.digest, n.desc.size);
+        }
+      }
+    }
+    for (const d of left.keys()) omitted.add(d);
+    let indexJson = layout.indexJson;
+    if (left.size > 0) {
+      const doc = JSON.parse(indexJson.toString('utf8')) as { annotations?: Record<string, string> };
+      const already = doc.annotations?.[UNSIGNED_OMITTED];
+      const list = [...new Set([...(already === undefined || already === '' ? [] : already.split(',')), ...left.keys()])].sort();
+      indexJson = canonicalBytes({ ...doc, annotations: { ...doc.annotations, [UNSIGNED_OMITTED]: list.join(',') } });
+    }
     const artifacts = new Map<string, ImageManifest>();
     for (const d of layout.index.manifests) {
       if (d.artifactType === SEABAG_SIGNATURE || d.artifactType === SEABAG_TRUST_CHAIN) artifacts.set(d.digest, parseImageManifest(await layout.manifest(d, sig), d));
@@ -103,7 +127,7 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
     const order = bundleBlobOrder({ index: layout.index, releaseManifest: bundle.releaseManifest, artifacts, graphs, omitted });
     const entries: BundleEntry[] = [
       { name: 'oci-layout', data: canonicalBytes({ imageLayoutVersion: LAYOUT_VERSION }) },
-      { name: 'index.json', data: layout.indexJson },
+      { name: 'index.json', data: indexJson },
       { name: 'blobs', type: 'directory' },
       { name: 'blobs/sha256', type: 'directory' },
     ];
@@ -131,6 +155,7 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
       bytesDownloaded: spool.bytesDownloaded + layout.metadataBytes,
       bytesResumed: spool.bytesReused,
       verified,
+      omitted: { blobs: left.size, bytes: [...left.values()].reduce((a, b) => a + b, 0) },
       write,
     };
   } finally {

@@ -22,7 +22,7 @@ import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
 import { openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
 import type { BundleInput } from '../bundle/parts.js';
 import type { OpOptions } from '../oci/store.js';
-import { admit, type Admission } from '../release/admit.js';
+import { admit, omittedBlobs, type Admission } from '../release/admit.js';
 import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
 import { advanceTrustedTime } from '../trust/time-reset.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
@@ -154,7 +154,7 @@ function rememberRegistry(vessel: Vessel, options: ImportOptions, target: string
  * @throws E_BLOBS_MISSING listing every blob that is nowhere
  */
 async function checkOmitted(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, units: readonly ContentUnit[], tracker: PushTracker, signal?: AbortSignal): Promise<number> {
-  const omitted = new Set<string>(bundle.release.omittedBlobs);
+  const omitted = omittedBlobs(bundle.archive, bundle);
   if (omitted.size === 0) return 0;
   const missing = new Set<string>();
   const found = new Set<string>();
@@ -359,7 +359,7 @@ interface PushContext {
  */
 async function pushContent(ctx: PushContext, admitted: Admitted): Promise<number> {
   const { vessel, bundle, options } = ctx;
-  const omitted = new Set<string>(bundle.release.omittedBlobs);
+  const omitted = omittedBlobs(bundle.archive, bundle);
   const units: CopyUnit[] = [];
   for (const { repository, graph } of admitted.units) {
     ctx.record.add(repository, graph);

@@ -77,6 +77,7 @@ export const build: Command = {
         .option('platform', { type: 'string', array: true, describe: 'keep only OS/ARCH[/VARIANT] of multi-platform images, as containerd selects them (overrides the spec)' })
         .option('platform-strict', { type: 'boolean', describe: 'an image with none of the platforms fails the build (default: a warning, and the image is carried whole)' })
         .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
+        .option('sync', { type: 'boolean', default: true, describe: 'fsync the bundle before it gets its name. --no-sync is for scratch builds only, UNSAFE for a stick: pulled or powered off too soon, it can hold a short or zeroed bundle' })
         .option('referrers', { type: 'boolean', default: true, describe: "carry image referrers: cosign signatures, attestations and SBOMs (.sig/.att/.sbom tags), OCI 1.1 referrers, buildx attestation manifests of the kept platforms (--no-referrers drops them)" })
         .option('unsigned', { type: 'boolean', default: false, describe: 'build without --sign on purpose (vessels refuse such a bundle; for tests)' })
         .option('image-key', { type: 'string', array: true, describe: 'require every image to carry a cosign signature by this public key (PEM, ECDSA P-256 or Ed25519); repeatable' }),
@@ -121,6 +122,7 @@ export const build: Command = {
       roots,
       imageKeys,
       force: args['force'] === true,
+      ...(args['sync'] === false ? { sync: false } : {}),
       reads: [...list(args, 'sign'), ...list(args, 'trust'), ...list(args, 'image-key'), ...(since === undefined ? [] : [since])],
       ...(omit === undefined ? {} : { omit }),
       ...(splitSize === undefined ? {} : { splitSize }),

@@ -1,4 +1,5 @@
 import { CredentialStore, loadRoot, parseRate, parseSize, pullBundle, readSince } from '../../lib/index.js';
+import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';
 import { plainHttp, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
@@ -31,6 +32,9 @@ export const pull: Command = {
     const trustPath = str(args, 'trust');
     const split = str(args, 'split');
     const caFile = str(args, 'ca-file');
+    // Never over the trust root or inventory it reads, even with --force (existing outputs: pullBundle's check).
+    const reads = [str(args, 'trust'), str(args, 'since')].filter((p): p is string => p !== undefined);
+    await checkOutputs([str(args, 'output') as string], { force: true, reads });
     const trust = trustPath === undefined ? undefined : (await loadRoot(trustPath)).root;
     const sincePath = str(args, 'since');
     const since = sincePath === undefined ? undefined : (await readSince(sincePath)).digests;

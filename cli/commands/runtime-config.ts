@@ -36,7 +36,7 @@ export const runtimeConfigCommand: Command = {
       upstreamFallback: args['upstream-fallback'] === true,
       force: args['force'] === true,
     });
-    for (const c of result.collisions) ctx.io.stderr.write(`warning: ${c.hosts.join(' and ')} both have ${c.repository}; on the vessel they are one repository\n`);
+    for (const c of result.collisions) writeLine(ctx.io.stderr, `warning: ${c.hosts.join(' and ')} both have ${c.repository}; on the vessel they are one repository`);
     if (ctx.json) {
       printJSON(ctx.io, { ok: true, ...result });
       return 0;

@@ -60,6 +60,8 @@ import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from 
 export interface BuildOptions extends OpOptions {
   /** Where to write the bundle (parts go beside it). */
   output: string;
+  /** False: skip the fsyncs (scratch builds only; see `WriteOptions.sync`). */
+  sync?: boolean;
   /** Keep only these platforms (overrides the spec's `platforms`). */
   platforms?: readonly Platform[];
   /** An image with none of the platforms is an error, not a warning (or the spec's `platformStrict`). */
@@ -421,6 +423,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     }
     const write = await writeBundle(options.output, entries, {
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
+      ...(options.sync === false ? { sync: false } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });

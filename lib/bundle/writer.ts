@@ -37,6 +37,12 @@ export interface BundleEntry {
 export interface WriteOptions {
   /** Split into parts of at most this many bytes (NAME.001, … and NAME.parts.json). */
   splitSize?: number;
+  /**
+   * fsync each part before its rename, and the folder after (default true). False is for scratch
+   * builds only (`bundle build --no-sync`): a power cut or a stick pulled after the command
+   * returns can leave a bundle that is short or holds zeros under its final name.
+   */
+  sync?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -93,13 +99,15 @@ class PartSink {
   readonly #partSize: number;
   readonly #split: boolean;
   readonly #whole: Hash | undefined;
+  readonly #sync: boolean;
   readonly #inflight = new Set<Promise<void>>();
   #failure: unknown;
   readonly parts: Part[] = [];
   written = 0;
 
-  constructor(path: string, split: number | undefined) {
+  constructor(path: string, split: number | undefined, sync = true) {
     this.#base = path;
+    this.#sync = sync;
     this.#split = split !== undefined;
     this.#partSize = split ?? Number.POSITIVE_INFINITY;
     this.#whole = this.#split ? createHash('sha256') : undefined;
@@ -122,7 +130,7 @@ class PartSink {
     if (handle === undefined) return;
     part.handle = undefined;
     await Promise.all(part.pending);
-    await handle.sync();
+    if (this.#sync) await handle.sync();
     await handle.close();
     part.sha256 = part.hash?.digest('hex') ?? '';
   }
@@ -157,7 +165,7 @@ class PartSink {
       offset += n;
       this.written += n;
       part.unflushed += n;
-      if (part.unflushed >= FLUSH_EVERY) {
+      if (this.#sync && part.unflushed >= FLUSH_EVERY) {
         // Flush as we go, so the fsync before the rename finds little left to do.
         part.unflushed = 0;
         const handle = part.handle as FileHandle;
@@ -252,7 +260,7 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
   const total = tarSize(entries);
   // Before the first byte: a split the reader would refuse is not written.
   if (options.splitSize !== undefined) checkSplit(options.splitSize, total);
-  const sink = new PartSink(path, options.splitSize);
+  const sink = new PartSink(path, options.splitSize, options.sync !== false);
   const pool = new BufferPool(WRITES_IN_FLIGHT + 2, COPY_CHUNK);
   let done = 0;
   const onBytes = (n: number): void => {
@@ -300,7 +308,7 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
 
   try {
     for (const part of sink.parts) await rename(part.temp, part.final);
-    await fsyncDir(dirname(path));
+    if (options.sync !== false) await fsyncDir(dirname(path));
   } catch (err) {
     await sink.abort();
     throw fromSystemError(err, 'write bundle', path);

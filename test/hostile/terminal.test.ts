@@ -78,7 +78,8 @@ test('a registry error message with terminal escapes is shown escaped (stand-in 
   t.false(RAW.test(human.stderr), JSON.stringify(human.stderr));
   t.notRegex(human.stderr, /^error\[E_NONE\]/m, 'a newline in a message cannot fake a line of ours');
   t.false(RAW.test(json.stdout));
-  t.truthy(json.json.error?.code);
+  t.is(json.json.error?.code, 'E_REGISTRY', 'the registry answered, and its message was shown');
+  t.regex(human.stderr, /owned/);
 });
 
 test('progress lines and --json escape what they show; JSON parses back to the same text', (t) => {

@@ -4,6 +4,7 @@
  * manifest whose blobs are missing; a subtree the destination already has is skipped; blob
  * transfers run a few at a time.
  */
+import { setMaxListeners } from 'node:events';
 import { Readable, Transform } from 'node:stream';
 import { SeabagError, throwIfAborted } from '../errors.js';
 import { Limiter } from '../util/limit.js';
@@ -352,4 +353,81 @@ export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descri
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
   }
+}
+
+/** One graph of several copied together, and where it goes. */
+export interface CopyUnit {
+  /** Names the destination (a repository): progress items, and which nodes it already got. */
+  key: string;
+  dst: Storage;
+  graph: GraphNode;
+}
+
+export interface CopyAllOptions extends Omit<CopyOptions, 'manifests' | 'onNode' | 'platforms' | 'prune'> {
+  /** Told when every blob of every graph is in place, before the first manifest moves. */
+  onBlobsDone?: () => void;
+}
+
+/**
+ * Copies several graphs (the images of a release, their referrers) so that no manifest reaches
+ * any destination until every blob of every graph has: one pass of blobs, then one of manifests
+ * (children before parents within each). A bad blob anywhere leaves no manifest anywhere. The
+ * first failure stops every other transfer; all are awaited before it is thrown. Returns how many
+ * nodes the destinations already held.
+ *
+ * @throws what `copyGraph` throws (the first real failure, not the aborts it caused)
+ */
+export async function copyGraphs(src: ReadOnlyStorage, units: readonly CopyUnit[], options: CopyAllOptions = {}): Promise<{ existed: number }> {
+  const limiter = options.limiter ?? new Limiter(options.concurrency ?? 3);
+  const present = new Set<string>();
+  let existed = 0;
+  const totals = new Map<number, { done: number; total: number }>();
+  // Named for the unit that last moved bytes: what is being worked on now.
+  const progress = (i: number, item: string) => (p: { done: number; total?: number }): void => {
+    totals.set(i, { done: p.done, total: p.total ?? 0 });
+    let done = 0;
+    let total = 0;
+    for (const v of totals.values()) {
+      done += v.done;
+      total += v.total;
+    }
+    options.onProgress?.({ phase: 'push', done, total, item });
+  };
+  const stop = new AbortController();
+  // One listener per unit copied at once: not a leak.
+  setMaxListeners(Math.max(10, units.length + 10), stop.signal);
+  const onAbort = (): void => stop.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const pass = async (manifests: boolean): Promise<void> => {
+    const results = await Promise.allSettled(
+      units.map(({ key, dst, graph }, i) =>
+        copyGraph(src, dst, graph, {
+          limiter,
+          manifests,
+          ...(options.checkChildren === undefined ? {} : { checkChildren: options.checkChildren }),
+          skip: (d) => options.skip?.(d) === true || (manifests && present.has(`${key} ${d.digest}`)),
+          onNode: (d, outcome) => {
+            if (!manifests && outcome !== 'skipped') present.add(`${key} ${d.digest}`);
+            if (outcome === 'exists') existed += 1;
+          },
+          ...(manifests ? {} : { onProgress: progress(i, key) }),
+          signal: stop.signal,
+        }).catch((err: unknown) => {
+          stop.abort(err);
+          throw err;
+        }),
+      ),
+    );
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+    const real = failed.find((e) => !(e instanceof SeabagError && e.code === 'E_ABORTED')) ?? failed[0];
+    if (real !== undefined) throw real;
+  };
+  try {
+    await pass(false);
+    options.onBlobsDone?.();
+    await pass(true);
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  return { existed };
 }

@@ -10,11 +10,10 @@
  * No tag a workload could resolve is created or moved: the only tags are the release's own
  * (`seabag/NAME:VERSION`, and the Flux artifact's VERSION).
  */
-import { setMaxListeners } from 'node:events';
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseImageManifest, TITLE, type Descriptor } from '../oci/descriptor.js';
-import { copyGraph, postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
+import { copyGraph, copyGraphs, postOrder, resolveGraph, type CopyUnit, type GraphNode } from '../oci/graph.js';
 import { MemoryStore } from '../oci/memory.js';
 import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
 import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
@@ -23,7 +22,7 @@ import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
 import { openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
 import type { BundleInput } from '../bundle/parts.js';
 import type { OpOptions } from '../oci/store.js';
-import { admit, omittedBlobs } from '../release/admit.js';
+import { admit, omittedBlobs, type Admission } from '../release/admit.js';
 import { checkDowngrade, checkTarget, judgementTime } from '../trust/policy.js';
 import { advanceTrustedTime } from '../trust/time-reset.js';
 import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
@@ -236,8 +235,236 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
   return true;
 }
 
+/** What admission found, with what the import needs of it. */
+interface Admitted {
+  accepted: TrustRoot[];
+  signingRoot: TrustRoot;
+  /** Each image's graph, then each referrer's, with the repository it goes to. */
+  units: ContentUnit[];
+  referrers: Admission['referrers'];
+  /** This vessel's class: the option, else the remembered one. */
+  target: string | undefined;
+}
+
+type Trust = { root: TrustRoot; first?: TrustRoot };
+
 /**
- * Imports a bundle (or its parts) into the vessel's registry and stages the release.
+ * Admit: the one admission path, shared with verify (root chain, signatures, threshold, index,
+ * expiry, completeness); the vessel adds its class and downgrade checks.
+ */
+async function admitBundle(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, trust: Trust, options: ImportOptions): Promise<Admitted> {
+  const { release } = bundle;
+  const target = options.target ?? vessel.state.target;
+  const admission = await admit(bundle.archive, {
+    reader: bundle.reader,
+    trust: trust.root,
+    trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
+    knownRoots: await vessel.dir.knownRootBytes(),
+    now: judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime),
+    policy: (r, d) => {
+      checkTarget(r, target);
+      checkDowngrade(r, d, releasesOf(vessel.state, r.name), options.allowDowngrade === true);
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const units: ContentUnit[] = [
+    ...admission.graphs.map((graph, i) => ({ repository: (release.images[i] as (typeof release.images)[number]).repository, graph })),
+    ...admission.referrers.map((r) => ({ repository: r.repository, graph: r.graph })),
+  ];
+  return { accepted: admission.accepted, signingRoot: admission.root, units, referrers: admission.referrers, target };
+}
+
+/**
+ * Fast path: the same release again, nothing new to pin, and the registry still holds every blob
+ * of it: nothing to do (re-reading the graph and rebuilding the Flux artifact would only find
+ * that out more slowly). Undefined when there is work.
+ */
+async function alreadyHeld(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, trust: Trust, admitted: Admitted, options: ImportOptions): Promise<ImportResult | undefined> {
+  const { release } = bundle;
+  const digest = bundle.releaseDesc.digest;
+  const held = findRelease(vessel.state, release.name, release.version);
+  const nothingNew = admitted.accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
+  if (held?.digest !== digest || !nothingNew || !(await stillHeld(vessel, held, options.signal))) return undefined;
+  const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
+  return {
+    release: { name: release.name, version: release.version, digest },
+    blobs: { total, pushed: 0, skipped: total, mounted: 0, omitted: 0 },
+    bytesPushed: 0,
+    rootsPinned: [],
+    alreadyHeld: true,
+    ...(await keepRuntimeConfig(vessel, options)),
+    notes: vessel.notes,
+  };
+}
+
+/**
+ * Pins: the trust roots, the registry and the class are saved together before any push (so a
+ * bare re-run after an interrupt needs no flags), then the journal, unless one is still pending
+ * (that one waits for its own command). Returns the roots pinned and whether it journalled.
+ */
+async function pinAndJournal(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, trust: Trust, admitted: Admitted, options: ImportOptions): Promise<{ pinned: TrustRoot[]; journalled: boolean }> {
+  const { release } = bundle;
+  const pinned = [...(trust.first ? [trust.first] : []), ...admitted.accepted];
+  await vessel.dir.pinRoots(pinned);
+  rememberRegistry(vessel, options, admitted.target);
+  await vessel.save();
+  const journalled = (await readJournal(vessel.dir).catch(() => undefined)) === undefined;
+  if (journalled) {
+    await writeJournal(vessel.dir, {
+      op: 'import',
+      started: new Date().toISOString(),
+      pid: process.pid,
+      name: release.name,
+      to: { version: release.version, digest: bundle.releaseDesc.digest },
+      bundle: bundle.input.name,
+      phase: 'pushing',
+    });
+  }
+  vessel.step('import:journal');
+  return { pinned, journalled };
+}
+
+/** Every blob and manifest the release needs, by repository, as the import records them. */
+class ContentRecord {
+  readonly byRepository: Record<string, Set<Digest>> = {};
+
+  add(repository: string, graph: GraphNode): void {
+    const set = (this.byRepository[repository] ??= new Set());
+    for (const n of postOrder(graph)) set.add(n.desc.digest);
+  }
+
+  get total(): number {
+    return Object.values(this.byRepository).reduce((sum, set) => sum + set.size, 0);
+  }
+
+  sorted(): Record<string, Digest[]> {
+    return Object.fromEntries(Object.entries(this.byRepository).map(([repo, set]) => [repo, [...set].sort()]));
+  }
+}
+
+/** Where pushes go, and how they are counted: shared by the push and publish phases. */
+interface PushContext {
+  vessel: Vessel;
+  bundle: OpenedBundle<BundleLayout>;
+  tracker: PushTracker;
+  limiter: Limiter;
+  record: ContentRecord;
+  options: ImportOptions;
+}
+
+/**
+ * Push: every image's and referrer's graph, all blobs before any manifest (`copyGraphs`), every
+ * child HEADed even under a manifest the registry has (a layer can be lost under it); the blobs
+ * a delta leaves out are skipped. Returns how many the registry already held.
+ */
+async function pushContent(ctx: PushContext, admitted: Admitted): Promise<number> {
+  const { vessel, bundle, options } = ctx;
+  const omitted = omittedBlobs(bundle.archive, bundle);
+  const units: CopyUnit[] = [];
+  for (const { repository, graph } of admitted.units) {
+    ctx.record.add(repository, graph);
+    units.push({ key: repository, dst: ctx.tracker.storage(await vessel.repository(repository)), graph });
+  }
+  const { existed } = await copyGraphs(bundle.archive, units, {
+    limiter: ctx.limiter,
+    checkChildren: true,
+    skip: (d) => omitted.has(d.digest),
+    onBlobsDone: () => vessel.step('import:blobs'),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  vessel.step('import:images');
+  await linkReferrers(admitted.referrers, (name) => vessel.repository(name), options.signal ? { signal: options.signal } : {});
+  return existed;
+}
+
+/**
+ * Publish: the release artifact (`seabag/NAME`), then the Flux artifact of its manifests
+ * (`seabag/NAME/manifests`), each tagged with the version; never a tag a workload resolves.
+ */
+async function publishArtifacts(ctx: PushContext): Promise<{ manifestsRepository: string; fluxDigest: Digest; existed: number }> {
+  const { vessel, bundle, options } = ctx;
+  const { release } = bundle;
+  const sig = options.signal ? { signal: options.signal } : {};
+  let existed = 0;
+  const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
+    if (outcome === 'exists') existed += 1;
+  };
+  const releaseRepo = releaseRepository(release.name);
+  const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
+  ctx.record.add(releaseRepo, releaseGraph);
+  await copyGraph(bundle.archive, ctx.tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter: ctx.limiter, onNode, checkChildren: true, ...sig });
+  const files: ManifestFile[] = [];
+  for (const layer of bundle.releaseManifest.layers) {
+    const title = layer.annotations?.[TITLE] ?? layer.digest;
+    files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
+  }
+  const digest = bundle.releaseDesc.digest;
+  const flux = await fluxArtifact(files, {
+    ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
+    'org.opencontainers.image.source': `seabag://${release.name}`,
+    'org.opencontainers.image.revision': `${release.version}@${digest}`,
+  });
+  const fluxRepoName = `${releaseRepo}/manifests`;
+  const fluxStore = new MemoryStore();
+  for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
+  const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
+  ctx.record.add(fluxRepoName, fluxGraph);
+  const fluxRepo = await vessel.repository(fluxRepoName);
+  await copyGraph(fluxStore, ctx.tracker.storage(fluxRepo), fluxGraph, { limiter: ctx.limiter, onNode, checkChildren: true, ...sig });
+  const tag = versionTag(release.version);
+  if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
+  vessel.step('import:artifacts');
+  const relRepo = await vessel.repository(releaseRepo);
+  if ((await relRepo.tagDigest(tag, sig)) !== digest) await relRepo.tag({ mediaType: OCI_MANIFEST, digest, size: bundle.releaseDesc.size }, tag, sig);
+  vessel.step('import:tagged');
+  return { manifestsRepository: fluxRepoName, fluxDigest: flux.manifest.desc.digest, existed };
+}
+
+/**
+ * Commit: the release enters state.json (staged, or keeping the state it had), in one atomic
+ * write: the import's last step. Returns whether the vessel held it before.
+ */
+async function commitRelease(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, content: ContentRecord, published: { manifestsRepository: string; fluxDigest: Digest }, signingRoot: TrustRoot, options: ImportOptions): Promise<boolean> {
+  const { release } = bundle;
+  const existing = findRelease(vessel.state, release.name, release.version);
+  const held: HeldRelease = {
+    name: release.name,
+    version: release.version,
+    digest: bundle.releaseDesc.digest,
+    state: existing?.state ?? 'staged',
+    ...(release.created === undefined ? {} : { created: release.created }),
+    importedAt: existing?.importedAt ?? new Date().toISOString(),
+    ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
+    ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
+    ...(release.check === undefined ? {} : { check: release.check }),
+    images: release.images.map((i) => ({
+      ref: i.ref,
+      repository: i.repository,
+      ...(i.tag === undefined ? {} : { tag: i.tag }),
+      digest: i.digest,
+      mediaType: i.mediaType,
+      size: i.size,
+    })),
+    content: content.sorted(),
+    manifestsRepository: published.manifestsRepository,
+    fluxDigest: published.fluxDigest,
+  };
+  vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
+  // A reproducible build vouches for no time (no created). Otherwise capped by the signing root's
+  // expiry and the clock plus a day: a release dated 2100 cannot poison it.
+  const trusted = advanceTrustedTime(vessel.state.newestTrustedTime, release.created, signingRoot.signed.expires, options.now ?? new Date());
+  if (trusted === undefined) delete vessel.state.newestTrustedTime;
+  else vessel.state.newestTrustedTime = trusted;
+  await vessel.save();
+  vessel.step('import:saved');
+  return existing !== undefined;
+}
+
+/**
+ * Imports a bundle (a file, its parts, or an origin such as `oci://`) into the vessel's registry
+ * and stages the release, in phases: recover (a pending journal never blocks it), admit, the
+ * fast path, pin, push, publish, commit.
  *
  * @throws every rejection code of verify (exit 1), E_DOWNGRADE, E_TARGET_MISMATCH,
  *   E_BLOBS_MISSING, E_TRUST_REQUIRED, E_TRUST_MISMATCH, E_LOCKED, E_REGISTRY*, E_AUTH, E_IO
@@ -248,233 +475,50 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
   // missing part must not hold the vessel.
   const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
   await origin.check?.();
-  // A pending journal (a switch that failed half-way) never blocks staging another release.
+  // Recover: a pending journal (a switch that failed half-way) never blocks staging another release.
   const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${origin.name}`, true);
-  const signal = options.signal;
-  const sig = signal ? { signal } : {};
   try {
     const trust = await trustFor(vessel, options.trust, given);
-
     const bundle = await origin.open(options);
-    const { input } = bundle;
     try {
-      const { release } = bundle;
-      const digest = bundle.releaseDesc.digest;
-      const target = options.target ?? vessel.state.target;
-      // The one admission path, shared with verify; the vessel adds its class and downgrade checks.
-      const { accepted, graphs, referrers, root: signingRoot } = await admit(bundle.archive, {
-        reader: bundle.reader,
-        trust: trust.root,
-        trustName: trust.first !== undefined && options.trust !== undefined ? options.trust : 'the pinned trust root',
-        knownRoots: await vessel.dir.knownRootBytes(),
-        now: judgementTime(options.now ?? new Date(), vessel.state.newestTrustedTime),
-        policy: (r, d) => {
-          checkTarget(r, target);
-          checkDowngrade(r, d, releasesOf(vessel.state, r.name), options.allowDowngrade === true);
-        },
-        ...sig,
-      });
-      // What goes where: each image's graph, then each referrer's beside its image.
-      const units: ContentUnit[] = [
-        ...graphs.map((graph, i) => ({ repository: (release.images[i] as (typeof release.images)[number]).repository, graph })),
-        ...referrers.map((r) => ({ repository: r.repository, graph: r.graph })),
-      ];
-
-      // The same release again, with nothing new to pin: when the registry still has all of it,
-      // there is nothing to do (re-reading the graph and rebuilding the Flux artifact would only
-      // find that out more slowly).
-      const held = findRelease(vessel.state, release.name, release.version);
-      const nothingNew = accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
-      if (held?.digest === digest && nothingNew && (await stillHeld(vessel, held, signal))) {
-        const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
+      const admitted = await admitBundle(vessel, bundle, trust, options);
+      const done = await alreadyHeld(vessel, bundle, trust, admitted, options);
+      if (done !== undefined) {
         await origin.staged?.();
-        return {
-          release: { name: release.name, version: release.version, digest },
-          blobs: { total, pushed: 0, skipped: total, mounted: 0, omitted: 0 },
-          bytesPushed: 0,
-          rootsPinned: [],
-          alreadyHeld: true,
-          ...(await keepRuntimeConfig(vessel, options)),
-          notes: vessel.notes,
-        };
+        return done;
       }
-
-      const omitted = omittedBlobs(bundle.archive, bundle);
-      const client = await vessel.client();
-      await client.ping(signal);
-      await checkForeignAccepted(vessel, release.images, graphs, signal);
+      // The last checks that can refuse, then nothing but pushes.
+      await (await vessel.client()).ping(options.signal);
+      await checkForeignAccepted(vessel, bundle.release.images, admitted.units.slice(0, bundle.release.images.length).map((u) => u.graph), options.signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
       for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
-      const omittedFound = await checkOmitted(vessel, bundle, units, tracker, signal);
+      const omittedFound = await checkOmitted(vessel, bundle, admitted.units, tracker, options.signal);
 
       // Verified: from here on the vessel changes.
       vessel.step('import:verified');
-      // What the first import pins (trust root, registry, class) is saved together, before any
-      // push, so a bare re-run after an interrupt needs no flags.
-      const pinned = [...(trust.first ? [trust.first] : []), ...accepted];
-      await vessel.dir.pinRoots(pinned);
-      rememberRegistry(vessel, options, target);
-      await vessel.save();
-      // Never over a journal still pending: that one waits for its own command.
-      const pendingJournal = await readJournal(vessel.dir).catch(() => undefined);
-      if (pendingJournal === undefined) await writeJournal(vessel.dir, {
-        op: 'import',
-        started: new Date().toISOString(),
-        pid: process.pid,
-        name: release.name,
-        to: { version: release.version, digest },
-        bundle: input.name,
-        phase: 'pushing',
-      });
-      vessel.step('import:journal');
+      const { pinned, journalled } = await pinAndJournal(vessel, bundle, trust, admitted, options);
       // A failure (not a crash) leaves nothing to finish: the journal goes with it.
       let staged = false;
       try {
-        const limiter = new Limiter(options.concurrency ?? 4);
-        const content: Record<string, Set<Digest>> = {};
-        const record = (repo: string, digests: Iterable<Digest>): void => {
-          const set = (content[repo] ??= new Set());
-          for (const d of digests) set.add(d);
-        };
-        let skipped = 0;
-        const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
-          if (outcome === 'exists') skipped += 1;
-        };
-
-        const totals = new Map<number, { done: number; total: number }>();
-        // Named for the image (or artifact) that last moved bytes: what is being worked on now.
-        const progress = (key: number, item: string) => (p: { done: number; total?: number }): void => {
-          totals.set(key, { done: p.done, total: p.total ?? 0 });
-          let done = 0;
-          let total = 0;
-          for (const v of totals.values()) {
-            done += v.done;
-            total += v.total;
-          }
-          options.onProgress?.({ phase: 'push', done, total, item });
-        };
-        // Two passes: every blob of every image first, then the manifests, so a bad blob anywhere
-        // leaves no manifest in the registry. The first failure stops the other images' transfers.
-        const present = new Set<string>();
-        const stop = new AbortController();
-        // One listener per image and referrer copied at once: not a leak.
-        setMaxListeners(Math.max(10, units.length + 10), stop.signal);
-        const onAbort = (): void => stop.abort(signal?.reason);
-        signal?.addEventListener('abort', onAbort, { once: true });
-        const pass = async (manifests: boolean): Promise<void> => {
-          const results = await Promise.allSettled(
-            units.map(async ({ repository, graph }, i) => {
-              const image = { repository };
-              if (!manifests) record(image.repository, postOrder(graph).map((n) => n.desc.digest));
-              const repo = await vessel.repository(image.repository);
-              await copyGraph(bundle.archive, tracker.storage(repo), graph, {
-                limiter,
-                manifests,
-                checkChildren: true,
-                skip: (d) => omitted.has(d.digest) || (manifests && present.has(`${image.repository} ${d.digest}`)),
-                onNode: (d, outcome) => {
-                  if (!manifests && outcome !== 'skipped') present.add(`${image.repository} ${d.digest}`);
-                  if (outcome === 'exists' && !(manifests && present.has(`${image.repository} ${d.digest}`))) skipped += 1;
-                },
-                ...(manifests ? {} : { onProgress: progress(i, image.repository) }),
-                signal: stop.signal,
-              }).catch((err: unknown) => {
-                stop.abort(err);
-                throw err;
-              });
-            }),
-          );
-          const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
-          const real = failed.find((e) => !(e instanceof SeabagError && e.code === 'E_ABORTED')) ?? failed[0];
-          if (real !== undefined) throw real;
-        };
-        try {
-          await pass(false);
-          vessel.step('import:blobs');
-          await pass(true);
-        } finally {
-          signal?.removeEventListener('abort', onAbort);
-        }
-        vessel.step('import:images');
-        await linkReferrers(referrers, (name) => vessel.repository(name), sig);
-        // The release artifact, then the Flux artifact of its manifests.
-        const releaseRepo = releaseRepository(release.name);
-        const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
-        record(releaseRepo, postOrder(releaseGraph).map((n) => n.desc.digest));
-        await copyGraph(bundle.archive, tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter, onNode, checkChildren: true, onProgress: progress(-1, releaseRepo), ...sig });
-        const files: ManifestFile[] = [];
-        for (const layer of bundle.releaseManifest.layers) {
-          const title = layer.annotations?.[TITLE] ?? layer.digest;
-          files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
-        }
-        const flux = await fluxArtifact(files, {
-          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
-          'org.opencontainers.image.source': `seabag://${release.name}`,
-          'org.opencontainers.image.revision': `${release.version}@${digest}`,
-        });
-        const fluxRepoName = `${releaseRepo}/manifests`;
-        const fluxStore = new MemoryStore();
-        for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
-        const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
-        record(fluxRepoName, postOrder(fluxGraph).map((n) => n.desc.digest));
-        const fluxRepo = await vessel.repository(fluxRepoName);
-        await copyGraph(fluxStore, tracker.storage(fluxRepo), fluxGraph, { limiter, onNode, checkChildren: true, ...sig });
-        const tag = versionTag(release.version);
-        if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
-        vessel.step('import:artifacts');
-        const relRepo = await vessel.repository(releaseRepo);
-        if ((await relRepo.tagDigest(tag, sig)) !== digest) await relRepo.tag({ mediaType: OCI_MANIFEST, digest, size: bundle.releaseDesc.size }, tag, sig);
-
-        vessel.step('import:tagged');
-        // Staged: the last step, one atomic write.
-        const existing = findRelease(vessel.state, release.name, release.version);
-        const held: HeldRelease = {
-          name: release.name,
-          version: release.version,
-          digest,
-          state: existing?.state ?? 'staged',
-          ...(release.created === undefined ? {} : { created: release.created }),
-          importedAt: existing?.importedAt ?? new Date().toISOString(),
-          ...(existing?.appliedAt === undefined ? {} : { appliedAt: existing.appliedAt }),
-          ...(existing?.failure === undefined ? {} : { failure: existing.failure }),
-          ...(release.check === undefined ? {} : { check: release.check }),
-          images: release.images.map((i) => ({
-            ref: i.ref,
-            repository: i.repository,
-            ...(i.tag === undefined ? {} : { tag: i.tag }),
-            digest: i.digest,
-            mediaType: i.mediaType,
-            size: i.size,
-          })),
-          content: Object.fromEntries(Object.entries(content).map(([repo, set]) => [repo, [...set].sort()])),
-          manifestsRepository: fluxRepoName,
-          fluxDigest: flux.manifest.desc.digest,
-        };
-        vessel.state.releases = [...vessel.state.releases.filter((r) => r !== existing), held];
-        // A reproducible build vouches for no time (no created). Otherwise capped by the signing root's
-        // expiry and the clock plus a day: a release dated 2100 cannot poison it.
-        const trusted = advanceTrustedTime(vessel.state.newestTrustedTime, release.created, signingRoot.signed.expires, options.now ?? new Date());
-        if (trusted === undefined) delete vessel.state.newestTrustedTime;
-        else vessel.state.newestTrustedTime = trusted;
-        await vessel.save();
-        vessel.step('import:saved');
-        if (pendingJournal === undefined) await vessel.dir.removeJournal();
+        const ctx: PushContext = { vessel, bundle, tracker, limiter: new Limiter(options.concurrency ?? 4), record: new ContentRecord(), options };
+        const existedImages = await pushContent(ctx, admitted);
+        const published = await publishArtifacts(ctx);
+        const heldBefore = await commitRelease(vessel, bundle, ctx.record, published, admitted.signingRoot, options);
+        if (journalled) await vessel.dir.removeJournal();
         staged = true;
         await origin.staged?.();
-
         // Counted per repository and digest, as pushes, mounts and HEADs are.
-        const total = Object.values(content).reduce((sum, set) => sum + set.size, 0);
         return {
-          release: { name: release.name, version: release.version, digest },
-          blobs: { total, pushed: tracker.stats.pushed, skipped, mounted: tracker.stats.mounted, omitted: omittedFound },
+          release: { name: bundle.release.name, version: bundle.release.version, digest: bundle.releaseDesc.digest },
+          blobs: { total: ctx.record.total, pushed: tracker.stats.pushed, skipped: existedImages + published.existed, mounted: tracker.stats.mounted, omitted: omittedFound },
           bytesPushed: tracker.stats.bytesPushed,
           rootsPinned: pinned.map((r) => r.signed.version),
-          alreadyHeld: existing !== undefined,
+          alreadyHeld: heldBefore,
           ...(await keepRuntimeConfig(vessel, options)),
           notes: vessel.notes,
         };
       } finally {
-        if (!staged && pendingJournal === undefined) await vessel.dir.removeJournal().catch(() => undefined);
+        if (!staged && journalled) await vessel.dir.removeJournal().catch(() => undefined);
       }
     } finally {
       await bundle.close();

@@ -4,6 +4,7 @@
  */
 import { exitStatusOf, fromSystemError, SeabagError } from '../lib/index.js';
 import type { CliIO } from './io.js';
+import { redactText } from '../lib/util/redact.js';
 
 /**
  * Characters that drive a terminal rather than show on it: C0 controls (ESC, CR, BEL, backspace…),
@@ -88,7 +89,8 @@ export function reportError(io: CliIO, err: unknown, json: boolean): number {
     writeLine(io.stderr, `error[${e.code}]: ${safeText(e.message)}`);
     if (e.hint !== undefined) writeLine(io.stderr, `  hint: ${safeText(e.hint)}`);
     if (io.env['SEABAG_DEBUG'] === '1') {
-      for (let c: unknown = e; c instanceof Error; c = c.cause) writeLine(io.stderr, c.stack ?? String(c));
+      // Causes are Node's own errors, which may quote a URL with its upload token: redacted too.
+      for (let c: unknown = e; c instanceof Error; c = c.cause) writeLine(io.stderr, redactText(c.stack ?? String(c)));
     }
   }
   return exitStatusOf(e);

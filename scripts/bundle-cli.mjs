@@ -22,6 +22,15 @@ await build({
   external: ['yaml', 'ajv', 'ajv/*', 'tar-stream', 'execa'],
   banner: { js: "import { createRequire as __seabagRequire } from 'node:module'; const require = __seabagRequire(import.meta.url);" },
   logLevel: 'warning',
+  plugins: [
+    {
+      // yargs' and cliui's string-width, swapped for a light one (scripts/string-width-lite.mjs says why).
+      name: 'string-width-lite',
+      setup(b) {
+        b.onResolve({ filter: /^string-width$/ }, () => ({ path: new URL('./string-width-lite.mjs', import.meta.url).pathname }));
+      },
+    },
+  ],
 });
 
 // Run directly (the bin entries, and the CI example's `bundle` on PATH).

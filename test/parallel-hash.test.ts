@@ -39,7 +39,7 @@ test.before(async () => {
   bundle = join(dir, 'eight.bundle');
   await ok(['build', join(dir, 'release.yaml'), '-o', bundle, '--sign', join(dir, 'release.key')]);
   await mkdir(join(dir, 'split'));
-  await ok(['build', join(dir, 'release.yaml'), '-o', join(dir, 'split', 'eight.bundle'), '--sign', join(dir, 'release.key'), '--split', '700K']);
+  await ok(['build', join(dir, 'release.yaml'), '-o', join(dir, 'split', 'eight.bundle'), '--sign', join(dir, 'release.key'), '--split', '1M']);
   parts = join(dir, 'split', 'eight.bundle.parts.json');
   trust = (await loadRoot(join(dir, 'trust.json'))).root;
   const opened = await openBundle(bundle);

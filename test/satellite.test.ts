@@ -324,7 +324,7 @@ test.serial('tampered at the shore: a blob corrupted in the registry storage is 
   t.deepEqual((JSON.parse(state) as { releases: unknown[] }).releases, []);
 });
 
-test.serial('the shore down before and in the middle: exit 3 with a hint, and a re-run resumes where the link broke', async (t) => {
+test.serial('the shore down before and in the middle: exit 3 with a hint, and a re-run resumes where the link broke (a damaged spool entry is fetched again)', async (t) => {
   const l = await link(t);
   await l.proxy.down();
   const unreachable = await l.import('1.4.0', '--retries', '1');
@@ -345,6 +345,9 @@ test.serial('the shore down before and in the middle: exit 3 with a hint, and a 
   const partial = (await readdir(join(`${out}.spool`, 'sha256'))).filter((n) => n.endsWith('.partial'));
   t.true(partial.length >= 1);
   const down = l.proxy.bytesDown;
+  // A spool entry damaged while the link was down (a bad disk, a power cut) is checked, not trusted.
+  const tool = [...(await blobsOf(bundles['1.4.0'] as string)).large].find(([, size]) => size === 2 * MiB + 1536) as [string, number];
+  await writeFile(join(`${out}.spool`, 'sha256', tool[0].slice(7)), Buffer.alloc(tool[1], 1));
   await l.proxy.up();
   const resumed = await runCli(['pull', l.at('1.4.0'), '-o', out, '--ca-file', ca, '--json', '--no-progress'], l.env);
   t.is(resumed.code, 0, resumed.stdout);

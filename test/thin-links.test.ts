@@ -12,7 +12,7 @@ import { openBundle, parseSize, parseRate, type PartsFile } from '../lib/index.j
 import { parseImageManifest } from '../lib/oci/descriptor.js';
 import { runCli } from './helpers/cli.js';
 import { EPOCH, exampleCopy } from './helpers/example.js';
-import { pseudoRandom } from './helpers/images.js';
+import { buildRandomImage, pseudoRandom } from './helpers/images.js';
 import { tempDir } from './helpers/tools.js';
 import { startVessel } from './helpers/vessel.js';
 import { startCuttingProxy, startFlakyServer, startNginx } from './helpers/web.js';
@@ -25,6 +25,14 @@ let key: string;
 test.before(async () => {
   work = await mkdtemp(join(tmpdir(), 'seabag-thin-'));
   example = await exampleCopy(work);
+  // Ballast: parts are at least 1 MiB (smaller is refused up front), so the example release gets a
+  // 5 MiB image of incompressible bytes, the same in both versions, to split into several parts.
+  await buildRandomImage(join(example, 'build', 'images'), 'ballast-1', [5 * 1024 * 1024]);
+  for (const version of ['1.4.0', '1.5.0']) {
+    const spec = join(example, version, 'release.yaml');
+    const text = await readFile(spec, 'utf8');
+    await writeFile(spec, text.replace('images:\n', 'images:\n  - ref: shore.example.com/groke/ballast:1\n    from: oci:../build/images:ballast-1\n'));
+  }
   key = join(work, 'release.key');
   await runCli(['keygen', join(work, 'root.key')]);
   await runCli(['keygen', key]);
@@ -62,7 +70,7 @@ test('split at a small size: parts concatenate to the unsplit bundle, none over 
   await mkdir(join(dir, 'stick'));
   await build('1.4.0', whole);
   const split = join(dir, 'stick', 'a.bundle');
-  const r = await build('1.4.0', split, '--split', '300K');
+  const r = await build('1.4.0', split, '--split', '1M');
   const parts = JSON.parse(await readFile(`${split}.parts.json`, 'utf8')) as PartsFile;
   const wholeBytes = await readFile(whole);
   t.true(parts.count >= 4);
@@ -71,7 +79,7 @@ test('split at a small size: parts concatenate to the unsplit bundle, none over 
   t.true(joined.equals(wholeBytes), 'byte for byte the unsplit bundle');
   t.is(parts.sha256, sha256(wholeBytes));
   for (const p of parts.parts) {
-    t.true(p.size <= 300 * 1024);
+    t.true(p.size <= 1024 * 1024);
     t.is(sha256(await readFile(join(dir, 'stick', p.name))), p.sha256);
   }
   t.deepEqual((await readdir(join(dir, 'stick'))).sort(), [...parts.parts.map((p) => p.name), 'a.bundle.parts.json'].sort());
@@ -89,7 +97,7 @@ test('split at a small size: parts concatenate to the unsplit bundle, none over 
 test('a removed or damaged part is named (exit 1) before anything reaches the registry', async (t) => {
   const dir = await tempDir(t);
   const split = join(dir, 'a.bundle');
-  await build('1.4.0', split, '--split', '256K');
+  await build('1.4.0', split, '--split', '1M');
   const parts = JSON.parse(await readFile(`${split}.parts.json`, 'utf8')) as PartsFile;
   const third = parts.parts[2]?.name as string;
   const vessel = await startVessel(t);
@@ -122,7 +130,7 @@ test('a removed or damaged part is named (exit 1) before anything reaches the re
 test('fetch through nginx with the connection cut several times mid-part: the result is byte-identical and imports', async (t) => {
   const served = await tempDir(t);
   const split = join(served, 'awareness.bundle');
-  await build('1.5.0', split, '--split', '200K');
+  await build('1.5.0', split, '--split', '1M');
   const nginx = await startNginx(t, served);
   const proxy = await startCuttingProxy(t, nginx.port, { cuts: 6, min: 10_000, max: 150_000, seed: 7 });
   const out = await tempDir(t);
@@ -196,7 +204,7 @@ test('--limit-rate holds the average within 10% of the rate over several seconds
 test('fetch rides out random drops, an outage, and a damaged part (fetched again alone)', async (t) => {
   const served = await tempDir(t);
   const split = join(served, 'awareness.bundle');
-  await build('1.5.0', split, '--split', '150K');
+  await build('1.5.0', split, '--split', '1M');
   const server = await startFlakyServer(t, served, { dropRate: 0.5, seed: 42 });
   const parts = JSON.parse(await readFile(`${split}.parts.json`, 'utf8')) as PartsFile;
   server.corruptOnce(parts.parts[1]?.name as string);

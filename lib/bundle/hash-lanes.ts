@@ -105,6 +105,9 @@ parentPort.on('message', (job) => {
 });
 `;
 
+/** Not the parent's loaders (tsx in tests): only its profiling flags, so `--cpu-prof` covers the workers too. */
+const WORKER_ARGS = (): string[] => process.execArgv.filter((a) => a.startsWith('--cpu-prof'));
+
 interface WorkerMessage {
   progress?: number;
   hex?: string[];
@@ -216,7 +219,7 @@ export async function hashLanes(source: ByteSource, jobs: readonly HashJob[], op
     // Loaded only here: node:worker_threads costs every command ~25 ms of start-up otherwise.
     const { Worker } = lanes > 1 ? await import('node:worker_threads') : { Worker: undefined };
     for (let l = 1; l < lanes && Worker !== undefined; l += 1) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { pieces, chunk: COPY_CHUNK } });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: WORKER_ARGS(), workerData: { pieces, chunk: COPY_CHUNK } });
       workers.push(worker);
       running.push(workerLane(worker));
     }

@@ -19,7 +19,7 @@ import { isNotFound } from '../registry/client.js';
 import { networkError } from '../registry/http.js';
 import type { Repository } from '../registry/repository.js';
 import { fsyncDir } from '../util/atomic.js';
-import { READ_CHUNK } from '../util/files.js';
+import { READ_CHUNK, sha256File } from '../util/files.js';
 import { Limiter, type TokenBucket } from '../util/limit.js';
 
 export interface SpoolOptions extends PatienceOptions {
@@ -98,9 +98,14 @@ export class Spool {
     const final = this.path(desc);
     const done = await stat(final).catch(() => undefined);
     if (done?.size === desc.size) {
-      this.bytesReused += desc.size;
-      this.#options.onStart?.(desc.size, desc.size);
-      return final;
+      // Left by an earlier run: checked again (a power cut or a bad disk may have changed it
+      // since), so a damaged copy is fetched again rather than pushed and refused.
+      if ((await sha256File(final)) === digestHex(desc.digest)) {
+        this.bytesReused += desc.size;
+        this.#options.onStart?.(desc.size, desc.size);
+        return final;
+      }
+      await rm(final, { force: true });
     }
     await mkdir(join(this.dir, 'sha256'), { recursive: true }).catch((err: unknown) => {
       throw fromSystemError(err, 'create', this.dir);

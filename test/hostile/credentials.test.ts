@@ -199,6 +199,7 @@ test('upload _state tokens, URL user info and Authorization values never reach a
   const out = { text: '', write(s: string) { this.text += s; return true; } };
   reportError({ stdout: out, stderr: out, env: {} } as never, err, true);
   reportError({ stdout: out, stderr: out, env: {} } as never, err, false);
+  reportError({ stdout: out, stderr: out, env: { SEABAG_DEBUG: '1' } } as never, err, false);
   const leaked = /_state=(?!REDACTED)[^&"\s]+/.test(out.text);
   report.add('credentials', 'upload interrupted: the error names the upload URL', 'no _state token in message or details', leaked ? '_state leaked' : `redacted (${err.code})`, 'n/a');
   t.false(leaked, out.text);

@@ -53,7 +53,7 @@ import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.j
 import { openImageSource, parseFrom, type ImageSource } from './sources.js';
 import { checkOutputs } from '../util/outputs.js';
 import { resolve as resolvePath } from 'node:path';
-import { collectYAMLFiles, loadReleaseSpec } from './spec.js';
+import { collectYAMLFiles, loadReleaseSpec, type LoadedSpec } from './spec.js';
 import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
@@ -185,6 +185,67 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
 }
 
 /**
+ * Step 2 of a build: the release's Kubernetes manifests with every image pinned to a digest, and
+ * its device profiles rendered (brokers pinned too), as release layers. Every problem of every
+ * file is reported at once; an image the release lacks is E_IMAGE_NOT_IN_RELEASE.
+ *
+ * @throws E_SPEC_INVALID, E_IMAGE_NOT_IN_RELEASE, E_USAGE (an output over an input)
+ */
+async function pinAndRender(loaded: LoadedSpec, resolved: readonly ResolvedImage[], outputs: readonly string[]) {
+  const { spec } = loaded;
+  const targets: PinTarget[] = resolved.map(({ reference, image }) => ({
+    name: referenceName(reference),
+    digest: image.digest,
+    ...(image.tag === undefined ? {} : { tag: image.tag }),
+    ...(image.sourceDigest === undefined ? {} : { sourceDigest: image.sourceDigest }),
+  }));
+  const matcher = new ImageMatcher(targets);
+  const manifestFiles = await collectYAMLFiles(loaded.baseDir, spec.manifests ?? []);
+  const pinned = await pinManifestFiles(manifestFiles, loaded.baseDir, matcher);
+  const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? [], 'deviceProfiles');
+  await checkOutputs(outputs, { force: true, reads: [...manifestFiles, ...profileFiles] });
+  const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
+  const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.code === 'E_IMAGE_NOT_IN_RELEASE');
+  throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');
+  throwProblems(notInRelease, 'the manifests and device profiles', 'E_IMAGE_NOT_IN_RELEASE');
+
+  const manifestLayers = pinned.files.map((f) => blob(Buffer.from(f.text), SEABAG_K8S_MANIFESTS, { [TITLE]: `manifests/${f.file}` }));
+  const profileLayers = devices.profiles.map((p) => blob(Buffer.from(p.text), SEABAG_DEVICE_PROFILE, { [TITLE]: `devices/${p.name}.yaml` }));
+  return { pinned, devices, manifestLayers, profileLayers };
+}
+
+type Artifact = { manifest: { desc: Descriptor; data: Buffer }; blobs: { desc: Descriptor; data: Buffer }[]; artifactType: string };
+
+/**
+ * Step 4 of a build: the artifacts whose subject is the release manifest: the signature (a DSSE
+ * envelope over an in-toto statement, one signature per signer) and the trust roots carried.
+ */
+function releaseArtifacts(release: ReleaseDocument, releaseManifestDesc: Descriptor, options: BuildOptions): { empty: { desc: Descriptor; data: Buffer }; artifacts: Artifact[] } {
+  const empty = blob(Buffer.from(EMPTY_JSON), OCI_EMPTY);
+  if (empty.desc.digest !== EMPTY_DIGEST) throw new SeabagError('E_INTERNAL', `the empty descriptor's digest drifted: ${empty.desc.digest}`);
+  const artifacts: Artifact[] = [];
+  const signers = options.signers ?? [];
+  if (signers.length > 0) {
+    const statement = canonicalBytes(releaseStatement(release, releaseManifestDesc));
+    const envelope = blob(json(signEnvelope(statement, IN_TOTO_PAYLOAD_TYPE, signers)), DSSE_ENVELOPE);
+    const manifest = blob(
+      json({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_SIGNATURE, config: empty.desc, layers: [envelope.desc], subject: releaseManifestDesc }),
+      OCI_MANIFEST,
+    );
+    artifacts.push({ manifest, blobs: [envelope], artifactType: SEABAG_SIGNATURE });
+  }
+  if (options.roots !== undefined && options.roots.length > 0) {
+    const roots = options.roots.map((r) => blob(r, SEABAG_TRUST_ROOT));
+    const manifest = blob(
+      json({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_TRUST_CHAIN, config: empty.desc, layers: roots.map((r) => r.desc), subject: releaseManifestDesc }),
+      OCI_MANIFEST,
+    );
+    artifacts.push({ manifest, blobs: roots, artifactType: SEABAG_TRUST_CHAIN });
+  }
+  return { empty, artifacts };
+}
+
+/**
  * Builds the bundle a release spec describes.
  *
  * @throws E_SPEC_INVALID (every problem of the spec, manifests and profiles at once),
@@ -283,25 +344,9 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const carried = options.referrers === false ? [] : resolved.flatMap((r) => r.referrers.map((x) => ({ image: r, referrer: x })));
 
     // 2. Manifests pinned, device profiles rendered; every problem at once.
-    const targets: PinTarget[] = resolved.map(({ reference, image }) => ({
-      name: referenceName(reference),
-      digest: image.digest,
-      ...(image.tag === undefined ? {} : { tag: image.tag }),
-      ...(image.sourceDigest === undefined ? {} : { sourceDigest: image.sourceDigest }),
-    }));
-    const matcher = new ImageMatcher(targets);
-    const manifestFiles = await collectYAMLFiles(loaded.baseDir, spec.manifests ?? []);
-    const pinned = await pinManifestFiles(manifestFiles, loaded.baseDir, matcher);
-    const profileFiles = await collectYAMLFiles(loaded.baseDir, spec.deviceProfiles ?? [], 'deviceProfiles');
-    await checkOutputs(outputs, { force: true, reads: [...manifestFiles, ...profileFiles] });
-    const devices = await renderDeviceProfiles(profileFiles, loaded.baseDir, matcher);
-    const notInRelease = [...pinned.problems, ...devices.problems].filter((p) => p.code === 'E_IMAGE_NOT_IN_RELEASE');
-    throwProblems([...pinned.problems, ...devices.problems].filter((p) => !notInRelease.includes(p)), 'the manifests and device profiles');
-    throwProblems(notInRelease, 'the manifests and device profiles', 'E_IMAGE_NOT_IN_RELEASE');
+    const { pinned, devices, manifestLayers, profileLayers } = await pinAndRender(loaded, resolved, outputs);
 
     // 3. The release: its layers, its document, its manifest.
-    const manifestLayers = pinned.files.map((f) => blob(Buffer.from(f.text), SEABAG_K8S_MANIFESTS, { [TITLE]: `manifests/${f.file}` }));
-    const profileLayers = devices.profiles.map((p) => blob(Buffer.from(p.text), SEABAG_DEVICE_PROFILE, { [TITLE]: `devices/${p.name}.yaml` }));
     const omitted = new Set<Digest>();
     let omittedBytes = 0;
     const allNodes = [...resolved.flatMap((r) => postOrder(r.graph)), ...carried.flatMap((c) => postOrder(c.referrer.graph))];
@@ -357,27 +402,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     );
 
     // 4. Signature and carried roots: artifacts whose subject is the release manifest.
-    const empty = blob(Buffer.from(EMPTY_JSON), OCI_EMPTY);
-    if (empty.desc.digest !== EMPTY_DIGEST) throw new SeabagError('E_INTERNAL', `the empty descriptor's digest drifted: ${empty.desc.digest}`);
-    const artifacts: { manifest: { desc: Descriptor; data: Buffer }; blobs: { desc: Descriptor; data: Buffer }[]; artifactType: string }[] = [];
-    const signers = options.signers ?? [];
-    if (signers.length > 0) {
-      const statement = canonicalBytes(releaseStatement(release, releaseManifest.desc));
-      const envelope = blob(json(signEnvelope(statement, IN_TOTO_PAYLOAD_TYPE, signers)), DSSE_ENVELOPE);
-      const manifest = blob(
-        json({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_SIGNATURE, config: empty.desc, layers: [envelope.desc], subject: releaseManifest.desc }),
-        OCI_MANIFEST,
-      );
-      artifacts.push({ manifest, blobs: [envelope], artifactType: SEABAG_SIGNATURE });
-    }
-    if (options.roots !== undefined && options.roots.length > 0) {
-      const roots = options.roots.map((r) => blob(r, SEABAG_TRUST_ROOT));
-      const manifest = blob(
-        json({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: SEABAG_TRUST_CHAIN, config: empty.desc, layers: roots.map((r) => r.desc), subject: releaseManifest.desc }),
-        OCI_MANIFEST,
-      );
-      artifacts.push({ manifest, blobs: roots, artifactType: SEABAG_TRUST_CHAIN });
-    }
+    const { empty, artifacts } = releaseArtifacts(release, releaseManifest.desc, options);
 
     // 5. The archive: index.json, metadata, then layers.
     const index = {
@@ -427,7 +452,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
-    return { warnings, release, releaseDigest: releaseManifest.desc.digest, write, omittedBytes, signedBy: signers.map((s) => s.keyid), ...(imageSignatures ? { imageSignatures } : {}) };
+    return { warnings, release, releaseDigest: releaseManifest.desc.digest, write, omittedBytes, signedBy: (options.signers ?? []).map((s) => s.keyid), ...(imageSignatures ? { imageSignatures } : {}) };
   } finally {
     await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
     for (const c of clients.values()) c.close();

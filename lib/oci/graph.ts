@@ -239,120 +239,162 @@ function counter(onBytes: (n: number) => void): Transform {
  */
 export async function copyGraph(src: ReadOnlyStorage, dst: Storage, root: Descriptor | GraphNode, options: CopyOptions = {}): Promise<CopyResult> {
   const graph = 'children' in root ? root : await resolveGraph(src, root, options);
-  const controller = new AbortController();
-  const onOuterAbort = (): void => controller.abort(options.signal?.reason);
+  const run = new CopyRun(src, dst, graph, options);
+  const onOuterAbort = (): void => run.controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  const signal = controller.signal;
-  const limiter = options.limiter ?? new Limiter(options.concurrency ?? 3);
-  const total = graphSize(graph);
-  const result: CopyResult = { root: graph.desc, bytesCopied: 0, pushed: 0, existed: 0, skipped: 0 };
-  let done = 0;
-  const report = (item: string): void => options.onProgress?.({ phase: 'copy', done, total, item });
-  const tasks = new Map<string, Promise<void>>();
-  const failures: unknown[] = [];
-
-  const settle = (node: GraphNode, outcome: 'pushed' | 'exists' | 'skipped', counted: number): void => {
-    if (outcome === 'pushed') result.pushed += 1;
-    else if (outcome === 'exists') result.existed += 1;
-    else result.skipped += 1;
-    done += node.desc.size - counted;
-    options.onNode?.(node.desc, outcome);
-    report(node.desc.digest);
-  };
-
-  // The node itself is settled too: its own task is already in `tasks` (it is the one running),
-  // and skipping it left an index that existed uncounted, so import's totals did not add up.
-  const markExisting = (node: GraphNode): void => {
-    for (const n of postOrder(node)) {
-      if (n === node || !tasks.has(n.desc.digest)) {
-        tasks.set(n.desc.digest, tasks.get(n.desc.digest) ?? Promise.resolve());
-        settle(n, 'exists', 0);
-      }
-    }
-  };
-
-  const copyNode = (node: GraphNode): Promise<void> => {
-    let task = tasks.get(node.desc.digest);
-    if (task !== undefined) return task;
-    task = (async () => {
-      throwIfAborted(signal);
-      if (options.skip?.(node.desc) === true) return settle(node, 'skipped', 0);
-      if (node.bytes !== undefined) {
-        const bytes = node.bytes;
-        const present = await dst.exists(node.desc, { signal });
-        if (present && options.checkChildren !== true) return markExisting(node);
-        await Promise.all(node.children.map(copyNode));
-        throwIfAborted(signal);
-        if (options.manifests === false) return;
-        if (present) return settle(node, 'exists', 0);
-        await dst.push(node.desc, async () => Readable.from([bytes]), { signal });
-        result.bytesCopied += bytes.length;
-        return settle(node, 'pushed', 0);
-      }
-      await limiter.run(async () => {
-        throwIfAborted(signal);
-        if (await dst.exists(node.desc, { signal })) return settle(node, 'exists', 0);
-        let attemptBytes = 0;
-        const count = (n: number): void => {
-          attemptBytes += n;
-          done += n;
-          report(node.desc.digest);
-        };
-        // A restarted transfer counts from zero again.
-        const restart = (): void => {
-          done -= attemptBytes;
-          attemptBytes = 0;
-        };
-        const reader = src.reader?.bind(src);
-        const prepare = src.prepare?.bind(src);
-        await dst.push(
-          node.desc,
-          async () => {
-            restart();
-            // The destination verifies what it stores (Storage.push), so bytes are hashed once.
-            const stream = await src.fetch(node.desc, { signal });
-            const counting = counter(count);
-            stream.once('error', (err) => counting.destroy(err));
-            return stream.pipe(counting);
-          },
-          {
-            signal,
-            ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
-            ...(reader === undefined
-              ? {}
-              : {
-                  reader: async () => {
-                    restart();
-                    return reader(node.desc);
-                  },
-                  onBytes: count,
-                }),
-          },
-        );
-        result.bytesCopied += node.desc.size;
-        settle(node, 'pushed', attemptBytes);
-      });
-    })();
-    task.catch((err: unknown) => {
-      failures.push(err);
-      controller.abort(err);
-    });
-    tasks.set(node.desc.digest, task);
-    return task;
-  };
-
   try {
-    await copyNode(graph).catch(() => undefined);
+    await walk(run, graph).catch(() => undefined);
     // Wait for everything still running before reporting, so nothing moves after we return.
-    await Promise.allSettled([...tasks.values()]);
-    if (failures.length > 0) {
-      const real = failures.find((f) => !(f instanceof SeabagError && f.code === 'E_ABORTED')) ?? failures[0];
+    await Promise.allSettled([...run.tasks.values()]);
+    if (run.failures.length > 0) {
+      const real = run.failures.find((f) => !(f instanceof SeabagError && f.code === 'E_ABORTED')) ?? run.failures[0];
       throw real;
     }
-    return result;
+    return run.result;
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
   }
+}
+
+/** One `copyGraph` under way: where content goes, what is done, and the counts. */
+class CopyRun {
+  readonly controller = new AbortController();
+  readonly limiter: Limiter;
+  readonly result: CopyResult;
+  readonly total: number;
+  done = 0;
+  /** One task per digest: a node reached twice is copied once. */
+  readonly tasks = new Map<string, Promise<void>>();
+  readonly failures: unknown[] = [];
+
+  constructor(
+    readonly src: ReadOnlyStorage,
+    readonly dst: Storage,
+    graph: GraphNode,
+    readonly options: CopyOptions,
+  ) {
+    this.limiter = options.limiter ?? new Limiter(options.concurrency ?? 3);
+    this.total = graphSize(graph);
+    this.result = { root: graph.desc, bytesCopied: 0, pushed: 0, existed: 0, skipped: 0 };
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  report(item: string): void {
+    this.options.onProgress?.({ phase: 'copy', done: this.done, total: this.total, item });
+  }
+
+  /** Counts a node's outcome; `counted` bytes of it were already reported while they moved. */
+  settle(node: GraphNode, outcome: 'pushed' | 'exists' | 'skipped', counted = 0): void {
+    if (outcome === 'pushed') this.result.pushed += 1;
+    else if (outcome === 'exists') this.result.existed += 1;
+    else this.result.skipped += 1;
+    this.done += node.desc.size - counted;
+    this.options.onNode?.(node.desc, outcome);
+    this.report(node.desc.digest);
+  }
+
+  /**
+   * A subtree the destination has: every node of it counts as existing. The node itself is
+   * settled too: its own task is already in `tasks` (it is the one running).
+   */
+  markExisting(node: GraphNode): void {
+    for (const n of postOrder(node)) {
+      if (n === node || !this.tasks.has(n.desc.digest)) {
+        this.tasks.set(n.desc.digest, this.tasks.get(n.desc.digest) ?? Promise.resolve());
+        this.settle(n, 'exists');
+      }
+    }
+  }
+}
+
+/**
+ * The walk (after oras-go `copyGraph`): decides what to copy and in which order. Children before
+ * parents; a manifest the destination has ends the walk there (unless `checkChildren`); blobs go
+ * a few at a time. Each node is moved by `moveManifest` or `moveBlob`, which decide nothing.
+ */
+function walk(run: CopyRun, node: GraphNode): Promise<void> {
+  let task = run.tasks.get(node.desc.digest);
+  if (task !== undefined) return task;
+  task = (async () => {
+    throwIfAborted(run.signal);
+    if (run.options.skip?.(node.desc) === true) return run.settle(node, 'skipped');
+    if (node.bytes !== undefined) {
+      const present = await run.dst.exists(node.desc, { signal: run.signal });
+      if (present && run.options.checkChildren !== true) return run.markExisting(node);
+      await Promise.all(node.children.map((child) => walk(run, child)));
+      throwIfAborted(run.signal);
+      if (run.options.manifests === false) return;
+      if (present) return run.settle(node, 'exists');
+      return moveManifest(run, node, node.bytes);
+    }
+    await run.limiter.run(async () => {
+      throwIfAborted(run.signal);
+      if (await run.dst.exists(node.desc, { signal: run.signal })) return run.settle(node, 'exists');
+      return moveBlob(run, node);
+    });
+  })();
+  task.catch((err: unknown) => {
+    run.failures.push(err);
+    run.controller.abort(err);
+  });
+  run.tasks.set(node.desc.digest, task);
+  return task;
+}
+
+/** Moves one manifest or index (its verified bytes are at hand). */
+async function moveManifest(run: CopyRun, node: GraphNode, bytes: Buffer): Promise<void> {
+  await run.dst.push(node.desc, async () => Readable.from([bytes]), { signal: run.signal });
+  run.result.bytesCopied += bytes.length;
+  run.settle(node, 'pushed');
+}
+
+/**
+ * Moves one blob: streamed (or read ahead from a file source), counted as it goes; the
+ * destination verifies what it stores (`Storage.push`), so bytes are hashed once. A restarted
+ * transfer counts from zero again.
+ */
+async function moveBlob(run: CopyRun, node: GraphNode): Promise<void> {
+  const { src, signal } = run;
+  let attemptBytes = 0;
+  const count = (n: number): void => {
+    attemptBytes += n;
+    run.done += n;
+    run.report(node.desc.digest);
+  };
+  const restart = (): void => {
+    run.done -= attemptBytes;
+    attemptBytes = 0;
+  };
+  const reader = src.reader?.bind(src);
+  const prepare = src.prepare?.bind(src);
+  await run.dst.push(
+    node.desc,
+    async () => {
+      restart();
+      const stream = await src.fetch(node.desc, { signal });
+      const counting = counter(count);
+      stream.once('error', (err) => counting.destroy(err));
+      return stream.pipe(counting);
+    },
+    {
+      signal,
+      ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
+      ...(reader === undefined
+        ? {}
+        : {
+            reader: async () => {
+              restart();
+              return reader(node.desc);
+            },
+            onBytes: count,
+          }),
+    },
+  );
+  run.result.bytesCopied += node.desc.size;
+  run.settle(node, 'pushed', attemptBytes);
 }
 
 /** One graph of several copied together, and where it goes. */

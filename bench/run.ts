@@ -394,6 +394,26 @@ function cellText(c: Cell | undefined, unit?: string): string {
   return '';
 }
 
+/**
+ * The full pull of `npm run bench:satellite` (bench/results/satellite.json, when it has been run):
+ * `bundle import oci://` into an empty vessel against skopeo docker → docker, one run.
+ */
+async function satelliteFigures(): Promise<Figure[]> {
+  const path = join(root, 'bench', 'results', 'satellite.json');
+  const doc = await readFile(path, 'utf8').then((t) => JSON.parse(t) as { single?: { bytes: number; seabagSeconds: number; skopeoSeconds: number; ratio: number } }, () => undefined);
+  const single = doc?.single;
+  if (single === undefined) return [];
+  const one = (v: number): Stats => ({ median: v, min: v, max: v });
+  return [
+    {
+      key: 'satellite',
+      name: 'import oci:// full pull ÷ skopeo copy docker→docker (npm run bench:satellite, 1 run)',
+      target: 1.0,
+      cells: [{ size: single.bytes, runs: 1, ratio: one(single.ratio), ours: one(single.seabagSeconds), theirs: one(single.skopeoSeconds) }],
+    },
+  ];
+}
+
 /** Replaces the tables between the README's bench markers. */
 async function updateReadme(result: BenchResult): Promise<void> {
   const path = join(root, 'README.md');
@@ -401,7 +421,7 @@ async function updateReadme(result: BenchResult): Promise<void> {
   const start = '<!-- bench:start -->';
   const end = '<!-- bench:end -->';
   if (!text.includes(start) || !text.includes(end)) return;
-  const sized = result.figures.filter((f) => !f.key.startsWith('startup-'));
+  const sized = [...result.figures.filter((f) => !f.key.startsWith('startup-')), ...(await satelliteFigures())];
   const startup = result.figures.filter((f) => f.key.startsWith('startup-'));
   const bySize = (f: Figure, size: number, i: number): Cell | undefined => f.cells.find((c) => c.size !== 0 && Math.abs(c.size - size) / size < 0.1) ?? (f.cells.length === result.sizes.length ? f.cells[i] : undefined);
   const lines = [

@@ -221,6 +221,80 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
   return [...new Map(keys.map((k) => [k.keyid, k])).values()].sort((a, b) => a.keyid.localeCompare(b.keyid));
 }
 
+/** What resolving the images of one build shares. */
+interface ImageContext {
+  loaded: LoadedSpec;
+  clients: Map<string, RegistryClient>;
+  /** Every source opened, to close when the build ends. */
+  sources: ImageSource[];
+  platforms: Parameters<typeof resolveImage>[3];
+  strict: boolean;
+  warn: (w: BuildWarning) => void;
+  /** Config blobs read, by digest: written with the metadata, before any layer. */
+  configs: Map<string, Buffer>;
+  /** Where each digest's bytes come from. */
+  providers: Map<string, ReadOnlyStorage>;
+  /** How many image keys the release requires signatures of (their referrers are read then). */
+  imageKeys: number;
+}
+
+/**
+ * Step 1 of a build, for one image: its source opened, its graph resolved (platform filter,
+ * attestations), every manifest, index and config verified and held; its referrers found.
+ *
+ * @throws E_DIGEST_MISMATCH (the source does not hold the pinned digest), E_NOT_FOUND,
+ *   E_FOREIGN_LAYER_MISSING, E_AUTH, E_REGISTRY*
+ */
+async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][number], options: BuildOptions): Promise<ResolvedImage> {
+  const sig = options.signal ? { signal: options.signal } : {};
+  const from = ctx.loaded.spec.images[i]?.from;
+  const source = await openImageSource(ref, from, {
+    baseDir: ctx.loaded.baseDir,
+    clients: ctx.clients,
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
+    ...(options.caFile ? { caFile: options.caFile } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  ctx.sources.push(source);
+  const name = formatReference(ref);
+  const store = namingMissing(source.store, name, source.origin);
+  const graph = await resolveImage(name, store, source.root, ctx.platforms, ctx.configs, { strict: ctx.strict, referrers: options.referrers !== false, warn: ctx.warn, ...sig });
+  await checkForeignLayers(name, source.origin, graph, source.store, sig);
+  for (const node of postOrder(graph)) {
+    if (!ctx.providers.has(node.desc.digest)) ctx.providers.set(node.desc.digest, store);
+  }
+  const size = postOrder(graph).reduce((sum, n) => sum + n.desc.size, 0);
+  const image: ReleaseImage = {
+    ref: formatReference(ref),
+    repository: ref.repository,
+    digest: graph.desc.digest,
+    mediaType: graph.desc.mediaType,
+    size,
+    platforms: platformsOf(graph, ctx.configs),
+  };
+  const attestations = attestationsOf(graph);
+  if (attestations.length > 0) image.attestations = attestations;
+  if (ref.tag !== undefined) image.tag = ref.tag;
+  if (graph.desc.digest !== source.root.digest) image.sourceDigest = source.root.digest;
+  if (ref.digest !== undefined && ref.digest !== source.root.digest) {
+    throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
+  }
+  const referrers = await imageReferrers(source, graph, options.referrers !== false || ctx.imageKeys > 0, options);
+  for (const r of referrers) {
+    for (const node of postOrder(r.graph)) {
+      if (!ctx.providers.has(node.desc.digest)) ctx.providers.set(node.desc.digest, source.store);
+      // A referrer's config is metadata like an image's: written before any layer.
+      if (node.bytes !== undefined && isImageManifest(node.desc.mediaType)) {
+        const config = parseImageManifest(node.bytes, node.desc).config;
+        if (!ctx.configs.has(config.digest) && config.size <= MAX_METADATA_SIZE) ctx.configs.set(config.digest, await readVerified(await source.store.fetch(config, sig), config, 'config'));
+      }
+    }
+  }
+  if (referrers.length > 0 && options.referrers !== false) image.referrers = referrers.map((r) => r.record);
+  return { reference: ref, source, graph, ref: image.ref, image, referrers };
+}
+
 /**
  * Step 2 of a build: the release's Kubernetes manifests with every image pinned to a digest, and
  * its device profiles rendered (brokers pinned too), as release layers. Every problem of every
@@ -313,7 +387,6 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     warnings.push(w);
     options.onWarning?.(w);
   };
-  const sig = options.signal ? { signal: options.signal } : {};
   // Reproducible by default: no time of the build is written unless SOURCE_DATE_EPOCH gave one.
   const created = options.created;
   const clients = new Map<string, RegistryClient>();
@@ -324,55 +397,11 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const resolved: ResolvedImage[] = [];
     const configs = new Map<string, Buffer>();
     const providers = new Map<string, ReadOnlyStorage>();
+    const imageContext: ImageContext = { loaded, clients, sources, platforms, strict, warn, configs, providers, imageKeys: imageKeys.length };
     let done = 0;
     for (const [i, ref] of loaded.refs.entries()) {
-      const from = spec.images[i]?.from;
       options.onProgress?.({ phase: 'resolve', done, total: loaded.refs.length, item: formatReference(ref), unit: 'images' });
-      const source = await openImageSource(ref, from, {
-        baseDir: loaded.baseDir,
-        clients,
-        ...(options.credentials ? { credentials: options.credentials } : {}),
-        ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
-        ...(options.caFile ? { caFile: options.caFile } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      sources.push(source);
-      const name = formatReference(ref);
-      const store = namingMissing(source.store, name, source.origin);
-      const graph = await resolveImage(name, store, source.root, platforms, configs, { strict, referrers: options.referrers !== false, warn, ...sig });
-      await checkForeignLayers(name, source.origin, graph, source.store, sig);
-      for (const node of postOrder(graph)) {
-        if (!providers.has(node.desc.digest)) providers.set(node.desc.digest, store);
-      }
-      const size = postOrder(graph).reduce((sum, n) => sum + n.desc.size, 0);
-      const image: ReleaseImage = {
-        ref: formatReference(ref),
-        repository: ref.repository,
-        digest: graph.desc.digest,
-        mediaType: graph.desc.mediaType,
-        size,
-        platforms: platformsOf(graph, configs),
-      };
-      const attestations = attestationsOf(graph);
-      if (attestations.length > 0) image.attestations = attestations;
-      if (ref.tag !== undefined) image.tag = ref.tag;
-      if (graph.desc.digest !== source.root.digest) image.sourceDigest = source.root.digest;
-      if (ref.digest !== undefined && ref.digest !== source.root.digest) {
-        throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
-      }
-      const referrers = await imageReferrers(source, graph, options.referrers !== false || imageKeys.length > 0, options);
-      for (const r of referrers) {
-        for (const node of postOrder(r.graph)) {
-          if (!providers.has(node.desc.digest)) providers.set(node.desc.digest, source.store);
-          // A referrer's config is metadata like an image's: written before any layer.
-          if (node.bytes !== undefined && isImageManifest(node.desc.mediaType)) {
-            const config = parseImageManifest(node.bytes, node.desc).config;
-            if (!configs.has(config.digest) && config.size <= MAX_METADATA_SIZE) configs.set(config.digest, await readVerified(await source.store.fetch(config, sig), config, 'config'));
-          }
-        }
-      }
-      if (referrers.length > 0 && options.referrers !== false) image.referrers = referrers.map((r) => r.record);
-      resolved.push({ reference: ref, source, graph, ref: image.ref, image, referrers });
+      resolved.push(await resolveOne(imageContext, i, ref, options));
       done += 1;
     }
 

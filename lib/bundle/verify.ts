@@ -218,15 +218,33 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
     throw err;
   };
   const archive = await openArchive(input).catch(namePart);
+  // Hashing starts at once, beside admission (signature, root chain, index), so the threads'
+  // start and the metadata checks hide behind the bytes; admission's verdict still comes first,
+  // and a refused bundle stops the hashing.
+  const stop = new AbortController();
+  const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal]);
+  const hashing = hashPartsAndBlobs(archive, input, { ...options, signal });
+  hashing.catch(() => undefined);
   try {
     const admitted = await admit(archive, {
       trust: options.trust,
       ...(options.trustName === undefined ? {} : { trustName: options.trustName }),
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
-    }).catch(namePart);
-    const images = options.images === undefined ? undefined : await checkImageSignatures(archive, admitted.release, options.images.keys, options).catch(namePart);
-    const hashed = await hashPartsAndBlobs(archive, input, options);
+    }).catch(async (err: unknown) => {
+      stop.abort();
+      await hashing.catch(() => undefined);
+      return namePart(err);
+    });
+    const images =
+      options.images === undefined
+        ? undefined
+        : await checkImageSignatures(archive, admitted.release, options.images.keys, options).catch(async (err: unknown) => {
+            stop.abort();
+            await hashing.catch(() => undefined);
+            return namePart(err);
+          });
+    const hashed = await hashing;
     return {
       release: releaseSummary(admitted),
       signatures: admitted.signatureCheck,
@@ -235,6 +253,8 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
       ...(images === undefined ? {} : { images }),
     };
   } finally {
+    stop.abort();
+    await hashing.catch(() => undefined);
     await archive.close();
   }
 }

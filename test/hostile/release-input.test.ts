@@ -215,7 +215,7 @@ function configMap(bytes: number): string {
   return `${head}${'x'.repeat(bytes - head.length - tail.length)}${tail}`;
 }
 
-test.serial('a manifest the bundle reader would refuse (over its 4 MiB metadata cap) is refused at build, exit 2; one just under builds, signs and verifies', async (t) => {
+test.serial('a manifest or device profile the bundle reader would refuse (over its 4 MiB metadata cap) is refused at build, exit 2; a manifest just under builds, signs and verifies', async (t) => {
   const limit = METADATA_LIMITS.maxBlobBytes;
   const over = await release({ 'k8s/big.yaml': configMap(5 * 1024 * 1024) });
   const r = await build(over);
@@ -226,6 +226,29 @@ test.serial('a manifest the bundle reader would refuse (over its 4 MiB metadata 
   t.regex(r.json.error?.message ?? '', new RegExp(`${limit}-byte`), 'the reader\'s limit is named');
   t.regex(r.json.error?.message ?? '', /16 MiB/, 'the spec-file limit is named');
   t.false(existsSync(join(over, '..', 'out.bundle')), 'no output file');
+
+  // A device profile whose rendered Akri Configuration is over the cap (a 5 MiB broker env value).
+  const profile = [
+    'apiVersion: seabag.dev/v1',
+    'kind: DeviceProfile',
+    'name: cam',
+    'discovery:',
+    '  udev:',
+    '    rules: [\'SUBSYSTEM=="video4linux"\']',
+    'broker:',
+    '  image: groke/toolbox:1',
+    '  env:',
+    `    BALLAST: "${'x'.repeat(5 * 1024 * 1024)}"`,
+    '',
+  ].join('\n');
+  const overProfile = await release({ 'devices/cam.yaml': profile }, 'deviceProfiles: [devices/]');
+  const p = await build(overProfile);
+  report.add('release input', 'device profile rendering to over the reader\'s 4 MiB blob cap', 'exit 2 E_SPEC_INVALID', outcomeOf(p), 'n/a');
+  t.is(p.code, 2, p.stdout);
+  t.is(p.json.error?.code, 'E_SPEC_INVALID');
+  t.regex(p.json.error?.message ?? '', /cam\.yaml/, 'the profile is named');
+  t.regex(p.json.error?.message ?? '', new RegExp(`rendered device profile \\S*cam\\.yaml is \\d+ bytes: over the ${limit}-byte`), 'refused for its size');
+  t.false(existsSync(join(overProfile, '..', 'out.bundle')), 'no output file');
 
   // Just under the cap (pinning leaves a ConfigMap as it is): builds, signs and verifies.
   const pair = generateKeyPair();

@@ -22,6 +22,8 @@ let dir: string;
 let bundle: string;
 let parts: string;
 let trust: TrustRoot;
+/** A trust root whose release key did not sign the bundle. */
+let strangerTrust: TrustRoot;
 /** The 8 layer blobs, in file order, with where their bytes sit. */
 let layers: { digest: string; offset: number; size: number }[];
 
@@ -42,6 +44,9 @@ test.before(async () => {
   await ok(['build', join(dir, 'release.yaml'), '-o', join(dir, 'split', 'eight.bundle'), '--sign', join(dir, 'release.key'), '--split', '1M']);
   parts = join(dir, 'split', 'eight.bundle.parts.json');
   trust = (await loadRoot(join(dir, 'trust.json'))).root;
+  await ok(['keygen', join(dir, 'stranger.key')]);
+  await ok(['trust', 'init', '--root-key', join(dir, 'root.key.pub'), '--release-key', join(dir, 'stranger.key.pub'), '--sign', join(dir, 'root.key'), '-o', join(dir, 'stranger.json')]);
+  strangerTrust = (await loadRoot(join(dir, 'stranger.json'))).root;
   const opened = await openBundle(bundle);
   try {
     layers = [...opened.archive.blobs.entries()]
@@ -131,4 +136,15 @@ test('one pass over a split bundle still names the bad part (in a layer, and in 
     t.true(isSeabagError(err) && err.code === 'E_PART_CORRUPT', `part ${name}: ${String(err)}`);
     t.is((err as { details?: { part?: string } }).details?.part, name);
   }
+});
+
+test('hashing runs beside admission, yet a bundle refused by admission is reported as refused, not as a damaged blob', async (t) => {
+  const layer = layers[7] as (typeof layers)[number];
+  const copy = await damaged(t, [layer.offset + 5]);
+  const events: Progress[] = [];
+  const err = await t.throwsAsync(verifyBundle(copy, { trust: strangerTrust, ...LANES, onProgress: (p) => events.push(p) }));
+  t.true(isSeabagError(err) && err.code === 'E_KEY_UNTRUSTED', String(err));
+  // With the signer trusted, the same bytes are refused for the damaged blob.
+  const err2 = await t.throwsAsync(verifyBundle(copy, { trust, ...LANES }));
+  t.is((err2 as { details?: { expected?: string } }).details?.expected, layer.digest);
 });

@@ -57,7 +57,10 @@ export const RELEASE_FIELDS = [
   '                                a health check signed into the release; a',
   '                                vessel runs it after apply only with',
   '                                --release-check, and switches back if it fails',
-  'Paths are relative to release.yaml. The time of the build is not recorded',
+  'Paths are relative to release.yaml. Keys, manifests and device profiles must be',
+  'inside its folder (no absolute path, no .., no symlink out; image sources from:',
+  'may be anywhere), and each pinned manifest or rendered profile at most 4 MiB,',
+  'what a bundle reader accepts. The time of the build is not recorded',
   '(set SOURCE_DATE_EPOCH to record one), so the same inputs give the same bytes.',
 ].join('\n');
 

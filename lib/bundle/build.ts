@@ -7,12 +7,11 @@
  * `index.json`, small metadata blobs, then layers, each layer read once from its source and
  * verified as it passes into the bundle.
  */
-import { isAbsolute, resolve } from 'node:path';
 import { isoSeconds, parseTime } from '../util/time.js';
 import { SeabagError } from '../errors.js';
 import { checkSplit } from './parts.js';
 import { sha256Digest, type Digest } from '../oci/digest.js';
-import { formatPlatform, parseImageManifest, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
+import { formatPlatform, MAX_METADATA_SIZE, parseImageManifest, REF_NAME, TITLE, type Descriptor, type Platform } from '../oci/descriptor.js';
 import { postOrder, type GraphNode } from '../oci/graph.js';
 import { LAYOUT_VERSION } from '../oci/layout.js';
 import {
@@ -53,7 +52,9 @@ import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.j
 import { openImageSource, parseFrom, type ImageSource } from './sources.js';
 import { checkOutputs } from '../util/outputs.js';
 import { resolve as resolvePath } from 'node:path';
-import { collectYAMLFiles, loadReleaseSpec, type LoadedSpec } from './spec.js';
+import { collectYAMLFiles, loadReleaseSpec, ReleaseFolder, type LoadedSpec } from './spec.js';
+import { METADATA_LIMITS } from '../release/metadata.js';
+import { MAX_SPEC_FILE } from '../util/files.js';
 import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
@@ -160,6 +161,29 @@ function blob(data: Buffer, mediaType: string, annotations?: Record<string, stri
   return { desc, data };
 }
 
+const MIB = 1024 * 1024;
+
+/**
+ * Refuses metadata blobs a bundle reader would refuse: each one over `METADATA_LIMITS.maxBlobBytes`
+ * (the per-blob cap of admission's `MetadataReader`, which `verify`, `import` and `inspect` read
+ * through, and of the archive's `readSmall`). A spec file may be up to `MAX_SPEC_FILE`, but what
+ * it renders to must fit the reader's cap, or the release would build and sign and then never
+ * verify nor import. Every blob over the cap is named at once.
+ *
+ * @throws E_SPEC_INVALID
+ */
+function checkMetadataSizes(blobs: readonly { what: string; file?: string; size: number }[]): void {
+  const limit = METADATA_LIMITS.maxBlobBytes;
+  const over = blobs.filter((b) => b.size > limit);
+  if (over.length === 0) return;
+  const limits = `the ${limit}-byte (${limit / MIB} MiB) limit a bundle reader accepts for one metadata blob (spec files may be up to ${MAX_SPEC_FILE / MIB} MiB)`;
+  const named = over.map((b) => `${b.what}${b.file === undefined ? '' : ` ${b.file}`} is ${b.size} bytes`).join('; ');
+  throw new SeabagError('E_SPEC_INVALID', `${named}: over ${limits}; the release would be signed but could never be verified or imported`, {
+    details: { blobs: over.map((b) => ({ what: b.what, ...(b.file === undefined ? {} : { file: b.file }), size: b.size })), limit, specFileLimit: MAX_SPEC_FILE },
+    hint: `split it into several files of at most ${limit / MIB} MiB each once pinned or rendered (large data belongs in an image, not in a manifest)`,
+  });
+}
+
 /** The referrers of an image at its source: of every manifest kept, and of the root the source named. */
 async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, options: OpOptions): Promise<DiscoveredReferrer[]> {
   if (!wanted) return [];
@@ -170,9 +194,22 @@ async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boo
   });
 }
 
-/** The spec's `imagePolicy.keys`, files relative to the spec. */
+/**
+ * The spec's `imagePolicy.keys`: files inside the release folder (the rule of `ReleaseFolder`: no
+ * absolute path, no `..`, no symlink out), regular files only (`loadImageKey`).
+ *
+ * @throws E_SPEC_INVALID (outside the folder), E_USAGE (not a regular file), E_KEY_INVALID, E_FILE_NOT_FOUND
+ */
 async function specImageKeys(paths: readonly string[], baseDir: string): Promise<ImageKey[]> {
-  return Promise.all(paths.map((p) => loadImageKey(isAbsolute(p) ? p : resolve(baseDir, p))));
+  if (paths.length === 0) return [];
+  const folder = await ReleaseFolder.open(baseDir);
+  const hint = 'keep imagePolicy keys inside the folder of release.yaml (copy them in; symlinks out are refused), or pass --image-key';
+  const keys: ImageKey[] = [];
+  for (const p of paths) {
+    const path = folder.entry('imagePolicy.keys', p, hint);
+    keys.push(await loadImageKey(await folder.resolve(path, 'imagePolicy.keys', p, hint)));
+  }
+  return keys;
 }
 
 /** The same referrer under the same name once (an image listed twice shares its referrers). */
@@ -250,7 +287,7 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
       // A referrer's config is metadata like an image's: written before any layer.
       if (node.bytes !== undefined && isImageManifest(node.desc.mediaType)) {
         const config = parseImageManifest(node.bytes, node.desc).config;
-        if (!ctx.configs.has(config.digest) && config.size <= 4 * 1024 * 1024) ctx.configs.set(config.digest, await readVerified(await source.store.fetch(config, sig), config, 'config'));
+        if (!ctx.configs.has(config.digest) && config.size <= MAX_METADATA_SIZE) ctx.configs.set(config.digest, await readVerified(await source.store.fetch(config, sig), config, 'config'));
       }
     }
   }
@@ -285,6 +322,10 @@ async function pinAndRender(loaded: LoadedSpec, resolved: readonly ResolvedImage
 
   const manifestLayers = pinned.files.map((f) => blob(Buffer.from(f.text), SEABAG_K8S_MANIFESTS, { [TITLE]: `manifests/${f.file}` }));
   const profileLayers = devices.profiles.map((p) => blob(Buffer.from(p.text), SEABAG_DEVICE_PROFILE, { [TITLE]: `devices/${p.name}.yaml` }));
+  checkMetadataSizes([
+    ...pinned.files.map((f, i) => ({ what: 'the pinned manifest', file: f.file, size: (manifestLayers[i] as { desc: Descriptor }).desc.size })),
+    ...devices.profiles.map((p, i) => ({ what: 'the rendered device profile', file: p.file, size: (profileLayers[i] as { desc: Descriptor }).desc.size })),
+  ]);
   return { pinned, devices, manifestLayers, profileLayers };
 }
 
@@ -444,9 +485,16 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
         ...uniqueEntries(carried.map((c) => referrerIndexEntry(c.referrer.record, referenceName(c.image.reference)))),
       ],
     };
+    const indexData = json(index);
+    checkMetadataSizes([
+      { what: 'the release document', size: releaseConfig.desc.size },
+      { what: 'the release manifest', size: releaseManifest.desc.size },
+      { what: 'index.json', size: indexData.length },
+      ...artifacts.flatMap((a) => [a.manifest, ...a.blobs].map((b) => ({ what: `the ${a.artifactType} artifact's ${b.desc.mediaType}`, size: b.desc.size }))),
+    ]);
     const entries: BundleEntry[] = [
       { name: 'oci-layout', data: json({ imageLayoutVersion: LAYOUT_VERSION }) },
-      { name: 'index.json', data: json(index) },
+      { name: 'index.json', data: indexData },
       { name: 'blobs', type: 'directory' },
       { name: 'blobs/sha256', type: 'directory' },
     ];

@@ -7,7 +7,7 @@
  */
 import { isSeabagError, SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { formatPlatform, parseImageManifest, parseJSON, type Descriptor, type Platform } from '../oci/descriptor.js';
+import { formatPlatform, MAX_METADATA_SIZE, parseImageManifest, parseJSON, type Descriptor, type Platform } from '../oci/descriptor.js';
 import { postOrder, resolveGraph, type GraphNode } from '../oci/graph.js';
 import { isImageManifest, isIndex } from '../oci/media-types.js';
 import { attestationSubject, isAttestation, platformRank } from '../oci/platform.js';
@@ -142,12 +142,12 @@ export interface ResolveImageOptions extends OpOptions {
   warn: (warning: BuildWarning) => void;
 }
 
-/** Reads (once) the config of every image manifest of a graph, up to 4 MiB each. */
+/** Reads (once) the config of every image manifest of a graph, up to `MAX_METADATA_SIZE` each (a larger one streams like a layer). */
 async function readConfigs(graph: GraphNode, store: ReadOnlyStorage, configs: Map<string, Buffer>, options: OpOptions): Promise<void> {
   for (const node of postOrder(graph)) {
     if (node.bytes === undefined || !isImageManifest(node.desc.mediaType)) continue;
     const config = parseImageManifest(node.bytes, node.desc).config;
-    if (!configs.has(config.digest) && config.size <= 4 * 1024 * 1024) {
+    if (!configs.has(config.digest) && config.size <= MAX_METADATA_SIZE) {
       configs.set(config.digest, await readVerified(await store.fetch(config, options), config, 'config'));
     }
   }

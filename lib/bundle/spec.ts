@@ -179,6 +179,73 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
 }
 
 /**
+ * The containment rule for files a release spec names and bundle build reads and signs into the
+ * release (`manifests:`, `deviceProfiles:`, `imagePolicy.keys`): a relative path without `..`
+ * that resolves (symlinks followed, by realpath) inside the folder of `release.yaml`.
+ *
+ * Not held to it, on purpose: image sources (`from: oci:DIR`, `oci-archive:FILE`,
+ * `docker-archive:FILE`), which legitimately live outside the release (the example builds from
+ * `oci:../build/images`), and whose content is verified by digest and carried as images, not as
+ * release files; and `check:`, a command run aboard, never a file read at build time.
+ */
+export class ReleaseFolder {
+  readonly baseDir: string;
+  readonly real: string;
+
+  private constructor(baseDir: string, real: string) {
+    this.baseDir = baseDir;
+    this.real = real;
+  }
+
+  /** @throws E_FILE_NOT_FOUND, E_IO (the folder itself) */
+  static async open(baseDir: string): Promise<ReleaseFolder> {
+    const real = await realpath(baseDir).catch((err: unknown) => {
+      throw fromSystemError(err, 'read', baseDir);
+    });
+    return new ReleaseFolder(baseDir, real);
+  }
+
+  /** Whether a real (resolved) path is the folder or under it. */
+  holds(real: string): boolean {
+    return real === this.real || real.startsWith(this.real.endsWith(sep) ? this.real : `${this.real}${sep}`);
+  }
+
+  /**
+   * The path of a spec entry, refused before anything is read when it is absolute or has a `..`.
+   *
+   * @throws E_SPEC_INVALID
+   */
+  entry(field: string, entry: string, hint: string): string {
+    if (isAbsolute(entry) || entry.split(/[\\/]/).includes('..')) {
+      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)} leaves the release folder: only relative paths inside it are read`, {
+        details: { field, entry },
+        hint,
+      });
+    }
+    return resolve(this.baseDir, entry);
+  }
+
+  /**
+   * The real path of `path` (found under `entry`), refused when it resolves outside the folder.
+   *
+   * @throws E_SPEC_INVALID (outside), E_FILE_NOT_FOUND, E_IO
+   */
+  async resolve(path: string, field: string, entry: string, hint: string): Promise<string> {
+    const shown = relative(this.baseDir, path) || path;
+    const real = await realpath(path).catch((err: unknown) => {
+      throw fromSystemError(err, 'read', shown);
+    });
+    if (!this.holds(real)) {
+      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)}: ${shown} resolves to ${real}, outside the release folder ${this.real}`, {
+        details: { field, entry, path: shown, resolved: real, releaseFolder: this.real },
+        hint,
+      });
+    }
+    return real;
+  }
+}
+
+/**
  * Lists YAML files from files and folders named in the spec (folders recursively, sorted by
  * path so the result is the same everywhere). Every entry, and every file found under it, must
  * resolve (symlinks followed, by realpath) inside the folder of `release.yaml`: an absolute path,
@@ -189,22 +256,11 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
  *   E_FILE_NOT_FOUND when it does not exist
  */
 export async function collectYAMLFiles(baseDir: string, entries: readonly string[], field = 'manifests'): Promise<string[]> {
-  const base = await realpath(baseDir).catch((err: unknown) => {
-    throw fromSystemError(err, 'read', baseDir);
-  });
-  const inside = (real: string): boolean => real === base || real.startsWith(base.endsWith(sep) ? base : `${base}${sep}`);
+  const folder = await ReleaseFolder.open(baseDir);
+  const hint = 'keep manifests and device profiles inside the folder of release.yaml (copy them in; symlinks out are refused)';
   const out: string[] = [];
   const walk = async (path: string, entry: string): Promise<void> => {
-    const shown = relative(baseDir, path) || path;
-    const real = await realpath(path).catch((err: unknown) => {
-      throw fromSystemError(err, 'read', shown);
-    });
-    if (!inside(real)) {
-      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)}: ${shown} resolves to ${real}, outside the release folder ${base}`, {
-        details: { field, entry, path: shown, resolved: real, releaseFolder: base },
-        hint: 'keep manifests and device profiles inside the folder of release.yaml (copy them in; symlinks out are refused)',
-      });
-    }
+    const real = await folder.resolve(path, field, entry, hint);
     const s = await stat(real);
     if (s.isDirectory()) {
       const names = (await readdir(real)).filter((n) => !n.startsWith('.')).sort();
@@ -218,14 +274,9 @@ export async function collectYAMLFiles(baseDir: string, entries: readonly string
     }
   };
   for (const entry of entries) {
-    if (isAbsolute(entry) || entry.split(/[\\/]/).includes('..')) {
-      throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)} leaves the release folder: only relative paths inside it are read`, {
-        details: { field, entry },
-        hint: 'keep manifests and device profiles inside the folder of release.yaml',
-      });
-    }
+    const path = folder.entry(field, entry, 'keep manifests and device profiles inside the folder of release.yaml');
     const before = out.length;
-    await walk(resolve(baseDir, entry), entry);
+    await walk(path, entry);
     if (out.length === before) {
       throw new SeabagError('E_SPEC_INVALID', `${field} entry ${JSON.stringify(entry)} matches no YAML file`, { details: { field, entry } });
     }

@@ -29,8 +29,8 @@ function b64url(data: Buffer | string): string {
 }
 
 /**
- * Starts the token issuer on `host` (default 127.0.0.1; a test of the plain-HTTP realm rule
- * needs this machine's own non-loopback address).
+ * Starts the token issuer on `host` (default 127.0.0.1; the plain-HTTP realm test runs it on a
+ * test host inside a network namespace, through token-realm-host.ts).
  */
 export async function startTokenServer(dir: string, user: { username: string; password: string }, host = '127.0.0.1'): Promise<TokenServer> {
   const keyFile = join(dir, 'token.key');

@@ -7,8 +7,8 @@
  */
 import { createServer } from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { execa } from 'execa';
 import { SeabagError } from '../../lib/errors.js';
@@ -23,6 +23,7 @@ import { startCdn, type CdnServer } from '../helpers/cdn.js';
 import { runCli } from '../helpers/cli.js';
 import { buildImage, buildRandomImage } from '../helpers/images.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { createTestHost } from '../helpers/netns.js';
 import { startTokenServer } from '../helpers/token-server.js';
 import { tempDir, type Teardown } from '../helpers/tools.js';
 import { Report } from './report.js';
@@ -144,34 +145,37 @@ test("a redirect target's 401 never becomes the registry's auth scheme, and its 
   t.deepEqual(credentialsSeen(cdn), []);
 });
 
-function nonLoopbackAddress(): string | undefined {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') return a.address;
-  }
-  return undefined;
-}
-
 test('basic credentials go to a token realm only over HTTPS or loopback: a plain-HTTP realm elsewhere gets none', async (t) => {
-  // The realm must be on an address that is not loopback; this machine's own interface address
-  // is one (the token server listens there for this test only).
-  const address = nonLoopbackAddress();
-  if (address === undefined) {
-    t.log('no non-loopback address on this machine: the end-to-end case cannot run here');
+  // The realm must be on an address that is not loopback: the token server runs on a test host of
+  // this run's own, inside a network namespace (netns.ts), reached over a veth pair. The registry
+  // stays on 127.0.0.1 and never calls the realm; it only checks token signatures against the
+  // issuer's certificate, which the realm host writes into `dir`.
+  const realmHost = await createTestHost('realm', t);
+  if ('unavailable' in realmHost) {
+    t.log(`the end-to-end case cannot run here: ${realmHost.unavailable}`);
     t.pass();
     return;
   }
   const dir = await tempDir(t);
-  const tokens = await startTokenServer(dir, USER, address);
-  t.teardown(() => tokens.close());
+  const script = fileURLToPath(new URL('../helpers/token-realm-host.ts', import.meta.url));
+  const realm = await realmHost.run(script, [dir, USER.username, USER.password, realmHost.address]);
+  const tokens = JSON.parse(realm.ready) as { realm: string; service: string; issuer: string; certFile: string };
+  t.is(new URL(tokens.realm).hostname, realmHost.address, 'the realm is the test host, not loopback');
   const registry = await startRegistry({ token: tokens }, t.teardown.bind(t));
   const client = await RegistryClient.create(registry.host, { credentials: new CredentialStore({ env: { DOCKER_CONFIG: await dockerConfig(dir, registry.host) } }) });
   t.teardown(() => client.close());
   const err = (await t.throwsAsync(client.repository('groke/fusion').resolve('1.0'))) as SeabagError;
-  const leaked = tokens.authorizations.filter((a) => a !== undefined);
+  // Ask the realm host what it saw: it prints every Authorization header on SIGTERM and exits.
+  realm.child.kill('SIGTERM');
+  const seen = await realm.lines.next();
+  await realm.child;
+  const { authorizations } = JSON.parse(seen.done === true ? '{}' : seen.value) as { authorizations: (string | null)[] };
+  const leaked = authorizations.filter((a) => a !== null);
+  t.log(`realm ${tokens.realm} in namespace ${realmHost.name}: ${authorizations.length} request(s), ${leaked.length} with credentials`);
   report.add('credentials', 'token realm on plain HTTP, not loopback', 'exit 3 E_AUTH, no credentials sent', leaked.length === 0 ? `exit 3 ${err.code}` : 'credentials sent in clear', 'n/a');
   t.is(err.code, 'E_AUTH');
   t.regex(err.message, /plain HTTP/);
-  t.true(tokens.authorizations.length > 0, 'the realm was asked, anonymously');
+  t.true(authorizations.length > 0, 'the realm was asked, anonymously');
   t.deepEqual(leaked, []);
 });
 

@@ -3,13 +3,18 @@
  * anchors and aliases, merged sequences, nested merges, `!!merge` tags) in every workload kind,
  * and `manifests:`/`deviceProfiles:` entries that reach outside the release folder. Kubernetes
  * reads manifests as YAML 1.1; `bundle build` must check and pin what the cluster will run, and
- * read nothing it was not given.
+ * read nothing it was not given (`imagePolicy.keys` included). And nothing is built and signed
+ * that a bundle reader would refuse: a manifest over the reader's per-blob metadata cap.
  */
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
-import { openBundle } from '../../lib/index.js';
+import { generateKeyPair, makeRootSigned, openBundle, parsePrivateKey, parsePublicKey, signRoot } from '../../lib/index.js';
+import { METADATA_LIMITS } from '../../lib/release/metadata.js';
 import { imageFields } from '../../lib/bundle/k8s.js';
 import { fluxArtifact } from '../../lib/vessel/flux.js';
 import { SeabagError } from '../../lib/errors.js';
@@ -201,4 +206,96 @@ test('aboard, a manifest name from a release cannot leave its folder in the Flux
     report.add('release input', 'release names a manifest file outside its folder (Flux tar entry)', 'E_ARCHIVE_UNSAFE', err instanceof SeabagError ? `refused ${err.code}` : 'written', 'n/a');
   }
   await t.notThrowsAsync(fluxArtifact([{ path: 'k8s/fusion.yaml', text: 'a: 1\n' }], {}));
+});
+
+/** A ConfigMap manifest of `bytes` bytes in all (one long value: valid YAML, nothing to pin). */
+function configMap(bytes: number): string {
+  const head = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ballast}\ndata:\n  blob: "';
+  const tail = '"\n';
+  return `${head}${'x'.repeat(bytes - head.length - tail.length)}${tail}`;
+}
+
+test.serial('a manifest or device profile the bundle reader would refuse (over its 4 MiB metadata cap) is refused at build, exit 2; a manifest just under builds, signs and verifies', async (t) => {
+  const limit = METADATA_LIMITS.maxBlobBytes;
+  const over = await release({ 'k8s/big.yaml': configMap(5 * 1024 * 1024) });
+  const r = await build(over);
+  report.add('release input', 'manifest of 5 MiB (under the 16 MiB spec-file cap, over the reader\'s 4 MiB blob cap)', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+  t.is(r.code, 2, r.stdout);
+  t.is(r.json.error?.code, 'E_SPEC_INVALID');
+  t.regex(r.json.error?.message ?? '', /big\.yaml/, 'the file is named');
+  t.regex(r.json.error?.message ?? '', new RegExp(`${limit}-byte`), 'the reader\'s limit is named');
+  t.regex(r.json.error?.message ?? '', /16 MiB/, 'the spec-file limit is named');
+  t.false(existsSync(join(over, '..', 'out.bundle')), 'no output file');
+
+  // A device profile whose rendered Akri Configuration is over the cap (a 5 MiB broker env value).
+  const profile = [
+    'apiVersion: seabag.dev/v1',
+    'kind: DeviceProfile',
+    'name: cam',
+    'discovery:',
+    '  udev:',
+    '    rules: [\'SUBSYSTEM=="video4linux"\']',
+    'broker:',
+    '  image: groke/toolbox:1',
+    '  env:',
+    `    BALLAST: "${'x'.repeat(5 * 1024 * 1024)}"`,
+    '',
+  ].join('\n');
+  const overProfile = await release({ 'devices/cam.yaml': profile }, 'deviceProfiles: [devices/]');
+  const p = await build(overProfile);
+  report.add('release input', 'device profile rendering to over the reader\'s 4 MiB blob cap', 'exit 2 E_SPEC_INVALID', outcomeOf(p), 'n/a');
+  t.is(p.code, 2, p.stdout);
+  t.is(p.json.error?.code, 'E_SPEC_INVALID');
+  t.regex(p.json.error?.message ?? '', /cam\.yaml/, 'the profile is named');
+  t.regex(p.json.error?.message ?? '', new RegExp(`rendered device profile \\S*cam\\.yaml is \\d+ bytes: over the ${limit}-byte`), 'refused for its size');
+  t.false(existsSync(join(overProfile, '..', 'out.bundle')), 'no output file');
+
+  // Just under the cap (pinning leaves a ConfigMap as it is): builds, signs and verifies.
+  const pair = generateKeyPair();
+  const releaseKey = join(work, 'release.key');
+  await writeFile(releaseKey, pair.privatePem);
+  const rootPair = generateKeyPair();
+  const trust = join(work, 'trust.json');
+  const signed = makeRootSigned({
+    version: 1,
+    expires: new Date(Date.now() + 365 * 86_400_000),
+    rootKeys: [parsePublicKey(rootPair.publicPem)],
+    rootThreshold: 1,
+    releaseKeys: [parsePublicKey(pair.publicPem)],
+    releaseThreshold: 1,
+  });
+  await writeFile(trust, JSON.stringify(signRoot(signed, [parsePrivateKey(rootPair.privatePem)])));
+  const under = await release({ 'k8s/big.yaml': configMap(limit - 1024) });
+  const out = join(under, '..', 'out.bundle');
+  const built = await runCli(['build', under, '-o', out, '--sign', releaseKey, '--json', '--no-progress'], { SOURCE_DATE_EPOCH: EPOCH });
+  report.add('release input', 'manifest just under the reader\'s 4 MiB blob cap', 'exit 0, verifies', outcomeOf(built), 'n/a');
+  t.is(built.code, 0, built.stdout);
+  const verified = await runCli(['verify', out, '--trust', trust, '--json']);
+  t.is(verified.code, 0, verified.stdout);
+});
+
+test.serial('imagePolicy keys outside the release folder (.., absolute, symlink out) are refused, exit 2; a key inside is read, regular files only', async (t) => {
+  const outside = join(work, 'outside-keys');
+  await mkdir(outside, { recursive: true });
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  await writeFile(join(outside, 'cosign.pub'), pem);
+  const policy = (key: string): string => `imagePolicy:\n  keys: [${JSON.stringify(key)}]`;
+  const cases: { name: string; files: Record<string, string>; key: string; code: string; prepare?: (dir: string) => Promise<void> }[] = [
+    { name: 'imagePolicy key with ..', files: {}, key: '../outside-keys/cosign.pub', code: 'E_SPEC_INVALID' },
+    { name: 'imagePolicy key absolute', files: {}, key: join(outside, 'cosign.pub'), code: 'E_SPEC_INVALID' },
+    { name: 'imagePolicy key symlinked out', files: {}, key: 'cosign.pub', code: 'E_SPEC_INVALID', prepare: async (dir) => symlink(join(outside, 'cosign.pub'), join(dir, 'cosign.pub')) },
+    { name: 'imagePolicy key in a symlinked folder out', files: {}, key: 'keys/cosign.pub', code: 'E_SPEC_INVALID', prepare: async (dir) => symlink(outside, join(dir, 'keys')) },
+    { name: 'imagePolicy key that is a FIFO', files: {}, key: 'cosign.pub', code: 'E_USAGE', prepare: async (dir) => void execFileSync('mkfifo', [join(dir, 'cosign.pub')]) },
+    // The control: the same key inside the folder is read, and the unsigned images then fail the policy.
+    { name: 'imagePolicy key inside the folder (control)', files: { 'keys/cosign.pub': pem }, key: 'keys/cosign.pub', code: 'E_IMAGE_UNSIGNED' },
+  ];
+  for (const c of cases) {
+    const spec = await release(c.files, policy(c.key));
+    await c.prepare?.(join(spec, '..'));
+    const r = await build(spec);
+    report.add('release input', `spec path: ${c.name}`, c.code === 'E_IMAGE_UNSIGNED' ? 'read (then E_IMAGE_UNSIGNED)' : `exit 2 ${c.code}`, outcomeOf(r), 'n/a');
+    t.is(r.json.error?.code, c.code, `${c.name}: ${r.stdout}`);
+    if (c.code !== 'E_IMAGE_UNSIGNED') t.is(r.code, 2, c.name);
+    t.false(existsSync(join(spec, '..', 'out.bundle')), `${c.name}: no output file`);
+  }
 });

@@ -193,7 +193,17 @@ export class RegistryClient implements Requester {
     const scheme = this.#scheme;
     if (scheme === undefined) return undefined;
     const creds = await this.#credentials.get(this.registry);
-    if (scheme.kind === 'basic') return creds === undefined ? undefined : basicHeader(creds);
+    if (scheme.kind === 'basic') {
+      if (creds === undefined) return undefined;
+      if (!registryMayHaveCredentials(this.baseUrl)) {
+        // A man in the middle of plain HTTP answers 401 Basic to read the password in clear.
+        throw new SeabagError('E_AUTH', `${this.registry} asks for Basic credentials over plain HTTP; credentials are not sent over plain HTTP except to loopback`, {
+          details: { registry: this.registry, url: this.baseUrl.href, scheme: 'basic' },
+          hint: `serve the registry over HTTPS and drop --plain-http (with --ca-file CA.pem for a private CA), or remove the credentials for ${this.registry}`,
+        });
+      }
+      return basicHeader(creds);
+    }
     const scopes = [...new Set([...scope, ...(challengeScope === undefined ? [] : challengeScope.split(' '))])].filter((s) => s !== '');
     const key = scopeKey(scopes);
     let token = this.#tokens.get(key);
@@ -321,6 +331,15 @@ export function realmMayHaveCredentials(realm: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Basic credentials go to the registry itself under the same rule as to a token realm: only over
+ * TLS, or to loopback (plain HTTP that never leaves this machine). `baseUrl` is the registry's
+ * base URL as the client speaks to it.
+ */
+export function registryMayHaveCredentials(baseUrl: URL): boolean {
+  return realmMayHaveCredentials(baseUrl.href);
 }
 
 function scopeKey(scopes: readonly string[]): string {

@@ -140,6 +140,13 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
       if (next.protocol !== 'https:' && next.protocol !== 'http:') {
         throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${this.client.registry} redirected to a ${next.protocol} URL`, { details: { registry: this.client.registry, digest } });
       }
+      if (next.protocol === 'http:' && this.client.baseUrl.protocol === 'https:') {
+        // A downgrade: the blob (and a presigned URL's signature) would cross the network in clear.
+        throw new SeabagError('E_REGISTRY', `${method} ${digest}: ${this.client.registry} (HTTPS) redirected to plain HTTP ${next.origin}; an HTTPS registry's blobs are fetched over HTTPS only`, {
+          details: { registry: this.client.registry, digest, location: next.origin },
+          hint: 'configure the registry\'s storage redirect (object store, CDN) to use https:// URLs',
+        });
+      }
       res = await this.client.request({ method, path: next.href, headers, expect: [...expect, ...redirects], ...retry, ...sig(options) });
     }
     return res;

@@ -10,7 +10,10 @@
  * `{type: "time-reset", rootVersion, time, notAfter}` with a threshold of the root keys, and
  * `bundle trust set-time` aboard checks it against the vessel's newest pinned root (that version,
  * its root keys, its threshold) and the local clock (`notAfter`, since the trusted time is the
- * thing in doubt), then sets the trusted time to `time`, backwards if need be.
+ * thing in doubt), then sets the trusted time to `time`, backwards if need be. The vessel records
+ * the statement it applied (sha256, notAfter, time) and refuses it, or any statement whose
+ * `notAfter` is not later than that one's, again: a captured statement cannot be replayed to set
+ * the clock back once more.
  */
 import { SeabagError } from '../errors.js';
 import { canonicalBytes } from '../util/canonical.js';
@@ -97,7 +100,7 @@ function checkSignatures(reset: TimeReset, root: TrustRoot): void {
  * @throws E_TRUST_INVALID (not a reset statement), E_ROOT_CHAIN_INVALID (another root version),
  *   E_EXPIRED (past notAfter by the clock), E_THRESHOLD_UNMET (too few root signatures)
  */
-export function verifyTimeReset(bytes: Uint8Array, root: TrustRoot, clock: Date, where = 'the time reset'): Date {
+export function verifyTimeReset(bytes: Uint8Array, root: TrustRoot, clock: Date, where = 'the time reset'): { time: Date; notAfter: Date } {
   let doc: TimeReset;
   try {
     doc = JSON.parse(Buffer.from(bytes).toString('utf8')) as TimeReset;
@@ -119,5 +122,38 @@ export function verifyTimeReset(bytes: Uint8Array, root: TrustRoot, clock: Date,
     throw new SeabagError('E_EXPIRED', `${where} was valid until ${s.notAfter} (this vessel's clock says ${isoSeconds(clock)})`, { details: { notAfter: s.notAfter, clock: isoSeconds(clock) } });
   }
   checkSignatures(doc, root);
-  return time;
+  return { time, notAfter };
+}
+
+/** What the vessel keeps of the last time reset it applied (state.json `lastTimeReset`). */
+export interface AppliedTimeReset {
+  /** sha256 of the statement file's bytes. */
+  digest: string;
+  notAfter: string;
+  time: string;
+  appliedAt: string;
+}
+
+/**
+ * Refuses a statement already applied, or one not newer (by `notAfter`) than the last applied:
+ * each statement moves the trusted time at most once, and an older one never again.
+ *
+ * @throws E_DOWNGRADE
+ */
+export function checkNotReplayed(digest: string, notAfter: Date, last: AppliedTimeReset | undefined, where = 'the time reset'): void {
+  if (last === undefined) return;
+  const lastNotAfter = parseTime(last.notAfter);
+  const details = { digest, notAfter: isoSeconds(notAfter), lastApplied: last };
+  if (digest === last.digest) {
+    throw new SeabagError('E_DOWNGRADE', `${where} was already applied on ${last.appliedAt}; a time reset statement is used once`, {
+      details,
+      hint: 'ashore, sign a new statement with `bundle trust reset-time` (it is valid later than the last one)',
+    });
+  }
+  if (lastNotAfter !== undefined && notAfter.getTime() <= lastNotAfter.getTime()) {
+    throw new SeabagError('E_DOWNGRADE', `${where} is valid until ${isoSeconds(notAfter)}, not later than the last reset applied (valid until ${last.notAfter}); an older statement is not replayed`, {
+      details,
+      hint: 'ashore, sign a new statement with `bundle trust reset-time`',
+    });
+  }
 }

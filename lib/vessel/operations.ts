@@ -2,7 +2,7 @@
  * The vessel commands besides import: apply, rollback, status, prune, recover, inventory.
  */
 import { SeabagError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
+import { sha256Digest, type Digest } from '../oci/digest.js';
 import type { Inventory } from '../bundle/since.js';
 import { settleAll } from '../util/limit.js';
 import { describeJournal, readJournal, type Journal, type TagMove } from './journal.js';
@@ -10,7 +10,7 @@ import { holderAlive, lockHolder } from './lock.js';
 import { planPrune, pruneVessel, type PruneChoice, type PrunePlan, type PruneReport } from './prune.js';
 import { openForChange, type GateOptions, type SwitchOptions } from './recover.js';
 import { Vessel, type VesselOptions } from './session.js';
-import { verifyTimeReset } from '../trust/time-reset.js';
+import { checkNotReplayed, verifyTimeReset } from '../trust/time-reset.js';
 import { findRelease, releasesOf, StateDir, type HeldRelease, type ReleaseState } from './state.js';
 import { imageChanges, rollbackTarget, type ImageChange } from './preview.js';
 import { missingContent, planSwitch, switchRelease, type SwitchGate, type SwitchResult } from './switch.js';
@@ -367,19 +367,28 @@ export interface SetTimeResult {
  * The only way the trusted time moves back.
  *
  * @throws E_TRUST_REQUIRED (no root pinned), E_TRUST_INVALID, E_ROOT_CHAIN_INVALID, E_EXPIRED,
- *   E_THRESHOLD_UNMET, E_LOCKED
+ *   E_THRESHOLD_UNMET, E_LOCKED, E_DOWNGRADE (the statement, or a newer one, was applied already)
  */
 export async function setTrustedTime(statement: Uint8Array, options: VesselOptions & { now?: Date }): Promise<SetTimeResult> {
   const vessel = await Vessel.open(options, 'trust set-time', 'mutate');
   try {
     const root = await vessel.dir.currentRoot();
     if (root === undefined) throw new SeabagError('E_TRUST_REQUIRED', 'this vessel has no trust root yet, so no trusted time to reset');
-    const time = verifyTimeReset(statement, root, options.now ?? new Date());
+    const now = options.now ?? new Date();
+    const { time, notAfter } = verifyTimeReset(statement, root, now);
+    const digest = sha256Digest(Buffer.from(statement));
+    checkNotReplayed(digest, notAfter, vessel.state.lastTimeReset);
     const previous = vessel.state.newestTrustedTime;
     vessel.state.newestTrustedTime = time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    // Saved with the time it set, in the same atomic write of state.json.
+    vessel.state.lastTimeReset = { digest, notAfter: isoSecondsOf(notAfter), time: vessel.state.newestTrustedTime, appliedAt: isoSecondsOf(now) };
     await vessel.save();
     return { previous, time: vessel.state.newestTrustedTime, rootVersion: root.signed.version, notes: vessel.notes };
   } finally {
     await vessel.close();
   }
+}
+
+function isoSecondsOf(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }

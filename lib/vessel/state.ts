@@ -67,6 +67,8 @@ export interface VesselState {
   target?: string;
   /** The newest time any trusted document vouched for: expiry is judged against it too. */
   newestTrustedTime?: string;
+  /** The last `trust set-time` statement applied: it, and any not newer, are refused afterwards. */
+  lastTimeReset?: { digest: string; notAfter: string; time: string; appliedAt: string };
   /** Set by `import --runtime-config`: regenerated after each import. */
   runtimeConfig?: RuntimeTargets;
   releases: HeldRelease[];

@@ -167,14 +167,15 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     `  addr: ${host}`,
     '  secret: seabag-test-secret',
   ];
-  if (options.redirectTo !== undefined) {
-    lines.push('middleware:', '  storage:', '    - name: redirect', '      options:', `        baseurl: ${options.redirectTo}`);
-  }
   let caFile: string | undefined;
   if (options.tls === true) {
     const certs = await makeCertificates(dir);
     caFile = certs.caFile;
     lines.push('  tls:', `    certificate: ${certs.certFile}`, `    key: ${certs.keyFile}`);
+  }
+  // After `http.tls`: a top-level section ends the `http:` block.
+  if (options.redirectTo !== undefined) {
+    lines.push('middleware:', '  storage:', '    - name: redirect', '      options:', `        baseurl: ${options.redirectTo}`);
   }
   if (options.auth !== undefined) {
     const htpasswd = join(dir, 'htpasswd');

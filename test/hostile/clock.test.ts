@@ -6,6 +6,7 @@
  * the root keys signed (`bundle trust reset-time` ashore, `bundle trust set-time` aboard), all
  * through the CLI against the real registry.
  */
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
@@ -102,4 +103,55 @@ test.serial('a release dated 2100 does not poison the trusted time; a root-signe
   const recovered = await v.run(['import', third, '--json']);
   report.add('clock', 'vessel poisoned to 2100, then reset by a root-signed statement', 'the next release imports (exit 0)', outcomeOf(recovered), 'n/a');
   t.is(recovered.code, 0, recovered.stdout);
+});
+
+test.serial('a time reset statement is applied once: replaying it, or an older one, is refused E_DOWNGRADE and the clock stays put', async (t) => {
+  const dir = await tempDir(t);
+  const layout = await makeExampleImages(dir);
+  const rootKey = join(dir, 'root.key');
+  const releaseKey = join(dir, 'release.key');
+  await cli(['keygen', rootKey]);
+  await cli(['keygen', releaseKey]);
+  const trust = join(dir, 'trust.json');
+  await cli(['trust', 'init', '--root-key', `${rootKey}.pub`, '--release-key', `${releaseKey}.pub`, '--sign', rootKey, '-o', trust]);
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, ['apiVersion: seabag.dev/v1', 'kind: Release', 'name: clock', 'version: 1.0.0', 'images:', '  - ref: groke/toolbox:1', `    from: oci:${layout}:toolbox-1.0.0`, ''].join('\n'));
+  const bundle = join(dir, 'clock.bundle');
+  await cli(['build', spec, '-o', bundle, '--sign', releaseKey, '--no-progress']);
+  const v = await startVessel(t);
+  t.is((await v.run(['import', bundle, '--trust', trust, '--json'])).code, 0);
+
+  // Two statements captured ashore: one valid 1 day, one valid 7 days (both set the clock to 2001).
+  const older = join(dir, 'older.json');
+  const reset = join(dir, 'reset.json');
+  const newer = join(dir, 'newer.json');
+  await cli(['trust', 'reset-time', '--root', trust, '--sign', rootKey, '--time', '2001-01-01', '--valid', '1d', '-o', older]);
+  await cli(['trust', 'reset-time', '--root', trust, '--sign', rootKey, '--time', '2001-01-01', '--valid', '7d', '-o', reset]);
+  const set = await v.run(['trust', 'set-time', reset, '--json']);
+  t.is(set.code, 0, set.stdout + set.stderr);
+  const state = JSON.parse(await readFile(join(v.stateDir, 'state.json'), 'utf8')) as { lastTimeReset?: { digest: string; notAfter: string; time: string } };
+  t.is(state.lastTimeReset?.digest, `sha256:${createHash('sha256').update(await readFile(reset)).digest('hex')}`, 'the applied statement is recorded');
+  t.is(state.lastTimeReset?.time, '2001-01-01T00:00:00Z');
+
+  // The clock moves on (a later trusted time), then someone replays the captured statements.
+  const moved = JSON.parse(await readFile(join(v.stateDir, 'state.json'), 'utf8')) as Record<string, unknown>;
+  moved['newestTrustedTime'] = '2026-06-01T00:00:00Z';
+  await writeFile(join(v.stateDir, 'state.json'), JSON.stringify(moved, null, 2));
+  for (const [name, file] of [
+    ['the same statement replayed', reset],
+    ['an older statement (valid until earlier) after a newer one', older],
+  ] as const) {
+    const r = await v.run(['trust', 'set-time', file, '--json']);
+    report.add('clock', `time reset: ${name}`, 'exit 1 E_DOWNGRADE, trusted time unchanged', outcomeOf(r), (await trustedTime(v.stateDir)) === '2026-06-01T00:00:00Z' ? 'held' : 'n/a');
+    t.is(r.code, 1, name);
+    t.is(r.json.error?.code, 'E_DOWNGRADE', name);
+    t.is(await trustedTime(v.stateDir), '2026-06-01T00:00:00Z', name);
+  }
+
+  // A statement signed later, valid later, still works.
+  await cli(['trust', 'reset-time', '--root', trust, '--sign', rootKey, '--time', '2002-01-01', '--valid', '8d', '-o', newer]);
+  const fresh = await v.run(['trust', 'set-time', newer, '--json']);
+  report.add('clock', 'time reset: a newer statement after one applied', 'exit 0', outcomeOf(fresh), 'n/a');
+  t.is(fresh.code, 0, fresh.stdout + fresh.stderr);
+  t.is(await trustedTime(v.stateDir), '2002-01-01T00:00:00Z');
 });

@@ -16,7 +16,7 @@ import { parseImageManifest, type Descriptor } from '../../lib/oci/descriptor.js
 import { copyGraph } from '../../lib/oci/graph.js';
 import { OciLayout } from '../../lib/oci/layout.js';
 import { CredentialStore } from '../../lib/registry/auth.js';
-import { RegistryClient } from '../../lib/registry/client.js';
+import { RegistryClient, registryMayHaveCredentials } from '../../lib/registry/client.js';
 import { redactText } from '../../lib/util/redact.js';
 import { reportError } from '../../cli/render.js';
 import { startCdn, type CdnServer } from '../helpers/cdn.js';
@@ -177,6 +177,45 @@ test('basic credentials go to a token realm only over HTTPS or loopback: a plain
   t.regex(err.message, /plain HTTP/);
   t.true(authorizations.length > 0, 'the realm was asked, anonymously');
   t.deepEqual(leaked, []);
+});
+
+test('basic credentials go to the registry itself only over HTTPS or loopback: a plain-HTTP registry elsewhere gets none', async (t) => {
+  // A man in the middle of a plain-HTTP registry answers 401 `WWW-Authenticate: Basic` to read the
+  // password in clear. Test servers listen on 127.0.0.1 only, so the refusal for a registry
+  // elsewhere is tested on the decision the client makes (its base URL), and end to end over
+  // loopback, which must keep working.
+  const refused = ['http://shore.example:5000/', 'http://10.0.0.7:5000/', 'http://[fd00::7]:5000/', 'http://127.0.0.1.example.com/'];
+  const allowed = ['https://shore.example:5000/', 'https://10.0.0.7/', 'http://127.0.0.1:5000/', 'http://localhost:5000/', 'http://[::1]:5000/'];
+  const wrong = [...refused.filter((u) => registryMayHaveCredentials(new URL(u))), ...allowed.filter((u) => !registryMayHaveCredentials(new URL(u)))];
+  const dir = await tempDir(t);
+  const registry = await startRegistry({ auth: USER }, t.teardown.bind(t));
+  await seed(t, registry);
+  const client = await RegistryClient.create(registry.host, { credentials: new CredentialStore({ env: { DOCKER_CONFIG: await dockerConfig(dir, registry.host) } }) });
+  t.teardown(() => client.close());
+  const loopbackWorks = (await client.repository('groke/fusion').resolve('1.0').then(() => true, () => false)) && client.baseUrl.protocol === 'http:';
+  report.add('credentials', 'registry asks for Basic over plain HTTP, not loopback', 'E_AUTH, credentials not sent; loopback still works', wrong.length === 0 && loopbackWorks ? 'refused (decision), loopback ok' : `wrong: ${wrong.join(' ')}`, 'n/a');
+  t.deepEqual(wrong, []);
+  t.true(loopbackWorks, 'basic auth to a plain-HTTP loopback registry still works');
+});
+
+test('an HTTPS registry redirecting a blob to plain HTTP is refused: no downgrade, the plain-HTTP target gets no request', async (t) => {
+  let storage = '';
+  const cdn = await startCdn(() => storage);
+  t.teardown(() => cdn.close());
+  const registry = await startRegistry({ tls: true, auth: USER, redirectTo: cdn.baseUrl }, t.teardown.bind(t));
+  storage = registry.storageDir;
+  const { image, layers } = await seed(t, registry);
+  const dir = await tempDir(t);
+  const credentials = new CredentialStore({ env: { DOCKER_CONFIG: await dockerConfig(dir, registry.host) } });
+  const client = await RegistryClient.create(registry.host, { plainHttp: false, caFile: registry.caFile as string, credentials });
+  t.teardown(() => client.close());
+  t.is((await client.repository('groke/fusion').resolve('1.0')).digest, image.digest, 'the manifest still comes over HTTPS');
+  const err = (await t.throwsAsync(client.repository('groke/fusion').exists(layers[0] as Descriptor))) as SeabagError;
+  const fetched = cdn.seen.length;
+  report.add('credentials', 'HTTPS registry redirects a blob to plain HTTP', 'E_REGISTRY, nothing fetched in clear', err?.code === 'E_REGISTRY' && fetched === 0 ? `refused ${err.code}` : `${err?.code ?? 'accepted'}, ${fetched} requests in clear`, 'n/a');
+  t.is(err.code, 'E_REGISTRY');
+  t.regex(err.message, /plain HTTP/);
+  t.is(fetched, 0, 'the plain-HTTP target never got a request');
 });
 
 test('upload _state tokens, URL user info and Authorization values never reach a message or --json details', async (t) => {

@@ -9,7 +9,7 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import { isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, type Progress, type TrustRoot } from '../lib/index.js';
+import { isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, verifyParts, type Progress, type TrustRoot } from '../lib/index.js';
 import { runCli } from './helpers/cli.js';
 import { flipByte } from './helpers/bundles.js';
 import { buildRandomImage } from './helpers/images.js';
@@ -147,4 +147,26 @@ test('hashing runs beside admission, yet a bundle refused by admission is report
   // With the signer trusted, the same bytes are refused for the damaged blob.
   const err2 = await t.throwsAsync(verifyBundle(copy, { trust, ...LANES }));
   t.is((err2 as { details?: { expected?: string } }).details?.expected, layer.digest);
+});
+
+test('import’s check of the parts runs them on two threads and names the first bad part', async (t) => {
+  const input = await resolveBundleInput(parts);
+  const copyDir = join(dir, 'parts-two-bad');
+  await mkdir(copyDir, { recursive: true });
+  for (const p of input.pieces) await copyFile(p.path, join(copyDir, p.path.split('/').at(-1) as string));
+  await copyFile(parts, join(copyDir, 'eight.bundle.parts.json'));
+  const names = input.pieces.map((p) => p.path.split('/').at(-1) as string);
+  // The last part and the second are damaged: the second is named, whichever thread ends first.
+  await flipByte(join(copyDir, names.at(-1) as string), 7);
+  await flipByte(join(copyDir, names[1] as string), 7);
+  const copied = await resolveBundleInput(join(copyDir, 'eight.bundle.parts.json'));
+  const events: Progress[] = [];
+  const err = await t.throwsAsync(verifyParts(copied, { ...LANES, onProgress: (p) => events.push(p) }));
+  t.true(isSeabagError(err) && err.code === 'E_PART_CORRUPT');
+  t.is((err as { details?: { part?: string } }).details?.part, names[1]);
+  // Intact parts: progress ends at the bundle's size, counted once.
+  const ok: Progress[] = [];
+  await verifyParts(input, { ...LANES, onProgress: (p) => ok.push(p) });
+  t.is(ok.at(-1)?.done, input.parts?.size);
+  t.true(ok.every((p, i) => i === 0 || p.done >= (ok[i - 1] as Progress).done));
 });

@@ -9,7 +9,8 @@ import { fromSystemError, SeabagError } from '../errors.js';
 import { describeKind, sniffFile } from '../util/sniff.js';
 import { assertSchema } from '../schema.js';
 import type { Progress } from '../oci/store.js';
-import { notRegular, readRegularFile, sha256File } from '../util/files.js';
+import { notRegular, readRegularFile } from '../util/files.js';
+import { hashLanes } from './hash-lanes.js';
 import { FileSource, type ByteSource } from './source.js';
 
 export interface PartsFile {
@@ -242,25 +243,45 @@ export function partCorrupt(input: BundleInput, p: PartsFile['parts'][number], f
 }
 
 /**
- * Hashes every part against the parts file, so a bad one is named before anything else happens.
+ * Hashes every part against the parts file, parts on different cores, so a bad one is named
+ * before anything else happens.
  *
  * @throws E_PART_CORRUPT naming the part
  */
-export async function verifyParts(input: BundleInput, options: { signal?: AbortSignal; onProgress?: (p: Progress) => void } = {}): Promise<void> {
-  if (input.parts === undefined) return;
-  let done = 0;
-  const total = input.parts.size;
-  for (const [i, p] of input.parts.parts.entries()) {
-    const piece = input.pieces[i];
-    if (piece === undefined) throw new SeabagError('E_PART_MISSING', `part ${p.name} is missing`, { details: { missing: [p.name] } });
-    const found = await sha256File(
-      piece.path,
-      (n) => {
+export async function verifyParts(input: BundleInput, options: { signal?: AbortSignal; onProgress?: (p: Progress) => void; lanes?: number; minParallelBytes?: number } = {}): Promise<void> {
+  const parts = input.parts;
+  if (parts === undefined) return;
+  const absent = parts.parts[input.pieces.length];
+  if (absent !== undefined) throw new SeabagError('E_PART_MISSING', `part ${absent.name} is missing`, { details: { missing: [absent.name] } });
+  // Parts on different cores (hashLanes), the first bad one in order named.
+  const source = await FileSource.open(input.name, input.pieces);
+  try {
+    let done = 0;
+    let start = 0;
+    const jobs = parts.parts.map((p) => {
+      const job = { start, end: start + p.size, counted: start + p.size, targets: [{ start, end: start + p.size }] };
+      start += p.size;
+      return job;
+    });
+    const bad = new Map<number, SeabagError>();
+    await hashLanes(source, jobs, {
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.lanes === undefined ? {} : { lanes: options.lanes }),
+      ...(options.minParallelBytes === undefined ? {} : { minParallelBytes: options.minParallelBytes }),
+      onBytes: (n, job) => {
         done += n;
-        options.onProgress?.({ phase: 'check parts', done, total, item: p.name });
+        options.onProgress?.({ phase: 'check parts', done, total: parts.size, item: (parts.parts[job] as PartsFile['parts'][number]).name });
       },
-      options.signal,
-    );
-    if (found !== p.sha256) throw partCorrupt(input, p, found);
+      onJob: (job, [hex]) => {
+        const p = parts.parts[job] as PartsFile['parts'][number];
+        if (hex === p.sha256) return false;
+        bad.set(job, partCorrupt(input, p, hex as string));
+        return true;
+      },
+    });
+    const first = [...bad.keys()].sort((x, y) => x - y)[0];
+    if (first !== undefined) throw bad.get(first) as SeabagError;
+  } finally {
+    await source.close();
   }
 }

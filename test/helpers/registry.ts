@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,10 +81,48 @@ export async function makeCertificates(dir: string): Promise<{ caFile: string; c
   return { caFile: ca, certFile: cert, keyFile: key };
 }
 
+/**
+ * Whether `pid` itself holds the listening socket on 127.0.0.1:`port`. A free port handed out by
+ * `freePort` can be taken by another registry (another test, another worker) before ours binds:
+ * then a connect succeeds to *that* one while ours exits, and the test talks to the wrong
+ * registry. Reads /proc; where it cannot, it trusts the connect.
+ */
+async function listensOn(pid: number, port: number): Promise<boolean> {
+  const inodes = new Set<string>();
+  try {
+    const want = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    for (const line of (await readFile('/proc/net/tcp', 'utf8')).split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1] === want && f[3] === '0A' && f[9] !== undefined) inodes.add(f[9]);
+    }
+  } catch {
+    return true;
+  }
+  let fds: string[];
+  try {
+    fds = await readdir(`/proc/${pid}/fd`);
+  } catch {
+    return true;
+  }
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m !== null && inodes.has(m[1] as string)) return true;
+  }
+  return false;
+}
+
+/** The port was taken by someone else before our registry could bind it. */
+class PortTaken extends Error {}
+
 async function waitReady(host: string, tls: boolean, child: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}; see ${logFile}`);
+    if (child.exitCode !== null) {
+      const log = await readFile(logFile, 'utf8').catch(() => '');
+      if (/address already in use/.test(log)) throw new PortTaken(`${host} was taken before docker-registry could bind it`);
+      throw new Error(`docker-registry exited with ${child.exitCode}; see ${logFile}`);
+    }
     const up = await new Promise<boolean>((resolve) => {
       const socket = new Socket();
       socket.once('connect', () => {
@@ -95,7 +133,8 @@ async function waitReady(host: string, tls: boolean, child: ChildProcess, logFil
       const [h, p] = host.split(':');
       socket.connect(Number(p), h as string);
     });
-    if (up) return;
+    const [, portText] = host.split(':');
+    if (up && child.pid !== undefined && (await listensOn(child.pid, Number(portText)))) return;
     if (Date.now() > deadline) throw new Error(`docker-registry did not listen on ${host}${tls ? ' (tls)' : ''}; see ${logFile}`);
     await sleep(20);
   }
@@ -108,8 +147,8 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
   const dir = await mkdtemp(join(tmpdir(), 'seabag-registry-'));
   const storageDir = options.storageDir ?? join(dir, 'storage');
   await mkdir(storageDir, { recursive: true });
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  let port = await freePort();
+  let host = `127.0.0.1:${port}`;
   const lines = [
     'version: 0.1',
     'log:',
@@ -148,6 +187,7 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     lines.push('auth:', '  token:', `    realm: ${tk.realm}`, `    service: ${tk.service}`, `    issuer: ${tk.issuer}`, `    rootcertbundle: ${tk.certFile}`);
   }
   lines.push(...(options.extraConfig ?? []));
+  const addrLine = lines.indexOf(`  addr: ${host}`);
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, `${lines.join('\n')}\n`);
   const logFile = join(dir, 'registry.log');
@@ -167,7 +207,19 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     c.kill(signal);
     await exited;
   };
-  await start();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await start();
+      break;
+    } catch (err) {
+      // Another process took the free port first: pick another one, a few times.
+      if (!(err instanceof PortTaken) || attempt >= 5) throw err;
+      port = await freePort();
+      host = `127.0.0.1:${port}`;
+      lines[addrLine] = `  addr: ${host}`;
+      await writeFile(configPath, `${lines.join('\n')}\n`);
+    }
+  }
   const handle: RegistryHandle = {
     host,
     port,

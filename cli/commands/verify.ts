@@ -44,6 +44,9 @@ export const verify: Command = {
     }
     if (report.images !== undefined) writeLine(out, `  ${report.images.length} image(s) cosign-signed: ${report.images.map((i) => `${i.ref} by ${i.signedBy.join(', ')}`).join('; ')}`);
     writeLine(out, `  ${report.blobs.verified} blob(s) hashed, ${formatBytes(report.blobs.bytes)}${report.blobs.omitted > 0 ? `; ${report.blobs.omitted} left out (delta)` : ''}`);
+    if (report.blobs.omittedUnsigned > 0) {
+      writeLine(out, `  a delta pulled against a vessel inventory: ${report.blobs.omittedUnsigned} of its blobs are left out by an unsigned list; it imports only where those blobs are held`);
+    }
     return 0;
   },
 };

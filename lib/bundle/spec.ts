@@ -140,6 +140,7 @@ export async function loadReleaseSpec(path: string): Promise<LoadedSpec> {
         const key = formatReference(ref);
         if (seen.has(key)) all.push(at(`repeats images[${seen.get(key) ?? 0}] (${key})`));
         seen.set(key, i);
+        if (ref.repository === 'seabag' || ref.repository.startsWith('seabag/')) all.push(at(`${key} would go to the repository ${ref.repository}, under seabag/, where the vessel keeps its releases: name the image elsewhere`));
       } catch (err) {
         all.push(at((err as Error).message));
       }

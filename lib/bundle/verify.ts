@@ -40,7 +40,12 @@ export interface VerifyReport {
   release: ReleaseSummary;
   signatures: SignatureCheck;
   root: { version: number; accepted: number[] };
-  blobs: { verified: number; omitted: number; bytes: number };
+  /**
+   * `omitted`: every blob the bundle leaves out (a delta); `omittedUnsigned`: those of them only
+   * the unsigned `index.json` list names (`bundle pull --since`), which import needs the vessel
+   * to hold already.
+   */
+  blobs: { verified: number; omitted: number; omittedUnsigned: number; bytes: number };
   /** Each image's cosign signers (with `images`). */
   images?: ImageSignatureReport[];
   /** The keys image signatures were checked against, and whether given or the release's (with `images`). */
@@ -268,7 +273,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
       release: releaseSummary(admitted),
       signatures: admitted.signatureCheck,
       root: { version: admitted.root.signed.version, accepted: admitted.accepted.map((r) => r.signed.version) },
-      blobs: { verified: hashed.count, omitted: admitted.release.omittedBlobs.length, bytes: hashed.bytes },
+      blobs: { verified: hashed.count, omitted: admitted.release.omittedBlobs.length + admitted.unsignedOmitted.length, omittedUnsigned: admitted.unsignedOmitted.length, bytes: hashed.bytes },
       ...(images === undefined ? {} : { images: images.reports, imageKeys: images.keys }),
     };
   } finally {

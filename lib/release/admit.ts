@@ -22,7 +22,9 @@ import { effectiveRoot, verifyReleaseSignatures, type SignatureCheck } from '../
 import { MetadataReader, type MetadataLimits, type MetadataSource } from './metadata.js';
 import type { ReleaseDocument, ReleaseImage, ReleaseMetadata } from './model.js';
 import { referrerGraph, referrerIndexEntry, type CarriedReferrer } from '../oci/referrers.js';
-import { parseReference, referenceName } from '../oci/reference.js';
+import { formatReference, parseReference, referenceName } from '../oci/reference.js';
+import { isManifestLike } from '../oci/media-types.js';
+import { cosignTag } from '../oci/referrers.js';
 import { versionTag } from './model.js';
 import { readRelease } from './read.js';
 
@@ -55,6 +57,11 @@ export interface Admission extends ReleaseMetadata {
   referrers: CarriedReferrer[];
   /** The reader, for later metadata reads of the same release (shared bytes, same caps). */
   reader: MetadataReader;
+  /**
+   * Blobs left out by `bundle pull --since` (the unsigned `UNSIGNED_OMITTED` list) that the
+   * signed release does not list: layers and configs of its images and referrers only.
+   */
+  unsignedOmitted: Digest[];
 }
 
 function layoutError(name: string, message: string): SeabagError {
@@ -103,6 +110,64 @@ export function checkIndex(source: Pick<MetadataSource, 'name' | 'index' | 'size
   }
 }
 
+/** The repository prefix seabag's own artifacts live under on a vessel; no image may use it. */
+const RESERVED_REPOSITORY = 'seabag';
+
+/**
+ * Each signed image's vessel repository and tag are the ones its reference gives, as build
+ * derives them (`repository` and `tag` of `parseReference(ref)`, `ref` in its normalized form),
+ * and never under `seabag/`, where the vessel keeps releases: a signer's slip or a hand-edited
+ * release cannot push `shore.example.com/groke/fusion:1.4.0` into another repository.
+ *
+ * @throws E_LAYOUT_INVALID naming the image
+ */
+export function checkImageNames(name: string, release: Pick<ReleaseDocument, 'images'>): void {
+  for (const [i, image] of release.images.entries()) {
+    const where = `the signed release's images[${i}] (${JSON.stringify(String(image.ref).slice(0, 300))})`;
+    let parsed;
+    try {
+      parsed = parseReference(image.ref);
+    } catch (err) {
+      throw layoutError(name, `${where}: ${(err as Error).message}`);
+    }
+    if (formatReference(parsed) !== image.ref) throw layoutError(name, `${where} is not in normalized form (${formatReference(parsed)})`);
+    if (image.repository !== parsed.repository) throw layoutError(name, `${where} names the repository ${JSON.stringify(image.repository)}; its reference gives ${JSON.stringify(parsed.repository)}`);
+    if (image.tag !== parsed.tag) throw layoutError(name, `${where} names the tag ${JSON.stringify(image.tag ?? null)}; its reference gives ${JSON.stringify(parsed.tag ?? null)}`);
+    if (parsed.repository === RESERVED_REPOSITORY || parsed.repository.startsWith(`${RESERVED_REPOSITORY}/`)) {
+      throw layoutError(name, `${where} would go to ${parsed.repository}, under ${RESERVED_REPOSITORY}/, where the vessel keeps its releases`);
+    }
+  }
+}
+
+const COSIGN_SUFFIX: Readonly<Record<string, 'sig' | 'att' | 'sbom'>> = { signature: 'sig', attestation: 'att', sbom: 'sbom' };
+
+/**
+ * Each referrer a signed image carries refers to that image: its `subject` is a manifest or index
+ * of the image's own graph, the source index it was filtered from (`sourceDigest`), or another
+ * referrer of the same image (a signature of an attestation); a cosign tag is exactly
+ * `sha256-<hex of subject>.sig|.att|.sbom` for its kind, so no referrer can take a tag that
+ * names another image's content.
+ *
+ * @throws E_LAYOUT_INVALID naming the referrer
+ */
+export function checkReferrerSubjects(name: string, release: Pick<ReleaseDocument, 'images'>, graphs: readonly GraphNode[]): void {
+  for (const [i, image] of release.images.entries()) {
+    const graph = graphs[i];
+    const own = new Set<string>([image.digest, ...(image.sourceDigest === undefined ? [] : [image.sourceDigest])]);
+    if (graph !== undefined) for (const n of postOrder(graph)) if (isManifestLike(n.desc.mediaType)) own.add(n.desc.digest);
+    for (const r of image.referrers ?? []) own.add(r.digest);
+    for (const r of image.referrers ?? []) {
+      const where = `the referrer ${r.digest} (${r.kind}) of ${image.ref}`;
+      if (!own.has(r.subject)) throw layoutError(name, `${where} refers to ${r.subject}, which is not in that image`);
+      if (r.subject === r.digest) throw layoutError(name, `${where} refers to itself`);
+      if (r.tag === undefined) continue;
+      const suffix = COSIGN_SUFFIX[r.kind];
+      const expected = suffix === undefined ? undefined : cosignTag(r.subject, suffix);
+      if (r.tag !== expected) throw layoutError(name, `${where} has the tag ${JSON.stringify(r.tag)}; a ${r.kind} of ${r.subject} is tagged ${expected ?? '(no cosign tag)'}`);
+    }
+  }
+}
+
 /** The name an image's cosign tags go under in `index.json`: its reference without tag or digest. */
 function imageName(image: ReleaseImage): string {
   return referenceName(parseReference(image.ref));
@@ -134,14 +199,26 @@ export const UNSIGNED_OMITTED = 'dev.seabag.bundle.omitted';
  */
 export function omittedBlobs(source: Pick<MetadataSource, 'name' | 'index'>, meta: Pick<ReleaseMetadata, 'release'>): Set<string> {
   const omitted = new Set<string>(meta.release.omittedBlobs);
+  for (const d of unsignedOmitted(source, meta)) omitted.add(d);
+  return omitted;
+}
+
+/**
+ * The digests `UNSIGNED_OMITTED` names that the signed release does not list itself.
+ *
+ * @throws E_LAYOUT_INVALID when the annotation names something that is not a digest
+ */
+export function unsignedOmitted(source: Pick<MetadataSource, 'name' | 'index'>, meta: Pick<ReleaseMetadata, 'release'>): Set<Digest> {
+  const signed = new Set<string>(meta.release.omittedBlobs);
+  const out = new Set<Digest>();
   const extra = source.index.annotations?.[UNSIGNED_OMITTED];
   if (extra !== undefined && extra !== '') {
     for (const d of extra.split(',')) {
       if (!isDigest(d)) throw layoutError(source.name, `index.json annotation ${UNSIGNED_OMITTED} names ${JSON.stringify(d.slice(0, 80))}, which is not a digest`);
-      omitted.add(d);
+      if (!signed.has(d)) out.add(d);
     }
   }
-  return omitted;
+  return out;
 }
 
 /**
@@ -166,11 +243,29 @@ export async function completeContent(
   reader: MetadataReader,
   meta: Pick<ReleaseMetadata, 'release' | 'releaseDesc' | 'releaseManifest'>,
   options: OpOptions = {},
-): Promise<{ graphs: GraphNode[]; referrers: CarriedReferrer[] }> {
+): Promise<{ graphs: GraphNode[]; referrers: CarriedReferrer[]; unsignedOmitted: Digest[] }> {
   const source = reader.source;
   const omitted = omittedBlobs(source, meta);
+  // The unsigned list may leave out only blobs (configs, layers) of the images and their
+  // referrers: never the release itself, never a manifest or index (the nodes that say what the
+  // release is), never a digest the release does not hold.
+  const unsigned = unsignedOmitted(source, meta);
+  const refuseUnsigned = (digest: string, what: string): never => {
+    throw layoutError(source.name, `index.json annotation ${UNSIGNED_OMITTED} leaves out ${digest}, ${what}; that list is unsigned and may name only layers and configs of the release's images`);
+  };
   const needed = new Map<string, Descriptor>();
-  for (const d of [meta.releaseDesc, meta.releaseManifest.config, ...meta.releaseManifest.layers]) needed.set(d.digest, d);
+  for (const d of [meta.releaseDesc, meta.releaseManifest.config, ...meta.releaseManifest.layers]) {
+    if (unsigned.has(d.digest)) refuseUnsigned(d.digest, 'a part of the signed release itself');
+    needed.set(d.digest, d);
+  }
+  for (const image of meta.release.images) {
+    for (const d of [image.digest, image.sourceDigest, ...(image.referrers ?? []).map((r) => r.digest)]) if (d !== undefined && unsigned.has(d)) refuseUnsigned(d, `a manifest of ${image.ref}`);
+  }
+  const prune = (d: Descriptor): boolean => {
+    // Only manifests and indexes are asked about: one of them left out unsigned hides what it names.
+    if (unsigned.has(d.digest)) refuseUnsigned(d.digest, `a ${d.mediaType} manifest`);
+    return omitted.has(d.digest);
+  };
   const nodes = new Map<string, Promise<GraphNode>>();
   const graphs: GraphNode[] = [];
   const sig = options.signal === undefined ? {} : { signal: options.signal };
@@ -178,7 +273,7 @@ export async function completeContent(
     const root = source.index.manifests.find((d) => d.digest === image.digest) ?? { mediaType: image.mediaType, digest: image.digest, size: source.sizeOf?.(image.digest) ?? 0 };
     const graph = await resolveGraph(source, root, {
       ...sig,
-      prune: (d) => omitted.has(d.digest),
+      prune,
       nodes,
       read: (d) => reader.read(d, d.mediaType, sig),
       visit: (d) => reader.count(1, d.digest),
@@ -196,7 +291,7 @@ export async function completeContent(
       const desc: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size };
       const graph = await referrerGraph(source, desc, {
         ...sig,
-        stop: (d) => omitted.has(d.digest),
+        stop: prune,
         nodes,
         read: (d) => reader.read(d, d.mediaType, sig),
         visit: (d) => reader.count(1, d.digest),
@@ -205,6 +300,7 @@ export async function completeContent(
       referrers.push({ repository: image.repository, record, graph });
     }
   }
+  for (const d of unsigned) if (!needed.has(d)) refuseUnsigned(d, 'which no image of the release holds');
   const missing: string[] = [];
   for (const [digest, desc] of needed) {
     if (omitted.has(digest)) continue;
@@ -217,7 +313,8 @@ export async function completeContent(
       details: { missing },
     });
   }
-  return { graphs, referrers };
+  checkReferrerSubjects(source.name, meta.release, graphs);
+  return { graphs, referrers, unsignedOmitted: [...unsigned].sort() };
 }
 
 /**
@@ -240,8 +337,9 @@ export async function admit(source: MetadataSource, options: AdmitOptions): Prom
   const { root, accepted } = effectiveRoot(options.trust, meta.roots, options.knownRoots);
   const signatureCheck = verifyReleaseSignatures(meta, root);
   checkIndex(source, meta);
+  checkImageNames(source.name, meta.release);
   checkExpiry(root, meta.release, options.now ?? new Date());
   options.policy?.(meta.release, meta.releaseDesc.digest);
-  const { graphs, referrers } = await completeContent(reader, meta, options);
-  return { ...meta, root, accepted, signatureCheck, graphs, referrers, reader };
+  const { graphs, referrers, unsignedOmitted: leftOut } = await completeContent(reader, meta, options);
+  return { ...meta, root, accepted, signatureCheck, graphs, referrers, reader, unsignedOmitted: leftOut };
 }

@@ -44,9 +44,17 @@ export function decodeBase64(text: string, what: string): Buffer {
 }
 
 /**
+ * Most signatures one envelope may carry. Each is tried against every trusted key, so this bounds
+ * the verify calls an envelope costs (64 × the role's keys) before any is made.
+ */
+export const MAX_ENVELOPE_SIGNATURES = 64;
+
+/**
  * Parses an envelope's JSON.
  *
- * @throws E_SIGNATURE_INVALID when it is not a DSSE envelope
+ * Limits: at most `MAX_ENVELOPE_SIGNATURES` (64) signatures, refused before any is verified.
+ *
+ * @throws E_LAYOUT_INVALID over the limit (details.limit); E_SIGNATURE_INVALID when it is not a DSSE envelope
  */
 export function parseEnvelope(bytes: Uint8Array): Envelope {
   let doc: unknown;
@@ -56,13 +64,17 @@ export function parseEnvelope(bytes: Uint8Array): Envelope {
     throw new SeabagError('E_SIGNATURE_INVALID', 'the signature envelope is not JSON');
   }
   const e = doc as Partial<Envelope>;
+  if (typeof e === 'object' && e !== null && Array.isArray(e.signatures) && e.signatures.length > MAX_ENVELOPE_SIGNATURES) {
+    throw new SeabagError('E_LAYOUT_INVALID', `the signature envelope carries ${e.signatures.length} signatures; at most ${MAX_ENVELOPE_SIGNATURES} are checked`, {
+      details: { limit: MAX_ENVELOPE_SIGNATURES, found: e.signatures.length },
+    });
+  }
   if (
     typeof e !== 'object' ||
     e === null ||
     typeof e.payload !== 'string' ||
     typeof e.payloadType !== 'string' ||
     !Array.isArray(e.signatures) ||
-    e.signatures.length > 64 ||
     !e.signatures.every((s) => typeof s === 'object' && s !== null && typeof s.sig === 'string' && (s.keyid === undefined || typeof s.keyid === 'string'))
   ) {
     throw new SeabagError('E_SIGNATURE_INVALID', 'the signature envelope is not a DSSE envelope (payload, payloadType, signatures[{keyid, sig}])');
@@ -81,8 +93,17 @@ export interface EnvelopeCheck {
 /**
  * Verifies every signature against every trusted key (the hint only orders the tries) and
  * counts distinct keys. Threshold and payload checks are the caller's.
+ *
+ * Limits: at most `MAX_ENVELOPE_SIGNATURES` signatures, checked before any verify call.
+ *
+ * @throws E_LAYOUT_INVALID over the limit
  */
 export function checkEnvelope(envelope: Envelope, trusted: readonly PublicKey[]): EnvelopeCheck {
+  if (envelope.signatures.length > MAX_ENVELOPE_SIGNATURES) {
+    throw new SeabagError('E_LAYOUT_INVALID', `the signature envelope carries ${envelope.signatures.length} signatures; at most ${MAX_ENVELOPE_SIGNATURES} are checked`, {
+      details: { limit: MAX_ENVELOPE_SIGNATURES, found: envelope.signatures.length },
+    });
+  }
   const body = decodeBase64(envelope.payload, 'the envelope payload');
   const message = pae(envelope.payloadType, body);
   const valid = new Set<string>();

@@ -49,6 +49,27 @@ export interface RootOptions {
   releaseThreshold: number;
 }
 
+/** Most signatures a root may carry: each is tried against every root key, so this bounds the verify calls. */
+export const MAX_ROOT_SIGNATURES = 64;
+/** Most keys a root may list (both roles together). */
+export const MAX_ROOT_KEYS = 256;
+
+/**
+ * A root within `MAX_ROOT_SIGNATURES` and `MAX_ROOT_KEYS`, checked before any signature is.
+ *
+ * @throws `code` naming the limit (details.limit)
+ */
+export function checkRootLimits(root: { signed?: { keys?: unknown }; signatures?: unknown }, where: string, code: 'E_TRUST_INVALID' | 'E_ROOT_CHAIN_INVALID' = 'E_TRUST_INVALID'): void {
+  const signatures = Array.isArray(root.signatures) ? root.signatures.length : 0;
+  if (signatures > MAX_ROOT_SIGNATURES) {
+    throw new SeabagError(code, `${where} carries ${signatures} signatures; at most ${MAX_ROOT_SIGNATURES} are checked`, { details: { limit: MAX_ROOT_SIGNATURES, found: signatures } });
+  }
+  const keys = typeof root.signed?.keys === 'object' && root.signed.keys !== null ? Object.keys(root.signed.keys).length : 0;
+  if (keys > MAX_ROOT_KEYS) {
+    throw new SeabagError(code, `${where} lists ${keys} keys; at most ${MAX_ROOT_KEYS} are allowed`, { details: { limit: MAX_ROOT_KEYS, found: keys } });
+  }
+}
+
 function chainError(message: string, details: Record<string, unknown> = {}): SeabagError {
   return new SeabagError('E_ROOT_CHAIN_INVALID', message, { details });
 }
@@ -105,6 +126,8 @@ function checkRootShape(signed: RootSigned, where: string): void {
  * Parses and checks a root document (schema, keyids, thresholds). Signatures are checked by
  * `verifyRootSelf` and `extendChain`.
  *
+ * Limits: at most `MAX_ROOT_SIGNATURES` (64) signatures and `MAX_ROOT_KEYS` (256) keys.
+ *
  * @throws `code` (E_TRUST_INVALID for files a person gave, E_ROOT_CHAIN_INVALID for roots from a bundle)
  */
 export function parseRoot(bytes: Uint8Array, where: string, code: 'E_TRUST_INVALID' | 'E_ROOT_CHAIN_INVALID' = 'E_TRUST_INVALID'): TrustRoot {
@@ -114,6 +137,7 @@ export function parseRoot(bytes: Uint8Array, where: string, code: 'E_TRUST_INVAL
   } catch (err) {
     throw new SeabagError(code, `${where} is not JSON: ${(err as Error).message}`);
   }
+  if (typeof doc === 'object' && doc !== null) checkRootLimits(doc as TrustRoot, where, code);
   assertSchema('trust-root', doc, where, code);
   const root = doc as TrustRoot;
   if (parseTime(root.signed.expires) === undefined) {
@@ -156,8 +180,16 @@ export function roleKeys(root: TrustRoot, role: 'root' | 'release'): PublicKey[]
   return root.signed.roles[role].keyids.map((id) => parsePublicKey((root.signed.keys[id] as RootKey).keyval.public, `key ${id}`));
 }
 
-/** Distinct keys of `role` in `by` that signed `root`. */
+/**
+ * Distinct keys of `role` in `by` that signed `root`.
+ *
+ * Limits: `root` within `MAX_ROOT_SIGNATURES` signatures, `by` within `MAX_ROOT_KEYS` keys, before any verify call.
+ *
+ * @throws E_TRUST_INVALID over a limit
+ */
 export function countRootSignatures(root: TrustRoot, by: TrustRoot): string[] {
+  checkRootLimits(root, `trust root version ${root.signed.version}`);
+  checkRootLimits(by, `trust root version ${by.signed.version}`);
   const message = canonicalBytes(root.signed);
   const keys = roleKeys(by, 'root');
   const valid = new Set<string>();

@@ -3,6 +3,7 @@
  * in-toto Statement v1 (in-toto/attestation `spec/v1/statement.md`) whose subject is the release
  * manifest's digest, stored as an artifact manifest whose `subject` is the release manifest.
  */
+import { createHash } from 'node:crypto';
 import { SeabagError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { digestHex } from '../oci/digest.js';
@@ -46,6 +47,9 @@ export interface SignatureCheck {
   threshold: number;
 }
 
+/** Most distinct signature envelopes a release's signatures are read from (each costs up to 64 × keys verify calls). */
+export const MAX_SIGNATURE_ENVELOPES = 64;
+
 /**
  * Checks the release's signatures against the release role of `root`: at least `threshold`
  * distinct trusted keys (a key counts once, however often it appears) over a statement naming
@@ -53,7 +57,11 @@ export interface SignatureCheck {
  *
  * @throws E_UNSIGNED (no signature), E_SUBJECT_MISMATCH (a valid signature over another
  *   release), E_KEY_UNTRUSTED (signed only by keys this root does not trust), E_SIGNATURE_INVALID
- *   (a signature that does not verify, or not an in-toto statement), E_THRESHOLD_UNMET
+ *   (a signature that does not verify, or not an in-toto statement), E_THRESHOLD_UNMET,
+ *   E_LAYOUT_INVALID (over `MAX_SIGNATURE_ENVELOPES` distinct envelopes, or an envelope over
+ *   `MAX_ENVELOPE_SIGNATURES` signatures: refused before any verify call)
+ *
+ * Limits: 64 distinct envelopes, 64 signatures per envelope.
  */
 export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot): SignatureCheck {
   const threshold = root.signed.roles.release.threshold;
@@ -71,13 +79,17 @@ export function verifyReleaseSignatures(bundle: SignedRelease, root: TrustRoot):
   // Every failed signature named (as its hint) a key the root does not trust.
   let untrustedOnly = true;
   // Several artifacts may carry the same envelope: each distinct envelope is parsed and checked once.
-  const checked = new Map<Buffer, { envelope: ReturnType<typeof parseEnvelope>; check?: ReturnType<typeof checkEnvelope> }>();
+  const checked = new Map<string, { envelope: ReturnType<typeof parseEnvelope>; check?: ReturnType<typeof checkEnvelope> }>();
   for (const artifact of bundle.signatures) {
-    let seen = checked.get(artifact.envelope);
+    const id = createHash('sha256').update(artifact.envelope).digest('hex');
+    let seen = checked.get(id);
     if (seen === undefined) {
+      if (checked.size >= MAX_SIGNATURE_ENVELOPES) {
+        throw new SeabagError('E_LAYOUT_INVALID', `the bundle carries more than ${MAX_SIGNATURE_ENVELOPES} distinct signature envelopes`, { details: { limit: MAX_SIGNATURE_ENVELOPES } });
+      }
       const envelope = parseEnvelope(artifact.envelope);
       seen = envelope.payloadType === IN_TOTO_PAYLOAD_TYPE ? { envelope, check: checkEnvelope(envelope, trusted) } : { envelope };
-      checked.set(artifact.envelope, seen);
+      checked.set(id, seen);
     }
     for (const sg of seen.envelope.signatures) if (sg.keyid !== undefined && sg.keyid !== '') found.add(sg.keyid);
     const check = seen.check;

@@ -13,7 +13,14 @@ import { execa } from 'execa';
 import { admit, isSeabagError, loadRoot, METADATA_LIMITS, verifyBundle, sha256Digest, type Descriptor, type ImageIndex, type MetadataSource } from '../../lib/index.js';
 import { DSSE_ENVELOPE, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, SEABAG_RELEASE, SEABAG_RELEASE_CONFIG, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN, SEABAG_TRUST_ROOT } from '../../lib/oci/media-types.js';
 import { MemoryStore } from '../../lib/oci/memory.js';
-import { addBlob, cloneUnpacked, packBundle, releaseOf, replaceSignature, unpackBundle } from '../helpers/bundles.js';
+import { addBlob, blob, cloneUnpacked, envelopeOf, packBundle, releaseOf, replaceSignature, resign, unpackBundle, type Unpacked } from '../helpers/bundles.js';
+import { UNSIGNED_OMITTED } from '../../lib/release/admit.js';
+import { REF_NAME } from '../../lib/oci/descriptor.js';
+import { parseReference, referenceName } from '../../lib/oci/reference.js';
+import { cosignTag, referrerIndexEntry } from '../../lib/oci/referrers.js';
+import type { Digest } from '../../lib/oci/digest.js';
+import { MAX_ENVELOPE_SIGNATURES } from '../../lib/trust/dsse.js';
+import { MAX_ROOT_KEYS, MAX_ROOT_SIGNATURES } from '../../lib/trust/root.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { EPOCH, exampleCopy } from '../helpers/example.js';
 import { tempDir } from '../helpers/tools.js';
@@ -29,19 +36,23 @@ let work: string;
 let example: string;
 let rootKeys: { signing: SigningKey; public: PublicKey }[];
 let releaseKey: { signing: SigningKey; public: PublicKey };
+let releaseKeyFile: string;
 let bundle: string;
 let trust: string;
 
-function key(): { signing: SigningKey; public: PublicKey } {
+function key(): { signing: SigningKey; public: PublicKey; pem: string } {
   const pair = generateKeyPair();
-  return { signing: parsePrivateKey(pair.privatePem), public: parsePublicKey(pair.publicPem) };
+  return { signing: parsePrivateKey(pair.privatePem), public: parsePublicKey(pair.publicPem), pem: pair.privatePem };
 }
 
 test.before(async () => {
   work = await mkdtemp(join(tmpdir(), 'seabag-admission-'));
   example = await exampleCopy(work);
   rootKeys = [key(), key()];
-  releaseKey = key();
+  const release = key();
+  releaseKey = release;
+  releaseKeyFile = join(work, 'release.key');
+  await writeFile(releaseKeyFile, release.pem, { mode: 0o600 });
   trust = join(work, 'trust.json');
   await writeFile(trust, JSON.stringify(rootOf({ signers: rootKeys })));
   bundle = join(work, 'awareness-1.4.0.bundle');
@@ -412,4 +423,175 @@ test('every single-bit flip in a tar header of a real bundle is refused (all 409
   }
   // The file is whole again: the good bundle still verifies.
   await t.notThrowsAsync(verifyBundle(path, { trust: root }));
+});
+
+// --- Issue 21: what the signature does not cover cannot change what the release is
+
+/** The image entries of a bundle's index.json (neither the release nor its signatures, chains or referrers). */
+function imageEntries(u: Unpacked): Unpacked['index']['manifests'] {
+  const release = JSON.parse(blob(u, JSON.parse(blob(u, releaseOf(u).digest).toString()).config.digest).toString()) as { images: { digest: string }[] };
+  return u.index.manifests.filter((m) => release.images.some((i) => i.digest === m.digest));
+}
+
+/** An image manifest of the bundle (the first platform's, when the image is an index) and its layers. */
+function someImageManifest(u: Unpacked): { desc: Descriptor; config: Descriptor; layers: Descriptor[] } {
+  let d: Descriptor = imageEntries(u)[0] as Descriptor;
+  let doc = JSON.parse(blob(u, d.digest).toString()) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
+  if (doc.manifests !== undefined) {
+    d = doc.manifests[0] as Descriptor;
+    doc = JSON.parse(blob(u, d.digest).toString()) as typeof doc;
+  }
+  return { desc: d, config: doc.config as Descriptor, layers: doc.layers ?? [] };
+}
+
+/** `u` with `digests` named in the unsigned omitted list, and their blobs taken out (unless `keep`). */
+function withoutBlobs(u: Unpacked, digests: readonly string[], keep = false): Unpacked {
+  const out = cloneUnpacked(u);
+  if (!keep) out.entries = out.entries.filter((e) => !digests.some((d) => e.name === `blobs/sha256/${d.slice(7)}`));
+  (out.index as { annotations?: Record<string, string> }).annotations = { [UNSIGNED_OMITTED]: [...digests].sort().join(',') };
+  return out;
+}
+
+async function verdict(path: string): Promise<{ outcome: string; code?: string; details?: Record<string, unknown> }> {
+  try {
+    const r = await verifyBundle(path, { trust: (await loadRoot(trust)).root });
+    return { outcome: `exit 0, omitted ${r.blobs.omitted} (unsigned ${r.blobs.omittedUnsigned})` };
+  } catch (err) {
+    if (!isSeabagError(err)) throw err;
+    return { outcome: `exit ${err.exitStatus} ${err.code}`, code: err.code, details: err.details };
+  }
+}
+
+test('the unsigned omitted list of a full signed bundle cannot strip the release, its manifests or anything it does not hold (E_LAYOUT_INVALID)', async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  const releaseManifest = JSON.parse(blob(good, releaseOf(good).digest).toString()) as { config: Descriptor; layers: Descriptor[] };
+  const image = someImageManifest(good);
+  const top = imageEntries(good)[0] as Descriptor;
+  // The release manifest and its config are listed but kept (without them nothing can be judged at all).
+  const cases: { name: string; digests: string[]; keep?: boolean }[] = [
+    { name: 'the release manifest', digests: [releaseOf(good).digest], keep: true },
+    { name: "the release's config (the signed release document)", digests: [releaseManifest.config.digest], keep: true },
+    { name: "the release's layers (its Kubernetes manifests)", digests: releaseManifest.layers.map((l) => l.digest) },
+    { name: "an image's top manifest or index", digests: [top.digest] },
+    { name: "an image's platform manifest (with its layers)", digests: [image.desc.digest, ...image.layers.map((l) => l.digest)] },
+    { name: 'a digest no image of the release holds', digests: [sha256Digest(Buffer.from('not in this release'))] },
+  ];
+  for (const c of cases) {
+    const path = join(dir, `${cases.indexOf(c)}.bundle`);
+    await packBundle(withoutBlobs(good, [...new Set(c.digests)], c.keep === true), path);
+    const v = await verdict(path);
+    report.add('delta', `unsigned ${UNSIGNED_OMITTED} names ${c.name}${c.keep === true ? '' : ', its blobs stripped'}`, 'exit 1 E_LAYOUT_INVALID', v.outcome, 'n/a');
+    t.is(v.code, 'E_LAYOUT_INVALID', `${c.name}: ${v.outcome}`);
+  }
+});
+
+test('verify reports a bundle whose layers an unsigned list leaves out as a delta: omitted and omittedUnsigned count them, and the text says where it imports', async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  const image = someImageManifest(good);
+  const left = [...new Set(image.layers.map((l) => l.digest))];
+  t.true(left.length > 0);
+  const path = join(dir, 'stripped.bundle');
+  await packBundle(withoutBlobs(good, left), path);
+  const r = await runCli(['verify', path, '--trust', trust, '--json']);
+  const text = await runCli(['verify', path, '--trust', trust]);
+  const blobs = r.json['blobs'] as { omitted: number; omittedUnsigned: number } | undefined;
+  report.add('delta', `a full signed bundle with ${left.length} layer(s) stripped and named in ${UNSIGNED_OMITTED}`, `exit 0, omitted ${left.length}, omittedUnsigned ${left.length}, "a delta pulled against a vessel inventory"`, `${outcomeOf(r)}, omitted ${blobs?.omitted}, omittedUnsigned ${blobs?.omittedUnsigned}`, 'n/a');
+  t.is(r.code, 0, r.stdout);
+  t.is(blobs?.omitted, left.length);
+  t.is(blobs?.omittedUnsigned, left.length);
+  t.regex(text.stdout, /a delta pulled against a vessel inventory: \d+ of its blobs are left out by an unsigned list; it imports only where those blobs are held/);
+  const full = await runCli(['verify', bundle, '--trust', trust, '--json']);
+  t.like(full.json, { blobs: { omitted: 0, omittedUnsigned: 0 } });
+});
+
+test("a signed image's repository and tag must be the ones its reference gives, never under seabag/ (E_LAYOUT_INVALID)", async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  type Img = { ref: string; repository: string; tag?: string };
+  const cases: { name: string; change: (image: Img) => void }[] = [
+    { name: 'repository seabag/awareness (where the vessel keeps releases)', change: (i) => void (i.repository = 'seabag/awareness') },
+    { name: 'repository of another image', change: (i) => void (i.repository = 'groke/other') },
+    { name: 'tag other than the reference', change: (i) => void (i.tag = 'latest-evil') },
+    { name: 'reference and repository both under seabag/', change: (i) => void ((i.ref = 'shore.example.com/seabag/awareness:1.4.0'), (i.repository = 'seabag/awareness'), (i.tag = '1.4.0')) },
+  ];
+  for (const c of cases) {
+    const u = cloneUnpacked(good);
+    let changedRef: string | undefined;
+    await resign(u, releaseKeyFile, (release) => {
+      const image = (release['images'] as Img[])[0] as Img;
+      const before = image.ref;
+      c.change(image);
+      if (image.ref !== before) changedRef = image.ref;
+    });
+    if (changedRef !== undefined) {
+      const first = imageEntries(good)[0] as Descriptor & { annotations?: Record<string, string> };
+      u.index.manifests = u.index.manifests.map((m) => (m.digest === first.digest ? { ...m, annotations: { ...m.annotations, [REF_NAME]: changedRef as string } } : m));
+    }
+    const path = join(dir, `${cases.indexOf(c)}.bundle`);
+    await packBundle(u, path);
+    const v = await verdict(path);
+    report.add('names', `re-signed release whose first image has ${c.name}`, 'exit 1 E_LAYOUT_INVALID', v.outcome, 'n/a');
+    t.is(v.code, 'E_LAYOUT_INVALID', `${c.name}: ${v.outcome}`);
+  }
+});
+
+test("a referrer's cosign tag must name its own subject, and its subject must be in its image (E_LAYOUT_INVALID)", async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  const entries = imageEntries(good);
+  const [first, second] = entries as [Descriptor & { annotations?: Record<string, string> }, Descriptor & { annotations?: Record<string, string> }];
+  t.truthy(second, 'the example has two images');
+  const empty = desc(Buffer.from('{}'), OCI_EMPTY);
+  const cases: { name: string; subject: string; tagFor: string; ok: boolean }[] = [
+    { name: 'a signature of the image, tagged as its own subject (baseline)', subject: first.digest, tagFor: first.digest, ok: true },
+    { name: "a signature of the image, tagged as another image's signature", subject: first.digest, tagFor: second.digest, ok: false },
+    { name: 'a signature whose subject is another image of the release', subject: second.digest, tagFor: second.digest, ok: false },
+  ];
+  for (const c of cases) {
+    const u = cloneUnpacked(good);
+    const sig = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: addBlob(u, Buffer.from('{}'), OCI_EMPTY), layers: [empty], annotations: { case: c.name } }));
+    const d = addBlob(u, sig, OCI_MANIFEST);
+    const record = { kind: 'signature', subject: c.subject, digest: d.digest, mediaType: OCI_MANIFEST, size: d.size, tag: cosignTag(c.tagFor as Digest, 'sig') };
+    let name = '';
+    await resign(u, releaseKeyFile, (release) => {
+      const image = (release['images'] as { ref: string; digest: string; referrers?: unknown[] }[]).find((i) => i.digest === first.digest) as { ref: string; referrers?: unknown[] };
+      image.referrers = [...(image.referrers ?? []), record];
+      name = referenceName(parseReference(image.ref));
+    });
+    u.index.manifests.push(referrerIndexEntry(record as never, name));
+    const path = join(dir, `${cases.indexOf(c)}.bundle`);
+    await packBundle(u, path);
+    const v = await verdict(path);
+    report.add('names', `re-signed release carrying ${c.name}`, c.ok ? 'exit 0' : 'exit 1 E_LAYOUT_INVALID', v.outcome, 'n/a');
+    if (c.ok) t.is(v.code, undefined, `${c.name}: ${v.outcome}`);
+    else t.is(v.code, 'E_LAYOUT_INVALID', `${c.name}: ${v.outcome}`);
+  }
+});
+
+test('signatures are capped before any is verified: 65 in a DSSE envelope (E_LAYOUT_INVALID), 65 on a trust root (E_TRUST_INVALID)', async (t) => {
+  const dir = await tempDir(t);
+  const good = await unpackBundle(bundle);
+  const envelope = JSON.parse((envelopeOf(good) as Buffer).toString()) as { signatures: { keyid: string; sig: string }[] };
+  const many = { ...envelope, signatures: Array.from({ length: MAX_ENVELOPE_SIGNATURES + 1 }, (_, i) => ({ keyid: `k${i}`, sig: Buffer.alloc(64, i).toString('base64') })) };
+  const u = cloneUnpacked(good);
+  replaceSignature(u, Buffer.from(JSON.stringify(many)));
+  const path = join(dir, 'many-signatures.bundle');
+  await packBundle(u, path);
+  const v = await verdict(path);
+  report.add('limits', `a DSSE envelope with ${MAX_ENVELOPE_SIGNATURES + 1} signatures`, `exit 1 E_LAYOUT_INVALID (limit ${MAX_ENVELOPE_SIGNATURES})`, v.outcome, 'n/a');
+  t.is(v.code, 'E_LAYOUT_INVALID');
+  t.is(v.details?.['limit'], MAX_ENVELOPE_SIGNATURES);
+
+  const root = rootOf({ signers: rootKeys });
+  const padded = { ...root, signatures: [...root.signatures, ...Array.from({ length: MAX_ROOT_SIGNATURES + 1 - root.signatures.length }, (_, i) => ({ keyid: `pad${i}`, sig: Buffer.alloc(64, i).toString('base64') }))] };
+  const file = join(dir, 'padded-trust.json');
+  await writeFile(file, JSON.stringify(padded));
+  const r = await runCli(['verify', bundle, '--trust', file, '--json']);
+  report.add('limits', `a trust root with ${MAX_ROOT_SIGNATURES + 1} signatures`, `exit 2 E_TRUST_INVALID (limit ${MAX_ROOT_SIGNATURES})`, outcomeOf(r), 'n/a');
+  t.is(r.json.error?.code, 'E_TRUST_INVALID', r.stdout);
+  t.is(r.json.error?.details['limit'], MAX_ROOT_SIGNATURES);
+  t.is(r.code, 2);
+  t.is(MAX_ROOT_KEYS, 256);
 });

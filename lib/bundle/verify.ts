@@ -195,15 +195,22 @@ export async function hashPartsAndBlobs(archive: ArchiveLayout, input: BundleInp
 /**
  * Every image of an admitted release carries a valid cosign signature by one of `keys` or of the
  * keys the signed release's `imagePolicy` names; read from `store` alone (the bundle, offline).
+ * Blobs the release or `unsignedOmitted` (admission's) leave out are not read.
  *
  * @throws E_USAGE when there is no key at all; E_IMAGE_UNSIGNED, E_IMAGE_SIGNATURE_INVALID
  */
-export async function checkImageSignatures(store: ReadOnlyStorage, release: ReleaseDocument, keys: readonly ImageKey[], options: OpOptions = {}): Promise<ImageSignatureReport[]> {
+export async function checkImageSignatures(
+  store: ReadOnlyStorage,
+  release: ReleaseDocument,
+  keys: readonly ImageKey[],
+  options: OpOptions & { unsignedOmitted?: readonly string[] } = {},
+): Promise<ImageSignatureReport[]> {
   const all = [...keys, ...(release.imagePolicy?.keys ?? []).map((k, i) => parseImageKey(k.publicKey, `the release's image key ${i + 1}`))];
   if (all.length === 0) {
     throw new SeabagError('E_USAGE', 'the release names no image keys, and none were given', { hint: 'pass --image-key KEY.pub (the cosign public key the images are signed with)' });
   }
-  return requireSignedImages(release.images, () => store, all, { omitted: new Set(release.omittedBlobs), ...options });
+  const { unsignedOmitted = [], ...rest } = options;
+  return requireSignedImages(release.images, () => store, all, { omitted: new Set([...release.omittedBlobs, ...unsignedOmitted]), ...rest });
 }
 
 /**
@@ -244,7 +251,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
     const images =
       options.images === undefined
         ? undefined
-        : await checkImageSignatures(archive, admitted.release, options.images.keys, options).catch(async (err: unknown) => {
+        : await checkImageSignatures(archive, admitted.release, options.images.keys, { ...options, unsignedOmitted: admitted.unsignedOmitted }).catch(async (err: unknown) => {
             stop.abort();
             await hashing.catch(() => undefined);
             return namePart(err);

@@ -595,3 +595,16 @@ test('signatures are capped before any is verified: 65 in a DSSE envelope (E_LAY
   t.is(r.code, 2);
   t.is(MAX_ROOT_KEYS, 256);
 });
+
+test('build refuses an image whose repository would be under seabag/, where the vessel keeps its releases (E_SPEC_INVALID)', async (t) => {
+  const dir = await tempDir(t);
+  const spec = await specCopy('seabag-repository');
+  t.teardown(() => rm(spec, { recursive: true, force: true }));
+  const file = join(spec, 'release.yaml');
+  await writeFile(file, (await readFile(file, 'utf8')).replace('ref: shore.example.com/groke/radar:2.0.0', 'ref: shore.example.com/seabag/awareness:2.0.0'));
+  const r = await runCli(['build', file, '-o', join(dir, 'out.bundle'), '--unsigned', '--json', '--no-progress']);
+  report.add('names', 'a spec image named shore.example.com/seabag/awareness:2.0.0', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+  t.is(r.json.error?.code, 'E_SPEC_INVALID', r.stdout);
+  t.regex(r.stdout, /under seabag\//);
+  t.is(r.code, 2);
+});

@@ -395,6 +395,37 @@ test('--image-key refuses an unsigned image, another key\'s signature and a payl
   t.is(wrongKey.json.error?.code, 'E_IMAGE_SIGNATURE_INVALID');
 });
 
+test('verify --images --image-key accepts only the pinned keys, never an image key the release itself names; without --image-key it uses the release\'s and says so', async (t) => {
+  // A release (signed by the release key, which a thief may hold) names keys A and B in its
+  // imagePolicy; "other" is signed by B only. The operator pins A.
+  const dir = await tempDir(t);
+  const spec = join(fx.work, 'brings-own-key.yaml');
+  await writeFile(
+    spec,
+    specText('brings', '1.0.0', [{ ref: 'shore.example.com/groke/fusion:1.4.0', from: 'oci:./layout:fusion-1.4.0' }, { ref: 'shore.example.com/groke/other:1.0.0', from: 'oci:./layout:other-1.0.0' }], 'imagePolicy:\n  keys: [cosign-b.pub, cosign-a.pub]\n'),
+  );
+  const bundle = join(dir, 'brings.bundle');
+  const built = await runCli(['build', spec, '-o', bundle, '--sign', fx.releaseKey, '--json', '--no-progress'], env);
+  t.is(built.code, 0, built.stdout + built.stderr);
+
+  const pinned = await runCli(['verify', bundle, '--trust', fx.trust, '--images', '--image-key', fx.keyAFile, '--json']);
+  t.is(pinned.code, 1, pinned.stdout + pinned.stderr);
+  t.is(pinned.json.error?.code, 'E_IMAGE_SIGNATURE_INVALID');
+  t.regex(pinned.json.error?.message ?? '', /groke\/other:1\.0\.0/, 'names the image signed only by the release\'s own key');
+
+  const both = await runCli(['verify', bundle, '--trust', fx.trust, '--images', '--image-key', fx.keyAFile, '--image-key', fx.keyBFile, '--json']);
+  t.is(both.code, 0, both.stdout + both.stderr);
+  const bothKeys = both.json['imageKeys'] as { source: string; keyids: string[] };
+  t.is(bothKeys.source, 'image-key');
+  t.is(bothKeys.keyids.length, 2);
+
+  const byRelease = await runCli(['verify', bundle, '--trust', fx.trust, '--images', '--json']);
+  t.is(byRelease.code, 0, byRelease.stdout + byRelease.stderr);
+  t.is((byRelease.json['imageKeys'] as { source: string }).source, 'release');
+  const text = await runCli(['verify', bundle, '--trust', fx.trust, '--images', '--no-progress']);
+  t.regex(text.stdout, /image keys: the release's imagePolicy \(no --image-key given\)/);
+});
+
 test('a delta bundle carries referrers; blobs the vessel has are left out and the tags still land', async (t) => {
   const v = await startVessel(t);
   const dir = await tempDir(t);

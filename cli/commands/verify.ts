@@ -11,8 +11,8 @@ export const verify: Command = {
     y
       .positional('file', { type: 'string', describe: 'bundle, .parts.json, a part, or a folder' })
       .option('trust', { type: 'string', demandOption: true, describe: 'the trust root (trust.json) to verify against' })
-      .option('images', { type: 'boolean', default: false, describe: "also check every image's cosign signature (keys: the release's imagePolicy and --image-key)" })
-      .option('image-key', { type: 'string', array: true, describe: 'with --images: a cosign public key (PEM, ECDSA P-256 or Ed25519) images may be signed by; repeatable' }),
+      .option('images', { type: 'boolean', default: false, describe: "also check every image's cosign signature (keys: --image-key when given, else the release's imagePolicy)" })
+      .option('image-key', { type: 'string', array: true, describe: "with --images: a cosign public key (PEM, ECDSA P-256 or Ed25519) images may be signed by; repeatable; when given, the release's own image keys are not used" }),
   progress: true,
   examples: [
     { does: 'in CI: exit 0 when valid, 1 when rejected', run: 'bundle verify awareness-1.4.0.bundle --trust trust.json' },
@@ -39,6 +39,9 @@ export const verify: Command = {
     writeLine(out, `valid: ${report.release.name} ${report.release.version} (${report.release.digest})`);
     writeLine(out, `  signed by ${report.signatures.valid.length} trusted key(s), threshold ${report.signatures.threshold}: ${report.signatures.valid.join(', ')}`);
     writeLine(out, `  trust root version ${report.root.version}${report.root.accepted.length > 0 ? ` (rotated in the bundle: ${report.root.accepted.join(', ')})` : ''}`);
+    if (report.imageKeys !== undefined) {
+      writeLine(out, `  image keys: ${report.imageKeys.source === 'image-key' ? '--image-key only' : "the release's imagePolicy (no --image-key given)"}: ${report.imageKeys.keyids.join(', ')}`);
+    }
     if (report.images !== undefined) writeLine(out, `  ${report.images.length} image(s) cosign-signed: ${report.images.map((i) => `${i.ref} by ${i.signedBy.join(', ')}`).join('; ')}`);
     writeLine(out, `  ${report.blobs.verified} blob(s) hashed, ${formatBytes(report.blobs.bytes)}${report.blobs.omitted > 0 ? `; ${report.blobs.omitted} left out (delta)` : ''}`);
     if (report.blobs.omittedUnsigned > 0) {

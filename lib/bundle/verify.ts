@@ -30,8 +30,8 @@ export interface VerifyOptions extends LaneOptions {
   /** When to judge expiry (default: now). */
   now?: Date;
   /**
-   * Also check every image's cosign signature, by these keys and those the signed release's
-   * `imagePolicy` names (`bundle verify --images`).
+   * Also check every image's cosign signature (`bundle verify --images`): by these keys alone when
+   * any are given, else by those the signed release's `imagePolicy` names.
    */
   images?: { keys: readonly ImageKey[] };
 }
@@ -48,6 +48,8 @@ export interface VerifyReport {
   blobs: { verified: number; omitted: number; omittedUnsigned: number; bytes: number };
   /** Each image's cosign signers (with `images`). */
   images?: ImageSignatureReport[];
+  /** The keys image signatures were checked against, and whether given or the release's (with `images`). */
+  imageKeys?: ImageKeysUsed;
 }
 
 /** How many cores to hash on (default: all, at most 4), and from what size on (tests set both). */
@@ -192,10 +194,18 @@ export async function hashPartsAndBlobs(archive: ArchiveLayout, input: BundleInp
   return { count: blobs.length, bytes: blobs.reduce((sum, [, e]) => sum + e.size, 0) };
 }
 
+/** Which keys `verify --images` accepted image signatures by, and where they came from. */
+export interface ImageKeysUsed {
+  /** `image-key`: only the keys given (the release's own are ignored); `release`: its imagePolicy. */
+  source: 'image-key' | 'release';
+  keyids: string[];
+}
+
 /**
- * Every image of an admitted release carries a valid cosign signature by one of `keys` or of the
- * keys the signed release's `imagePolicy` names; read from `store` alone (the bundle, offline).
- * Blobs the release or `unsignedOmitted` (admission's) leave out are not read.
+ * Every image of an admitted release carries a valid cosign signature by one of `keys` when any
+ * are given (and then by those alone: a stolen release key must not bring its own image key), else
+ * by one of the keys the signed release's `imagePolicy` names; read from `store` alone (the
+ * bundle, offline). Blobs the release or `unsignedOmitted` (admission's) leave out are not read.
  *
  * @throws E_USAGE when there is no key at all; E_IMAGE_UNSIGNED, E_IMAGE_SIGNATURE_INVALID
  */
@@ -204,13 +214,16 @@ export async function checkImageSignatures(
   release: ReleaseDocument,
   keys: readonly ImageKey[],
   options: OpOptions & { unsignedOmitted?: readonly string[] } = {},
-): Promise<ImageSignatureReport[]> {
-  const all = [...keys, ...(release.imagePolicy?.keys ?? []).map((k, i) => parseImageKey(k.publicKey, `the release's image key ${i + 1}`))];
+): Promise<{ reports: ImageSignatureReport[]; keys: ImageKeysUsed }> {
+  const given = keys.length > 0;
+  const all = given ? [...keys] : (release.imagePolicy?.keys ?? []).map((k, i) => parseImageKey(k.publicKey, `the release's image key ${i + 1}`));
   if (all.length === 0) {
     throw new SeabagError('E_USAGE', 'the release names no image keys, and none were given', { hint: 'pass --image-key KEY.pub (the cosign public key the images are signed with)' });
   }
+  const used: ImageKeysUsed = { source: given ? 'image-key' : 'release', keyids: [...new Set(all.map((k) => k.keyid))] };
   const { unsignedOmitted = [], ...rest } = options;
-  return requireSignedImages(release.images, () => store, all, { omitted: new Set([...release.omittedBlobs, ...unsignedOmitted]), ...rest });
+  const reports = await requireSignedImages(release.images, () => store, all, { omitted: new Set([...release.omittedBlobs, ...unsignedOmitted]), ...rest });
+  return { reports, keys: used };
 }
 
 /**
@@ -262,7 +275,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
       signatures: admitted.signatureCheck,
       root: { version: admitted.root.signed.version, accepted: admitted.accepted.map((r) => r.signed.version) },
       blobs: { verified: hashed.count, omitted: admitted.release.omittedBlobs.length + admitted.unsignedOmitted.length, omittedUnsigned: admitted.unsignedOmitted.length, bytes: hashed.bytes },
-      ...(images === undefined ? {} : { images }),
+      ...(images === undefined ? {} : { images: images.reports, imageKeys: images.keys }),
     };
   } finally {
     stop.abort();

@@ -449,6 +449,9 @@ test.serial('pull --since a vessel inventory writes a delta on the bridge PC: on
   t.true((r.json['omitted'] as { blobs: number }).blobs >= 2);
   const verified = await runCli(['verify', out, '--trust', trust, '--json']);
   t.is(verified.code, 0, verified.stdout);
+  // verify says what it is: a delta whose left-out blobs only the unsigned list names.
+  const omitted = (r.json['omitted'] as { blobs: number }).blobs;
+  t.like(verified.json, { blobs: { omitted, omittedUnsigned: omitted } });
   const imported = await l.vessel.run(['import', out, '--json']);
   t.is(imported.code, 0, imported.stdout);
   t.like(imported.json, { release: { version: '1.5.0' } });

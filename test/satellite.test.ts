@@ -6,7 +6,7 @@
  * imported straight from the shore.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -359,6 +359,46 @@ test.serial('the shore down before and in the middle: exit 3 with a hint, and a 
   t.true(l.proxy.bytesDown <= 1.05 * needed);
 });
 
+test.serial('pull never empties a folder it did not make at OUT.spool, and never replaces a file that appeared at OUT during the pull (without --force)', async (t) => {
+  const l = await link(t);
+  const dir = await tempDir(t);
+  // A folder of someone else's at OUT.spool (no spool marker), and a symlink there to another one:
+  // refused before anything moves, both left as they were.
+  const out = join(dir, 'a.bundle');
+  await mkdir(`${out}.spool`);
+  await writeFile(join(`${out}.spool`, 'logbook.txt'), 'precious\n');
+  const elsewhere = join(dir, 'charts');
+  await mkdir(elsewhere);
+  await writeFile(join(elsewhere, 'chart.txt'), 'precious\n');
+  const linked = join(dir, 'b.bundle');
+  await symlink(elsewhere, `${linked}.spool`);
+  for (const [name, target, kept] of [
+    ['a folder that is not a spool', out, join(`${out}.spool`, 'logbook.txt')],
+    ['a symlink', linked, join(elsewhere, 'chart.txt')],
+  ] as const) {
+    const r = await runCli(['pull', l.at('1.4.0'), '-o', target, '--ca-file', ca, '--json', '--no-progress'], l.env);
+    t.is(r.code, 2, `${name}: ${r.stdout}${r.stderr}`);
+    t.is(r.json.error?.code, 'E_FILE_EXISTS', name);
+    t.is(await readFile(kept, 'utf8'), 'precious\n', name);
+  }
+
+  // A file appears at the output while the blobs come over the link: it stays, the pull says so.
+  const late = join(dir, 'c.bundle');
+  const pull = runCli(['pull', l.at('1.4.0'), '-o', late, '--ca-file', ca, '--limit-rate', '2M', '--json', '--no-progress'], l.env);
+  while (l.proxy.bytesDown < 1024 * 1024) await sleep(10);
+  await writeFile(late, 'written by someone else meanwhile\n');
+  const r = await pull;
+  t.is(r.code, 2, r.stdout + r.stderr);
+  t.is(r.json.error?.code, 'E_FILE_EXISTS');
+  t.is(await readFile(late, 'utf8'), 'written by someone else meanwhile\n');
+  t.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.c.bundle')), [], 'no temporary file left beside it');
+  // With --force it is replaced, from the spool the first run left (resumed).
+  const forced = await runCli(['pull', l.at('1.4.0'), '-o', late, '--ca-file', ca, '--force', '--json', '--no-progress'], l.env);
+  t.is(forced.code, 0, forced.stdout + forced.stderr);
+  t.is(sha256(await readFile(late)), sha256(await readFile(bundles['1.4.0'] as string)));
+  await t.throwsAsync(stat(`${late}.spool`), undefined, 'the spool is removed after the pull');
+});
+
 test.serial('wrong credentials for the shore are E_AUTH (exit 3), and nothing reaches the vessel', async (t) => {
   const l = await link(t);
   const dir = await tempDir(t);
@@ -409,6 +449,9 @@ test.serial('pull --since a vessel inventory writes a delta on the bridge PC: on
   t.true((r.json['omitted'] as { blobs: number }).blobs >= 2);
   const verified = await runCli(['verify', out, '--trust', trust, '--json']);
   t.is(verified.code, 0, verified.stdout);
+  // verify says what it is: a delta whose left-out blobs only the unsigned list names.
+  const omitted = (r.json['omitted'] as { blobs: number }).blobs;
+  t.like(verified.json, { blobs: { omitted, omittedUnsigned: omitted } });
   const imported = await l.vessel.run(['import', out, '--json']);
   t.is(imported.code, 0, imported.stdout);
   t.like(imported.json, { release: { version: '1.5.0' } });

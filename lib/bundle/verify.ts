@@ -205,7 +205,7 @@ export interface ImageKeysUsed {
  * Every image of an admitted release carries a valid cosign signature by one of `keys` when any
  * are given (and then by those alone: a stolen release key must not bring its own image key), else
  * by one of the keys the signed release's `imagePolicy` names; read from `store` alone (the
- * bundle, offline).
+ * bundle, offline). Blobs the release or `unsignedOmitted` (admission's) leave out are not read.
  *
  * @throws E_USAGE when there is no key at all; E_IMAGE_UNSIGNED, E_IMAGE_SIGNATURE_INVALID
  */
@@ -213,7 +213,7 @@ export async function checkImageSignatures(
   store: ReadOnlyStorage,
   release: ReleaseDocument,
   keys: readonly ImageKey[],
-  options: OpOptions = {},
+  options: OpOptions & { unsignedOmitted?: readonly string[] } = {},
 ): Promise<{ reports: ImageSignatureReport[]; keys: ImageKeysUsed }> {
   const given = keys.length > 0;
   const all = given ? [...keys] : (release.imagePolicy?.keys ?? []).map((k, i) => parseImageKey(k.publicKey, `the release's image key ${i + 1}`));
@@ -221,7 +221,8 @@ export async function checkImageSignatures(
     throw new SeabagError('E_USAGE', 'the release names no image keys, and none were given', { hint: 'pass --image-key KEY.pub (the cosign public key the images are signed with)' });
   }
   const used: ImageKeysUsed = { source: given ? 'image-key' : 'release', keyids: [...new Set(all.map((k) => k.keyid))] };
-  const reports = await requireSignedImages(release.images, () => store, all, { omitted: new Set(release.omittedBlobs), ...options });
+  const { unsignedOmitted = [], ...rest } = options;
+  const reports = await requireSignedImages(release.images, () => store, all, { omitted: new Set([...release.omittedBlobs, ...unsignedOmitted]), ...rest });
   return { reports, keys: used };
 }
 
@@ -263,7 +264,7 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
     const images =
       options.images === undefined
         ? undefined
-        : await checkImageSignatures(archive, admitted.release, options.images.keys, options).catch(async (err: unknown) => {
+        : await checkImageSignatures(archive, admitted.release, options.images.keys, { ...options, unsignedOmitted: admitted.unsignedOmitted }).catch(async (err: unknown) => {
             stop.abort();
             await hashing.catch(() => undefined);
             return namePart(err);

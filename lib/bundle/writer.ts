@@ -9,13 +9,13 @@
  * and the garbage collector busy the rest). Headers are plain ustar, encoded in tar.ts.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { link, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Progress, RangeReader } from '../oci/store.js';
-import { fsyncDir, tempPathFor, writeJSONAtomic } from '../util/atomic.js';
+import { fsyncDir, tempPathFor, writeFileAtomic, writeJSONAtomic } from '../util/atomic.js';
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { checkSplit, partName, partsFileName, type PartsFile } from './parts.js';
 import { BLOCK, encodeHeader } from './tar.js';
@@ -43,8 +43,30 @@ export interface WriteOptions {
    * returns can leave a bundle that is short or holds zeros under its final name.
    */
   sync?: boolean;
+  /**
+   * Never replace a file that exists under a final name (one that appeared while a long write ran,
+   * after the caller checked without --force): each file is put in place with link() + unlink()
+   * instead of rename(), and an existing one is E_FILE_EXISTS, with nothing of this write left.
+   */
+  noClobber?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+}
+
+/** Puts `temp` at `final` unless something is there already (link() fails with EEXIST). */
+async function placeNoClobber(temp: string, final: string): Promise<void> {
+  try {
+    await link(temp, final);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new SeabagError('E_FILE_EXISTS', `${final} appeared while it was being written; it is left as it is`, {
+        details: { file: final },
+        hint: 'choose another -o, or pass --force to overwrite it',
+      });
+    }
+    throw err;
+  }
+  await unlink(temp);
 }
 
 export interface WriteResult {
@@ -306,11 +328,18 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
     throw fromSystemError(err, 'write bundle', path);
   }
 
+  const placed: string[] = [];
   try {
-    for (const part of sink.parts) await rename(part.temp, part.final);
+    for (const part of sink.parts) {
+      if (options.noClobber === true) await placeNoClobber(part.temp, part.final);
+      else await rename(part.temp, part.final);
+      placed.push(part.final);
+    }
     if (options.sync !== false) await fsyncDir(dirname(path));
   } catch (err) {
     await sink.abort();
+    if (options.noClobber === true) for (const f of placed) await rm(f, { force: true });
+    if (err instanceof SeabagError) throw err;
     throw fromSystemError(err, 'write bundle', path);
   }
   if (options.splitSize === undefined) return { size: sink.written, files: [path] };
@@ -326,7 +355,19 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
     parts: sink.parts.map((p) => ({ name: basename(p.final), size: p.size, sha256: p.sha256 })),
   };
   const partsPath = join(dirname(path), partsFileName(basename(path)));
-  await writeJSONAtomic(partsPath, parts);
+  if (options.noClobber === true) {
+    const temp = tempPathFor(partsPath);
+    await writeFileAtomic(temp, `${JSON.stringify(parts, null, 2)}\n`);
+    try {
+      await placeNoClobber(temp, partsPath);
+    } catch (err) {
+      await rm(temp, { force: true });
+      for (const f of placed) await rm(f, { force: true });
+      throw err instanceof SeabagError ? err : fromSystemError(err, 'write bundle', partsPath);
+    }
+  } else {
+    await writeJSONAtomic(partsPath, parts);
+  }
   // Parts of an earlier, longer build of the same name would only confuse a reader of the folder.
   for (let n = parts.count + 1; n < parts.count + 1000; n += 1) {
     try {

@@ -90,6 +90,12 @@ export async function uploadBlob(repo: RepositoryEndpoint, desc: Descriptor, ope
       const location = start.headers.location;
       if (location === undefined) throw new SeabagError('E_REGISTRY', `${client.registry} started an upload without a Location header`, { details: { registry: client.registry } });
       const url = new URL(location, start.url);
+      if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.protocol === 'http:' && client.baseUrl.protocol === 'https:')) {
+        // The layer would cross the network in clear (or by a scheme we do not speak).
+        throw new SeabagError('E_REGISTRY', `${client.registry} sent the upload of ${desc.digest} to ${url.protocol === 'http:' ? 'plain HTTP ' : ''}${url.origin}; an HTTPS registry's uploads go over HTTPS only, and only http(s) is spoken`, {
+          details: { registry: client.registry, digest: desc.digest, location: url.origin },
+        });
+      }
       url.searchParams.set('digest', desc.digest);
       const res = await client.request({
         method: 'PUT',

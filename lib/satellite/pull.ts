@@ -5,8 +5,9 @@
  * spool (resumed with `Range` after any break, paced by `--limit-rate`), then the file written in
  * the order `bundle build` writes, so a full pull of a pushed bundle is that file byte for byte.
  */
-import { stat } from 'node:fs/promises';
-import { SeabagError } from '../errors.js';
+import { lstat, mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromSystemError, SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseImageManifest, type ImageManifest } from '../oci/descriptor.js';
 import { postOrder, type GraphNode } from '../oci/graph.js';
@@ -77,7 +78,7 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
       }
     }
   }
-  const spool = new Spool(`${options.output}.spool`, { ...spoolOptions(options, (n) => report(n)), onStart: (_size, have) => report(have) });
+  const spool = new Spool(await claimSpool(`${options.output}.spool`), { ...spoolOptions(options, (n) => report(n)), onStart: (_size, have) => report(have) });
   let downloaded = 0;
   let expected = 0;
   const report = (n: number): void => {
@@ -141,8 +142,10 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
         entries.push({ name, desc: b.desc, reader: () => layout.reader(b.desc) });
       }
     }
+    // A pull takes long: a file that appeared at the output meanwhile is not replaced without --force.
     const write = await writeBundle(options.output, entries, {
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
+      ...(options.force === true ? {} : { noClobber: true }),
       ...sig,
     });
     await spool.remove();
@@ -161,4 +164,50 @@ export async function pullBundle(source: string, options: PullOptions): Promise<
   } finally {
     client.close();
   }
+}
+
+/** The file that marks a folder as a pull spool seabag made (and may therefore empty and remove). */
+export const SPOOL_MARKER = '.seabag-pull-spool';
+
+/**
+ * Makes the spool folder beside the output, or takes up one an interrupted pull left (resumed):
+ * it is removed recursively when the pull ends, so a folder that is not ours (no marker, a
+ * symlink, a file) is refused, never emptied.
+ *
+ * @throws E_FILE_EXISTS
+ */
+export async function claimSpool(dir: string): Promise<string> {
+  const refuse = (why: string): SeabagError =>
+    new SeabagError('E_FILE_EXISTS', `${dir} exists and ${why}; a pull keeps its spool there and removes it afterwards, so it is left alone`, {
+      details: { file: dir },
+      hint: 'move it away, or choose another -o',
+    });
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    const found = await lstat(dir).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fromFs(err, dir);
+    });
+    if (found === undefined) {
+      try {
+        await mkdir(dir, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw fromFs(err, dir);
+      }
+      await writeFile(join(dir, SPOOL_MARKER), 'seabag pull spool: removed when the pull ends\n', { flag: 'wx' }).catch((err: unknown) => {
+        throw fromFs(err, dir);
+      });
+      return dir;
+    }
+    if (found.isSymbolicLink()) throw refuse('is a symbolic link');
+    if (!found.isDirectory()) throw refuse('is not a folder');
+    const marked = await lstat(join(dir, SPOOL_MARKER)).then((m) => m.isFile(), () => false);
+    if (!marked) throw refuse('is not a spool seabag made');
+    return dir;
+  }
+  throw refuse('changed while it was being made');
+}
+
+function fromFs(err: unknown, path: string): SeabagError {
+  return fromSystemError(err, 'make the pull spool', path);
 }

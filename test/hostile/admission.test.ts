@@ -570,7 +570,7 @@ test("a referrer's cosign tag must name its own subject, and its subject must be
   }
 });
 
-test('signatures are capped before any is verified: 65 in a DSSE envelope (E_LAYOUT_INVALID), 65 on a trust root (E_TRUST_INVALID)', async (t) => {
+test('signatures and keys are capped before any signature is verified: 65 in a DSSE envelope (E_LAYOUT_INVALID), 65 on a trust root or 257 keys in it (E_TRUST_INVALID)', async (t) => {
   const dir = await tempDir(t);
   const good = await unpackBundle(bundle);
   const envelope = JSON.parse((envelopeOf(good) as Buffer).toString()) as { signatures: { keyid: string; sig: string }[] };
@@ -593,5 +593,27 @@ test('signatures are capped before any is verified: 65 in a DSSE envelope (E_LAY
   t.is(r.json.error?.code, 'E_TRUST_INVALID', r.stdout);
   t.is(r.json.error?.details['limit'], MAX_ROOT_SIGNATURES);
   t.is(r.code, 2);
-  t.is(MAX_ROOT_KEYS, 256);
+
+  const keys: Record<string, unknown> = { ...root.signed.keys };
+  for (let i = 0; Object.keys(keys).length <= MAX_ROOT_KEYS; i += 1) keys[i.toString(16).padStart(64, '0')] = { keytype: 'ed25519', scheme: 'ed25519', keyval: { public: `-----BEGIN PUBLIC KEY-----${i}` } };
+  const crowded = join(dir, 'crowded-trust.json');
+  await writeFile(crowded, JSON.stringify({ ...root, signed: { ...root.signed, keys } }));
+  const k = await runCli(['verify', bundle, '--trust', crowded, '--json']);
+  report.add('limits', `a trust root listing ${MAX_ROOT_KEYS + 1} keys`, `exit 2 E_TRUST_INVALID (limit ${MAX_ROOT_KEYS})`, outcomeOf(k), 'n/a');
+  t.is(k.json.error?.code, 'E_TRUST_INVALID', k.stdout);
+  t.is(k.json.error?.details['limit'], MAX_ROOT_KEYS);
+  t.is(k.code, 2);
+});
+
+test('build refuses an image whose repository would be under seabag/, where the vessel keeps its releases (E_SPEC_INVALID)', async (t) => {
+  const dir = await tempDir(t);
+  const spec = await specCopy('seabag-repository');
+  t.teardown(() => rm(spec, { recursive: true, force: true }));
+  const file = join(spec, 'release.yaml');
+  await writeFile(file, (await readFile(file, 'utf8')).replace('ref: shore.example.com/groke/radar:2.0.0', 'ref: shore.example.com/seabag/awareness:2.0.0'));
+  const r = await runCli(['build', file, '-o', join(dir, 'out.bundle'), '--unsigned', '--json', '--no-progress']);
+  report.add('names', 'a spec image named shore.example.com/seabag/awareness:2.0.0', 'exit 2 E_SPEC_INVALID', outcomeOf(r), 'n/a');
+  t.is(r.json.error?.code, 'E_SPEC_INVALID', r.stdout);
+  t.regex(r.stdout, /under seabag\//);
+  t.is(r.code, 2);
 });

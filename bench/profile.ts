@@ -38,7 +38,7 @@ export function summarise(p: Profile, top = 15): { wallMs: number; frames: { fra
 }
 
 export function renderSummary(title: string, s: ReturnType<typeof summarise>): string {
-  return [`## ${title}`, '', `wall ${s.wallMs.toFixed(0)} ms (main thread)`, '', '| self ms | share | frame |', '|---:|---:|---|', ...s.frames.map((f) => `| ${f.ms.toFixed(1)} | ${(f.share * 100).toFixed(1)}% | \`${f.frame}\` |`), ''].join('\n');
+  return [`## ${title}`, '', `wall ${s.wallMs.toFixed(0)} ms (this thread)`, '', '| self ms | share | frame |', '|---:|---:|---|', ...s.frames.map((f) => `| ${f.ms.toFixed(1)} | ${(f.share * 100).toFixed(1)}% | \`${f.frame}\` |`), ''].join('\n');
 }
 
 if (process.argv[1]?.endsWith('profile.ts')) {

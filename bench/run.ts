@@ -80,18 +80,18 @@ const figures = new Map<string, Figure>();
 /** Why a figure misses its target, from the profiles (bench/results/*.md); shown when it does. */
 const WHY: Record<string, string> = {
   'verify-8':
-    'fixed costs: node\'s start (~55 ms), loading the program (~45 ms), the hashing thread\'s own start (~30 ms) and admission come before or beside ~0.1 s of hashing at 256 MiB; the profile (profile-after.md) shows both threads in sha256 update, with the main thread idle at the end waiting for the worker\'s last blob. At 2 GiB the spread of the runs (other work on the machine) is wider than the gap',
+    'fixed costs: node\'s start (~55 ms), loading the program (~45 ms) and the hashing thread\'s own start (~30 ms) come before ~0.1 s of hashing at 256 MiB (0.3 s at 800 MiB); the profile (profile-after.md) shows both threads in sha256 update, the main thread idle at the end waiting for the worker\'s last blob. Met at 2 GiB (0.65)',
   'verify-1':
-    'one sha256 stream cannot be split across cores and node hashes with the same OpenSSL code at openssl\'s speed, so what is left is the ~0.1–0.15 s of start-up and admission that openssl does not pay: 1.8× at 256 MiB, 1.07× at 2 GiB',
+    'one sha256 stream cannot be split across cores and node hashes with the same OpenSSL code at openssl\'s speed, so what is left is the ~0.15 s of start-up that openssl does not pay (admission already runs beside the hashing): 1.8× at 256 MiB, 1.12× at 2 GiB',
   'verify-split':
-    'a split bundle\'s part sha256s are a second hash over every byte: the parts and the blobs inside them are hashed in one read, on both cores, but that is twice the hashing of the unsplit bundle on the same two cores (about 2×, as measured); it is still half of the old sequential parts-then-blobs passes',
+    'a split bundle\'s part sha256s are a second hash over every byte: parts and the blobs inside them are hashed in one read, on both cores, but that is twice the hashing of the unsplit bundle on the same two cores (1.14–1.59× measured); the old way was two sequential passes on one core',
   build:
     'build hashes every source blob (it verifies what it copies) on the main thread, and waits on its own writes and fsyncs (profile: sha256 update ~31%, idle ~35% of the main thread); hashing blobs on the second core while writing is not done. tar and openssl neither check nor sync, and read a layout the page cache holds',
   import:
-    'both cores are busy: seabag hashes every blob as it streams (sha256 update is the top frame of import, profile-after.md) and the registry on the same two cores hashes and writes it again; against the registry\'s ceiling (next row) import is at or near 1.0',
+    'both cores are busy: seabag hashes every blob as it streams (sha256 update is 42% of import\'s main thread, profile-after.md) and the registry on the same two cores hashes and writes it again; against the registry\'s own ceiling (next row) import is 0.74–0.92',
   ceiling: 'seabag hashes each blob on its way out (verify as it streams), which the parallel skopeo copies of the ceiling also do; the registry on the same two cores is the limit of both',
   reimport:
-    'nothing is pushed; what remains is node\'s start, loading the program, admission (signature, root chain, index), the lock and state, and a HEAD per blob: 0.2–0.35 s, against an import of 5 s at 800 MiB (met at 2 GiB, where the import takes 11 s)',
+    'nothing is pushed; what remains is node\'s start, loading the program, admission (signature, root chain, index), the lock and state, and a HEAD per blob: ~0.19 s at every size, against an import of 2.3 s at 800 MiB (0.036 at 2 GiB)',
   'startup-version': 'the load of the machine at the time (the CPU-time column is the steadier measure); --version loads nothing but the version',
   'startup-status': 'the program chunk (yargs and every command) is compiled and initialised (~25 ms) and yargs renders each command\'s help for its cache (~7 ms); commands are not split into chunks of their own',
   'startup-inspect': 'as status (the program chunk, yargs), plus schema validation of the release document (~8 ms) before the table is printed',

@@ -368,18 +368,170 @@ function releaseArtifacts(release: ReleaseDocument, releaseManifestDesc: Descrip
  *   E_KEY_INVALID, E_DIGEST_MISMATCH (a source blob that doesn't match), E_NOT_FOUND,
  *   E_AUTH, E_REGISTRY*, E_DISK_FULL, E_IO. Nothing is left at `output` on failure.
  */
-export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
-  if (options.splitSize !== undefined) checkSplit(options.splitSize);
-  const loaded = await loadReleaseSpec(specPath);
-  const { spec } = loaded;
-  if (spec.expires !== undefined && options.now !== undefined) checkExpiresAhead(expiryTime(spec.expires), options.now);
+/** The files a build writes, refused when they exist (without --force) or are read by this build. */
+async function checkBuildOutputs(loaded: LoadedSpec, options: BuildOptions): Promise<string[]> {
   const outputs = options.splitSize === undefined ? [options.output] : [options.output, `${options.output}.parts.json`, `${options.output}.001`];
-  const archives = spec.images.flatMap((image) => {
+  const archives = loaded.spec.images.flatMap((image) => {
     if (image.from === undefined) return [];
     const from = parseFrom(image.from);
     return from.kind === 'oci-archive' || from.kind === 'docker-archive' ? [resolvePath(loaded.baseDir, from.path)] : [];
   });
   await checkOutputs(outputs, { force: options.force === true, reads: [loaded.file, ...archives, ...(options.reads ?? [])] });
+  return outputs;
+}
+
+/** The blobs a delta leaves out (never a manifest or index), and their bytes. */
+function omissions(nodes: readonly GraphNode[], vesselHas: ReadonlySet<string> | undefined): { omitted: Set<Digest>; omittedBytes: number } {
+  const omitted = new Set<Digest>();
+  let omittedBytes = 0;
+  for (const node of nodes) {
+    if (omitted.has(node.desc.digest) || isManifestLike(node.desc.mediaType) || vesselHas?.has(node.desc.digest) !== true) continue;
+    omitted.add(node.desc.digest);
+    omittedBytes += node.desc.size;
+  }
+  return { omitted, omittedBytes };
+}
+
+interface ReleaseInputs {
+  loaded: LoadedSpec;
+  resolved: readonly ResolvedImage[];
+  rendered: Awaited<ReturnType<typeof pinAndRender>>;
+  omitted: ReadonlySet<Digest>;
+  created: Date | undefined;
+  platforms: readonly Platform[];
+  imageKeys: readonly ImageKey[];
+  options: BuildOptions;
+}
+
+/** The release document: what the signature covers about the release. */
+function releaseDocument({ loaded, resolved, rendered, omitted, created, platforms, imageKeys, options }: ReleaseInputs): ReleaseDocument {
+  const { spec } = loaded;
+  const { pinned, devices, manifestLayers, profileLayers } = rendered;
+  const release: ReleaseDocument = {
+    apiVersion: 'seabag.dev/v1',
+    kind: 'ReleaseDocument',
+    name: spec.name,
+    version: spec.version,
+    ...(created === undefined ? {} : { created: isoSeconds(created) }),
+    targets: spec.targets ?? [],
+    images: resolved.map((r) => r.image),
+    manifests: pinned.files.map((f, i) => ({ file: f.file, digest: (manifestLayers[i] as { desc: Descriptor }).desc.digest, documents: f.documents })),
+    deviceProfiles: devices.profiles.map((p, i) => ({
+      name: p.name,
+      file: p.file,
+      discovery: p.discovery,
+      ...(p.node === undefined ? {} : { node: p.node }),
+      digest: (profileLayers[i] as { desc: Descriptor }).desc.digest,
+      brokerImage: p.brokerImage,
+    })),
+    omittedBlobs: [...omitted].sort(),
+  };
+  if (spec.expires !== undefined) release.expires = expiryTime(spec.expires);
+  if (spec.check !== undefined) release.check = { command: spec.check.command, timeoutSeconds: parseDuration(spec.check.timeout ?? DEFAULT_CHECK_TIMEOUT, 'check.timeout', MAX_RELEASE_CHECK_SECONDS) };
+  if (platforms.length > 0) release.platforms = platforms.map(formatPlatform);
+  if (imageKeys.length > 0) release.imagePolicy = { keys: uniqueKeys(imageKeys).map((k) => ({ keyid: k.keyid, publicKey: k.pem })) };
+  if (options.omit !== undefined) release.since = { kind: options.omit.kind, ...(options.omit.releases ? { releases: options.omit.releases } : {}) };
+  return release;
+}
+
+/** The release manifest: an OCI artifact whose config is the release document. */
+function releaseManifestBlob(release: ReleaseDocument, config: Descriptor, layers: readonly { desc: Descriptor }[]): { desc: Descriptor; data: Buffer } {
+  return blob(
+    json({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: SEABAG_RELEASE,
+      config,
+      layers: layers.map((l) => l.desc),
+      annotations: {
+        ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
+        'org.opencontainers.image.title': release.name,
+        'org.opencontainers.image.version': release.version,
+      },
+    }),
+    OCI_MANIFEST,
+  );
+}
+
+interface ArchiveInputs {
+  release: ReleaseDocument;
+  releaseConfig: { desc: Descriptor; data: Buffer };
+  releaseManifest: { desc: Descriptor; data: Buffer };
+  releaseLayers: readonly { desc: Descriptor; data: Buffer }[];
+  empty: { desc: Descriptor; data: Buffer };
+  artifacts: readonly Artifact[];
+  resolved: readonly ResolvedImage[];
+  carried: readonly { image: ResolvedImage; referrer: DiscoveredReferrer }[];
+  allNodes: readonly GraphNode[];
+  configs: ReadonlyMap<string, Buffer>;
+  providers: ReadonlyMap<string, ReadOnlyStorage>;
+  omitted: ReadonlySet<Digest>;
+}
+
+/**
+ * The bundle's entries in their fixed order (DESIGN.md, "The bundle"): `oci-layout`,
+ * `index.json`, the small metadata blobs (signature, roots, release, manifests, configs), then
+ * layers, each blob once; the blobs a delta omits are left out.
+ */
+function bundleEntries(a: ArchiveInputs, options: BuildOptions): BundleEntry[] {
+  const { release, releaseConfig, releaseManifest, releaseLayers, empty, artifacts, resolved, carried, allNodes, configs, providers, omitted } = a;
+  const index = {
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: [
+      { ...releaseManifest.desc, artifactType: SEABAG_RELEASE, annotations: { [REF_NAME]: `seabag/${release.name}:${versionTag(release.version)}` } },
+      ...artifacts.map((a) => ({ ...a.manifest.desc, artifactType: a.artifactType })),
+      ...resolved.map((r) => ({ mediaType: r.graph.desc.mediaType, digest: r.graph.desc.digest, size: r.graph.desc.size, annotations: { [REF_NAME]: r.ref } })),
+      ...uniqueEntries(carried.map((c) => referrerIndexEntry(c.referrer.record, referenceName(c.image.reference)))),
+    ],
+  };
+  const indexData = json(index);
+  checkMetadataSizes([
+    { what: 'the release document', size: releaseConfig.desc.size },
+    { what: 'the release manifest', size: releaseManifest.desc.size },
+    { what: 'index.json', size: indexData.length },
+    ...artifacts.flatMap((a) => [a.manifest, ...a.blobs].map((b) => ({ what: `the ${a.artifactType} artifact's ${b.desc.mediaType}`, size: b.desc.size }))),
+  ]);
+  const entries: BundleEntry[] = [
+    { name: 'oci-layout', data: json({ imageLayoutVersion: LAYOUT_VERSION }) },
+    { name: 'index.json', data: indexData },
+    { name: 'blobs', type: 'directory' },
+    { name: 'blobs/sha256', type: 'directory' },
+  ];
+  const written = new Set<string>();
+  const add = (desc: Descriptor, entry: Omit<BundleEntry, 'name'>): void => {
+    if (written.has(desc.digest)) return;
+    written.add(desc.digest);
+    entries.push({ name: `blobs/sha256/${desc.digest.slice(7)}`, ...entry });
+  };
+  for (const a of artifacts) {
+    for (const b of a.blobs) add(b.desc, { data: b.data });
+    add(empty.desc, { data: empty.data });
+    add(a.manifest.desc, { data: a.manifest.data });
+  }
+  add(releaseConfig.desc, { data: releaseConfig.data });
+  for (const l of releaseLayers) add(l.desc, { data: l.data });
+  add(releaseManifest.desc, { data: releaseManifest.data });
+  for (const node of allNodes) {
+    if (node.bytes !== undefined) add(node.desc, { data: node.bytes });
+    else if (configs.has(node.desc.digest) && !omitted.has(node.desc.digest)) add(node.desc, { data: configs.get(node.desc.digest) as Buffer });
+  }
+  for (const node of allNodes) {
+    if (node.bytes !== undefined || written.has(node.desc.digest) || omitted.has(node.desc.digest)) continue;
+    const provider = providers.get(node.desc.digest) as ReadOnlyStorage;
+    const desc = node.desc;
+    const reader = provider.reader?.bind(provider);
+    add(desc, reader === undefined ? { desc, open: () => provider.fetch(desc, options) } : { desc, reader: () => reader(desc) });
+  }
+  return entries;
+}
+
+export async function buildBundle(specPath: string, options: BuildOptions): Promise<BuildResult> {
+  if (options.splitSize !== undefined) checkSplit(options.splitSize);
+  const loaded = await loadReleaseSpec(specPath);
+  const { spec } = loaded;
+  if (spec.expires !== undefined && options.now !== undefined) checkExpiresAhead(expiryTime(spec.expires), options.now);
+  const outputs = await checkBuildOutputs(loaded, options);
   const platforms = options.platforms && options.platforms.length > 0 ? options.platforms : loaded.platforms;
   const strict = options.platformStrict === true || spec.platformStrict === true;
   const warnings: BuildWarning[] = [];
@@ -414,115 +566,21 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const carried = options.referrers === false ? [] : resolved.flatMap((r) => r.referrers.map((x) => ({ image: r, referrer: x })));
 
     // 2. Manifests pinned, device profiles rendered; every problem at once.
-    const { pinned, devices, manifestLayers, profileLayers } = await pinAndRender(loaded, resolved, outputs);
+    const rendered = await pinAndRender(loaded, resolved, outputs);
 
     // 3. The release: its layers, its document, its manifest.
-    const omitted = new Set<Digest>();
-    let omittedBytes = 0;
     const allNodes = [...resolved.flatMap((r) => postOrder(r.graph)), ...carried.flatMap((c) => postOrder(c.referrer.graph))];
-    const seen = new Set<string>();
-    for (const node of allNodes) {
-      if (seen.has(node.desc.digest)) continue;
-      seen.add(node.desc.digest);
-      if (!isManifestLike(node.desc.mediaType) && options.omit?.digests.has(node.desc.digest) === true) {
-        omitted.add(node.desc.digest);
-        omittedBytes += node.desc.size;
-      }
-    }
-    const release: ReleaseDocument = {
-      apiVersion: 'seabag.dev/v1',
-      kind: 'ReleaseDocument',
-      name: spec.name,
-      version: spec.version,
-      ...(created === undefined ? {} : { created: isoSeconds(created) }),
-      targets: spec.targets ?? [],
-      images: resolved.map((r) => r.image),
-      manifests: pinned.files.map((f, i) => ({ file: f.file, digest: (manifestLayers[i] as { desc: Descriptor }).desc.digest, documents: f.documents })),
-      deviceProfiles: devices.profiles.map((p, i) => ({
-        name: p.name,
-        file: p.file,
-        discovery: p.discovery,
-        ...(p.node === undefined ? {} : { node: p.node }),
-        digest: (profileLayers[i] as { desc: Descriptor }).desc.digest,
-        brokerImage: p.brokerImage,
-      })),
-      omittedBlobs: [...omitted].sort(),
-    };
-    if (spec.expires !== undefined) release.expires = expiryTime(spec.expires);
-    if (spec.check !== undefined) release.check = { command: spec.check.command, timeoutSeconds: parseDuration(spec.check.timeout ?? DEFAULT_CHECK_TIMEOUT, 'check.timeout', MAX_RELEASE_CHECK_SECONDS) };
-    if (platforms.length > 0) release.platforms = platforms.map(formatPlatform);
-    if (imageKeys.length > 0) release.imagePolicy = { keys: uniqueKeys(imageKeys).map((k) => ({ keyid: k.keyid, publicKey: k.pem })) };
-    if (options.omit !== undefined) release.since = { kind: options.omit.kind, ...(options.omit.releases ? { releases: options.omit.releases } : {}) };
+    const { omitted, omittedBytes } = omissions(allNodes, options.omit?.digests);
+    const release = releaseDocument({ loaded, resolved, rendered, omitted, created, platforms, imageKeys, options });
     const releaseConfig = blob(json(release), SEABAG_RELEASE_CONFIG);
-    const releaseLayersList = [...manifestLayers, ...profileLayers];
-    const releaseManifest = blob(
-      json({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType: SEABAG_RELEASE,
-        config: releaseConfig.desc,
-        layers: releaseLayersList.map((l) => l.desc),
-        annotations: {
-          ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
-          'org.opencontainers.image.title': release.name,
-          'org.opencontainers.image.version': release.version,
-        },
-      }),
-      OCI_MANIFEST,
-    );
+    const releaseLayersList = [...rendered.manifestLayers, ...rendered.profileLayers];
+    const releaseManifest = releaseManifestBlob(release, releaseConfig.desc, releaseLayersList);
 
     // 4. Signature and carried roots: artifacts whose subject is the release manifest.
     const { empty, artifacts } = releaseArtifacts(release, releaseManifest.desc, options);
 
     // 5. The archive: index.json, metadata, then layers.
-    const index = {
-      schemaVersion: 2,
-      mediaType: OCI_INDEX,
-      manifests: [
-        { ...releaseManifest.desc, artifactType: SEABAG_RELEASE, annotations: { [REF_NAME]: `seabag/${release.name}:${versionTag(release.version)}` } },
-        ...artifacts.map((a) => ({ ...a.manifest.desc, artifactType: a.artifactType })),
-        ...resolved.map((r) => ({ mediaType: r.graph.desc.mediaType, digest: r.graph.desc.digest, size: r.graph.desc.size, annotations: { [REF_NAME]: r.ref } })),
-        ...uniqueEntries(carried.map((c) => referrerIndexEntry(c.referrer.record, referenceName(c.image.reference)))),
-      ],
-    };
-    const indexData = json(index);
-    checkMetadataSizes([
-      { what: 'the release document', size: releaseConfig.desc.size },
-      { what: 'the release manifest', size: releaseManifest.desc.size },
-      { what: 'index.json', size: indexData.length },
-      ...artifacts.flatMap((a) => [a.manifest, ...a.blobs].map((b) => ({ what: `the ${a.artifactType} artifact's ${b.desc.mediaType}`, size: b.desc.size }))),
-    ]);
-    const entries: BundleEntry[] = [
-      { name: 'oci-layout', data: json({ imageLayoutVersion: LAYOUT_VERSION }) },
-      { name: 'index.json', data: indexData },
-      { name: 'blobs', type: 'directory' },
-      { name: 'blobs/sha256', type: 'directory' },
-    ];
-    const written = new Set<string>();
-    const add = (desc: Descriptor, entry: Omit<BundleEntry, 'name'>): void => {
-      if (written.has(desc.digest)) return;
-      written.add(desc.digest);
-      entries.push({ name: `blobs/sha256/${desc.digest.slice(7)}`, ...entry });
-    };
-    for (const a of artifacts) {
-      for (const b of a.blobs) add(b.desc, { data: b.data });
-      add(empty.desc, { data: empty.data });
-      add(a.manifest.desc, { data: a.manifest.data });
-    }
-    add(releaseConfig.desc, { data: releaseConfig.data });
-    for (const l of releaseLayersList) add(l.desc, { data: l.data });
-    add(releaseManifest.desc, { data: releaseManifest.data });
-    for (const node of allNodes) {
-      if (node.bytes !== undefined) add(node.desc, { data: node.bytes });
-      else if (configs.has(node.desc.digest) && !omitted.has(node.desc.digest)) add(node.desc, { data: configs.get(node.desc.digest) as Buffer });
-    }
-    for (const node of allNodes) {
-      if (node.bytes !== undefined || written.has(node.desc.digest) || omitted.has(node.desc.digest)) continue;
-      const provider = providers.get(node.desc.digest) as ReadOnlyStorage;
-      const desc = node.desc;
-      const reader = provider.reader?.bind(provider);
-      add(desc, reader === undefined ? { desc, open: () => provider.fetch(desc, options) } : { desc, reader: () => reader(desc) });
-    }
+    const entries = bundleEntries({ release, releaseConfig, releaseManifest, releaseLayers: releaseLayersList, empty, artifacts, resolved, carried, allNodes, configs, providers, omitted }, options);
     const write = await writeBundle(options.output, entries, {
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
       ...(options.sync === false ? { sync: false } : {}),

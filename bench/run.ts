@@ -95,7 +95,7 @@ const WHY: Record<string, string> = {
   'startup-version': 'the load of the machine at the time (the CPU-time column is the steadier measure); --version loads nothing but the version',
   'startup-status': 'the program chunk (yargs and every command) is compiled and initialised (~25 ms) and yargs renders each command\'s help for its cache (~7 ms); commands are not split into chunks of their own',
   'startup-inspect': 'as status (the program chunk, yargs), plus schema validation of the release document (~8 ms) before the table is printed',
-  satellite: 'not profiled in this issue (the satellite path is another helper\'s work); see bench/satellite.ts',
+  satellite: 'not profiled yet: the gap is the fixed cost of an import and each blob passing through the spool on disk before it is pushed (see bench/satellite.ts)',
 };
 
 function stats(values: number[]): Stats {

@@ -13,8 +13,8 @@ fi
 # and image builders; busybox-static: the content of test images; nginx-light: the web server
 # fetch is tested against; openssl: test CAs and the hashing baseline; time: peak RSS in bench/
 # and the memory tests; strace: the outside witness that build fsyncs (and --no-sync does not);
-# iproute2: the network namespace a test host (the plain-HTTP token realm) lives in.
-PACKAGES="docker-registry skopeo umoci busybox-static containerd nginx-light openssl time strace iproute2"
+# iproute2: the network namespace a test host (the plain-HTTP token realm) lives in; zstd: zstd layers.
+PACKAGES="docker-registry skopeo umoci busybox-static containerd nginx-light openssl time strace iproute2 zstd"
 missing=""
 for package in $PACKAGES; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -3,7 +3,7 @@
  */
 import { parseTime } from '../lib/util/time.js';
 import type { Argv } from 'yargs';
-import { SeabagError } from '../lib/index.js';
+import { CredentialStore, SeabagError } from '../lib/index.js';
 import type { CliIO } from './io.js';
 
 export function registryFlags(y: Argv): Argv {
@@ -13,13 +13,19 @@ export function registryFlags(y: Argv): Argv {
 }
 
 /**
- * HTTP or HTTPS from the flags: --plain-http says plain, --no-plain-http or a CA file says TLS;
- * otherwise undefined (loopback plain, anything else TLS).
+ * How to reach a registry, from its flags (`--plain-http`, `--ca-file`; with `prefix` `shore-`,
+ * the shore registry's `--shore-plain-http`, `--shore-ca-file`) and the docker login credentials
+ * of the environment. HTTP or HTTPS: --plain-http says plain, --no-plain-http or a CA file says
+ * TLS; neither leaves it to the library (loopback plain, anything else TLS).
  */
-export function plainHttp(args: Record<string, unknown>): boolean | undefined {
-  if (args['plain-http'] === true) return true;
-  if (args['plain-http'] === false || typeof args['ca-file'] === 'string') return false;
-  return undefined;
+export function registryAccess(args: Record<string, unknown>, env: NodeJS.ProcessEnv, prefix: '' | 'shore-' = ''): { credentials: CredentialStore; plainHttp?: boolean; caFile?: string } {
+  const caFile = str(args, `${prefix}ca-file`);
+  const plain = args[`${prefix}plain-http`] === true ? true : args[`${prefix}plain-http`] === false || caFile !== undefined ? false : undefined;
+  return {
+    credentials: new CredentialStore({ env }),
+    ...(plain === undefined ? {} : { plainHttp: plain }),
+    ...(caFile === undefined ? {} : { caFile }),
+  };
 }
 
 /** The `--registry` flag with `SEABAG_REGISTRY` as its default. */

@@ -2,9 +2,9 @@
  * Turning flags and environment into the library's vessel options.
  */
 import { safeText, writeLine } from './render.js';
-import { checkRegistryHost, CredentialStore, SeabagError, type DeployOptions, type SwitchOptions } from '../lib/index.js';
+import { checkRegistryHost, SeabagError, type DeployOptions, type SwitchOptions } from '../lib/index.js';
 import type { RunContext } from './command.js';
-import { plainHttp, stateDir, str } from './options.js';
+import { registryAccess, stateDir, str } from './options.js';
 
 /** `--rollout-timeout`: seconds, above 0. */
 function rolloutTimeout(value: unknown): number {
@@ -17,7 +17,6 @@ export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): S
   const registry = str(args, 'registry') ?? ctx.io.env['SEABAG_REGISTRY'];
   // A URL or a path is a usage error before any work, not an unreachable host after it.
   if (registry !== undefined && registry !== '') checkRegistryHost(registry);
-  const caFile = str(args, 'ca-file');
   const deploy: DeployOptions = {
     deployer: args['deploy'] === 'kubectl' ? 'kubectl' : 'registry',
     env: ctx.io.env,
@@ -28,9 +27,7 @@ export function vesselOptions(args: Record<string, unknown>, ctx: RunContext): S
   return {
     stateDir: stateDir(args, ctx.io),
     ...(registry === undefined || registry === '' ? {} : { registry }),
-    ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
-    ...(caFile === undefined ? {} : { caFile }),
-    credentials: new CredentialStore({ env: ctx.io.env }),
+    ...registryAccess(args, ctx.io.env),
     signal: ctx.signal,
     onProgress: ctx.progress.update,
     ...(ctx.io.onStep === undefined ? {} : { onStep: ctx.io.onStep }),

@@ -1,8 +1,8 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, checkSplit, CredentialStore, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
+import { buildBundle, checkSplit, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { flag, list, plainHttp, registryFlags, sourceDateEpoch, str } from '../options.js';
+import { flag, list, registryAccess, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';
 
 /** `--trust` takes root files, or folders of `N.root.json`; carried oldest first. */
@@ -112,7 +112,6 @@ export const build: Command = {
     const created = sourceDateEpoch(ctx.io);
     const buildTime = created ?? new Date();
     const omit = since === undefined ? undefined : await readSince(since);
-    const caFile = str(args, 'ca-file');
     const result = await buildBundle(str(args, 'spec') as string, {
       output: str(args, 'output') as string,
       platforms: list(args, 'platform').map(parsePlatformString),
@@ -132,9 +131,7 @@ export const build: Command = {
       ...(created === undefined ? {} : { created }),
       // Expiry is judged against the build's own time: SOURCE_DATE_EPOCH when set, else now.
       now: buildTime,
-      credentials: new CredentialStore({ env: ctx.io.env }),
-      ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
-      ...(caFile === undefined ? {} : { caFile }),
+      ...registryAccess(args, ctx.io.env),
       signal: ctx.signal,
       onProgress: ctx.progress.update,
     });

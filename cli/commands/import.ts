@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { CredentialStore, importBundle, importFromRegistry, isOciAddress, parseRate, SeabagError, type ImportResult, type RuntimeTargets } from '../../lib/index.js';
+import { importBundle, importFromRegistry, isOciAddress, parseRate, SeabagError, type ImportResult, type RuntimeTargets } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { list, str, vesselFlags } from '../options.js';
+import { list, registryAccess, str, vesselFlags } from '../options.js';
 import { linkFlags, linkOptions } from './link.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
@@ -59,16 +59,10 @@ export const importCommand: Command = {
     };
     let result: ImportResult & { source?: string; bytesDownloaded?: number };
     if (isOciAddress(file)) {
-      const shoreCa = str(args, 'shore-ca-file');
-      const shorePlain = args['shore-plain-http'] === true ? true : args['shore-plain-http'] === false || shoreCa !== undefined ? false : undefined;
       result = await importFromRegistry(file, {
         ...common,
         ...linkOptions(args, ctx, parseRate),
-        shore: {
-          credentials: new CredentialStore({ env: ctx.io.env }),
-          ...(shoreCa === undefined ? {} : { caFile: shoreCa }),
-          ...(shorePlain === undefined ? {} : { plainHttp: shorePlain }),
-        },
+        shore: registryAccess(args, ctx.io.env, 'shore-'),
       });
     } else {
       for (const flag of ['limit-rate', 'shore-ca-file', 'shore-plain-http']) {

@@ -1,7 +1,7 @@
-import { CredentialStore, loadRoot, parseRate, parseSize, pullBundle, readSince } from '../../lib/index.js';
+import { loadRoot, parseRate, parseSize, pullBundle, readSince } from '../../lib/index.js';
 import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';
-import { plainHttp, registryFlags, str } from '../options.js';
+import { registryAccess, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 import { linkFlags, linkOptions } from './link.js';
 
@@ -31,7 +31,6 @@ export const pull: Command = {
   async run(args, ctx) {
     const trustPath = str(args, 'trust');
     const split = str(args, 'split');
-    const caFile = str(args, 'ca-file');
     // Never over the trust root or inventory it reads, even with --force (existing outputs: pullBundle's check).
     const reads = [str(args, 'trust'), str(args, 'since')].filter((p): p is string => p !== undefined);
     await checkOutputs([str(args, 'output') as string], { force: true, reads });
@@ -44,9 +43,7 @@ export const pull: Command = {
       ...(since === undefined ? {} : { since }),
       ...(split === undefined ? {} : { splitSize: parseSize(split) }),
       force: args['force'] === true,
-      credentials: new CredentialStore({ env: ctx.io.env }),
-      ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
-      ...(caFile === undefined ? {} : { caFile }),
+      ...registryAccess(args, ctx.io.env),
       ...linkOptions(args, ctx, parseRate),
     });
     ctx.progress.finish();

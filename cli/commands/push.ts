@@ -1,6 +1,6 @@
-import { CredentialStore, pushBundle } from '../../lib/index.js';
+import { pushBundle } from '../../lib/index.js';
 import type { Command } from '../command.js';
-import { plainHttp, registryFlags, str } from '../options.js';
+import { registryAccess, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';
 
 const EXAMPLES = [
@@ -23,12 +23,9 @@ export const push: Command = {
   examples: EXAMPLES,
   async run(args, ctx) {
     const tag = str(args, 'tag');
-    const caFile = str(args, 'ca-file');
     const result = await pushBundle(str(args, 'file') as string, str(args, 'target') as string, {
       ...(tag === undefined ? {} : { tag }),
-      credentials: new CredentialStore({ env: ctx.io.env }),
-      ...(plainHttp(args) === undefined ? {} : { plainHttp: plainHttp(args) as boolean }),
-      ...(caFile === undefined ? {} : { caFile }),
+      ...registryAccess(args, ctx.io.env),
       signal: ctx.signal,
       onProgress: ctx.progress.update,
     });

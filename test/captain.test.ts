@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { BIN, runCli } from './helpers/cli.js';
-import { EPOCH, exampleCopy } from './helpers/example.js';
+import { BIN } from './helpers/cli.js';
+import { exampleBundles } from './helpers/example.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
 
 let work: string;
@@ -21,19 +21,7 @@ let v2: string;
 
 test.before(async () => {
   work = await mkdtemp(join(tmpdir(), 'seabag-captain-'));
-  const example = await exampleCopy(work);
-  const cli = async (args: string[]): Promise<void> => {
-    const r = await runCli(args, { SOURCE_DATE_EPOCH: EPOCH });
-    if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stdout}${r.stderr}`);
-  };
-  await cli(['keygen', join(work, 'root.key')]);
-  await cli(['keygen', join(work, 'release.key')]);
-  trust = join(work, 'trust.json');
-  await cli(['trust', 'init', '--root-key', join(work, 'root.key.pub'), '--release-key', join(work, 'release.key.pub'), '--sign', join(work, 'root.key'), '-o', trust]);
-  v1 = join(work, 'awareness-1.4.0.bundle');
-  v2 = join(work, 'awareness-1.5.0.bundle');
-  await cli(['build', join(example, '1.4.0', 'release.yaml'), '-o', v1, '--sign', join(work, 'release.key'), '--no-progress']);
-  await cli(['build', join(example, '1.5.0', 'release.yaml'), '-o', v2, '--sign', join(work, 'release.key'), '--no-progress']);
+  ({ trust, v1, v2 } = await exampleBundles(work));
 });
 
 test.after.always(async () => {

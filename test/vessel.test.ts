@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import test from 'ava';
 import { execa } from 'execa';
 import { openBundle, type ReleaseDocument } from '../lib/index.js';
-import { EPOCH, exampleCopy } from './helpers/example.js';
+import { exampleBundles } from './helpers/example.js';
 import { startContainerd } from './helpers/containerd.js';
 import { runCli } from './helpers/cli.js';
 import { skopeoCopy, skopeoInspect, tempDir } from './helpers/tools.js';
@@ -25,19 +25,7 @@ let release2: ReleaseDocument;
 
 test.before(async () => {
   work = await mkdtemp(join(tmpdir(), 'seabag-vessel-fixture-'));
-  const example = await exampleCopy(work);
-  const cli = async (args: string[]): Promise<void> => {
-    const r = await runCli(args, { SOURCE_DATE_EPOCH: EPOCH });
-    if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stdout}${r.stderr}`);
-  };
-  await cli(['keygen', join(work, 'root.key')]);
-  await cli(['keygen', join(work, 'release.key')]);
-  trust = join(work, 'trust.json');
-  await cli(['trust', 'init', '--root-key', join(work, 'root.key.pub'), '--release-key', join(work, 'release.key.pub'), '--sign', join(work, 'root.key'), '-o', trust]);
-  v1 = join(work, 'awareness-1.4.0.bundle');
-  v2 = join(work, 'awareness-1.5.0.bundle');
-  await cli(['build', join(example, '1.4.0', 'release.yaml'), '-o', v1, '--sign', join(work, 'release.key'), '--no-progress']);
-  await cli(['build', join(example, '1.5.0', 'release.yaml'), '-o', v2, '--sign', join(work, 'release.key'), '--no-progress']);
+  ({ trust, v1, v2 } = await exampleBundles(work));
   for (const [path, set] of [
     [v1, (r: ReleaseDocument) => (release1 = r)],
     [v2, (r: ReleaseDocument) => (release2 = r)],

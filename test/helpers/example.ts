@@ -5,6 +5,7 @@
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runCli } from './cli.js';
 import { buildImage, buildIndex } from './images.js';
 
 export const EXAMPLE_DIR = fileURLToPath(new URL('../../examples/awareness', import.meta.url));
@@ -44,4 +45,27 @@ export async function exampleCopy(dir: string): Promise<string> {
   await cp(EXAMPLE_DIR, target, { recursive: true });
   await makeExampleImages(target);
   return target;
+}
+
+/**
+ * The example, signed: a copy in `work`, a root key and a release key, the trust root they make,
+ * and both versions built (reproducibly, at EPOCH) as `awareness-1.4.0.bundle` and
+ * `awareness-1.5.0.bundle`.
+ */
+export async function exampleBundles(work: string): Promise<{ example: string; trust: string; releaseKey: string; v1: string; v2: string }> {
+  const example = await exampleCopy(work);
+  const cli = async (args: string[]): Promise<void> => {
+    const r = await runCli(args, { SOURCE_DATE_EPOCH: EPOCH });
+    if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stdout}${r.stderr}`);
+  };
+  const releaseKey = join(work, 'release.key');
+  await cli(['keygen', join(work, 'root.key')]);
+  await cli(['keygen', releaseKey]);
+  const trust = join(work, 'trust.json');
+  await cli(['trust', 'init', '--root-key', join(work, 'root.key.pub'), '--release-key', `${releaseKey}.pub`, '--sign', join(work, 'root.key'), '-o', trust]);
+  const v1 = join(work, 'awareness-1.4.0.bundle');
+  const v2 = join(work, 'awareness-1.5.0.bundle');
+  await cli(['build', join(example, '1.4.0', 'release.yaml'), '-o', v1, '--sign', releaseKey, '--no-progress']);
+  await cli(['build', join(example, '1.5.0', 'release.yaml'), '-o', v2, '--sign', releaseKey, '--no-progress']);
+  return { example, trust, releaseKey, v1, v2 };
 }

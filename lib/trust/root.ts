@@ -190,13 +190,22 @@ export function roleKeys(root: TrustRoot, role: 'root' | 'release'): PublicKey[]
 export function countRootSignatures(root: TrustRoot, by: TrustRoot): string[] {
   checkRootLimits(root, `trust root version ${root.signed.version}`);
   checkRootLimits(by, `trust root version ${by.signed.version}`);
-  const message = canonicalBytes(root.signed);
+  return rootKeysThatSigned(root.signed, root.signatures, by);
+}
+
+/**
+ * The distinct root keys of `by` whose signature over the canonical JSON of `signed` is among
+ * `signatures` (a signature's keyid is a hint, tried first; undecodable ones count for nothing).
+ * The caller bounds `signatures` first (`MAX_ROOT_SIGNATURES`).
+ */
+export function rootKeysThatSigned(signed: unknown, signatures: readonly { keyid: string; sig: string }[], by: TrustRoot): string[] {
+  const message = canonicalBytes(signed);
   const keys = roleKeys(by, 'root');
   const valid = new Set<string>();
-  for (const s of root.signatures) {
+  for (const s of signatures) {
     let sig: Buffer;
     try {
-      sig = decodeBase64(s.sig, 'a root signature');
+      sig = decodeBase64(s.sig, 'a root-key signature');
     } catch {
       continue;
     }

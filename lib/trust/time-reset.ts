@@ -18,9 +18,8 @@
 import { SeabagError } from '../errors.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { isoSeconds, parseTime } from '../util/time.js';
-import { decodeBase64 } from './dsse.js';
-import { signMessage, verifyMessage, type SigningKey } from './keys.js';
-import { roleKeys, type TrustRoot } from './root.js';
+import { signMessage, type SigningKey } from './keys.js';
+import { MAX_ROOT_SIGNATURES, rootKeysThatSigned, type TrustRoot } from './root.js';
 
 /** How far past the vessel's clock a release may move its trusted time: one day. */
 export const TRUSTED_TIME_TOLERANCE_MS = 24 * 60 * 60 * 1000;
@@ -73,23 +72,14 @@ export function makeTimeReset(root: TrustRoot, time: Date, notAfter: Date, keys:
 }
 
 function checkSignatures(reset: TimeReset, root: TrustRoot): void {
-  const message = canonicalBytes(reset.signed);
-  const keys = roleKeys(root, 'root');
-  const valid = new Set<string>();
-  for (const s of reset.signatures) {
-    let sig: Buffer;
-    try {
-      sig = decodeBase64(s.sig, 'a time-reset signature');
-    } catch {
-      continue;
-    }
-    const signer = keys.find((k) => verifyMessage(k, message, sig));
-    if (signer !== undefined) valid.add(signer.keyid);
+  if (reset.signatures.length > MAX_ROOT_SIGNATURES) {
+    throw new SeabagError('E_TRUST_INVALID', `the time reset carries ${reset.signatures.length} signatures; at most ${MAX_ROOT_SIGNATURES} are checked`, { details: { limit: MAX_ROOT_SIGNATURES, found: reset.signatures.length } });
   }
+  const valid = rootKeysThatSigned(reset.signed, reset.signatures, root);
   const threshold = root.signed.roles.root.threshold;
-  if (valid.size < threshold) {
-    throw new SeabagError('E_THRESHOLD_UNMET', `the time reset carries ${valid.size} valid root signature(s) of trust root version ${root.signed.version}; ${threshold} are needed`, {
-      details: { valid: [...valid], threshold },
+  if (valid.length < threshold) {
+    throw new SeabagError('E_THRESHOLD_UNMET', `the time reset carries ${valid.length} valid root signature(s) of trust root version ${root.signed.version}; ${threshold} are needed`, {
+      details: { valid, threshold },
     });
   }
 }
@@ -97,7 +87,7 @@ function checkSignatures(reset: TimeReset, root: TrustRoot): void {
 /**
  * Checks a reset statement against the vessel's newest root and its clock; returns the time to set.
  *
- * @throws E_TRUST_INVALID (not a reset statement), E_ROOT_CHAIN_INVALID (another root version),
+ * @throws E_TRUST_INVALID (not a reset statement, or over 64 signatures), E_ROOT_CHAIN_INVALID (another root version),
  *   E_EXPIRED (past notAfter by the clock), E_THRESHOLD_UNMET (too few root signatures)
  */
 export function verifyTimeReset(bytes: Uint8Array, root: TrustRoot, clock: Date, where = 'the time reset'): { time: Date; notAfter: Date } {

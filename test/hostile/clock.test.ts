@@ -94,6 +94,15 @@ test.serial('a release dated 2100 does not poison the trusted time; a root-signe
     t.is(r.json.error?.code, code, name);
     t.is(await trustedTime(v.stateDir), '2100-01-01T00:00:00Z', name);
   }
+  // ...nor one carrying more signatures than a root may (each would be tried against every key).
+  const padded = join(dir, 'padded.json');
+  const signatures = (doc as unknown as { signatures: unknown[] }).signatures;
+  await writeFile(padded, JSON.stringify({ ...doc, signatures: Array.from({ length: 65 }, () => signatures[0]) }));
+  const tooMany = await v.run(['trust', 'set-time', padded, '--json']);
+  report.add('clock', 'time reset carrying 65 signatures', 'exit 2 E_TRUST_INVALID before any is checked, trusted time unchanged', outcomeOf(tooMany), 'n/a');
+  t.is(tooMany.code, 2);
+  t.like(tooMany.json.error, { code: 'E_TRUST_INVALID', details: { limit: 64 } });
+  t.is(await trustedTime(v.stateDir), '2100-01-01T00:00:00Z');
 
   // ...and the root-signed reset brings it back, after which releases import again.
   const set = await v.run(['trust', 'set-time', reset, '--json']);

@@ -5,7 +5,7 @@
  * one shared counter, so the main thread starts on the largest at once and a thread joins as
  * soon as it is up. Each job is read once, in order, feeding every hash whose range it covers.
  *
- * Reads are synchronous pread()s of 1 MiB into one buffer per lane, hashed while the bytes are
+ * Reads are synchronous pread()s of 512 KiB into one buffer per lane, hashed while the bytes are
  * still in the core's cache: measured on a cached file, as fast as `openssl dgst`, and faster
  * than reads on another thread (the bytes then cross cores before they are hashed). The main
  * thread hashes in 2 MiB slices and lets the event loop run between them (admission goes on
@@ -59,7 +59,7 @@ export interface HashLanesOptions {
 export const PARALLEL_MIN_BYTES = 48 * 1024 * 1024;
 
 /** One read: small enough that the bytes are still in the core's cache when they are hashed. */
-const CHUNK = 1024 * 1024;
+const CHUNK = 512 * 1024;
 /** The main thread hashes this much, then lets the event loop run (admission's reads go on meanwhile). */
 const SLICE = 2 * 1024 * 1024;
 /** A worker tells of its progress every this many bytes. */
@@ -182,8 +182,21 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** Not the parent's loaders (tsx in tests): only its profiling flags, so `--cpu-prof` covers the workers too. */
-const WORKER_ARGS = (): string[] => process.execArgv.filter((a) => a.startsWith('--cpu-prof'));
+/**
+ * A thread's node flags: not the parent's loaders (tsx in tests), only its profiling flags, so
+ * `--cpu-prof` covers the threads too (with their values: `--cpu-prof-dir DIR` is two arguments).
+ */
+export function workerArgs(argv: readonly string[] = process.execArgv): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const a = argv[i] as string;
+    if (!a.startsWith('--cpu-prof')) continue;
+    out.push(a);
+    // `--cpu-prof-dir DIR`, `--cpu-prof-interval N`: the value is the next argument.
+    if (a !== '--cpu-prof' && !a.includes('=') && i + 1 < argv.length) out.push(argv[(i += 1)] as string);
+  }
+  return out;
+}
 
 interface WorkerMessage {
   job?: number;
@@ -198,7 +211,7 @@ interface WorkerMessage {
 async function startWorkers(count: number): Promise<Worker[]> {
   // Loaded only here: node:worker_threads costs every command ~25 ms of start-up otherwise.
   const { Worker } = await import('node:worker_threads');
-  return Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: WORKER_ARGS() }));
+  return Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs() }));
 }
 
 /** A job run on the main thread from a source with no file descriptors: async reads, one ahead. */

@@ -43,9 +43,8 @@ if (argv.length === 1 && argv[0] === '--version') {
   // Asked by scripts and installers often: answered before yargs and the commands are loaded.
   process.stdout.write(`${packageVersion()}\n`);
 } else {
-  // The program for this command only, from the script and code cache the build made for it
-  // (cli/program-loader.ts).
-  const { main } = await loadProgram(argv[0]);
+  // The program, from the script and code cache the build made (cli/program-loader.ts).
+  const { main } = await loadProgram();
   process.exitCode = await main(argv, {
     // Opening stdin costs a few ms (a TTY or pipe handle): only a confirmation prompt reads it.
     get stdin() {

@@ -1,12 +1,12 @@
 /**
- * Loading the program (yargs, the commands, the library) for one command line.
+ * Loading the program (yargs, the commands, the library).
  *
- * The build (scripts/bundle-cli.mjs) makes dist/program/HEAD.cjs for each command word (only that
- * command's code) and dist/program/all.cjs (every command, for `--help`, completion and anything
- * else), each a CommonJS script run here with `vm.Script` and the V8 code cache the build trained
- * beside it (HEAD.cache): Node 20 has no compile cache for modules, and compiling yargs and the
- * library was most of a command's start-up. A cache that V8 refuses (another Node version) only
- * costs the compile; the cache is made by the build, never written at run time.
+ * The build (scripts/bundle-cli.mjs) makes dist/program.cjs, the whole program as one CommonJS
+ * script, run here with `vm.Script` and the V8 code cache the build trained beside it
+ * (dist/program.cache): Node 20 has no compile cache for modules, and compiling yargs and the
+ * library was most of a command's start-up. Inside it, a command's own code is initialised only
+ * when that command runs (cli/commands/index.ts). A cache that V8 refuses (another Node version)
+ * only costs the compile; the cache is made by the build, never written at run time.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -25,9 +25,10 @@ export interface LoadedProgram {
   cached: boolean;
 }
 
-/** Where the build puts the program scripts and their code caches. */
-export function programDir(): string {
-  return join(packageRoot(), 'dist', 'program');
+/** The program script the build makes, and its code cache beside it (`.cache` for `.cjs`). */
+export function programScript(): { file: string; cache: string } {
+  const dir = join(packageRoot(), 'dist');
+  return { file: join(dir, 'program.cjs'), cache: join(dir, 'program.cache') };
 }
 
 /**
@@ -55,20 +56,13 @@ function readOptional(file: string): Buffer | undefined {
   }
 }
 
-/**
- * The program for a command line whose first word is `head`: that command's own script when the
- * build made one, else the whole program. From a checkout that was not bundled, the modules.
- */
-export async function loadProgram(head: string | undefined): Promise<ProgramModule> {
-  const dir = programDir();
-  for (const name of head !== undefined && /^[a-z][a-z-]*$/.test(head) ? [head, 'all'] : ['all']) {
-    const file = join(dir, `${name}.cjs`);
-    const cache = readOptional(join(dir, `${name}.cache`));
-    try {
-      return runProgramScript(file, cache).exports;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || (err as NodeJS.ErrnoException).path !== file) throw err;
-    }
+/** The program: the bundled script with its code cache; from a checkout that was not bundled, the modules. */
+export async function loadProgram(): Promise<ProgramModule> {
+  const { file, cache } = programScript();
+  try {
+    return runProgramScript(file, readOptional(cache)).exports;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || (err as NodeJS.ErrnoException).path !== file) throw err;
   }
   return import('./program.js');
 }

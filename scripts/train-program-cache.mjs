@@ -1,10 +1,9 @@
-// Trains the V8 code cache of each program script in dist/program/ (cli/program-loader.ts reads
-// them): runs the script's commands as a user would, in this process, on a tiny signed release made
-// here (a one-layer OCI layout written by hand), then keeps what V8 compiled. Nothing leaves the
-// temporary folder; no network. Commands that need a registry (import, push, pull, apply…) are
-// trained on their --help and their refusals only.
+// Trains the V8 code cache of dist/program.cjs (cli/program-loader.ts reads it): runs commands as
+// a user would, in this process, on a tiny signed release made here (a one-layer OCI layout
+// written by hand), then keeps what V8 compiled. Nothing leaves the temporary folder; no network.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -53,19 +52,20 @@ async function tinyLayout(layout) {
 }
 
 /**
- * Trains every dist/program/NAME.cjs: writes NAME.cache. A training command that fails in a way
- * it should not (exit status other than expected) fails the build: the cache would be trained on
- * an error path, and the program is broken anyway.
+ * Trains the program script `file`: writes its code cache to `cacheFile`. Only the commands whose
+ * start-up is measured and felt (status, inspect, verify, help) are trained: V8 reads the whole
+ * cache on every start, so code only build or keygen run would slow every other command. The
+ * example release is made by child processes, so their code stays out of the cache. A command
+ * that does not exit 0 fails the build: the cache would be trained on an error path, and the
+ * program is broken anyway.
  */
-export async function trainProgramCaches(dir = 'dist/program') {
+export async function trainProgramCaches(file, cacheFile, entry = 'dist/seabag.mjs') {
   const work = await mkdtemp(join(tmpdir(), 'seabag-train-'));
   try {
     const empty = join(work, 'empty-state');
     await mkdir(empty);
     const env = { HOME: work, SEABAG_STATE_DIR: join(work, 'state') };
     const k = (name) => join(work, name);
-    // The example release, made with the whole program.
-    const all = runProgramScript(join(dir, 'all.cjs')).exports;
     await tinyLayout(k('layout'));
     await writeFile(k('release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: tiny\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/train/tiny:1.0.0\n    from: oci:${k('layout')}:tiny\n`);
     const setup = [
@@ -75,31 +75,24 @@ export async function trainProgramCaches(dir = 'dist/program') {
       ['build', k('release.yaml'), '-o', k('tiny.bundle'), '--sign', k('release.key')],
     ];
     for (const argv of setup) {
-      const r = await run(all, argv, env);
-      if (r.code !== 0) throw new Error(`training setup: bundle ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
+      const r = spawnSync(process.execPath, [entry, ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+      if (r.status !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
     }
-    // What each command runs in training, with the exit status it must give.
-    const lines = {
-      keygen: [[['keygen', k('k2')], 0]],
-      trust: [[['trust', 'init', '--root-key', k('root.key.pub'), '--release-key', k('release.key.pub'), '--sign', k('root.key'), '-o', k('trust2.json')], 0]],
-      build: [[['build', k('release.yaml'), '-o', k('b2.bundle'), '--sign', k('release.key')], 0]],
-      inspect: [[['inspect', k('tiny.bundle')], 0], [['inspect', k('tiny.bundle'), '--json'], 0]],
-      verify: [[['verify', k('tiny.bundle'), '--trust', k('trust.json')], 0], [['verify', k('tiny.bundle'), '--trust', k('trust.json'), '--json'], 0]],
-      status: [[['status', '--state-dir', empty], 0], [['status', '--state-dir', empty, '--json'], 0]],
-      inventory: [[['inventory', '--state-dir', empty, '-o', k('inventory.json')], 0]],
-      all: [[['--help'], 0], [['completion', 'bash'], 0]],
-    };
-    for (const file of (await readdir(dir)).filter((f) => f.endsWith('.cjs')).sort()) {
-      const name = file.slice(0, -'.cjs'.length);
-      const loaded = runProgramScript(join(dir, file));
-      const own = name === 'all' ? [] : (await loaded.exports.commandPaths()).filter((p) => p[0] === name);
-      const argvs = [...own.map((p) => [[...p, '--help'], 0]), ...(lines[name] ?? [])];
-      for (const [argv, expected] of argvs) {
-        const r = await run(loaded.exports, argv, env);
-        if (r.code !== expected) throw new Error(`training ${file}: bundle ${argv.join(' ')} exited ${r.code}, not ${expected}: ${r.stderr}`);
-      }
-      await writeFile(join(dir, `${name}.cache`), loaded.script.createCachedData());
+    const loaded = runProgramScript(file);
+    const lines = [
+      ['--help'],
+      ['status', '--state-dir', empty],
+      ['status', '--state-dir', empty, '--json'],
+      ['inspect', k('tiny.bundle')],
+      ['inspect', k('tiny.bundle'), '--json'],
+      ['verify', k('tiny.bundle'), '--trust', k('trust.json')],
+      ['verify', k('tiny.bundle'), '--trust', k('trust.json'), '--json'],
+    ];
+    for (const argv of lines) {
+      const r = await run(loaded.exports, argv, env);
+      if (r.code !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
     }
+    await writeFile(cacheFile, loaded.script.createCachedData());
   } finally {
     await rm(work, { recursive: true, force: true });
   }

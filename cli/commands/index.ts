@@ -2,9 +2,10 @@ import type { Command } from '../command.js';
 
 /**
  * Every verb of the program, in the order `--help` lists them: its words, and the module that
- * defines it. A command's module (and the library code it runs) is loaded only when that command
- * runs or help lists it, so `bundle status` never compiles build, verify or the registry client
- * (scripts/bundle-cli.mjs makes each module a chunk of its own).
+ * defines it. A command's module (and the library code only it uses) is loaded only when that
+ * command runs or help lists it, so `bundle status` does not initialise build, verify or the
+ * registry client (in the bundled program, dist/program.cjs, each such module is initialised on
+ * its first import).
  */
 export interface CommandEntry {
   /** The words after the program name that select the command; the same as its `Command.path`. */

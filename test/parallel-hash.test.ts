@@ -6,10 +6,12 @@
  * floor below which verify stays on one thread is lifted, so these small bundles take the
  * parallel path.
  */
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import test from 'ava';
-import { isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, verifyParts, type Progress, type TrustRoot } from '../lib/index.js';
+import { FileSource, isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, verifyParts, type PartsFile, type Progress, type TrustRoot } from '../lib/index.js';
+import { hashLanes, workerArgs } from '../lib/bundle/hash-lanes.js';
 import { runCli } from './helpers/cli.js';
 import { flipByte } from './helpers/bundles.js';
 import { buildRandomImage } from './helpers/images.js';
@@ -26,6 +28,10 @@ let trust: TrustRoot;
 let strangerTrust: TrustRoot;
 /** The 8 layer blobs, in file order, with where their bytes sit. */
 let layers: { digest: string; offset: number; size: number }[];
+/** A bundle of one big layer, and the same split in 1 MiB parts (the layer crosses them all). */
+let one: string;
+let oneParts: string;
+let oneLayer: { digest: string; offset: number; size: number };
 
 test.before(async () => {
   dir = await tempDir({ teardown: () => undefined }, 'seabag-parallel-');
@@ -47,6 +53,20 @@ test.before(async () => {
   await ok(['keygen', join(dir, 'stranger.key')]);
   await ok(['trust', 'init', '--root-key', join(dir, 'root.key.pub'), '--release-key', join(dir, 'stranger.key.pub'), '--sign', join(dir, 'root.key'), '-o', join(dir, 'stranger.json')]);
   strangerTrust = (await loadRoot(join(dir, 'stranger.json'))).root;
+  await buildRandomImage(join(dir, 'layout'), 'one', [3_600_000], 'one-big-layer');
+  await writeFile(join(dir, 'one.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: one\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/one:1.0.0\n    from: oci:${join(dir, 'layout')}:one\n`);
+  one = join(dir, 'one.bundle');
+  await ok(['build', join(dir, 'one.yaml'), '-o', one, '--sign', join(dir, 'release.key')]);
+  await mkdir(join(dir, 'one-split'));
+  await ok(['build', join(dir, 'one.yaml'), '-o', join(dir, 'one-split', 'one.bundle'), '--sign', join(dir, 'release.key'), '--split', '1M']);
+  oneParts = join(dir, 'one-split', 'one.bundle.parts.json');
+  const openedOne = await openBundle(one);
+  try {
+    const [digest, e] = [...openedOne.archive.blobs.entries()].sort(([, a], [, b]) => b.size - a.size)[0] as [string, { dataOffset: number; size: number }];
+    oneLayer = { digest, offset: e.dataOffset, size: e.size };
+  } finally {
+    await openedOne.archive.close();
+  }
   const opened = await openBundle(bundle);
   try {
     layers = [...opened.archive.blobs.entries()]
@@ -105,7 +125,7 @@ test('progress of two-thread hashing counts every byte once and ends at the tota
   t.is(report.blobs.verified, [...(await readFile(bundle)).toString('latin1').matchAll(/blobs\/sha256\/[a-f0-9]{64}\0/g)].length);
 });
 
-test('a split bundle is verified in one pass whose progress is the parts’ bytes, once', async (t) => {
+test('a split bundle is verified with no separate pass over its parts, and progress is the parts’ bytes, once', async (t) => {
   const input = await resolveBundleInput(parts);
   t.true(input.pieces.length >= 3, `${input.pieces.length} parts`);
   const events: Progress[] = [];
@@ -169,4 +189,138 @@ test('import’s check of the parts runs them on two threads and names the first
   await verifyParts(input, { ...LANES, onProgress: (p) => ok.push(p) });
   t.is(ok.at(-1)?.done, input.parts?.size);
   t.true(ok.every((p, i) => i === 0 || p.done >= (ok[i - 1] as Progress).done));
+});
+
+/** A copy of a split bundle's folder, to damage. */
+async function copySplit(partsFile: string, name: string): Promise<{ parts: string; pieces: string[] }> {
+  const input = await resolveBundleInput(partsFile);
+  const copyDir = join(dir, name);
+  await mkdir(copyDir, { recursive: true });
+  const pieces: string[] = [];
+  for (const p of input.pieces) {
+    pieces.push(join(copyDir, basename(p.path)));
+    await copyFile(p.path, pieces.at(-1) as string);
+  }
+  await copyFile(partsFile, join(copyDir, basename(partsFile)));
+  return { parts: join(copyDir, basename(partsFile)), pieces };
+}
+
+test('one big layer: a flipped byte in it is named, on one thread and with a second thread beside it', async (t) => {
+  const copy = join(dir, 'one-flipped.bundle');
+  await copyFile(one, copy);
+  await flipByte(copy, oneLayer.offset + Math.floor(oneLayer.size * 0.7));
+  for (const options of [{}, LANES]) {
+    const err = await t.throwsAsync(verifyBundle(copy, { trust, ...options }));
+    t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH', String(err));
+    t.like((err as { details?: object }).details, { expected: oneLayer.digest, file: copy, offset: oneLayer.offset });
+  }
+  const report = await verifyBundle(one, { trust, ...LANES });
+  t.is(report.blobs.bytes >= oneLayer.size, true);
+});
+
+test('a split one-layer bundle: parts and the layer crossing them are hashed on two threads; progress rises to the size, once', async (t) => {
+  const input = await resolveBundleInput(oneParts);
+  t.true(input.pieces.length >= 4, `${input.pieces.length} parts`);
+  const size = input.pieces.reduce((s, p) => s + p.size, 0);
+  const events: Progress[] = [];
+  const report = await verifyBundle(oneParts, { trust, ...LANES, onProgress: (p) => events.push(p) });
+  t.is(report.blobs.verified, (await verifyBundle(one, { trust })).blobs.verified);
+  const verify = events.filter((p) => p.phase === 'verify');
+  t.false(events.some((p) => p.phase === 'check parts'), 'no separate pass over the parts');
+  t.true(verify.every((p, i) => p.total === size && (i === 0 || p.done >= (verify[i - 1] as Progress).done)), 'monotonic, out of the size');
+  t.is(verify.at(-1)?.done, size);
+});
+
+test('a split one-layer bundle with a bad part names that part, not the layer it damaged, whichever part it is', async (t) => {
+  const { pieces } = await copySplit(oneParts, 'one-split-names');
+  for (const [i, piece] of pieces.entries()) {
+    if (i === 0) continue; // part 1 holds the tar headers (the tar-header case is tested above)
+    const { parts, pieces: damaged } = await copySplit(oneParts, `one-split-bad-${i}`);
+    await flipByte(damaged[i] as string, 1000);
+    const err = await t.throwsAsync(verifyBundle(parts, { trust, ...LANES }));
+    t.true(isSeabagError(err) && err.code === 'E_PART_CORRUPT', `part ${i + 1}: ${String(err)}`);
+    t.is((err as { details?: { part?: string } }).details?.part, basename(piece));
+  }
+  // Two bad parts, both inside the layer: the first is named.
+  const { parts, pieces: two } = await copySplit(oneParts, 'one-split-two-bad');
+  await flipByte(two.at(-1) as string, 10);
+  await flipByte(two[1] as string, 10);
+  const err = await t.throwsAsync(verifyBundle(parts, { trust, ...LANES }));
+  t.is((err as { details?: { part?: string } }).details?.part, basename(two[1] as string));
+});
+
+test('a split bundle whose parts match their sums but whose layer does not: the layer is named, with the part and offset where it starts', async (t) => {
+  // The parts file is rewritten to the damaged part's sha256 (a bundle damaged before it was split).
+  const { parts, pieces } = await copySplit(oneParts, 'one-split-bad-blob');
+  const victim = pieces[2] as string;
+  await flipByte(victim, 4096);
+  const doc = JSON.parse(await readFile(parts, 'utf8')) as PartsFile;
+  (doc.parts[2] as PartsFile['parts'][number]).sha256 = createHash('sha256').update(await readFile(victim)).digest('hex');
+  await writeFile(parts, JSON.stringify(doc));
+  const err = await t.throwsAsync(verifyBundle(parts, { trust, ...LANES }));
+  t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH', String(err));
+  t.like((err as { details?: object }).details, { expected: oneLayer.digest, file: pieces[0], offset: oneLayer.offset });
+});
+
+test('a file cut short after it was opened: E_ARCHIVE_TRUNCATED from whichever thread reads past its end', async (t) => {
+  // A sparse 64 MiB file: the main thread takes the big job, a thread the small ones past the cut.
+  const path = join(dir, 'cut.bin');
+  await writeFile(path, '');
+  await truncate(path, 64 * 1024 * 1024);
+  const source = await FileSource.open(path, [path]);
+  try {
+    await truncate(path, 40 * 1024 * 1024);
+    const jobs = [
+      { start: 0, end: 32 * 1024 * 1024, counted: 32 * 1024 * 1024, targets: [{ start: 0, end: 32 * 1024 * 1024 }] },
+      ...[0, 1, 2, 3].map((i) => {
+        const start = 48 * 1024 * 1024 + i * 4 * 1024 * 1024;
+        return { start, end: start + 4 * 1024 * 1024, counted: start + 4 * 1024 * 1024, targets: [{ start, end: start + 4 * 1024 * 1024 }] };
+      }),
+    ];
+    const err = await t.throwsAsync(hashLanes(source, jobs, LANES));
+    t.true(isSeabagError(err) && err.code === 'E_ARCHIVE_TRUNCATED', String(err));
+  } finally {
+    await source.close();
+  }
+});
+
+test('an abort while every thread hashes stops them all: E_ABORTED, and no job is reported after it', async (t) => {
+  const path = join(dir, 'abort.bin');
+  await writeFile(path, '');
+  await truncate(path, 64 * 1024 * 1024);
+  const source = await FileSource.open(path, [path]);
+  try {
+    const mib = 1024 * 1024;
+    const jobs = Array.from({ length: 8 }, (_, i) => ({ start: i * 8 * mib, end: (i + 1) * 8 * mib, counted: (i + 1) * 8 * mib, targets: [{ start: i * 8 * mib, end: (i + 1) * 8 * mib }] }));
+    const controller = new AbortController();
+    let after = 0;
+    const err = await t.throwsAsync(
+      hashLanes(source, jobs, {
+        ...LANES,
+        signal: controller.signal,
+        onBytes: () => controller.abort(new Error('stop')),
+        onJob: () => {
+          if (controller.signal.aborted) after += 1;
+          return false;
+        },
+      }),
+    );
+    t.true(isSeabagError(err) && err.code === 'E_ABORTED', String(err));
+    t.true(after <= 1, `${after} jobs reported after the abort`);
+  } finally {
+    await source.close();
+  }
+});
+
+test('hashing threads get the profiling flags with their values, and none of the parent’s loaders', (t) => {
+  // `node --cpu-prof-dir D --cpu-prof-interval 200` once made every thread fail to start.
+  t.deepEqual(workerArgs(['--import', 'tsx', '--cpu-prof', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-interval', '200', '--cpu-prof-name=x.cpuprofile']), [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    '/tmp/p',
+    '--cpu-prof-interval',
+    '200',
+    '--cpu-prof-name=x.cpuprofile',
+  ]);
+  t.deepEqual(workerArgs(['--import', 'tsx', '--enable-source-maps']), []);
 });

@@ -301,7 +301,7 @@ test.serial('refused before downloading: an untrusted signer, an expired release
   t.deepEqual(await l.vessel.tags('seabag/awareness'), ['1.5.0']);
 });
 
-test.serial('tampered at the shore: a blob corrupted in the registry storage is E_DIGEST_MISMATCH naming it; its spool entry is gone and nothing is staged', async (t) => {
+test.serial('tampered at the shore: a blob corrupted in the registry storage, cut mid-way and resumed, is E_DIGEST_MISMATCH naming it; the vessel registry never holds it (HEAD), its upload is cancelled (no session keeps its bytes), its spool entry is gone and nothing is staged', async (t) => {
   const b = await blobsOf(bundles['tampered'] as string);
   const victim = [...b.large].sort((x, y) => y[1] - x[1])[0] as [string, number];
   const data = join(shore.storageDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', victim[0].slice(7, 9), victim[0].slice(7), 'data');
@@ -311,9 +311,27 @@ test.serial('tampered at the shore: a blob corrupted in the registry storage is 
   await writeFile(data, bad);
   t.teardown(() => writeFile(data, original));
   const l = await link(t);
+  // Cuts while the blobs stream: the damaged one is resumed with Range, and still found out.
+  l.proxy.cutAt([Math.round(1.5 * MiB), Math.round(4.5 * MiB)]);
   const r = await runCli(['import', l.at('1.6.0', 'tampered/awareness'), '--shore-ca-file', ca, '--trust', trust, '--json', '--no-progress'], l.env);
   t.is(r.code, 1, r.stdout);
+  t.true(l.proxy.cuts >= 1);
   t.is(r.json.error?.code, 'E_DIGEST_MISMATCH');
+  // Each layer streams from the shore straight into an upload on the vessel: the damaged one was
+  // never committed there, in any repository, and its upload session is gone.
+  const vessel = await l.vessel.client();
+  for (const repository of ['groke/app', 'groke/tool']) t.false(await vessel.repository(repository).has(victim[0] as `sha256:${string}`), `${repository} holds ${victim[0]}`);
+  // A cancelled session keeps no bytes. (Distribution 2.8 answers the DELETE 204, removes the
+  // session, then writes its empty hash state `hashstates/sha256/0` back while closing it.)
+  const repositories = join(l.vessel.registry.storageDir, 'docker', 'registry', 'v2', 'repositories');
+  for (const repository of ['groke/app', 'groke/tool']) {
+    const uploads = join(repositories, repository, '_uploads');
+    const kept = [];
+    for (const session of await readdir(uploads).catch(() => [] as string[])) {
+      for (const file of await readdir(join(uploads, session), { recursive: true })) if (file !== 'hashstates' && !file.startsWith('hashstates/sha256')) kept.push(`${session}/${file}`);
+    }
+    t.deepEqual(kept, [], `upload sessions left holding bytes in ${repository}`);
+  }
   t.is(r.json.error?.details['expected'], victim[0]);
   t.regex(r.json.error?.message ?? '', new RegExp(victim[0]));
   const spool = join(l.vessel.stateDir, 'spool', 'sha256');

@@ -63,6 +63,8 @@ export interface BuildOptions extends OpOptions {
   output: string;
   /** False: skip the fsyncs (scratch builds only; see `WriteOptions.sync`). */
   sync?: boolean;
+  /** When source blobs are hashed on a second thread (see `WriteOptions.hashThreadFrom`). */
+  hashThreadFrom?: number;
   /** Keep only these platforms (overrides the spec's `platforms`). */
   platforms?: readonly Platform[];
   /** An image with none of the platforms is an error, not a warning (or the spec's `platformStrict`). */
@@ -584,6 +586,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const write = await writeBundle(options.output, entries, {
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
       ...(options.sync === false ? { sync: false } : {}),
+      ...(options.hashThreadFrom === undefined ? {} : { hashThreadFrom: options.hashThreadFrom }),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });

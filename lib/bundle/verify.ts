@@ -5,7 +5,6 @@
  * completeness), and then every blob's bytes are hashed, different blobs on different cores (a split bundle's parts in the
  * same pass).
  */
-import { availableParallelism } from 'node:os';
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
@@ -58,6 +57,15 @@ export interface LaneOptions extends OpOptions {
   minParallelBytes?: number;
 }
 
+/** The lane options hashLanes takes, from a caller's. */
+function laneOptions(options: LaneOptions): { signal?: AbortSignal; lanes?: number; minParallelBytes?: number } {
+  return {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.lanes === undefined ? {} : { lanes: options.lanes }),
+    ...(options.minParallelBytes === undefined ? {} : { minParallelBytes: options.minParallelBytes }),
+  };
+}
+
 /** A blob whose bytes do not hash to its name, named with the file (part) and offset it sits at. */
 function damagedBlob(archive: ArchiveLayout, digest: Digest, hex: string): SeabagError {
   const found = `sha256:${hex}`;
@@ -84,9 +92,7 @@ export async function hashAllBlobs(archive: ArchiveLayout, options: LaneOptions 
     archive.source,
     blobs.map(([, e]) => ({ start: e.dataOffset, end: e.dataOffset + e.size, counted: e.dataOffset + e.size, targets: [{ start: e.dataOffset, end: e.dataOffset + e.size }] })),
     {
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-      ...(options.lanes === undefined ? {} : { lanes: options.lanes }),
-      ...(options.minParallelBytes === undefined ? {} : { minParallelBytes: options.minParallelBytes }),
+      ...laneOptions(options),
       onBytes: (n, job) => {
         done += n;
         options.onProgress?.({ phase: 'verify', done, total, item: (blobs[job] as [Digest, TarEntry])[0] });
@@ -106,9 +112,15 @@ export async function hashAllBlobs(archive: ArchiveLayout, options: LaneOptions 
 }
 
 /**
- * A split bundle in one read: each part's sha256 and the hashes of the blobs inside it come from
- * the same pass. The parts are cut into runs, one per lane; a run reads on past its last part to
- * finish a blob that crosses into the next run. A bad part is named before any blob it damaged.
+ * A split bundle: each part's sha256 and each blob's, every byte hashed twice, on every core. A
+ * part is read once for its own hash and those of the blobs wholly inside it; a blob that
+ * crosses a part's end is a job of its own (its bytes read a second time, from the page cache),
+ * so that one big layer's hash runs on one core while the parts are hashed on the other. A bad
+ * part is named before any blob (it may be what damaged them), else the first bad blob in file
+ * order.
+ *
+ * Progress counts the bundle's bytes once: each job's hashing moves it by its share of the
+ * work, and it ends at the bundle's size.
  *
  * @throws E_PART_CORRUPT naming the first bad part, else E_DIGEST_MISMATCH naming the first bad
  *   blob; E_ARCHIVE_TRUNCATED, E_IO
@@ -117,8 +129,7 @@ export async function hashPartsAndBlobs(archive: ArchiveLayout, input: BundleInp
   const parts = input.parts;
   if (parts === undefined) return hashAllBlobs(archive, options);
   const blobs = [...archive.blobs.entries()].sort(([, a], [, b]) => a.dataOffset - b.dataOffset);
-  const lanes = Math.max(1, options.lanes ?? Math.min(availableParallelism(), 4));
-  // Part boundaries, then runs of parts of about equal bytes.
+  type Part = PartsFile['parts'][number];
   const starts: number[] = [];
   let at = 0;
   for (const p of parts.parts) {
@@ -126,69 +137,78 @@ export async function hashPartsAndBlobs(archive: ArchiveLayout, input: BundleInp
     at += p.size;
   }
   const total = at;
-  const runs: { from: number; to: number }[] = [];
-  let from = 0;
-  for (let i = 0; i < parts.parts.length; i += 1) {
-    const end = (starts[i] as number) + (parts.parts[i] as PartsFile['parts'][number]).size;
-    if (end >= (total * (runs.length + 1)) / lanes || i === parts.parts.length - 1) {
-      runs.push({ from, to: i + 1 });
-      from = i + 1;
-    }
-  }
   type Target = { kind: 'part'; index: number } | { kind: 'blob'; index: number };
   const kinds: Target[][] = [];
-  const jobs: HashJob[] = runs.map((run) => {
-    const start = starts[run.from] as number;
-    const counted = run.to < starts.length ? (starts[run.to] as number) : total;
-    const targets: HashTarget[] = [];
-    const kind: Target[] = [];
-    for (let i = run.from; i < run.to; i += 1) {
-      targets.push({ start: starts[i] as number, end: (starts[i] as number) + (parts.parts[i] as PartsFile['parts'][number]).size });
-      kind.push({ kind: 'part', index: i });
-    }
-    let end = counted;
-    for (const [index, [, e]] of blobs.entries()) {
-      if (e.dataOffset < start || e.dataOffset >= counted) continue;
-      targets.push({ start: e.dataOffset, end: e.dataOffset + e.size });
-      kind.push({ kind: 'blob', index });
-      end = Math.max(end, e.dataOffset + e.size);
-    }
+  const jobs: HashJob[] = [];
+  /** Which part each job starts in (for progress), and how much hashing each byte of it is. */
+  const partOf: number[] = [];
+  const weight: number[] = [];
+  const add = (start: number, end: number, targets: HashTarget[], kind: Target[], part: number): void => {
+    jobs.push({ start, end, counted: end, targets });
     kinds.push(kind);
-    return { start, end, counted, targets };
-  });
+    partOf.push(part);
+    weight.push(end > start ? targets.reduce((sum, t) => sum + (t.end - t.start), 0) / (end - start) : 0);
+  };
+  let b = 0;
+  for (const [i, p] of parts.parts.entries()) {
+    const start = starts[i] as number;
+    const end = start + p.size;
+    const targets: HashTarget[] = [{ start, end }];
+    const kind: Target[] = [{ kind: 'part', index: i }];
+    for (; b < blobs.length && (blobs[b] as [Digest, TarEntry])[1].dataOffset < end; b += 1) {
+      const e = (blobs[b] as [Digest, TarEntry])[1];
+      if (e.dataOffset + e.size <= end) {
+        targets.push({ start: e.dataOffset, end: e.dataOffset + e.size });
+        kind.push({ kind: 'blob', index: b });
+      } else {
+        add(e.dataOffset, e.dataOffset + e.size, [{ start: e.dataOffset, end: e.dataOffset + e.size }], [{ kind: 'blob', index: b }], i);
+      }
+    }
+    add(start, end, targets, kind, i);
+  }
+  const work = jobs.reduce((sum, j, i) => sum + (j.end - j.start) * (weight[i] as number), 0);
+  let worked = 0;
   let done = 0;
   const badParts = new Map<number, SeabagError>();
   const badBlobs = new Map<number, SeabagError>();
+  const isPartJob = (job: number): boolean => (kinds[job] as Target[]).some((k) => k.kind === 'part');
   await hashLanes(archive.source, jobs, {
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
-    ...(options.minParallelBytes === undefined ? {} : { minParallelBytes: options.minParallelBytes }),
-    lanes,
+    ...laneOptions(options),
     onBytes: (n, job) => {
-      done += n;
-      const first = (kinds[job] as Target[])[0] as Target;
-      options.onProgress?.({ phase: 'verify', done, total, item: (parts.parts[first.index] as PartsFile['parts'][number]).name });
+      worked += n * (weight[job] as number);
+      const now = Math.min(total, Math.floor((worked / work) * total));
+      if (now <= done) return;
+      done = now;
+      options.onProgress?.({ phase: 'verify', done, total, item: (parts.parts[partOf[job] as number] as Part).name });
     },
     onJob: (job, hexes) => {
-      let damaged = false;
+      let partBad = false;
+      let blobBad: number | undefined;
       for (const [t, hex] of hexes.entries()) {
         const target = (kinds[job] as Target[])[t] as Target;
         if (target.kind === 'part') {
-          const p = parts.parts[target.index] as PartsFile['parts'][number];
+          const p = parts.parts[target.index] as Part;
           if (hex === p.sha256) continue;
           badParts.set(target.index, partCorrupt(input, p, hex));
+          partBad = true;
         } else {
           const digest = (blobs[target.index] as [Digest, TarEntry])[0];
           if (`sha256:${hex}` === digest) continue;
           badBlobs.set(target.index, damagedBlob(archive, digest, hex));
+          blobBad ??= (jobs[job] as HashJob).targets[t]?.start;
         }
-        damaged = true;
       }
-      return damaged;
+      const from = (jobs[job] as HashJob).start;
+      // A bad part: blobs no longer matter, nor parts after it. A bad blob: parts still do (one
+      // of them may be what damaged it), blobs after it no longer.
+      if (partBad) return (other) => !isPartJob(other) || (jobs[other] as HashJob).start > from;
+      if (blobBad !== undefined) return (other) => !isPartJob(other) && (jobs[other] as HashJob).start > (blobBad as number);
+      return false;
     },
   });
-  const firstPart = [...badParts.keys()].sort((a, b) => a - b)[0];
+  const firstPart = [...badParts.keys()].sort((x, y) => x - y)[0];
   if (firstPart !== undefined) throw badParts.get(firstPart) as SeabagError;
-  const firstBlob = [...badBlobs.keys()].sort((a, b) => a - b)[0];
+  const firstBlob = [...badBlobs.keys()].sort((x, y) => x - y)[0];
   if (firstBlob !== undefined) throw badBlobs.get(firstBlob) as SeabagError;
   options.onProgress?.({ phase: 'verify', done: total, total });
   return { count: blobs.length, bytes: blobs.reduce((sum, [, e]) => sum + e.size, 0) };
@@ -244,8 +264,9 @@ export async function verifyBundle(path: string, options: VerifyOptions): Promis
   };
   const archive = await openArchive(input).catch(namePart);
   // Hashing starts at once, beside admission (signature, root chain, index), so the threads'
-  // start and the metadata checks hide behind the bytes; admission's verdict still comes first,
-  // and a refused bundle stops the hashing.
+  // start and the metadata checks hide behind the bytes: the main thread hashes in slices and
+  // lets admission's reads run between them. Admission's verdict still comes first, and a
+  // refused bundle stops the hashing.
   const stop = new AbortController();
   const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal]);
   const hashing = hashPartsAndBlobs(archive, input, { ...options, signal });

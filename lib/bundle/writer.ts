@@ -6,7 +6,11 @@
  * Layers are copied with reads ahead of the hashing and several positional writes in flight,
  * through buffers that are reused, so the disk, the hash and the source all stay busy and memory
  * stays flat whatever the size (a stream-per-layer pipeline left the CPU idle a third of the time
- * and the garbage collector busy the rest). Headers are plain ustar, encoded in tar.ts.
+ * and the garbage collector busy the rest). Past `HASH_THREAD_MIN_BYTES` of layers read from
+ * files, their sha256 runs on a second thread over the same shared buffers while this one writes
+ * (lib/util/hash-thread.ts); every digest is still checked before the bundle gets its name.
+ * The part is flushed to disk as it grows, so the disk writes beside the copy. Headers are plain
+ * ustar, encoded in tar.ts.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { link, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
@@ -17,6 +21,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { Progress, RangeReader } from '../oci/store.js';
 import { fsyncDir, tempPathFor, writeFileAtomic, writeJSONAtomic } from '../util/atomic.js';
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
+import { HashThread } from '../util/hash-thread.js';
 import { checkSplit, partName, partsFileName, type PartsFile } from './parts.js';
 import { BLOCK, encodeHeader } from './tar.js';
 
@@ -49,9 +54,25 @@ export interface WriteOptions {
    * instead of rename(), and an existing one is E_FILE_EXISTS, with nothing of this write left.
    */
   noClobber?: boolean;
+  /**
+   * Hash source blobs on a second thread, beside the writing, once the blobs read from files add
+   * up to at least this many bytes (default `HASH_THREAD_MIN_BYTES`; `Infinity`: never, `0`:
+   * always). The bundle is the same byte for byte either way.
+   */
+  hashThreadFrom?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
+
+/** Below this, the thread's start (~30 ms) costs more than hashing beside the writes gives. */
+export const HASH_THREAD_MIN_BYTES = 32 * 1024 * 1024;
+/**
+ * Chunks shared with the hashing thread: small and few, so a chunk is hashed and written while the
+ * read that filled it still has it in the CPU's cache (4 MiB × 10 hashed at 1.2 GB/s from memory,
+ * 2 MiB × 6 at 1.7 GB/s from cache: 1.46 s against 0.85 s for a build of 800 MiB).
+ */
+const HASH_THREAD_CHUNK = 2 * 1024 * 1024;
+const HASH_THREAD_BUFFERS = 6;
 
 /** Puts `temp` at `final` unless something is there already (link() fails with EEXIST). */
 async function placeNoClobber(temp: string, final: string): Promise<void> {
@@ -79,8 +100,13 @@ export interface WriteResult {
 
 /** Writes kept in flight: enough to keep the disk busy while we hash. */
 const WRITES_IN_FLIGHT = 4;
-/** Bytes between flushes of a part to disk while it is written. */
-const FLUSH_EVERY = 256 * 1024 * 1024;
+/**
+ * Bytes between flushes of a part to disk while it is written: the disk writes beside the copy
+ * instead of after it (the page cache would otherwise hold gigabytes for the final fsync), and
+ * the fsync before the rename finds at most this much left (256 MiB: 1.5× tar + openssl at
+ * 800 MiB; 32 MiB: 0.85×, measured with bench/build-lab.ts).
+ */
+const FLUSH_EVERY = 32 * 1024 * 1024;
 
 function entrySize(e: BundleEntry): number {
   return e.type === 'directory' ? 0 : (e.data?.length ?? e.desc?.size ?? 0);
@@ -227,11 +253,13 @@ function sizeError(desc: Descriptor, found: number | string): SeabagError {
   });
 }
 
+function digestError(desc: Descriptor, found: string): SeabagError {
+  return new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest}: content does not match its digest (found ${found})`, { details: { expected: desc.digest, found, size: desc.size } });
+}
+
 function checkDigest(desc: Descriptor, hash: Hash): void {
   const found = `sha256:${hash.digest('hex')}`;
-  if (found !== desc.digest) {
-    throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest}: content does not match its digest (found ${found})`, { details: { expected: desc.digest, found, size: desc.size } });
-  }
+  if (found !== desc.digest) throw digestError(desc, found);
 }
 
 /** Copies one blob from random-access storage: read ahead, hash, write, buffers reused. */
@@ -250,6 +278,48 @@ async function copyFromReader(sink: PartSink, pool: BufferPool, reader: RangeRea
     signal,
   );
   checkDigest(desc, hash);
+}
+
+/**
+ * Copies one blob from random-access storage with its sha256 on the hashing thread: each chunk is
+ * read once into shared memory, then hashed there and written here at the same time. Returns the
+ * check of the digest, which settles once the thread has hashed the last chunk (the copy does not
+ * wait for it: the next blob is read meanwhile).
+ */
+async function copyBesideHash(sink: PartSink, thread: HashThread, reader: RangeReader, desc: Descriptor, onBytes: (n: number) => void, signal?: AbortSignal): Promise<{ check: Promise<void> }> {
+  if (desc.size === 0) {
+    checkDigest(desc, createHash('sha256'));
+    return { check: Promise.resolve() };
+  }
+  let digest: Promise<string | undefined> = Promise.resolve(undefined);
+  await readAhead(
+    reader,
+    desc.size,
+    thread,
+    async (chunk, buffer, last) => {
+      // The buffer is reused once both the thread and the disk are done with it.
+      let users = 2;
+      const release = (): void => {
+        users -= 1;
+        if (users === 0) thread.give(buffer);
+      };
+      const hashed = thread.hash(buffer, chunk.length, last);
+      hashed.then(release, () => undefined);
+      if (last) digest = hashed;
+      await sink.append(chunk, release);
+      onBytes(chunk.length);
+      if (thread.failure !== undefined) throw thread.failure;
+    },
+    (position) => sizeError(desc, position),
+    signal,
+  );
+  // Wrapped: an async function's result that is a promise would be awaited with it.
+  return {
+    check: digest.then((hex) => {
+      const found = `sha256:${hex ?? ''}`;
+      if (found !== desc.digest) throw digestError(desc, found);
+    }),
+  };
 }
 
 /** Copies one blob from a stream (a registry): hash and size checked as it passes. */
@@ -283,15 +353,23 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
   // Before the first byte: a split the reader would refuse is not written.
   if (options.splitSize !== undefined) checkSplit(options.splitSize, total);
   const sink = new PartSink(path, options.splitSize, options.sync !== false);
-  const pool = new BufferPool(WRITES_IN_FLIGHT + 2, COPY_CHUNK);
+  const fromFiles = entries.reduce((sum, e) => sum + (e.reader !== undefined && e.desc !== undefined ? e.desc.size : 0), 0);
+  const threaded = fromFiles > 0 && fromFiles >= (options.hashThreadFrom ?? HASH_THREAD_MIN_BYTES);
+  const pool = threaded ? undefined : new BufferPool(WRITES_IN_FLIGHT + 2, COPY_CHUNK);
+  let thread: HashThread | undefined;
+  // Digest checks still running on the thread, in the order of the blobs; the first that fails stops the write.
+  const checks: Promise<void>[] = [];
+  let failed: unknown;
   let done = 0;
   const onBytes = (n: number): void => {
     done += n;
     options.onProgress?.({ phase: 'write', done, total, item: basename(path) });
   };
   try {
+    if (threaded) thread = await HashThread.start(HASH_THREAD_BUFFERS, HASH_THREAD_CHUNK);
     for (const entry of entries) {
       throwIfAborted(options.signal);
+      if (failed !== undefined) throw failed;
       const type = entry.type ?? 'file';
       const size = entrySize(entry);
       await sink.append(encodeHeader(entry.name, size, type));
@@ -303,7 +381,15 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
       } else if (entry.desc !== undefined && entry.reader !== undefined) {
         const reader = await entry.reader();
         try {
-          await copyFromReader(sink, pool, reader, entry.desc, onBytes, options.signal);
+          if (thread !== undefined) {
+            const { check } = await copyBesideHash(sink, thread, reader, entry.desc, onBytes, options.signal);
+            check.catch((err: unknown) => {
+              failed ??= err;
+            });
+            checks.push(check);
+          } else {
+            await copyFromReader(sink, pool as BufferPool, reader, entry.desc, onBytes, options.signal);
+          }
         } finally {
           await reader.close();
         }
@@ -321,11 +407,19 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
     // Counted too, so progress ends at 100% (the total is the whole tar).
     await sink.append(Buffer.alloc(2 * BLOCK));
     onBytes(2 * BLOCK);
-    await sink.finish();
-  } catch (err) {
+    // The last digests are checked while the file is synced; it is named only if both succeed.
+    const [checked, finished] = await Promise.allSettled([Promise.all(checks), sink.finish()]);
+    if (checked.status === 'rejected') throw checked.reason;
+    if (finished.status === 'rejected') throw finished.reason;
+  } catch (caught) {
+    // A blob whose digest failed on the thread comes before whatever stopped the write after it.
+    const settled = await Promise.allSettled(checks);
+    const err = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')?.reason ?? caught;
     await sink.abort();
     if (err instanceof SeabagError) throw err;
     throw fromSystemError(err, 'write bundle', path);
+  } finally {
+    await thread?.close();
   }
 
   const placed: string[] = [];

@@ -20,7 +20,7 @@ import {
 } from './descriptor.js';
 import { isImageManifest, isManifestLike } from './media-types.js';
 import { isAttestation, keepAttestations, selectEntries } from './platform.js';
-import type { OpOptions, ReadOnlyStorage, Storage } from './store.js';
+import type { BlobWriter, OpOptions, ReadOnlyStorage, Storage } from './store.js';
 import { readVerified } from './verify.js';
 
 /** One node of a resolved graph. Manifests and indexes carry their (verified) bytes. */
@@ -370,6 +370,7 @@ async function moveBlob(run: CopyRun, node: GraphNode): Promise<void> {
   };
   const reader = src.reader?.bind(src);
   const prepare = src.prepare?.bind(src);
+  const relay = src.relay?.bind(src);
   await run.dst.push(
     node.desc,
     async () => {
@@ -382,6 +383,14 @@ async function moveBlob(run: CopyRun, node: GraphNode): Promise<void> {
     {
       signal,
       ...(prepare === undefined ? {} : { prepare: () => prepare(node.desc, { signal }) }),
+      ...(relay === undefined
+        ? {}
+        : {
+            relay: async (start: () => Promise<BlobWriter>) => {
+              restart();
+              return relay(node.desc, start, { signal, onBytes: count });
+            },
+          }),
       ...(reader === undefined
         ? {}
         : {

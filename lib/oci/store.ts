@@ -62,6 +62,39 @@ export interface ReadOnlyStorage {
    * (the satellite path) downloads it here, so no upload session waits on a slow link.
    */
   prepare?(desc: Descriptor, options?: OpOptions): Promise<void>;
+  /**
+   * Moves a blob into a destination's upload by writing it there itself, in one pass with
+   * whatever else the source does with the bytes (the satellite path downloads, spools and hashes
+   * them on the way). It commits the upload only once the bytes match `desc`, and cancels it
+   * otherwise. `start` opens a fresh upload: called again when the destination broke and the
+   * upload has to start over from the first byte.
+   */
+  relay?(desc: Descriptor, start: () => Promise<BlobWriter>, options?: RelayOptions): Promise<void>;
+}
+
+export interface RelayOptions extends OpOptions {
+  /** Told of bytes written into the destination's upload. */
+  onBytes?: (n: number) => void;
+}
+
+/**
+ * One upload of one blob into a store, written in order. Nothing is stored under the blob's digest
+ * until `commit`; `cancel` leaves nothing behind.
+ */
+export interface BlobWriter {
+  /** Bytes accepted so far. */
+  readonly written: number;
+  /** Appends bytes (waits while the destination is slower than the source). */
+  write(chunk: Buffer): Promise<void>;
+  /**
+   * Ends the request under way cleanly, keeping the upload open: a pause in the source (a link
+   * outage) then leaves no request hanging on the destination. The next `write` goes on.
+   */
+  pause(): Promise<void>;
+  /** Stores what was written under the blob's digest (call only once the bytes are verified). */
+  commit(): Promise<void>;
+  /** Abandons the upload (best effort; never throws). */
+  cancel(): Promise<void>;
 }
 
 export interface PushOptions extends OpOptions {
@@ -71,6 +104,11 @@ export interface PushOptions extends OpOptions {
   onBytes?: (n: number) => void;
   /** Called once the content must really be sent (after HEAD and mounts found nothing), before it is opened. */
   prepare?: () => Promise<void>;
+  /**
+   * The source writes the blob into the upload itself (`ReadOnlyStorage.relay`): stores that can
+   * open a `BlobWriter` call this instead of opening the content.
+   */
+  relay?: (start: () => Promise<BlobWriter>) => Promise<void>;
 }
 
 export interface Storage extends ReadOnlyStorage {

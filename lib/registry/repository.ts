@@ -13,7 +13,7 @@ import { readVerified } from '../oci/verify.js';
 import { isNotFound, type RepositoryEndpoint, type Requester } from './requester.js';
 import { drain, readBody, type HttpResponse } from './http.js';
 import { foreignRefused, isForeignLayer } from './foreign.js';
-import { mountBlob, uploadBlob } from './upload.js';
+import { ChunkedUpload, mountBlob, uploadBlob } from './upload.js';
 
 export interface RepositoryOptions {
   /** Other repositories of this registry that may hold a blob, for cross-repository mounts. */
@@ -204,6 +204,11 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
     }
     for (const from of this.#options.mountSources?.(desc.digest) ?? []) {
       if (from !== this.name && (await mountBlob(this, desc, from, options))) return;
+    }
+    if (options.relay !== undefined) {
+      // The source writes the blob into an upload of ours, and commits it once its bytes check out.
+      await options.relay(() => ChunkedUpload.start(this, desc, options));
+      return;
     }
     await options.prepare?.();
     await uploadBlob(this, desc, open, options);

@@ -6,13 +6,14 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import type { ClientRequest } from 'node:http';
 import type { Readable } from 'node:stream';
 import { SeabagError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import type { ContentSource, OpOptions, PushOptions, RangeReader } from '../oci/store.js';
+import type { BlobWriter, ContentSource, OpOptions, PushOptions, RangeReader } from '../oci/store.js';
 import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { VerifyingStream } from '../oci/verify.js';
-import { drain, type BodyPump } from './http.js';
+import { drain, type BodyPump, type HttpResponse } from './http.js';
 import type { RepositoryEndpoint } from './requester.js';
 import { withRetry } from './retry.js';
 
@@ -78,24 +79,7 @@ export async function uploadBlob(repo: RepositoryEndpoint, desc: Descriptor, ope
   await withRetry(
     async (attempt) => {
       if (attempt > 0 && (await repo.exists(desc, options))) return;
-      const start = await client.request({
-        method: 'POST',
-        path: repo.path('blobs', 'uploads/'),
-        scope: [repo.pushScope],
-        expect: [202],
-        retry: false,
-        ...sig(options),
-      });
-      await drain(start);
-      const location = start.headers.location;
-      if (location === undefined) throw new SeabagError('E_REGISTRY', `${client.registry} started an upload without a Location header`, { details: { registry: client.registry } });
-      const url = new URL(location, start.url);
-      if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.protocol === 'http:' && client.baseUrl.protocol === 'https:')) {
-        // The layer would cross the network in clear (or by a scheme we do not speak).
-        throw new SeabagError('E_REGISTRY', `${client.registry} sent the upload of ${desc.digest} to ${url.protocol === 'http:' ? 'plain HTTP ' : ''}${url.origin}; an HTTPS registry's uploads go over HTTPS only, and only http(s) is spoken`, {
-          details: { registry: client.registry, digest: desc.digest, location: url.origin },
-        });
-      }
+      const url = await startUpload(repo, desc, options);
       url.searchParams.set('digest', desc.digest);
       const res = await client.request({
         method: 'PUT',
@@ -113,6 +97,249 @@ export async function uploadBlob(repo: RepositoryEndpoint, desc: Descriptor, ope
     options.signal,
     client.onRetry,
   );
+}
+
+/**
+ * Opens an upload session (POST) and returns where its bytes go.
+ *
+ * @throws E_REGISTRY when the registry gives no Location, or one that would leave TLS
+ */
+async function startUpload(repo: RepositoryEndpoint, desc: Descriptor, options: OpOptions): Promise<URL> {
+  const start = await repo.client.request({
+    method: 'POST',
+    path: repo.path('blobs', 'uploads/'),
+    scope: [repo.pushScope],
+    expect: [202],
+    retry: false,
+    ...sig(options),
+  });
+  await drain(start);
+  return uploadLocation(repo, desc, start);
+}
+
+/** The Location of an upload answer, refused when it is missing or would leave TLS. */
+function uploadLocation(repo: RepositoryEndpoint, desc: Descriptor, res: HttpResponse): URL {
+  const client = repo.client;
+  const location = res.headers.location;
+  if (location === undefined) throw new SeabagError('E_REGISTRY', `${client.registry} answered an upload of ${desc.digest} without a Location header`, { details: { registry: client.registry, digest: desc.digest } });
+  const url = new URL(location, res.url);
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.protocol === 'http:' && client.baseUrl.protocol === 'https:')) {
+    // The layer would cross the network in clear (or by a scheme we do not speak).
+    throw new SeabagError('E_REGISTRY', `${client.registry} sent the upload of ${desc.digest} to ${url.protocol === 'http:' ? 'plain HTTP ' : ''}${url.origin}; an HTTPS registry's uploads go over HTTPS only, and only http(s) is spoken`, {
+      details: { registry: client.registry, digest: desc.digest, location: url.origin },
+    });
+  }
+  return url;
+}
+
+/** Bytes a chunked upload holds back before it opens a PATCH (a blob this small goes up with the commit). */
+const HELD_BACK = 256 * 1024;
+
+/** One PATCH request under way: the body is written by hand, ended by `pause`. */
+interface Patch {
+  request: ClientRequest;
+  /** Settles when the registry answers (or the request fails). */
+  response: Promise<HttpResponse>;
+  /** Rejects as soon as the request failed or the registry answered before the body ended. */
+  broken: Promise<never>;
+  /** Lets the request end (`request.end()` has been called). */
+  finish(): void;
+  /** Aborts the request with this error. */
+  fail(err: Error): void;
+}
+
+/**
+ * A chunked upload (distribution-spec v1.1.0 "Pushing a blob in chunks"): POST for a session,
+ * PATCH requests streaming the bytes in order (each at the Location the last answer gave; a new
+ * one after each `pause`, so a pause in the source leaves no request hanging), and PUT
+ * `?digest=` with no body to commit, once the caller has checked the bytes. The registry checks
+ * the digest on the PUT as well. Distribution 2.8 cannot resume a broken PATCH (it does not say
+ * how much of it it kept): after one the caller cancels this upload and starts a new one.
+ */
+export class ChunkedUpload implements BlobWriter {
+  readonly #repo: RepositoryEndpoint;
+  readonly #desc: Descriptor;
+  readonly #signal: AbortSignal | undefined;
+  #location: URL;
+  #written = 0;
+  #patch: Patch | undefined;
+  #finished = false;
+  /** Bytes written before any PATCH was opened (up to `HELD_BACK`). */
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+
+  private constructor(repo: RepositoryEndpoint, desc: Descriptor, location: URL, signal: AbortSignal | undefined) {
+    this.#repo = repo;
+    this.#desc = desc;
+    this.#location = location;
+    this.#signal = signal;
+  }
+
+  /**
+   * Opens the session.
+   *
+   * @throws E_REGISTRY, E_REGISTRY_UNREACHABLE (temporary), E_AUTH
+   */
+  static async start(repo: RepositoryEndpoint, desc: Descriptor, options: OpOptions = {}): Promise<ChunkedUpload> {
+    return new ChunkedUpload(repo, desc, await startUpload(repo, desc, options), options.signal);
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.#finished) throw new SeabagError('E_REGISTRY', `the upload of ${this.#desc.digest} is already finished`);
+    this.#written += chunk.length;
+    if (this.#patch === undefined && this.#heldBytes + chunk.length <= HELD_BACK) {
+      // Small content waits for the commit, which then carries it: one request instead of two.
+      this.#held.push(chunk);
+      this.#heldBytes += chunk.length;
+      return;
+    }
+    const patch = (this.#patch ??= await this.#open());
+    if (!patch.request.write(chunk)) await Promise.race([once(patch.request, 'drain', this.#signal === undefined ? {} : { signal: this.#signal }), patch.broken]);
+  }
+
+  async pause(): Promise<void> {
+    if (this.#patch === undefined && this.#heldBytes > 0) this.#patch = await this.#open();
+    await this.#end();
+  }
+
+  /** Ends the PATCH under way cleanly and learns the next Location. */
+  async #end(): Promise<void> {
+    const patch = this.#patch;
+    if (patch === undefined) return;
+    this.#patch = undefined;
+    patch.request.end();
+    patch.finish();
+    const res = await patch.response;
+    await drain(res);
+    this.#location = uploadLocation(this.#repo, this.#desc, res);
+    const range = /^(?:bytes=)?0-(\d+)$/.exec(String(res.headers.range ?? ''));
+    if (range !== null && Number(range[1]) + 1 !== this.#written - this.#heldBytes) {
+      throw new SeabagError('E_REGISTRY', `${this.#repo.client.registry} holds ${Number(range[1]) + 1} bytes of the upload of ${this.#desc.digest}; ${this.#written - this.#heldBytes} were sent`, {
+        details: { digest: this.#desc.digest, sent: this.#written - this.#heldBytes, held: Number(range[1]) + 1 },
+        temporary: true,
+      });
+    }
+  }
+
+  async commit(): Promise<void> {
+    if (this.#patch !== undefined) await this.pause();
+    const desc = this.#desc;
+    if (this.#written !== desc.size) {
+      throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest}: ${this.#written} bytes written, expected ${desc.size}`, { details: { digest: desc.digest, expected: desc.size, found: this.#written } });
+    }
+    const url = new URL(this.#location);
+    url.searchParams.set('digest', desc.digest);
+    // What is still held back goes with the PUT as the last chunk (distribution-spec allows it).
+    const last = Buffer.concat(this.#held, this.#heldBytes);
+    this.#held = [];
+    this.#heldBytes = 0;
+    const res = await this.#repo.client.request({
+      method: 'PUT',
+      path: url.href,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: () => last,
+      scope: [this.#repo.pushScope],
+      expect: [201],
+      retry: false,
+      ...(this.#signal === undefined ? {} : { signal: this.#signal }),
+    });
+    await drain(res);
+    this.#finished = true;
+  }
+
+  async cancel(): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#held = [];
+    this.#heldBytes = 0;
+    const patch = this.#patch;
+    if (patch !== undefined) {
+      // Ended cleanly where it can be: a PATCH cut off leaves the session at an offset its Location
+      // no longer names, and Distribution then refuses to delete it. Without the PUT that commits
+      // it, nothing sent here is ever stored under a digest.
+      let timer: NodeJS.Timeout | undefined;
+      const ended = await Promise.race([
+        this.#end().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 10_000))),
+      ]);
+      clearTimeout(timer);
+      if (!ended) {
+        patch.fail(new SeabagError('E_ABORTED', `the upload of ${this.#desc.digest} was cancelled`));
+        const res = await patch.response.catch(() => undefined);
+        if (res !== undefined) await drain(res);
+      }
+    }
+    // Best effort, and bounded: a registry also purges abandoned sessions on its own.
+    const res = await this.#repo.client
+      .request({ method: 'DELETE', path: this.#location.href, scope: [this.#repo.pushScope], expect: [204, 200, 202, 404], retry: false, signal: AbortSignal.timeout(10_000) })
+      .catch(() => undefined);
+    if (res !== undefined) await drain(res);
+  }
+
+  /** Starts a PATCH whose body `write` feeds; resolves once the request is open. */
+  async #open(): Promise<Patch> {
+    let opened!: (request: ClientRequest) => void;
+    const ready = new Promise<ClientRequest>((resolve) => (opened = resolve));
+    let finish!: () => void;
+    let fail!: (err: Error) => void;
+    const ended = new Promise<void>((resolve, reject) => {
+      finish = resolve;
+      fail = reject;
+    });
+    ended.catch(() => undefined);
+    let calls = 0;
+    const pump: BodyPump = async (request) => {
+      calls += 1;
+      // A body is asked for again only when the registry wanted credentials after all: what was
+      // written is gone, so the upload starts over.
+      if (calls > 1) throw new SeabagError('E_REGISTRY', `${this.#repo.client.registry} asked for credentials in the middle of an upload`, { temporary: true });
+      opened(request);
+      await ended;
+    };
+    let done = false;
+    const response = this.#repo.client.request({
+      method: 'PATCH',
+      path: this.#location.href,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: () => pump,
+      scope: [this.#repo.pushScope],
+      expect: [202],
+      retry: false,
+      // No abort signal: a PATCH cut off cannot be cancelled (see `cancel`); an abort ends it cleanly.
+    });
+    const broken = response.then(
+      (res): never => {
+        if (!done) res.body.destroy();
+        throw new SeabagError('E_REGISTRY', `${this.#repo.client.registry} answered the upload of ${this.#desc.digest} (${res.status}) before its body ended`, { temporary: true });
+      },
+      (err: unknown): never => {
+        throw err;
+      },
+    );
+    broken.catch(() => undefined);
+    const request = await Promise.race([ready, broken]);
+    const held = this.#held;
+    this.#held = [];
+    this.#heldBytes = 0;
+    for (const chunk of held) request.write(chunk);
+    return {
+      request,
+      response,
+      broken,
+      finish: () => {
+        done = true;
+        finish();
+      },
+      fail: (err) => fail(err),
+    };
+  }
 }
 
 /**

@@ -10,12 +10,13 @@ import type { Digest } from '../oci/digest.js';
 import { MAX_METADATA_SIZE, parseIndexDocument, parseJSON, type Descriptor, type ImageIndex } from '../oci/descriptor.js';
 import { fetchVerified } from '../oci/graph.js';
 import { isManifestLike, OCI_INDEX, SEABAG_BUNDLE } from '../oci/media-types.js';
-import type { OpOptions, RangeReader } from '../oci/store.js';
+import type { BlobWriter, OpOptions, RangeReader, RelayOptions } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import type { BundleLayout, OpenedBundle } from '../bundle/release.js';
 import { MetadataReader } from '../release/metadata.js';
 import { readRelease } from '../release/read.js';
 import type { Repository } from '../registry/repository.js';
+import { DEFAULT_RETRY, withRetry } from '../registry/retry.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { formatOciAddress, type OciAddress } from './address.js';
 import type { Spool } from './spool.js';
@@ -155,6 +156,31 @@ export class RegistryLayout implements BundleLayout {
     // Metadata (the release document, envelopes, roots, configs) comes whole; layers through the spool.
     if (desc.size <= SMALL_BLOB) return Readable.from([await this.readSmall(desc)]);
     return this.#spool.stream(this.repo, desc);
+  }
+
+  /**
+   * Moves a blob into an upload on the vessel's registry: a layer through the spool in one pass
+   * (`Spool.relay`: downloaded, spooled, hashed and uploaded at once, committed once its digest
+   * checks out); metadata read whole and verified first, then written.
+   */
+  async relay(desc: Descriptor, start: () => Promise<BlobWriter>, options: RelayOptions = {}): Promise<void> {
+    if (!isManifestLike(desc.mediaType) && desc.size > SMALL_BLOB) return this.#spool.relay(this.repo, desc, start, options);
+    const bytes = await this.readSmall(desc);
+    await withRetry(
+      async () => {
+        const upload = await start();
+        try {
+          await upload.write(bytes);
+          await upload.commit();
+        } catch (err) {
+          await upload.cancel();
+          throw err;
+        }
+      },
+      DEFAULT_RETRY,
+      options.signal,
+    );
+    options.onBytes?.(bytes.length);
   }
 
   /** Downloads a blob into the spool (or finds it there) before an upload of it starts. */

@@ -6,14 +6,14 @@
  * every download that shares it.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fromSystemError, SeabagError } from '../errors.js';
 import { digestHex } from '../oci/digest.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import type { RangeReader } from '../oci/store.js';
+import type { BlobWriter, RangeReader, RelayOptions } from '../oci/store.js';
 import { withPatience, type PatienceOptions } from '../fetch/patience.js';
 import { isNotFound } from '../registry/client.js';
 import { networkError } from '../registry/http.js';
@@ -37,6 +37,7 @@ export class Spool {
   readonly dir: string;
   readonly #options: SpoolOptions;
   readonly #inflight = new Map<string, Promise<string>>();
+  readonly #relays = new Map<string, Promise<void>>();
   /**
    * Under a rate limit, one download at a time: the link is the bottleneck anyway, and a break (a
    * cut, a kill) then loses at most the one slice in flight.
@@ -68,7 +69,8 @@ export class Spool {
   get(repo: Repository, desc: Descriptor): Promise<string> {
     let running = this.#inflight.get(desc.digest);
     if (running === undefined) {
-      running = this.#get(repo, desc).finally(() => this.#inflight.delete(desc.digest));
+      const relaying = this.#relays.get(desc.digest);
+      running = (relaying === undefined ? this.#get(repo, desc) : relaying.catch(() => undefined).then(() => this.#get(repo, desc))).finally(() => this.#inflight.delete(desc.digest));
       this.#inflight.set(desc.digest, running);
     }
     return running;
@@ -87,6 +89,203 @@ export class Spool {
       read: async (target, position) => (await handle.read(target, 0, Math.min(target.length, desc.size - position), position)).bytesRead,
       close: () => handle.close(),
     };
+  }
+
+  /**
+   * Moves a blob from the shore registry into an upload on the vessel's registry in one pass: each
+   * chunk that comes over the link is hashed, appended to the spool's partial file (so a break, a
+   * kill or a power cut loses at most what was in flight) and written into the upload at the same
+   * time. The upload is committed (`BlobWriter.commit`) only once the whole blob matches its
+   * digest; otherwise it is cancelled, the spool entry removed, and E_DIGEST_MISMATCH thrown.
+   *
+   * Bytes an earlier attempt or run left in the spool are hashed and fed first, then the rest is
+   * asked for with `Range`. A new upload always starts from byte 0 (Distribution cannot resume
+   * one), fed from the spool. A break of the link ends the upload's request cleanly and keeps the
+   * upload; a break of the upload cancels it and starts a new one from the spool (at most the
+   * vessel client's retries). Once committed, the blob's spool entry is removed: the vessel's
+   * registry holds it now.
+   *
+   * @throws what `get` throws; the vessel registry's errors once its retries run out
+   */
+  relay(repo: Repository, desc: Descriptor, start: () => Promise<BlobWriter>, options: RelayOptions & { retries?: number } = {}): Promise<void> {
+    // One transfer of a blob at a time: a relay waits for the one before it (and for a download).
+    const before = Promise.all([this.#relays.get(desc.digest), this.#inflight.get(desc.digest)]).catch(() => undefined);
+    const running = before.then(() => this.#downloads.run(() => this.#relay(repo, desc, start, options)));
+    const settled = running.finally(() => {
+      if (this.#relays.get(desc.digest) === settled) this.#relays.delete(desc.digest);
+    });
+    this.#relays.set(desc.digest, settled);
+    return settled;
+  }
+
+  async #relay(repo: Repository, desc: Descriptor, start: () => Promise<BlobWriter>, options: RelayOptions & { retries?: number }): Promise<void> {
+    const o = this.#options;
+    const final = this.path(desc);
+    const partial = `${final}.partial`;
+    await mkdir(join(this.dir, 'sha256'), { recursive: true }).catch((err: unknown) => {
+      throw fromSystemError(err, 'create', this.dir);
+    });
+    // A whole copy an earlier run downloaded (and never pushed) is fed like a partial one: checked again on the way.
+    if ((await stat(final).catch(() => undefined)) !== undefined) await rename(final, partial).catch(() => undefined);
+    const earlier = Math.min(desc.size, (await stat(partial).catch(() => undefined))?.size ?? 0);
+    o.onStart?.(desc.size, earlier);
+    this.bytesReused += earlier;
+    const what = `${repo.client.registry}/${repo.name}@${desc.digest}`;
+    const vesselRetries = options.retries ?? 5;
+    let upload: BlobWriter | undefined;
+    let hash = createHash('sha256');
+    let hashed = 0;
+    let vesselFailures = 0;
+    let trusted = earlier === 0;
+    let handle: FileHandle | undefined;
+    const fromVessel = new WeakSet<object>();
+    const vessel = async <T>(work: () => Promise<T>): Promise<T> => {
+      try {
+        return await work();
+      } catch (err) {
+        const e = err instanceof SeabagError ? err : networkError(err, 'PATCH', new URL(`/v2/${repo.name}/blobs/uploads/`, 'http://vessel.invalid'));
+        fromVessel.add(e);
+        throw e;
+      }
+    };
+    const dropUpload = async (): Promise<void> => {
+      const u = upload;
+      upload = undefined;
+      await u?.cancel();
+    };
+    const feed = async (from: number, to: number): Promise<void> => {
+      const u = upload as BlobWriter;
+      for (let at = from; at < to; ) {
+        // A fresh buffer each time: the upload's request may still hold the last one.
+        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, to - at));
+        const { bytesRead } = await (handle as FileHandle).read(buf, 0, buf.length, at);
+        if (bytesRead === 0) throw new SeabagError('E_IO', `${partial} ended at byte ${at} while it was being read`, { temporary: true });
+        const chunk = buf.subarray(0, bytesRead);
+        if (at + bytesRead > hashed) {
+          hash.update(chunk.subarray(Math.max(0, hashed - at)));
+          hashed = at + bytesRead;
+        }
+        await vessel(() => u.write(chunk));
+        options.onBytes?.(bytesRead);
+        at += bytesRead;
+      }
+    };
+    const attempt = async (progressed: () => void): Promise<void> => {
+      // Opened afresh each attempt: a refused range removes the partial file.
+      await handle?.close().catch(() => undefined);
+      handle = await open(partial, constants.O_RDWR | constants.O_CREAT, 0o644);
+      let held = (await handle.stat()).size;
+      if (held > desc.size || held < hashed) {
+        // Not what this relay wrote: start the blob over.
+        await handle.truncate(0);
+        held = 0;
+      }
+      if (held < hashed) {
+        hash = createHash('sha256');
+        hashed = 0;
+      }
+      // An upload goes on only in step with the spool; a new one starts from byte 0.
+      if (upload !== undefined && (upload.written !== held || hashed !== held)) await dropUpload();
+      upload ??= await vessel(start);
+      const u = upload;
+      if (u.written < held) await feed(u.written, held);
+      let offset = held;
+      try {
+        while (offset < desc.size) {
+          // Under a rate limit the link is paid for before it is asked for, as in `get`.
+          const slice = o.bucket === undefined ? undefined : Math.min(sliceSize(o.bucket.rate), desc.size - offset);
+          if (slice !== undefined) await o.bucket?.take(slice, o.signal);
+          const opened = await this.#openRange(repo, desc, offset, slice, partial);
+          const restarted = opened.start !== offset;
+          if (restarted || (opened.total !== undefined && opened.total !== desc.size)) {
+            opened.body.destroy();
+            if (opened.total !== undefined && opened.total !== desc.size) {
+              await dropUpload();
+              await rm(partial, { force: true });
+              throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest} is ${opened.total} bytes at ${repo.client.registry}/${repo.name}; the release says ${desc.size}`, {
+                details: { digest: desc.digest, expected: desc.size, found: opened.total },
+              });
+            }
+            // The registry ignored the range: start the blob (and its upload) over.
+            await (handle as FileHandle).truncate(0);
+            hash = createHash('sha256');
+            hashed = 0;
+            await dropUpload();
+            throw new SeabagError('E_REGISTRY', `${repo.client.registry} ignored the range asked for ${desc.digest}; starting it over`, { temporary: true });
+          }
+          const until = slice === undefined ? desc.size : offset + slice;
+          // Counts what the hash has taken in, so a break anywhere leaves `hashed` true.
+          const counted = {
+            update: (buf: Buffer) => {
+              hashed += buf.length;
+              return hash.update(buf);
+            },
+          };
+          offset = await this.#receive(repo, desc, handle as FileHandle, opened.body, offset, Math.min(desc.size, until), counted, progressed, partial, slice ?? 0, async (buf) => {
+            await vessel(() => u.write(buf));
+            options.onBytes?.(buf.length);
+          });
+        }
+      } catch (err) {
+        if (err instanceof SeabagError && !fromVessel.has(err) && upload !== undefined) {
+          // The link broke: end the upload's request cleanly while patience waits.
+          await vessel(() => u.pause()).catch(() => dropUpload());
+        }
+        throw err;
+      }
+      const found = `sha256:${hash.digest('hex')}`;
+      hash = createHash('sha256');
+      hashed = 0;
+      if (found !== desc.digest) {
+        await dropUpload();
+        if (trusted) await rm(partial, { force: true });
+        if (!trusted) {
+          // Bytes an earlier run left may have been damaged since (a power cut, a bad disk): the
+          // shore is blamed only for a blob downloaded whole in this run.
+          trusted = true;
+          await (handle as FileHandle).truncate(0);
+          throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest} resumed from the spool does not match its digest; fetching it whole`, { temporary: true });
+        }
+        throw new SeabagError('E_DIGEST_MISMATCH', `blob ${desc.digest} from the shore registry does not match its digest (its bytes hash to ${found}); removed it from the spool and cancelled its upload`, {
+          details: { expected: desc.digest, found, size: desc.size, spool: partial },
+          hint: 'the copy in the shore registry is damaged: push the bundle again (bundle push) and run this again',
+        });
+      }
+      await vessel(() => u.commit());
+      upload = undefined;
+    };
+    try {
+      await withPatience(
+        what,
+        o,
+        async (progressed) => {
+          try {
+            await attempt(progressed);
+          } catch (err) {
+            if (err instanceof SeabagError && fromVessel.has(err)) {
+              await dropUpload();
+              vesselFailures += 1;
+              if (!err.temporary || vesselFailures > vesselRetries) {
+                throw new SeabagError(err.code, err.message, { cause: err, details: err.details, ...(err.hint === undefined ? {} : { hint: err.hint }) });
+              }
+            }
+            if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw fromSystemError(err, 'write', partial);
+            throw err;
+          }
+        },
+        (last) =>
+          new SeabagError(last.code, `giving up on ${what} after ${o.retries ?? 20} failed attempts in a row: ${last.message}`, {
+            cause: last,
+            details: { ...last.details, digest: desc.digest, spool: partial },
+            hint: 'run the same command again when the link is back: it resumes from the bytes already in the spool',
+          }),
+      );
+    } finally {
+      await dropUpload();
+      await handle?.close().catch(() => undefined);
+    }
+    // The vessel's registry holds the blob now: its spool entry has done its job.
+    await rm(partial, { force: true });
   }
 
   /** Removes the spool and everything in it (a finished transfer). */
@@ -155,23 +354,7 @@ export class Spool {
         // kill or a cut loses little, and the rate holds however deep the socket buffers are).
         const slice = o.bucket === undefined ? undefined : Math.min(sliceSize(o.bucket.rate), desc.size - offset);
         if (slice !== undefined) await o.bucket?.take(slice, o.signal);
-        let opened;
-        try {
-          opened = await repo.openBlob(desc, { offset, ...(slice === undefined ? {} : { length: slice }), retry: false, ...(o.signal ? { signal: o.signal } : {}) });
-        } catch (err) {
-          if (isNotFound(err)) {
-            throw new SeabagError('E_BLOBS_MISSING', `${repo.client.registry}/${repo.name} does not hold blob ${desc.digest}, which the release needs`, {
-              cause: err,
-              details: { missing: [desc.digest], repository: repo.name },
-              hint: 'push the whole bundle to the shore registry again (bundle push)',
-            });
-          }
-          if (err instanceof SeabagError && err.code === 'E_REGISTRY' && err.details['status'] === 416) {
-            await rm(partial, { force: true });
-            throw new SeabagError('E_REGISTRY', `${repo.client.registry} refused to resume ${desc.digest} at byte ${offset}; starting it over`, { temporary: true });
-          }
-          throw err;
-        }
+        const opened = await this.#openRange(repo, desc, offset, slice, partial);
         const { body } = opened;
         const restarted = opened.start !== offset;
         if (restarted) {
@@ -201,25 +384,77 @@ export class Spool {
     }
   }
 
-  /** Writes a response body from `start` on; returns where it ended (at least `until`). */
-  async #receive(repo: Repository, desc: Descriptor, handle: FileHandle, body: Readable, start: number, until: number, hash: Hash, progressed: () => void, partial: string, prepaid: number): Promise<number> {
+  /**
+   * Asks the shore for the blob from `offset` on (`length` of it under a rate limit).
+   *
+   * @throws E_BLOBS_MISSING when the repository lacks it; E_REGISTRY (temporary, the partial file
+   *   removed) when the registry will not serve the range
+   */
+  async #openRange(repo: Repository, desc: Descriptor, offset: number, length: number | undefined, partial: string): Promise<Awaited<ReturnType<Repository['openBlob']>>> {
+    const o = this.#options;
+    try {
+      return await repo.openBlob(desc, { offset, ...(length === undefined ? {} : { length }), retry: false, ...(o.signal ? { signal: o.signal } : {}) });
+    } catch (err) {
+      if (isNotFound(err)) {
+        throw new SeabagError('E_BLOBS_MISSING', `${repo.client.registry}/${repo.name} does not hold blob ${desc.digest}, which the release needs`, {
+          cause: err,
+          details: { missing: [desc.digest], repository: repo.name },
+          hint: 'push the whole bundle to the shore registry again (bundle push)',
+        });
+      }
+      if (err instanceof SeabagError && err.code === 'E_REGISTRY' && err.details['status'] === 416) {
+        await rm(partial, { force: true });
+        throw new SeabagError('E_REGISTRY', `${repo.client.registry} refused to resume ${desc.digest} at byte ${offset}; starting it over`, { temporary: true });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a response body from `start` on; returns where it ended (at least `until`). `also`
+   * gets each chunk at the same time as the file (a relay's upload).
+   */
+  async #receive(repo: Repository, desc: Descriptor, handle: FileHandle, body: Readable, start: number, until: number, hash: { update(data: Buffer): unknown }, progressed: () => void, partial: string, prepaid: number, also?: (buf: Buffer) => Promise<void>): Promise<number> {
     const o = this.#options;
     const url = new URL(repo.path('blobs', desc.digest), repo.client.baseUrl);
     const timeoutMs = (o.timeoutSeconds ?? 60) * 1000;
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => body.destroy(Object.assign(new Error(`no data for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })), timeoutMs);
-    };
+    // One timer per response, not one per chunk: it drops a body that has been silent too long.
+    let heard = Date.now();
+    const timer = setInterval(() => {
+      if (Date.now() - heard >= timeoutMs) body.destroy(Object.assign(new Error(`no data for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+    }, Math.min(timeoutMs, 1000));
     let received = start;
     let credit = prepaid;
-    arm();
+    // Chunks reach the file in batches (a write per 64 KiB chunk costs more than the copy itself),
+    // at most SPOOL_BATCH bytes or a second behind the link, one write in flight, in order.
+    const batch: Buffer[] = [];
+    let batched = 0;
+    let batchAt = start;
+    let oldest = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const flush = async (): Promise<void> => {
+      if (batched > 0) {
+        const buffers = batch.splice(0);
+        const at = batchAt;
+        batchAt += batched;
+        batched = 0;
+        await writing;
+        const w = writevFully(handle, buffers, at);
+        w.catch(() => undefined);
+        writing = w;
+      }
+    };
+    const settle = async (): Promise<void> => {
+      await flush();
+      await writing;
+    };
     try {
       for await (const chunk of body) {
         const buf = chunk as Buffer;
-        arm();
+        heard = Date.now();
         if (received + buf.length > desc.size) {
           body.destroy();
+          await settle().catch(() => undefined);
           await rm(partial, { force: true });
           throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest} from ${repo.client.registry}/${repo.name} runs past its ${desc.size} bytes`, {
             details: { digest: desc.digest, expected: desc.size, found: `more than ${desc.size}` },
@@ -230,14 +465,21 @@ export class Spool {
           credit = Math.max(0, credit - buf.length);
           if (owed > 0) await o.bucket.take(owed, o.signal);
         }
-        await writeFully(handle, buf, received);
+        if (batched === 0) oldest = heard;
+        batch.push(buf);
+        batched += buf.length;
+        if (batched >= SPOOL_BATCH || heard - oldest >= 1000) await flush();
+        if (also !== undefined) await also(buf);
         hash.update(buf);
         received += buf.length;
         this.bytesDownloaded += buf.length;
         o.onBytes?.(buf.length);
         progressed();
       }
+      await settle();
     } catch (err) {
+      // What came over the link is kept, whatever broke.
+      await settle().catch(() => undefined);
       if (err instanceof SeabagError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw fromSystemError(err, 'write', partial);
       const e = networkError(err, 'GET', url);
@@ -250,7 +492,7 @@ export class Spool {
         hint: 'run the same command again when the link is back: it resumes from the bytes already in the spool',
       });
     } finally {
-      clearTimeout(timer);
+      clearInterval(timer);
     }
     if (received < until) {
       await handle.datasync().catch(() => undefined);
@@ -284,6 +526,15 @@ export class Spool {
  */
 function sliceSize(rate: number): number {
   return Math.max(32 * 1024, Math.min(256 * 1024, Math.floor(rate / 4)));
+}
+
+/** Bytes of the link a spool file may lag behind (besides at most a second of it). */
+const SPOOL_BATCH = 1024 * 1024;
+
+async function writevFully(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  const total = buffers.reduce((n, b) => n + b.length, 0);
+  const { bytesWritten } = await handle.writev(buffers, position);
+  if (bytesWritten < total) await writeFully(handle, Buffer.concat(buffers, total).subarray(bytesWritten), position + bytesWritten);
 }
 
 async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {

@@ -43,7 +43,7 @@ export interface ChunkSource {
 export async function readAhead(
   source: ChunkSource,
   size: number,
-  pool: BufferPool,
+  pool: Pick<BufferPool, 'take' | 'give'>,
   handle: (chunk: Buffer, buffer: Buffer, last: boolean) => Promise<void> | void,
   short: (position: number) => Error,
   signal?: AbortSignal,

@@ -1,0 +1,154 @@
+/**
+ * `bundle build` hashes source blobs on a second thread while the main thread writes them. That
+ * path must give what the sequential one gives: the same bytes (the bundle is reproducible
+ * whichever path ran), progress that ends at the total, and a source blob whose bytes do not match
+ * its digest named, with no bundle under the output name (an older one there is left as it was).
+ * `hashThreadFrom: 0` forces the thread for these small images, `Infinity` keeps everything on
+ * the main thread; the CLI test at the end crosses the default threshold on its own.
+ */
+import { createHash } from 'node:crypto';
+import { cp, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { execa } from 'execa';
+import { buildBundle, isSeabagError, type Progress } from '../lib/index.js';
+import { parseImageManifest, type Descriptor } from '../lib/oci/descriptor.js';
+import { OciLayout } from '../lib/oci/layout.js';
+import { HASH_THREAD_MIN_BYTES } from '../lib/bundle/writer.js';
+import { BIN, runCli } from './helpers/cli.js';
+import { buildRandomImage } from './helpers/images.js';
+import { tempDir } from './helpers/tools.js';
+
+/** Sizes across the thread's chunk size (2 MiB): one chunk, several, a short last one. */
+const EIGHT = [2_500_000, 90_000, 4_300_000, 64_000, 1_100_000, 150_000, 5_200_000, 230_000];
+
+let dir: string;
+let layout: string;
+let spec: string;
+
+test.before(async () => {
+  dir = await tempDir({ teardown: () => undefined }, 'seabag-build-parallel-');
+  layout = join(dir, 'layout');
+  await buildRandomImage(layout, 'eight', EIGHT, 'eight');
+  // Many small blobs too: a blob's last chunk often lands beside the next blob's first.
+  await buildRandomImage(layout, 'many', Array.from({ length: 24 }, (_, i) => 1000 + i * 37_000), 'many');
+  spec = join(dir, 'release.yaml');
+  await writeRelease(spec, layout);
+});
+
+async function writeRelease(path: string, from: string): Promise<void> {
+  await writeFile(
+    path,
+    `apiVersion: seabag.dev/v1\nkind: Release\nname: par\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/eight:1.0.0\n    from: oci:${from}:eight\n  - ref: shore.example.com/groke/many:1.0.0\n    from: oci:${from}:many\n`,
+  );
+}
+
+/** The layer descriptors of image `tag`, in manifest order. */
+async function layersOf(layoutDir: string, tag: string): Promise<Descriptor[]> {
+  const l = await OciLayout.open(layoutDir);
+  const desc = await l.resolve(tag);
+  return parseImageManifest(await readFile(l.path(desc)), desc).layers;
+}
+
+const created = new Date('2026-01-01T00:00:00Z');
+
+/** A file's sha256 (ava's deep compare of megabyte buffers is too slow to be useful). */
+async function sha256(path: string): Promise<string> {
+  return createHash('sha256').update(await readFile(path)).digest('hex');
+}
+
+test('hashed on a second thread, a build of 34 blobs is byte for byte the build hashed on the main thread, whole and split, and progress ends at the total', async (t) => {
+  const out = join(dir, 'out');
+  await mkdir(out);
+  const progress: Progress[] = [];
+  const threaded = await buildBundle(spec, { output: join(out, 'threaded.bundle'), created, hashThreadFrom: 0, onProgress: (p) => progress.push(p) });
+  const sequential = await buildBundle(spec, { output: join(out, 'sequential.bundle'), created, hashThreadFrom: Number.POSITIVE_INFINITY });
+  t.is(threaded.releaseDigest, sequential.releaseDigest);
+  t.is(await sha256(join(out, 'threaded.bundle')), await sha256(join(out, 'sequential.bundle')));
+
+  const writes = progress.filter((p) => p.phase === 'write');
+  const last = writes.at(-1) as Progress;
+  t.is(last.done, last.total ?? -1, 'progress ends at 100%');
+  t.is(last.total, threaded.write.size);
+  t.true(writes.every((p, i) => i === 0 || p.done >= (writes[i - 1] as Progress).done), 'progress never goes back');
+
+  const split = 3_000_001;
+  await mkdir(join(out, 'a'));
+  await mkdir(join(out, 'b'));
+  const a = await buildBundle(spec, { output: join(out, 'a', 'x.bundle'), created, hashThreadFrom: 0, splitSize: split });
+  const b = await buildBundle(spec, { output: join(out, 'b', 'x.bundle'), created, hashThreadFrom: Number.POSITIVE_INFINITY, splitSize: split });
+  t.true((a.write.parts?.count ?? 0) > 3);
+  t.deepEqual(a.write.parts, b.write.parts);
+  for (const name of (await readdir(join(out, 'a'))).sort()) t.is(await sha256(join(out, 'a', name)), await sha256(join(out, 'b', name)), name);
+  t.deepEqual((await readdir(join(out, 'a'))).sort(), (await readdir(join(out, 'b'))).sort());
+});
+
+test('a flipped byte in any one of 8 source blobs hashed on the second thread names that blob; nothing is written under the output name and the bundle already there is left as it was', async (t) => {
+  const own = join(dir, 'flip');
+  await cp(layout, join(own, 'layout'), { recursive: true });
+  const ownSpec = join(own, 'release.yaml');
+  await writeRelease(ownSpec, join(own, 'layout'));
+  const output = join(own, 'out');
+  await mkdir(output);
+  const bundle = join(output, 'release.bundle');
+  await writeFile(bundle, 'the bundle of yesterday\n');
+  const layers = await layersOf(join(own, 'layout'), 'eight');
+  t.is(layers.length, 8);
+  for (const [i, layer] of layers.entries()) {
+    // First byte of one, last byte of the next (found only when the blob's last chunk is hashed).
+    const at = i % 2 === 0 ? 0 : layer.size - 1;
+    const path = join(own, 'layout', 'blobs', 'sha256', layer.digest.slice(7));
+    const handle = await open(path, 'r+');
+    const original = Buffer.alloc(1);
+    await handle.read(original, 0, 1, at);
+    await handle.write(Buffer.from([(original[0] ?? 0) ^ 0x01]), 0, 1, at);
+    try {
+      const err = await t.throwsAsync(buildBundle(ownSpec, { output: bundle, created, force: true, hashThreadFrom: 0 }));
+      t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH', `layer ${i}: ${String(err)}`);
+      t.is(isSeabagError(err) ? err.details['expected'] : undefined, layer.digest, `layer ${i} is the one named`);
+      t.regex(err?.message ?? '', new RegExp(layer.digest.slice(7)));
+      t.deepEqual(await readdir(output), ['release.bundle'], `layer ${i}: no temp file left`);
+      t.is(await readFile(bundle, 'utf8'), 'the bundle of yesterday\n', `layer ${i}: the old bundle is untouched`);
+    } finally {
+      await handle.write(original, 0, 1, at);
+      await handle.close();
+    }
+  }
+  // Restored: the same build now succeeds and replaces it.
+  await buildBundle(ownSpec, { output: bundle, created, force: true, hashThreadFrom: 0 });
+  t.not(await readFile(bundle, 'utf8'), 'the bundle of yesterday\n');
+});
+
+test(`the CLI hashes on the second thread past ${HASH_THREAD_MIN_BYTES / 1024 / 1024} MiB: a flipped byte exits 1 naming the blob with nothing left; intact, the bundle is flushed as it is written and fsynced before it is named`, async (t) => {
+  const own = await tempDir(t);
+  const big = Math.ceil(HASH_THREAD_MIN_BYTES / 4) + 1_000_000;
+  await buildRandomImage(join(own, 'layout'), 'big', [big, big, big, big, 700_000], 'big');
+  const ownSpec = join(own, 'release.yaml');
+  await writeFile(ownSpec, `apiVersion: seabag.dev/v1\nkind: Release\nname: big\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/big:1.0.0\n    from: oci:${join(own, 'layout')}:big\n`);
+  const layer = (await layersOf(join(own, 'layout'), 'big'))[2] as Descriptor;
+  const path = join(own, 'layout', 'blobs', 'sha256', layer.digest.slice(7));
+  const handle = await open(path, 'r+');
+  const original = Buffer.alloc(1);
+  await handle.read(original, 0, 1, 3_000_000);
+  await handle.write(Buffer.from([(original[0] ?? 0) ^ 0x80]), 0, 1, 3_000_000);
+  const out = join(own, 'out');
+  await mkdir(out);
+  const env = { SOURCE_DATE_EPOCH: '1790000000' };
+  const r = await runCli(['build', ownSpec, '-o', join(out, 'big.bundle'), '--unsigned', '--json'], env);
+  t.is(r.code, 1);
+  t.is(r.json.error?.code, 'E_DIGEST_MISMATCH');
+  t.is(r.json.error?.details['expected'], layer.digest);
+  t.deepEqual(await readdir(out), [], 'no bundle and no temp file');
+
+  await handle.write(original, 0, 1, 3_000_000);
+  await handle.close();
+  // strace is the outside witness of the syncs: flushes while writing (fdatasync), then the file and its folder (fsync).
+  const log = join(own, 'sync.strace');
+  await execa('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', log, 'node', BIN, 'build', ownSpec, '-o', join(out, 'big.bundle'), '--unsigned', '--no-progress'], { env });
+  const calls = (await readFile(log, 'utf8')).split('\n');
+  t.true(calls.filter((l) => /\bfdatasync\(/.test(l)).length >= 1, 'flushed while written');
+  t.true(calls.filter((l) => /\bfsync\(/.test(l)).length >= 2, 'the bundle and its folder are synced');
+  const sequential = await buildBundle(ownSpec, { output: join(own, 'sequential.bundle'), created: new Date(1790000000 * 1000), hashThreadFrom: Number.POSITIVE_INFINITY });
+  t.true(sequential.write.size > HASH_THREAD_MIN_BYTES);
+  t.is(await sha256(join(out, 'big.bundle')), await sha256(join(own, 'sequential.bundle')), 'the same bytes as the build hashed on the main thread');
+});

@@ -16,6 +16,8 @@
  * --version` (the runtime plus seabag's entry), timed the same way. No Node program moving the
  * same bytes can take less than its own start plus skopeo's time for the copy, so
  * `floor.ratio` = (`bundle --version` + skopeo) ÷ skopeo is the best ratio reachable here.
+ * Every timed command starts after `sync`: the writeback of what the one before wrote is not
+ * charged to it.
  * Results go to bench/results/satellite.json (and satellite-2g.json at --size 2G, which the
  * README table reads), with the load average before and after.
  *
@@ -50,7 +52,17 @@ const BIG = 'releases/big';
 const cleanups: (() => Promise<void> | void)[] = [];
 const teardown = { teardown: (fn: () => Promise<void> | void) => cleanups.push(fn) };
 
+/**
+ * Writes back every dirty page before a timed command, so each starts from the same state: the
+ * writeback of what the command before it wrote (2 GiB into a registry, say) is not paid by the
+ * next one, whichever tool that is.
+ */
+async function settle(): Promise<void> {
+  await execa('sync');
+}
+
 async function seabag(args: string[], env: Record<string, string> = {}): Promise<{ seconds: number; json: Record<string, unknown> }> {
+  await settle();
   const started = process.hrtime.bigint();
   const r = await execa('node', [BIN, ...args, '--json', '--no-progress'], { env: { SOURCE_DATE_EPOCH: '1790000000', ...env }, reject: false });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -59,12 +71,14 @@ async function seabag(args: string[], env: Record<string, string> = {}): Promise
 }
 
 async function timed(cmd: string, args: string[]): Promise<number> {
+  await settle();
   const started = process.hrtime.bigint();
   await execa(cmd, args);
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
 async function skopeoCopyAll(from: string, repo: string, to: string, images: { repository: string; digest: string; tag?: string }[]): Promise<number> {
+  await settle();
   const started = process.hrtime.bigint();
   for (const image of images) {
     await execa('skopeo', ['copy', '--quiet', '--preserve-digests', '--multi-arch', 'all', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}/${repo}@${image.digest}`, `docker://${to}/${image.repository}:${image.tag ?? 'latest'}`]);

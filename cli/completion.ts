@@ -3,10 +3,11 @@
  * as `--help`, so a new flag completes as soon as it exists. Static, so pressing TAB never
  * starts Node.
  */
+import type { Command } from './command.js';
 import { commandFlags, commandPaths } from './program.js';
 
-function table(): { key: string; flags: string[] }[] {
-  return commandPaths().map((p) => ({ key: p.join(' '), flags: commandFlags(p) }));
+function table(commands: readonly Command[]): { key: string; flags: string[] }[] {
+  return commandPaths().map((p) => ({ key: p.join(' '), flags: commandFlags(p, commands) }));
 }
 
 function groups(): Map<string, string[]> {
@@ -19,11 +20,11 @@ function groups(): Map<string, string[]> {
   return m;
 }
 
-function bash(): string {
+function bash(commands: readonly Command[]): string {
   const g = groups();
   const heads = [...g.keys()].join(' ');
   const subCases = [...g].filter(([, subs]) => subs.length > 0).map(([head, subs]) => `    ${head}) words="${subs.join(' ')}" ;;`);
-  const flagCases = table().map((c) => `    "${c.key}") words="${c.flags.join(' ')}" ;;`);
+  const flagCases = table(commands).map((c) => `    "${c.key}") words="${c.flags.join(' ')}" ;;`);
   return `# bash completion for bundle and seabag: bundle completion bash > /etc/bash_completion.d/bundle
 _bundle() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" cmd="" words="" i n=0
@@ -53,11 +54,11 @@ complete -o default -o bashdefault -F _bundle bundle seabag
 `;
 }
 
-function zsh(): string {
+function zsh(commands: readonly Command[]): string {
   const g = groups();
   const heads = [...g.keys()].join(' ');
   const subCases = [...g].filter(([, subs]) => subs.length > 0).map(([head, subs]) => `    ${head}) compadd -- ${subs.join(' ')}; return ;;`);
-  const flagCases = table().map((c) => `      "${c.key}") compadd -- ${c.flags.join(' ')} ;;`);
+  const flagCases = table(commands).map((c) => `      "${c.key}") compadd -- ${c.flags.join(' ')} ;;`);
   return `#compdef bundle seabag
 # zsh completion for bundle and seabag: bundle completion zsh > ~/.zfunc/_bundle
 _bundle() {
@@ -89,6 +90,6 @@ fi
 `;
 }
 
-export function completionScript(shell: 'bash' | 'zsh'): string {
-  return shell === 'zsh' ? zsh() : bash();
+export function completionScript(shell: 'bash' | 'zsh', commands: readonly Command[]): string {
+  return shell === 'zsh' ? zsh(commands) : bash(commands);
 }

@@ -3,6 +3,7 @@
  * The `bundle` / `seabag` executable: the only place that touches `process`.
  */
 import { packageVersion } from '../lib/util/package.js';
+import { loadProgram } from './program-loader.js';
 
 // A reader that went away (`bundle status | head -1`) is not a failure: stop writing, finish the
 // work, and exit with its status.
@@ -42,10 +43,13 @@ if (argv.length === 1 && argv[0] === '--version') {
   // Asked by scripts and installers often: answered before yargs and the commands are loaded.
   process.stdout.write(`${packageVersion()}\n`);
 } else {
-  // The program is a chunk of its own (scripts/bundle-cli.mjs), compiled only when needed.
-  const { main } = await import('./program.js');
+  // The program, from the script and code cache the build made (cli/program-loader.ts).
+  const { main } = await loadProgram();
   process.exitCode = await main(argv, {
-    stdin: process.stdin,
+    // Opening stdin costs a few ms (a TTY or pipe handle): only a confirmation prompt reads it.
+    get stdin() {
+      return process.stdin;
+    },
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,

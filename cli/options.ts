@@ -3,7 +3,8 @@
  */
 import { parseTime } from '../lib/util/time.js';
 import type { Argv } from 'yargs';
-import { CredentialStore, SeabagError } from '../lib/index.js';
+import { SeabagError } from '../lib/errors.js';
+import { CredentialStore } from '../lib/registry/auth.js';
 import type { CliIO } from './io.js';
 
 export function registryFlags(y: Argv): Argv {

@@ -3,9 +3,10 @@
  * exit status. Only `main.ts` touches `process`.
  */
 import yargs, { type Argv } from 'yargs';
-import { packageVersion, SeabagError } from '../lib/index.js';
+import { SeabagError } from '../lib/errors.js';
+import { packageVersion } from '../lib/util/package.js';
 import type { Command } from './command.js';
-import { commands } from './commands/index.js';
+import { commandEntries, loadCommands } from './commands/index.js';
 import type { CliIO } from './io.js';
 import { ProgressReporter } from './progress.js';
 import { reportError, reportInterrupt, writeLine } from './render.js';
@@ -82,10 +83,22 @@ function withCommand(y: Argv, c: Command): Argv {
 
 /** The head words: `keygen`, `trust`, `build`… */
 export function commandHeads(): string[] {
-  return [...new Set([...commands.map((c) => c.path[0] as string), 'completion'])];
+  return [...new Set([...commandEntries.map((c) => c.path[0] as string), 'completion'])];
 }
 
-function parser(argv: string[], width = HELP_WIDTH): Argv {
+/**
+ * The commands yargs must know to parse `argv`: when it starts with a command's word, that
+ * command (every `trust` command for `trust …`); otherwise, as for `bundle --help`, all of them.
+ * yargs runs only the matched command's builder either way, so the parse, the errors and the
+ * help text are the same; what is saved is loading the modules of the other commands.
+ */
+async function commandsFor(argv: readonly string[]): Promise<Command[]> {
+  const first = argv[0];
+  const head = first !== undefined && first !== 'completion' && commandEntries.some((c) => c.path[0] === first) ? first : undefined;
+  return loadCommands(head);
+}
+
+function parser(argv: string[], commands: readonly Command[], width = HELP_WIDTH): Argv {
   let y = yargs(argv)
     .scriptName('bundle')
     .usage('$0 <command> [options]\n\nSigned, content-addressed release bundles for clusters that are mostly offline.')
@@ -130,7 +143,7 @@ function parser(argv: string[], width = HELP_WIDTH): Argv {
   return y;
 }
 
-function findCommand(words: readonly unknown[]): Command | undefined {
+function findCommand(words: readonly unknown[], commands: readonly Command[]): Command | undefined {
   return commands.find((c) => c.path.every((p, i) => words[i] === p));
 }
 
@@ -147,7 +160,7 @@ function mistyped(argv: string[]): SeabagError | undefined {
       hint: 'run `bundle --help` for the list of commands',
     });
   }
-  const subs = commands.filter((c) => c.path[0] === first && c.path.length > 1).map((c) => c.path[1] as string);
+  const subs = commandEntries.filter((c) => c.path[0] === first && c.path.length > 1).map((c) => c.path[1] as string);
   const second = words[1];
   if (subs.length > 0 && second !== undefined && argv.indexOf(second) === 1 && !subs.includes(second)) {
     const near = nearest(second, subs);
@@ -161,8 +174,9 @@ function mistyped(argv: string[]): SeabagError | undefined {
 
 /** What `bundle ARGS` prints for `--help` (for the man page and the help tests). */
 export async function helpText(words: string[], width = HELP_WIDTH): Promise<string> {
+  const commands = await commandsFor(words);
   return new Promise((resolve, reject) => {
-    void parser([...words, '--help'], width).parse([...words, '--help'], {}, (error: Error | undefined, _args: unknown, output: string) => {
+    void parser([...words, '--help'], commands, width).parse([...words, '--help'], {}, (error: Error | undefined, _args: unknown, output: string) => {
       if (error !== undefined && error !== null) reject(error);
       else resolve(output);
     });
@@ -171,12 +185,12 @@ export async function helpText(words: string[], width = HELP_WIDTH): Promise<str
 
 /** Every command's words, for help tests and the man page: `['build']`, `['trust', 'init']`… */
 export function commandPaths(): string[][] {
-  return [...commands.map((c) => c.path), ['completion']];
+  return [...commandEntries.map((c) => [...c.path]), ['completion']];
 }
 
-/** The flags of one command, for completion scripts. */
-export function commandFlags(path: string[]): string[] {
-  const c = findCommand(path);
+/** The flags of one command (of `commands`, every command loaded), for completion scripts. */
+export function commandFlags(path: string[], commands: readonly Command[]): string[] {
+  const c = findCommand(path, commands);
   const y = yargs([]);
   const built = c === undefined ? y.option('shell', {}) : withCommand(y, c);
   const opts = (built as unknown as { getOptions(): { key: Record<string, unknown>; hiddenOptions: string[]; alias: Record<string, string[]> } }).getOptions();
@@ -193,10 +207,11 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   const wantsJSON = argv.includes('--json');
   const typo = mistyped(argv);
   if (typo !== undefined) return reportError(io, typo, wantsJSON);
+  const commands = await commandsFor(argv);
   let parsed: { args: Record<string, unknown>; output: string; error: Error | undefined };
   try {
     parsed = await new Promise((resolve) => {
-      void parser(argv).parse(argv, {}, (error: Error | undefined, args: Record<string, unknown>, output: string) => {
+      void parser(argv, commands).parse(argv, {}, (error: Error | undefined, args: Record<string, unknown>, output: string) => {
         resolve({ args, output, error: error ?? undefined });
       });
     });
@@ -209,7 +224,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return 0;
   }
   if (parsed.error !== undefined) {
-    const which = findCommand(words)?.path.join(' ');
+    const which = findCommand(words, commands)?.path.join(' ');
     return reportError(
       io,
       new SeabagError('E_USAGE', parsed.error.message, { hint: `run \`bundle ${which === undefined ? '' : `${which} `}--help\`` }),
@@ -222,10 +237,10 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   }
   if (words[0] === 'completion') {
     const { completionScript } = await import('./completion.js');
-    io.stdout.write(completionScript(String(parsed.args['shell']) as 'bash' | 'zsh'));
+    io.stdout.write(completionScript(String(parsed.args['shell']) as 'bash' | 'zsh', commands));
     return 0;
   }
-  const command = findCommand(words);
+  const command = findCommand(words, commands);
   if (command === undefined) return reportError(io, new SeabagError('E_USAGE', 'unknown command', { hint: 'run `bundle --help`' }), wantsJSON);
   const json = parsed.args['json'] === true;
   const progress = new ProgressReporter(io, ProgressReporter.modeFor(io, parsed.args['progress'] !== false && !json));

@@ -2,7 +2,7 @@
  * Rendering for people and for programs: `error[E_CODE]: message` plus a hint on stderr, or with
  * `--json` exactly one JSON object on stdout; byte counts and small tables.
  */
-import { exitStatusOf, fromSystemError, SeabagError } from '../lib/index.js';
+import { exitStatusOf, fromSystemError, SeabagError } from '../lib/errors.js';
 import type { CliIO } from './io.js';
 import { redactText } from '../lib/util/redact.js';
 

@@ -2,7 +2,10 @@
  * Turning flags and environment into the library's vessel options.
  */
 import { safeText, writeLine } from './render.js';
-import { checkRegistryHost, SeabagError, type DeployOptions, type SwitchOptions } from '../lib/index.js';
+import { checkRegistryHost } from '../lib/registry/client.js';
+import { SeabagError } from '../lib/errors.js';
+import type { DeployOptions } from '../lib/vessel/deploy.js';
+import type { SwitchOptions } from '../lib/vessel/recover.js';
 import type { RunContext } from './command.js';
 import { registryAccess, stateDir, str } from './options.js';
 

@@ -39,26 +39,23 @@ export function validatorName(name: SchemaName): string {
 }
 
 const require = createRequire(import.meta.url);
-let compiledModule: Record<string, ValidateFunction> | null | undefined;
 let ajv: Ajv2020 | undefined;
 const compiled = new Map<SchemaName, ValidateFunction>();
 
 /**
- * The validator of a schema: from dist/validators.cjs, which the build compiles from schemas/
- * (scripts/compile-schemas.mjs: no schema compiling at run time, which cost every command a
- * tenth of a second), else compiled here with ajv (a checkout that was not built).
+ * The validator of a schema: from dist/validators/NAME.cjs, which the build compiles from
+ * schemas/ (scripts/compile-schemas.mjs: no schema compiling at run time, which cost every command
+ * a tenth of a second; one file per schema, so a command compiles only the validators it uses),
+ * else compiled here with ajv (a checkout that was not built).
  */
 function validator(name: SchemaName): ValidateFunction {
   let fn = compiled.get(name);
   if (fn !== undefined) return fn;
-  if (compiledModule === undefined) {
-    try {
-      compiledModule = require(join(packageRoot(), 'dist', 'validators.cjs')) as Record<string, ValidateFunction>;
-    } catch {
-      compiledModule = null;
-    }
+  try {
+    fn = (require(join(packageRoot(), 'dist', 'validators', `${name}.cjs`)) as Record<string, ValidateFunction>)[validatorName(name)];
+  } catch {
+    fn = undefined;
   }
-  fn = compiledModule?.[validatorName(name)];
   if (fn === undefined) {
     ajv ??= new (ajv2020().Ajv2020)({ allErrors: true, strict: true, allowUnionTypes: true });
     const schema = JSON.parse(readFileSync(join(packageRoot(), 'schemas', `${name}.schema.json`), 'utf8')) as object;

@@ -1,38 +1,73 @@
-// Bundles the CLI (dist/seabag.mjs and its chunks): a command starts in about half the time when
-// Node does not resolve and compile a few hundred modules first. yaml, ajv, tar-stream and execa
-// stay outside and are loaded only by the commands that use them (lib/util/lazy.ts).
+// Bundles the CLI (cli/program-loader.ts says how the pieces are loaded):
+//   dist/seabag.mjs     the entry: `--version`, else it loads the program;
+//   dist/program.cjs    the whole program (yargs, every command, the library) as one CommonJS
+//                       script: with Node 20 each module of an ES module graph costs a resolve, a
+//                       read and a compile of its own, and only a script can be given a code cache;
+//   dist/program.cache  its V8 code cache, trained by running commands (train-program-cache.mjs).
+// A command's own modules are initialised only when it runs (cli/commands/index.ts imports them
+// on demand). yaml, ajv, tar-stream and execa stay outside and are loaded only by the commands
+// that use them (lib/util/lazy.ts).
 import { build } from 'esbuild';
-import { rm } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { trainProgramCaches } from './train-program-cache.mjs';
 
-// Chunk names carry a hash: drop the last build's, which nothing imports any more.
+// What earlier builds made and nothing loads any more.
 await rm('dist/chunks', { recursive: true, force: true });
+await rm('dist/program', { recursive: true, force: true });
+
+const external = ['yaml', 'ajv', 'ajv/*', 'tar-stream', 'execa'];
 
 await build({
-  // The entry (dist/seabag.mjs) is small; what it imports on demand (the program, with yargs and
-  // the commands) lands in dist/chunks/, so `bundle --version` compiles none of it.
   entryPoints: { seabag: 'dist/cli/main.js' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
-  chunkNames: 'chunks/[name]-[hash]',
-  splitting: true,
   bundle: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['yaml', 'ajv', 'ajv/*', 'tar-stream', 'execa'],
-  banner: { js: "import { createRequire as __seabagRequire } from 'node:module'; const require = __seabagRequire(import.meta.url);" },
+  external,
   logLevel: 'warning',
   plugins: [
     {
-      // yargs' and cliui's string-width, swapped for a light one (scripts/string-width-lite.mjs says why).
-      name: 'string-width-lite',
+      // The loader's last resort (a checkout without dist/program.cjs) is the unbundled program.
+      name: 'program-modules',
       setup(b) {
-        b.onResolve({ filter: /^string-width$/ }, () => ({ path: new URL('./string-width-lite.mjs', import.meta.url).pathname }));
+        b.onResolve({ filter: /^\.\/program\.js$/ }, () => ({ path: './cli/program.js', external: true }));
       },
     },
   ],
 });
 
+await build({
+  entryPoints: { program: 'dist/cli/program.js' },
+  outdir: 'dist',
+  outExtension: { '.js': '.cjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  external,
+  define: { 'import.meta.url': '__seabagUrl' },
+  logLevel: 'warning',
+  plugins: [
+    {
+      // yargs' and cliui's string-width, and yargs' assert, swapped for light ones
+      // (scripts/string-width-lite.mjs and scripts/assert-lite.mjs say why).
+      name: 'lite-dependencies',
+      setup(b) {
+        b.onResolve({ filter: /^string-width$/ }, () => ({ path: new URL('./string-width-lite.mjs', import.meta.url).pathname }));
+        b.onResolve({ filter: /^assert$/ }, (a) => (/[\\/]node_modules[\\/]yargs[\\/]/.test(a.importer) ? { path: new URL('./assert-lite.mjs', import.meta.url).pathname } : undefined));
+      },
+    },
+  ],
+});
+// import() of what stays outside (execa, node:worker_threads) goes through the loader's own.
+const code = (await readFile('dist/program.cjs', 'utf8')).replace(/\bimport\("/g, '__seabagImport("');
+const outsideStrings = code.replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`/g, '""');
+if (/\bimport\s*\(/.test(outsideStrings)) throw new Error('dist/program.cjs calls import() in a form the loader does not rewrite');
+await writeFile('dist/program.cjs', code);
+
+await trainProgramCaches('dist/program.cjs', 'dist/program.cache');
+
 // Run directly (the bin entries, and the CI example's `bundle` on PATH).
-const { chmod } = await import('node:fs/promises');
 await chmod('dist/seabag.mjs', 0o755);

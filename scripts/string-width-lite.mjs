@@ -19,8 +19,12 @@ function wide(cp) {
   );
 }
 
+// Printable ASCII only, the common case (yargs measures every word of the help it renders).
+const PLAIN = /^[\x20-\x7e]*$/;
+
 export default function stringWidth(text) {
   if (typeof text !== 'string' || text.length === 0) return 0;
+  if (PLAIN.test(text)) return text.length;
   let width = 0;
   for (const ch of text.replace(ANSI, '')) {
     const cp = ch.codePointAt(0) ?? 0;

@@ -11,7 +11,7 @@ import { copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises
 import { basename, join } from 'node:path';
 import test from 'ava';
 import { FileSource, isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, verifyParts, type PartsFile, type Progress, type TrustRoot } from '../lib/index.js';
-import { hashLanes } from '../lib/bundle/hash-lanes.js';
+import { hashLanes, workerArgs } from '../lib/bundle/hash-lanes.js';
 import { runCli } from './helpers/cli.js';
 import { flipByte } from './helpers/bundles.js';
 import { buildRandomImage } from './helpers/images.js';
@@ -310,4 +310,17 @@ test('an abort while every thread hashes stops them all: E_ABORTED, and no job i
   } finally {
     await source.close();
   }
+});
+
+test('hashing threads get the profiling flags with their values, and none of the parent’s loaders', (t) => {
+  // `node --cpu-prof-dir D --cpu-prof-interval 200` once made every thread fail to start.
+  t.deepEqual(workerArgs(['--import', 'tsx', '--cpu-prof', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-interval', '200', '--cpu-prof-name=x.cpuprofile']), [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    '/tmp/p',
+    '--cpu-prof-interval',
+    '200',
+    '--cpu-prof-name=x.cpuprofile',
+  ]);
+  t.deepEqual(workerArgs(['--import', 'tsx', '--enable-source-maps']), []);
 });

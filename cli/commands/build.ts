@@ -1,6 +1,13 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBundle, checkSplit, loadImageKey, loadPrivateKey, loadRoot, parsePlatformString, parseSize, readSince, type TrustRoot, SeabagError } from '../../lib/index.js';
+import { buildBundle } from '../../lib/bundle/build.js';
+import { checkSplit, parseSize } from '../../lib/bundle/parts.js';
+import { loadImageKey } from '../../lib/trust/cosign.js';
+import { loadPrivateKey } from '../../lib/trust/keys.js';
+import { loadRoot, type TrustRoot } from '../../lib/trust/root.js';
+import { parsePlatformString } from '../../lib/oci/descriptor.js';
+import { readSince } from '../../lib/bundle/since.js';
+import { SeabagError } from '../../lib/errors.js';
 import type { Command } from '../command.js';
 import { flag, list, registryAccess, registryFlags, sourceDateEpoch, str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, writeLine } from '../render.js';

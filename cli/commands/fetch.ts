@@ -1,4 +1,4 @@
-import { fetchBundle, parseRate } from '../../lib/index.js';
+import { fetchBundle, parseRate } from '../../lib/fetch/fetch.js';
 import type { Command } from '../command.js';
 import { str } from '../options.js';
 import { formatBytes, printJSON, safeText, writeLine } from '../render.js';

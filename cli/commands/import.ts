@@ -1,5 +1,10 @@
 import { resolve } from 'node:path';
-import { importBundle, importFromRegistry, isOciAddress, parseRate, SeabagError, type ImportResult, type RuntimeTargets } from '../../lib/index.js';
+import { importBundle, type ImportResult } from '../../lib/vessel/import.js';
+import { importFromRegistry } from '../../lib/satellite/import.js';
+import { isOciAddress } from '../../lib/satellite/address.js';
+import { parseRate } from '../../lib/fetch/fetch.js';
+import { SeabagError } from '../../lib/errors.js';
+import type { RuntimeTargets } from '../../lib/vessel/state.js';
 import type { Command } from '../command.js';
 import { list, registryAccess, str, vesselFlags } from '../options.js';
 import { linkFlags, linkOptions } from './link.js';

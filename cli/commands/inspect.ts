@@ -1,4 +1,4 @@
-import { inspectBundle } from '../../lib/index.js';
+import { inspectBundle } from '../../lib/bundle/inspect.js';
 import type { Command } from '../command.js';
 import { str } from '../options.js';
 import { formatBytes, printJSON, shortDigest, table, writeLine } from '../render.js';

@@ -1,4 +1,5 @@
-import { vesselInventory, writeJSONAtomic } from '../../lib/index.js';
+import { vesselInventory } from '../../lib/vessel/operations.js';
+import { writeJSONAtomic } from '../../lib/util/atomic.js';
 import { join } from 'node:path';
 import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';

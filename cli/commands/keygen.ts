@@ -1,5 +1,6 @@
 import { open, rm } from 'node:fs/promises';
-import { fromSystemError, generateKeyPair, SeabagError } from '../../lib/index.js';
+import { fromSystemError, SeabagError } from '../../lib/errors.js';
+import { generateKeyPair } from '../../lib/trust/keys.js';
 import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';
 import { str } from '../options.js';

@@ -1,4 +1,5 @@
-import { pruneReleases, type PruneReport } from '../../lib/index.js';
+import { pruneReleases } from '../../lib/vessel/operations.js';
+import type { PruneReport } from '../../lib/vessel/prune.js';
 import type { Command } from '../command.js';
 import { confirmation, confirmFlags } from '../confirm.js';
 import { vesselFlags } from '../options.js';

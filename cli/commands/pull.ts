@@ -1,4 +1,8 @@
-import { loadRoot, parseRate, parseSize, pullBundle, readSince } from '../../lib/index.js';
+import { loadRoot } from '../../lib/trust/root.js';
+import { parseRate } from '../../lib/fetch/fetch.js';
+import { parseSize } from '../../lib/bundle/parts.js';
+import { pullBundle } from '../../lib/satellite/pull.js';
+import { readSince } from '../../lib/bundle/since.js';
 import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command } from '../command.js';
 import { registryAccess, registryFlags, str } from '../options.js';

@@ -1,4 +1,4 @@
-import { pushBundle } from '../../lib/index.js';
+import { pushBundle } from '../../lib/satellite/push.js';
 import type { Command } from '../command.js';
 import { registryAccess, registryFlags, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';

@@ -1,4 +1,5 @@
-import { recoverVessel, SeabagError } from '../../lib/index.js';
+import { recoverVessel } from '../../lib/vessel/recover.js';
+import { SeabagError } from '../../lib/errors.js';
 import type { Command } from '../command.js';
 import { deployFlags, vesselFlags } from '../options.js';
 import { printJSON, writeLine } from '../render.js';

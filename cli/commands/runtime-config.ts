@@ -1,4 +1,5 @@
-import { runtimeConfig, SeabagError } from '../../lib/index.js';
+import { runtimeConfig } from '../../lib/runtime/config.js';
+import { SeabagError } from '../../lib/errors.js';
 import type { Command } from '../command.js';
 import { str, vesselFlags } from '../options.js';
 import { printJSON, writeLine } from '../render.js';

@@ -1,4 +1,4 @@
-import { vesselStatus, type StatusReport } from '../../lib/index.js';
+import { vesselStatus, type StatusReport } from '../../lib/vessel/operations.js';
 import type { Command } from '../command.js';
 import { stateDirFlag, str } from '../options.js';
 import { printJSON, shortDigest, table, writeLine } from '../render.js';

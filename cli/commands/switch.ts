@@ -1,5 +1,9 @@
 import type { Argv } from 'yargs';
-import { applyRelease, MAX_CHECK_SECONDS, parseDuration, rollbackRelease, SeabagError, type GateOptions, type SwitchOptions, type SwitchResult } from '../../lib/index.js';
+import { applyRelease, rollbackRelease } from '../../lib/vessel/operations.js';
+import { MAX_CHECK_SECONDS, parseDuration } from '../../lib/util/duration.js';
+import { SeabagError } from '../../lib/errors.js';
+import type { GateOptions, SwitchOptions } from '../../lib/vessel/recover.js';
+import type { SwitchResult } from '../../lib/vessel/switch.js';
 import { confirmation, confirmFlags } from '../confirm.js';
 import type { Command, RunContext } from '../command.js';
 import { deployFlags, str, vesselFlags } from '../options.js';

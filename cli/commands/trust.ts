@@ -1,7 +1,11 @@
-import { extendChain, loadPrivateKey, loadPublicKey, loadRoot, makeRootSigned, SeabagError, signRoot, verifyRootSelf, writeJSONAtomic, type PublicKey, type TrustRoot } from '../../lib/index.js';
+import { extendChain, loadRoot, makeRootSigned, signRoot, verifyRootSelf, type TrustRoot } from '../../lib/trust/root.js';
+import { loadPrivateKey, loadPublicKey, type PublicKey } from '../../lib/trust/keys.js';
+import { fromSystemError, SeabagError } from '../../lib/errors.js';
+import { writeJSONAtomic } from '../../lib/util/atomic.js';
 import type { Argv } from 'yargs';
 import { readFile } from 'node:fs/promises';
-import { fromSystemError, makeTimeReset, setTrustedTime } from '../../lib/index.js';
+import { makeTimeReset } from '../../lib/trust/time-reset.js';
+import { setTrustedTime } from '../../lib/vessel/operations.js';
 import { printNotes, vesselOptions } from '../vessel-options.js';
 import { checkOutputs } from '../../lib/util/outputs.js';
 import type { Command, RunContext } from '../command.js';

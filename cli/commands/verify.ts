@@ -1,4 +1,7 @@
-import { loadImageKey, loadRoot, SeabagError, verifyBundle } from '../../lib/index.js';
+import { loadImageKey } from '../../lib/trust/cosign.js';
+import { loadRoot } from '../../lib/trust/root.js';
+import { SeabagError } from '../../lib/errors.js';
+import { verifyBundle } from '../../lib/bundle/verify.js';
 import type { Command } from '../command.js';
 import { list, str } from '../options.js';
 import { formatBytes, printJSON, writeLine } from '../render.js';

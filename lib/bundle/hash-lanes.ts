@@ -5,7 +5,7 @@
  * one shared counter, so the main thread starts on the largest at once and a thread joins as
  * soon as it is up. Each job is read once, in order, feeding every hash whose range it covers.
  *
- * Reads are synchronous pread()s of 1 MiB into one buffer per lane, hashed while the bytes are
+ * Reads are synchronous pread()s of 512 KiB into one buffer per lane, hashed while the bytes are
  * still in the core's cache: measured on a cached file, as fast as `openssl dgst`, and faster
  * than reads on another thread (the bytes then cross cores before they are hashed). The main
  * thread hashes in 2 MiB slices and lets the event loop run between them (admission goes on
@@ -19,7 +19,6 @@ import { readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { fromSystemError, throwIfAborted } from '../errors.js';
-import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { truncated, type ByteSource } from './source.js';
 
 /** One hash to compute: the bytes `[start, end)` of the source. */
@@ -59,7 +58,7 @@ export interface HashLanesOptions {
 export const PARALLEL_MIN_BYTES = 48 * 1024 * 1024;
 
 /** One read: small enough that the bytes are still in the core's cache when they are hashed. */
-const CHUNK = 1024 * 1024;
+const CHUNK = 512 * 1024;
 /** The main thread hashes this much, then lets the event loop run (admission's reads go on meanwhile). */
 const SLICE = 2 * 1024 * 1024;
 /** A worker tells of its progress every this many bytes. */
@@ -182,8 +181,21 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** Not the parent's loaders (tsx in tests): only its profiling flags, so `--cpu-prof` covers the workers too. */
-const WORKER_ARGS = (): string[] => process.execArgv.filter((a) => a.startsWith('--cpu-prof'));
+/**
+ * A thread's node flags: not the parent's loaders (tsx in tests), only its profiling flags, so
+ * `--cpu-prof` covers the threads too (with their values: `--cpu-prof-dir DIR` is two arguments).
+ */
+export function workerArgs(argv: readonly string[] = process.execArgv): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const a = argv[i] as string;
+    if (!a.startsWith('--cpu-prof')) continue;
+    out.push(a);
+    // `--cpu-prof-dir DIR`, `--cpu-prof-interval N`: the value is the next argument.
+    if (a !== '--cpu-prof' && !a.includes('=') && i + 1 < argv.length) out.push(argv[(i += 1)] as string);
+  }
+  return out;
+}
 
 interface WorkerMessage {
   job?: number;
@@ -198,35 +210,7 @@ interface WorkerMessage {
 async function startWorkers(count: number): Promise<Worker[]> {
   // Loaded only here: node:worker_threads costs every command ~25 ms of start-up otherwise.
   const { Worker } = await import('node:worker_threads');
-  return Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: WORKER_ARGS() }));
-}
-
-/** A job run on the main thread from a source with no file descriptors: async reads, one ahead. */
-async function runHere(source: ByteSource, job: HashJob, onBytes: (n: number) => void, signal?: AbortSignal): Promise<string[]> {
-  const hashes = job.targets.map(() => createHash('sha256'));
-  const length = job.end - job.start;
-  const pool = new BufferPool(2, Math.min(COPY_CHUNK, Math.max(1, length)));
-  let pos = job.start;
-  await readAhead(
-    { read: (target, at) => source.readInto(target, job.start + at) },
-    length,
-    pool,
-    (chunk, buffer) => {
-      const chunkEnd = pos + chunk.length;
-      for (const [i, t] of job.targets.entries()) {
-        const a = Math.max(t.start, pos);
-        const b = Math.min(t.end, chunkEnd);
-        if (a < b) (hashes[i] as ReturnType<typeof createHash>).update(chunk.subarray(a - pos, b - pos));
-      }
-      const counted = Math.max(0, Math.min(chunkEnd, job.counted) - pos);
-      pos = chunkEnd;
-      pool.give(buffer);
-      if (counted > 0) onBytes(counted);
-    },
-    (at) => truncated(source.name, job.start + at, job.end),
-    signal,
-  );
-  return hashes.map((h) => h.digest('hex'));
+  return Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs() }));
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -244,13 +228,13 @@ const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(r
 export async function hashLanes(source: ByteSource, jobs: readonly HashJob[], options: HashLanesOptions = {}): Promise<(string[] | undefined)[]> {
   const results: (string[] | undefined)[] = jobs.map(() => undefined);
   const bytes = jobs.reduce((sum, j) => sum + (j.end - j.start), 0);
-  const pieces = source.descriptors?.();
+  const pieces = source.descriptors();
   const wanted = Math.min(options.lanes ?? defaultLanes(), jobs.length);
   const job = (i: number): HashJob => jobs[i] as HashJob;
   const floor = options.minParallelBytes ?? PARALLEL_MIN_BYTES;
   // Other lanes can take at most what the largest job leaves (one big layer: nearly nothing).
   const largest = jobs.reduce((max, j) => Math.max(max, j.end - j.start), 0);
-  const lanes = pieces === undefined || bytes < floor || bytes - largest < floor / 4 ? 1 : Math.max(1, wanted);
+  const lanes = bytes < floor || bytes - largest < floor / 4 ? 1 : Math.max(1, wanted);
   // Largest first, so the lanes end together; ties in file order.
   const order = jobs.map((_, i) => i).sort((a, b) => job(b).end - job(b).start - (job(a).end - job(a).start) || job(a).start - job(b).start);
   // ctl[0]: the next place in `order` to take; ctl[1]: stop. skip[i]: job i is not to be run.
@@ -284,14 +268,10 @@ export async function hashLanes(source: ByteSource, jobs: readonly HashJob[], op
   const signal = stop.signal;
 
   const mainLane = async (): Promise<void> => {
-    const buf = pieces === undefined ? undefined : Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, bytes)));
+    const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, bytes)));
     let sinceYield = 0;
     for (let i = take(); i !== undefined && !signal.aborted; i = take()) {
       const current = i;
-      if (pieces === undefined || buf === undefined) {
-        finished(current, await runHere(source, job(current), (n) => options.onBytes?.(n, current), signal));
-        continue;
-      }
       const st = laneCore().start(job(current));
       for (;;) {
         const before = st.pos;

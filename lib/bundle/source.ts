@@ -3,11 +3,9 @@
  * The files are opened once, so what was checked is what is read, even if a path is replaced
  * meanwhile; a file that shrinks under us (a USB stick pulled) is reported as truncation.
  */
-import { createHash } from 'node:crypto';
 import { type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { fromSystemError, SeabagError } from '../errors.js';
-import { BufferPool, COPY_CHUNK, readAhead } from '../util/buffers.js';
 import { openRegularFile, READ_CHUNK } from '../util/files.js';
 
 export interface ByteSource {
@@ -18,20 +16,15 @@ export interface ByteSource {
   read(position: number, length: number): Promise<Buffer>;
   /** A stream of exactly `length` bytes at `position`, in 1 MiB chunks. */
   stream(position: number, length: number, signal?: AbortSignal): Readable;
-  /**
-   * The hex sha256 of `[position, position + length)`, reading ahead while it hashes (no stream
-   * in between: this is verify's whole cost). `onBytes` hears of each chunk hashed.
-   */
-  sha256(position: number, length: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string>;
   /** Fills `target` from `position`; returns how many bytes the files gave (short at their end). */
   readInto(target: Buffer, position: number): Promise<number>;
   /** Which file holds `position` (for naming a bad part). */
   locate(position: number): { file: string; offset: number };
   /**
-   * The open files behind the source, for hashing threads to read in place (threads share the
-   * process's descriptors); undefined when the bytes are not in files.
+   * The open files behind the source, for hashing (`hashLanes`) to read in place with pread, on
+   * the main thread and on other threads (threads share the process's descriptors).
    */
-  descriptors?(): { fd: number; start: number; size: number; path: string }[];
+  descriptors(): { fd: number; start: number; size: number; path: string }[];
   close(): Promise<void>;
 }
 
@@ -157,25 +150,6 @@ export class FileSource implements ByteSource {
       },
     });
     return stream;
-  }
-
-  async sha256(position: number, length: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string> {
-    const hash = createHash('sha256');
-    const pool = new BufferPool(2, Math.min(COPY_CHUNK, Math.max(1, length)));
-    await readAhead(
-      { read: (target, at) => this.readInto(target, position + at) },
-      length,
-      pool,
-      (chunk, buffer) => {
-        hash.update(chunk);
-        onBytes?.(chunk.length);
-        // Hashed synchronously: the buffer is free for the next read at once.
-        pool.give(buffer);
-      },
-      (at) => truncated(this.name, position + at, position + length),
-      signal,
-    );
-    return hash.digest('hex');
   }
 
   async close(): Promise<void> {

@@ -26,8 +26,10 @@ export interface ForeignProbe {
   errors: string[];
 }
 
-/** A config digest no registry holds, so that the probe manifest is never stored. */
-const ABSENT_CONFIG = sha256Digest('seabag: probe for foreign layer urls; this blob does not exist');
+/** A config digest no registry holds, so that the probe manifest is never stored (hashed when a probe is made, not at every start). */
+function absentConfig(): string {
+  return sha256Digest('seabag: probe for foreign layer urls; this blob does not exist');
+}
 
 /**
  * Asks the registry whether it accepts manifests whose layers carry these `urls`, without
@@ -41,11 +43,12 @@ const ABSENT_CONFIG = sha256Digest('seabag: probe for foreign layer urls; this b
  */
 export async function probeForeignLayers(repo: RepositoryEndpoint, manifestType: string, layers: readonly Descriptor[], options: OpOptions = {}): Promise<ForeignProbe> {
   const docker = manifestType === DOCKER_MANIFEST;
+  const absent = absentConfig();
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: manifestType,
-      config: { mediaType: docker ? DOCKER_CONFIG : OCI_CONFIG, digest: ABSENT_CONFIG, size: 2 },
+      config: { mediaType: docker ? DOCKER_CONFIG : OCI_CONFIG, digest: absent, size: 2 },
       layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.urls === undefined ? {} : { urls: l.urls }) })),
     }),
   );
@@ -76,7 +79,7 @@ export async function probeForeignLayers(repo: RepositoryEndpoint, manifestType:
     // not a distribution error body: judged by its status below
   }
   // Layer blobs may be unknown too (a registry that checks them); only other errors are a refusal.
-  const refused = res.status >= 500 || errors.some((c) => c !== 'MANIFEST_BLOB_UNKNOWN') || (errors.length === 0 && !blobUnknown.includes(ABSENT_CONFIG));
+  const refused = res.status >= 500 || errors.some((c) => c !== 'MANIFEST_BLOB_UNKNOWN') || (errors.length === 0 && !blobUnknown.includes(absent));
   return { accepted: !refused, status: res.status, errors };
 }
 

@@ -2,11 +2,11 @@
  * HTTP for registries: keep-alive agents, a custom CA added to the system roots, streamed bodies,
  * and network failures classified once, here, as temporary or not.
  */
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, ClientRequest, IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
 import { SeabagError } from '../errors.js';
+import { nodeHttp, nodeHttps, nodeTls } from '../util/lazy.js';
 
 export interface HttpRequest {
   method: string;
@@ -85,11 +85,11 @@ export class Transport {
 
   constructor(options: TransportOptions = {}) {
     this.#timeoutMs = options.timeoutMs ?? 60_000;
-    this.#http = new HttpAgent({ keepAlive: true, maxSockets: 16 });
-    this.#https = new HttpsAgent({
+    this.#http = new (nodeHttp().Agent)({ keepAlive: true, maxSockets: 16 });
+    this.#https = new (nodeHttps().Agent)({
       keepAlive: true,
       maxSockets: 16,
-      ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
+      ...(options.ca === undefined ? {} : { ca: [...nodeTls().rootCertificates, options.ca] }),
     });
   }
 
@@ -103,7 +103,7 @@ export class Transport {
   send(req: HttpRequest): Promise<HttpResponse> {
     return new Promise<HttpResponse>((resolve, reject) => {
       const isHttps = req.url.protocol === 'https:';
-      const make = isHttps ? httpsRequest : httpRequest;
+      const make = isHttps ? nodeHttps().request : nodeHttp().request;
       const headers: Record<string, string> = { 'user-agent': 'seabag', ...req.headers };
       if (Buffer.isBuffer(req.body)) headers['content-length'] = String(req.body.length);
       let settled = false;

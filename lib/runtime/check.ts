@@ -3,8 +3,8 @@
  * deadline. Its output is kept as a bounded tail (never the whole of it in memory) and cleaned of
  * control characters before anyone shows it, since `status` prints it to the captain's terminal.
  */
-import { spawn } from 'node:child_process';
 import { SeabagError } from '../errors.js';
+import { nodeChildProcess } from '../util/lazy.js';
 
 export interface HealthCheck {
   /** argv; the captain's `--check CMD` is `['/bin/sh', '-c', CMD]`. */
@@ -61,7 +61,7 @@ export async function runHealthCheck(
 ): Promise<CheckOutcome> {
   const [program, ...args] = check.command;
   if (program === undefined) throw new SeabagError('E_USAGE', 'the health check names no program');
-  const child = spawn(program, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = nodeChildProcess().spawn(program, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const chunks: Buffer[] = [];
   let kept = 0;
   const take = (chunk: Buffer): void => {

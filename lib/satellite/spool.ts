@@ -418,20 +418,43 @@ export class Spool {
     const o = this.#options;
     const url = new URL(repo.path('blobs', desc.digest), repo.client.baseUrl);
     const timeoutMs = (o.timeoutSeconds ?? 60) * 1000;
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => body.destroy(Object.assign(new Error(`no data for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })), timeoutMs);
-    };
+    // One timer per response, not one per chunk: it drops a body that has been silent too long.
+    let heard = Date.now();
+    const timer = setInterval(() => {
+      if (Date.now() - heard >= timeoutMs) body.destroy(Object.assign(new Error(`no data for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+    }, Math.min(timeoutMs, 1000));
     let received = start;
     let credit = prepaid;
-    arm();
+    // Chunks reach the file in batches (a write per 64 KiB chunk costs more than the copy itself),
+    // at most SPOOL_BATCH bytes or a second behind the link, one write in flight, in order.
+    const batch: Buffer[] = [];
+    let batched = 0;
+    let batchAt = start;
+    let oldest = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const flush = async (): Promise<void> => {
+      if (batched > 0) {
+        const buffers = batch.splice(0);
+        const at = batchAt;
+        batchAt += batched;
+        batched = 0;
+        await writing;
+        const w = writevFully(handle, buffers, at);
+        w.catch(() => undefined);
+        writing = w;
+      }
+    };
+    const settle = async (): Promise<void> => {
+      await flush();
+      await writing;
+    };
     try {
       for await (const chunk of body) {
         const buf = chunk as Buffer;
-        arm();
+        heard = Date.now();
         if (received + buf.length > desc.size) {
           body.destroy();
+          await settle().catch(() => undefined);
           await rm(partial, { force: true });
           throw new SeabagError('E_SIZE_MISMATCH', `blob ${desc.digest} from ${repo.client.registry}/${repo.name} runs past its ${desc.size} bytes`, {
             details: { digest: desc.digest, expected: desc.size, found: `more than ${desc.size}` },
@@ -442,15 +465,21 @@ export class Spool {
           credit = Math.max(0, credit - buf.length);
           if (owed > 0) await o.bucket.take(owed, o.signal);
         }
-        if (also === undefined) await writeFully(handle, buf, received);
-        else await Promise.all([writeFully(handle, buf, received), also(buf)]);
+        if (batched === 0) oldest = heard;
+        batch.push(buf);
+        batched += buf.length;
+        if (batched >= SPOOL_BATCH || heard - oldest >= 1000) await flush();
+        if (also !== undefined) await also(buf);
         hash.update(buf);
         received += buf.length;
         this.bytesDownloaded += buf.length;
         o.onBytes?.(buf.length);
         progressed();
       }
+      await settle();
     } catch (err) {
+      // What came over the link is kept, whatever broke.
+      await settle().catch(() => undefined);
       if (err instanceof SeabagError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw fromSystemError(err, 'write', partial);
       const e = networkError(err, 'GET', url);
@@ -463,7 +492,7 @@ export class Spool {
         hint: 'run the same command again when the link is back: it resumes from the bytes already in the spool',
       });
     } finally {
-      clearTimeout(timer);
+      clearInterval(timer);
     }
     if (received < until) {
       await handle.datasync().catch(() => undefined);
@@ -497,6 +526,15 @@ export class Spool {
  */
 function sliceSize(rate: number): number {
   return Math.max(32 * 1024, Math.min(256 * 1024, Math.floor(rate / 4)));
+}
+
+/** Bytes of the link a spool file may lag behind (besides at most a second of it). */
+const SPOOL_BATCH = 1024 * 1024;
+
+async function writevFully(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  const total = buffers.reduce((n, b) => n + b.length, 0);
+  const { bytesWritten } = await handle.writev(buffers, position);
+  if (bytesWritten < total) await writeFully(handle, Buffer.concat(buffers, total).subarray(bytesWritten), position + bytesWritten);
 }
 
 async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {

@@ -1,0 +1,68 @@
+/**
+ * Loading the program (yargs, the commands, the library).
+ *
+ * The build (scripts/bundle-cli.mjs) makes dist/program.cjs, the whole program as one CommonJS
+ * script, run here with `vm.Script` and the V8 code cache the build trained beside it
+ * (dist/program.cache): Node 20 has no compile cache for modules, and compiling yargs and the
+ * library was most of a command's start-up. Inside it, a command's own code is initialised only
+ * when that command runs (cli/commands/index.ts). A cache that V8 refuses (another Node version)
+ * only costs the compile; the cache is made by the build, never written at run time.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Script } from 'node:vm';
+import { packageRoot } from '../lib/util/package.js';
+
+export type ProgramModule = typeof import('./program.js');
+
+/** A program script, compiled and run: its exports, and the script (the build takes its code cache). */
+export interface LoadedProgram {
+  exports: ProgramModule;
+  script: Script;
+  /** The code cache was given and V8 used it. */
+  cached: boolean;
+}
+
+/** The program script the build makes, and its code cache beside it (`.cache` for `.cjs`). */
+export function programScript(): { file: string; cache: string } {
+  const dir = join(packageRoot(), 'dist');
+  return { file: join(dir, 'program.cjs'), cache: join(dir, 'program.cache') };
+}
+
+/**
+ * Compiles and runs one program script. It is wrapped as a CommonJS module is, plus `__seabagUrl`
+ * (its `import.meta.url`) and `__seabagImport` (its `import()`, since a script compiled by `vm`
+ * cannot import on its own without an experimental flag); `"use strict"` because every source is a
+ * module, and modules are strict.
+ */
+export function runProgramScript(path: string, cachedData?: Buffer): LoadedProgram {
+  const file = resolve(path);
+  const source = readFileSync(file, 'utf8');
+  const wrapped = `(function (exports, require, module, __filename, __dirname, __seabagUrl, __seabagImport) {"use strict";${source}\n})`;
+  const script = new Script(wrapped, { filename: file, ...(cachedData === undefined ? {} : { cachedData }) });
+  const module = { exports: {} as ProgramModule };
+  const body = script.runInThisContext() as (...args: unknown[]) => void;
+  body.call(module.exports, module.exports, createRequire(file), module, file, dirname(file), pathToFileURL(file).href, (specifier: string) => import(specifier));
+  return { exports: module.exports, script, cached: cachedData !== undefined && !script.cachedDataRejected };
+}
+
+function readOptional(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The program: the bundled script with its code cache; from a checkout that was not bundled, the modules. */
+export async function loadProgram(): Promise<ProgramModule> {
+  const { file, cache } = programScript();
+  try {
+    return runProgramScript(file, readOptional(cache)).exports;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || (err as NodeJS.ErrnoException).path !== file) throw err;
+  }
+  return import('./program.js');
+}

@@ -1,0 +1,99 @@
+// Trains the V8 code cache of dist/program.cjs (cli/program-loader.ts reads it): runs commands as
+// a user would, in this process, on a tiny signed release made here (a one-layer OCI layout
+// written by hand), then keeps what V8 compiled. Nothing leaves the temporary folder; no network.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+
+const { runProgramScript } = await import('../dist/cli/program-loader.js');
+
+class Sink extends Writable {
+  text = '';
+  isTTY = false;
+  _write(chunk, _enc, cb) {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+/** Runs one command line through a program's `main`; returns its exit status and output. */
+async function run(program, argv, env) {
+  const stdout = new Sink();
+  const stderr = new Sink();
+  const code = await program.main(argv, { stdout, stderr, env: { PATH: process.env.PATH ?? '', HOME: env.HOME, ...env } });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+async function blob(layout, data) {
+  const hex = createHash('sha256').update(data).digest('hex');
+  await writeFile(join(layout, 'blobs', 'sha256', hex), data);
+  return { digest: `sha256:${hex}`, size: data.length };
+}
+
+/** A one-image OCI layout: an empty tar layer, its config, the manifest, tagged `tiny`. */
+async function tinyLayout(layout) {
+  await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
+  const tar = Buffer.alloc(1024);
+  const layer = await blob(layout, gzipSync(tar));
+  const config = await blob(layout, Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${createHash('sha256').update(tar).digest('hex')}`] }, config: {} })));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+  }));
+  const m = await blob(layout, manifest);
+  await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'tiny' } }] }));
+}
+
+/**
+ * Trains the program script `file`: writes its code cache to `cacheFile`. Only the commands whose
+ * start-up is measured and felt (status, inspect, verify, help) are trained: V8 reads the whole
+ * cache on every start, so code only build or keygen run would slow every other command. The
+ * example release is made by child processes, so their code stays out of the cache. A command
+ * that does not exit 0 fails the build: the cache would be trained on an error path, and the
+ * program is broken anyway.
+ */
+export async function trainProgramCaches(file, cacheFile, entry = 'dist/seabag.mjs') {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-train-'));
+  try {
+    const empty = join(work, 'empty-state');
+    await mkdir(empty);
+    const env = { HOME: work, SEABAG_STATE_DIR: join(work, 'state') };
+    const k = (name) => join(work, name);
+    await tinyLayout(k('layout'));
+    await writeFile(k('release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: tiny\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/train/tiny:1.0.0\n    from: oci:${k('layout')}:tiny\n`);
+    const setup = [
+      ['keygen', k('root.key')],
+      ['keygen', k('release.key')],
+      ['trust', 'init', '--root-key', k('root.key.pub'), '--release-key', k('release.key.pub'), '--sign', k('root.key'), '-o', k('trust.json')],
+      ['build', k('release.yaml'), '-o', k('tiny.bundle'), '--sign', k('release.key')],
+    ];
+    for (const argv of setup) {
+      const r = spawnSync(process.execPath, [entry, ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+      if (r.status !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
+    }
+    const loaded = runProgramScript(file);
+    const lines = [
+      ['--help'],
+      ['status', '--state-dir', empty],
+      ['status', '--state-dir', empty, '--json'],
+      ['inspect', k('tiny.bundle')],
+      ['inspect', k('tiny.bundle'), '--json'],
+      ['verify', k('tiny.bundle'), '--trust', k('trust.json')],
+      ['verify', k('tiny.bundle'), '--trust', k('trust.json'), '--json'],
+    ];
+    for (const argv of lines) {
+      const r = await run(loaded.exports, argv, env);
+      if (r.code !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
+    }
+    await writeFile(cacheFile, loaded.script.createCachedData());
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Start-up: the installed program (dist/seabag.mjs) loads the bundled program script with the
+ * code cache the build trained (cli/program-loader.ts), initialises only the command that runs,
+ * and answers exactly as the TypeScript modules do. How fast is measured in bench/run.ts; here,
+ * what would make it slow or different without anyone noticing.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { execa } from 'execa';
+import { commandPaths } from '../cli/program.js';
+import { BIN, runCli } from './helpers/cli.js';
+import { buildRandomImage } from './helpers/images.js';
+
+const root = new URL('..', import.meta.url).pathname;
+
+test('the bundled program runs from its code cache, which V8 accepts (a stale or untrained cache would not be)', async (t) => {
+  const probe = `
+    const { programScript, runProgramScript } = await import(${JSON.stringify(join(root, 'dist/cli/program-loader.js'))});
+    const { readFileSync } = await import('node:fs');
+    const { file, cache } = programScript();
+    const loaded = runProgramScript(file, readFileSync(cache));
+    console.log(JSON.stringify({ cached: loaded.cached, commands: loaded.exports.commandPaths().length }));`;
+  const r = await execa('node', ['--input-type=module', '-e', probe]);
+  t.deepEqual(JSON.parse(r.stdout), { cached: true, commands: commandPaths().length });
+});
+
+test('the installed program answers as the modules do: every --help, usage errors, a mistyped command, completion, byte for byte', async (t) => {
+  const lines = [[], ['--help'], ...commandPaths().map((p) => [...p, '--help']), ['stauts'], ['trust', 'rotat'], ['status', '--bogus'], ['inspect'], ['completion', 'bash'], ['completion', 'fish'], ['--json', 'bogus']];
+  for (const argv of lines) {
+    const mine = await runCli(argv);
+    const bin = await execa('node', [BIN, ...argv], { reject: false, env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root' }, extendEnv: false });
+    const what = `bundle ${argv.join(' ')}`;
+    t.is(bin.exitCode, mine.code, what);
+    t.is(bin.stdout, mine.stdout.replace(/\n$/, ''), `${what}: stdout`);
+    t.is(bin.stderr, mine.stderr.replace(/\n$/, ''), `${what}: stderr`);
+  }
+});
+
+test('a command initialises only what it uses: status loads no HTTP, TLS or child-process module, inspect only the release document validator', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-startup-'));
+  const state = join(work, 'state');
+  try {
+    const status = await execa('node', [BIN, 'status', '--state-dir', state], { env: { NODE_DEBUG: 'module' } });
+    t.regex(status.stdout, /no releases held/);
+    const builtins = new Set([...status.stderr.matchAll(/load built-in module (\S+)/g)].map((m) => (m[1] as string).replace(/^node:/, '')));
+    for (const heavy of ['http', 'https', 'tls', 'net', 'child_process', 'zlib', 'readline', 'assert', 'worker_threads']) t.false(builtins.has(heavy), `status loaded node:${heavy}`);
+    t.true(builtins.has('fs'), 'the trace names what loads (NODE_DEBUG=module still works)');
+    await buildRandomImage(join(work, 'layout'), 'tiny', [4096], 'tiny');
+    await writeFile(join(work, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: tiny\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/startup/tiny:1.0.0\n    from: oci:${join(work, 'layout')}:tiny\n`);
+    t.is((await runCli(['build', join(work, 'release.yaml'), '-o', join(work, 'tiny.bundle'), '--unsigned'])).code, 0);
+    const inspect = await execa('node', [BIN, 'inspect', join(work, 'tiny.bundle')], { env: { NODE_DEBUG: 'module' } });
+    t.regex(inspect.stdout, /^tiny 1\.0\.0/);
+    t.deepEqual([...inspect.stderr.matchAll(/dist\/validators\/([\w-]+)\.cjs/g)].map((m) => m[1]).filter((v, i, a) => a.indexOf(v) === i), ['release-document']);
+    t.notRegex(inspect.stderr, /load built-in module node:(https?|tls|child_process)\b/, 'inspect loads no network code');
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});

@@ -6,9 +6,12 @@
  * (dist/program.cache): Node 20 has no compile cache for modules, and compiling yargs and the
  * library was most of a command's start-up. Inside it, a command's own code is initialised only
  * when that command runs (cli/commands/index.ts). A cache that V8 refuses (another Node version)
- * only costs the compile; the cache is made by the build, never written at run time.
+ * only costs the compile; the cache is made by the build, never written at run time. The cache
+ * starts with the sha256 of the script it was made from: V8 itself checks only the script's
+ * length, so a script edited in place would otherwise run the code of the old one.
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,7 +24,9 @@ export type ProgramModule = typeof import('./program.js');
 export interface LoadedProgram {
   exports: ProgramModule;
   script: Script;
-  /** The code cache was given and V8 used it. */
+  /** sha256 of the script's bytes. */
+  digest: Buffer;
+  /** A code cache made from these very bytes was found and V8 used it. */
   cached: boolean;
 }
 
@@ -37,15 +42,23 @@ export function programScript(): { file: string; cache: string } {
  * cannot import on its own without an experimental flag); `"use strict"` because every source is a
  * module, and modules are strict.
  */
-export function runProgramScript(path: string, cachedData?: Buffer): LoadedProgram {
+export function runProgramScript(path: string, cacheFile?: string): LoadedProgram {
   const file = resolve(path);
-  const source = readFileSync(file, 'utf8');
-  const wrapped = `(function (exports, require, module, __filename, __dirname, __seabagUrl, __seabagImport) {"use strict";${source}\n})`;
+  const bytes = readFileSync(file);
+  const digest = createHash('sha256').update(bytes).digest();
+  const stored = cacheFile === undefined ? undefined : readOptional(cacheFile);
+  const cachedData = stored !== undefined && stored.length > digest.length && stored.subarray(0, digest.length).equals(digest) ? stored.subarray(digest.length) : undefined;
+  const wrapped = `(function (exports, require, module, __filename, __dirname, __seabagUrl, __seabagImport) {"use strict";${bytes.toString('utf8')}\n})`;
   const script = new Script(wrapped, { filename: file, ...(cachedData === undefined ? {} : { cachedData }) });
   const module = { exports: {} as ProgramModule };
   const body = script.runInThisContext() as (...args: unknown[]) => void;
   body.call(module.exports, module.exports, createRequire(file), module, file, dirname(file), pathToFileURL(file).href, (specifier: string) => import(specifier));
-  return { exports: module.exports, script, cached: cachedData !== undefined && !script.cachedDataRejected };
+  return { exports: module.exports, script, digest, cached: cachedData !== undefined && !script.cachedDataRejected };
+}
+
+/** Writes the code cache of a loaded program (the build's training), marked with the script's sha256. */
+export function writeProgramCache(loaded: LoadedProgram, cacheFile: string): void {
+  writeFileSync(cacheFile, Buffer.concat([loaded.digest, loaded.script.createCachedData()]));
 }
 
 function readOptional(file: string): Buffer | undefined {
@@ -60,7 +73,7 @@ function readOptional(file: string): Buffer | undefined {
 export async function loadProgram(): Promise<ProgramModule> {
   const { file, cache } = programScript();
   try {
-    return runProgramScript(file, readOptional(cache)).exports;
+    return runProgramScript(file, cache).exports;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || (err as NodeJS.ErrnoException).path !== file) throw err;
   }

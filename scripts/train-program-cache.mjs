@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 
-const { runProgramScript } = await import('../dist/cli/program-loader.js');
+const { runProgramScript, writeProgramCache } = await import('../dist/cli/program-loader.js');
 
 class Sink extends Writable {
   text = '';
@@ -92,7 +92,7 @@ export async function trainProgramCaches(file, cacheFile, entry = 'dist/seabag.m
       const r = await run(loaded.exports, argv, env);
       if (r.code !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
     }
-    await writeFile(cacheFile, loaded.script.createCachedData());
+    writeProgramCache(loaded, cacheFile);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

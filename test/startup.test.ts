@@ -4,7 +4,7 @@
  * and answers exactly as the TypeScript modules do. How fast is measured in bench/run.ts; here,
  * what would make it slow or different without anyone noticing.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -18,12 +18,38 @@ const root = new URL('..', import.meta.url).pathname;
 test('the bundled program runs from its code cache, which V8 accepts (a stale or untrained cache would not be)', async (t) => {
   const probe = `
     const { programScript, runProgramScript } = await import(${JSON.stringify(join(root, 'dist/cli/program-loader.js'))});
-    const { readFileSync } = await import('node:fs');
     const { file, cache } = programScript();
-    const loaded = runProgramScript(file, readFileSync(cache));
+    const loaded = runProgramScript(file, cache);
     console.log(JSON.stringify({ cached: loaded.cached, commands: loaded.exports.commandPaths().length }));`;
   const r = await execa('node', ['--input-type=module', '-e', probe]);
   t.deepEqual(JSON.parse(r.stdout), { cached: true, commands: commandPaths().length });
+});
+
+test('a program script edited in place does not run from the cache of the old one (V8 checks only the length; the cache carries the script\'s sha256)', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-stale-cache-'));
+  try {
+    const program = join(work, 'program.cjs');
+    const cache = join(work, 'program.cache');
+    const source = await readFile(join(root, 'dist/program.cjs'), 'utf8');
+    // The same length, one letter changed, in text --help prints.
+    const edited = source.replace('Signed, content-addressed release bundles', 'Signed, content-Addressed release bundles');
+    t.not(edited, source);
+    t.is(edited.length, source.length);
+    await writeFile(program, edited);
+    await copyFile(join(root, 'dist/program.cache'), cache);
+    const probe = `
+      const { runProgramScript } = await import(${JSON.stringify(join(root, 'dist/cli/program-loader.js'))});
+      const { Writable } = await import('node:stream');
+      let out = '';
+      const stdout = new Writable({ write(c, _e, cb) { out += c; cb(); } });
+      const loaded = runProgramScript(${JSON.stringify(program)}, ${JSON.stringify(cache)});
+      await loaded.exports.main(['--help'], { stdout, stderr: stdout, env: {} });
+      console.log(JSON.stringify({ cached: loaded.cached, edited: out.includes('content-Addressed') }));`;
+    const r = await execa('node', ['--input-type=module', '-e', probe]);
+    t.deepEqual(JSON.parse(r.stdout), { cached: false, edited: true });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 test('the installed program answers as the modules do: every --help, usage errors, a mistyped command, completion, byte for byte', async (t) => {

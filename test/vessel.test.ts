@@ -10,6 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import test from 'ava';
 import { execa } from 'execa';
 import { openBundle, type ReleaseDocument } from '../lib/index.js';
+import { envelopeOf, packBundle, replaceSignature, unpackBundle } from './helpers/bundles.js';
 import { exampleBundles } from './helpers/example.js';
 import { startContainerd } from './helpers/containerd.js';
 import { runCli } from './helpers/cli.js';
@@ -172,6 +173,26 @@ test('re-importing the same bundle pushes nothing', async (t) => {
   t.true((first['bytesPushed'] as number) > 1_000_000);
   const again = await importOk(v, v1);
   t.like(again, { bytesPushed: 0, alreadyHeld: true, blobs: { pushed: 0, mounted: 0 } });
+});
+
+test('a re-import is judged whole before its early HEADs count: the held release under a signature that no longer verifies is refused (exit 1) though the registry holds all of it', async (t) => {
+  const v = await startVessel(t);
+  await importOk(v, v1, '--trust', trust);
+  // The same release manifest (the vessel's record matches, so the re-import's HEADs start while
+  // admission runs), with another statement under the signature.
+  const parts = await unpackBundle(v1);
+  const envelope = JSON.parse((envelopeOf(parts) as Buffer).toString()) as { payload: string };
+  const statement = JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as { predicate: { version: string } };
+  statement.predicate.version = '9.9.9';
+  envelope.payload = Buffer.from(JSON.stringify(statement)).toString('base64');
+  replaceSignature(parts, Buffer.from(JSON.stringify(envelope)));
+  const forged = join(work, 'forged-reimport.bundle');
+  await packBundle(parts, forged);
+  // Spawned: a refused import must also end at once, with no request of the early check left running.
+  const r = await v.spawn(['import', forged, '--json', '--target', 'class-a']);
+  t.is(r.exitCode, 1, r.all);
+  t.is((JSON.parse(r.stdout) as { error: { code: string } }).error.code, 'E_SIGNATURE_INVALID');
+  t.like(await importOk(v, v1), { alreadyHeld: true, bytesPushed: 0 });
 });
 
 test('import killed with SIGKILL before, during and after the pushes: the re-run completes and 1.4.0 stays active and pullable', async (t) => {

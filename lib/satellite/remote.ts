@@ -7,9 +7,9 @@
 import { Readable } from 'node:stream';
 import { SeabagError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { MAX_METADATA_SIZE, parseIndexDocument, parseJSON, type Descriptor, type ImageIndex } from '../oci/descriptor.js';
+import { MAX_METADATA_SIZE, parseImageManifest, parseIndexDocument, parseJSON, type Descriptor, type ImageIndex } from '../oci/descriptor.js';
 import { fetchVerified } from '../oci/graph.js';
-import { isManifestLike, OCI_INDEX, SEABAG_BUNDLE } from '../oci/media-types.js';
+import { isImageManifest, isManifestLike, OCI_INDEX, SEABAG_BUNDLE, SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN } from '../oci/media-types.js';
 import type { BlobWriter, OpOptions, RangeReader, RelayOptions } from '../oci/store.js';
 import { readVerified } from '../oci/verify.js';
 import type { BundleLayout, OpenedBundle } from '../bundle/release.js';
@@ -20,6 +20,14 @@ import { DEFAULT_RETRY, withRetry } from '../registry/retry.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { formatOciAddress, type OciAddress } from './address.js';
 import type { Spool } from './spool.js';
+
+/**
+ * Admission metadata asked for at once (see `RegistryLayout.#prefetch`): at most 16 documents of
+ * each kind, none over 64 KiB, 256 KiB in all (a release's is a few KiB).
+ */
+const PREFETCH = 16;
+const PREFETCH_ITEM = 64 * 1024;
+const PREFETCH_BYTES = 256 * 1024;
 
 /** Blobs up to this size are read whole, without the spool: metadata, not worth resuming. */
 export const SMALL_BLOB = 256 * 1024;
@@ -51,6 +59,8 @@ export class RegistryLayout implements BundleLayout {
   readonly #manifests = new Map<string, Promise<Buffer>>();
   /** Small blobs read so far (the release document, its layers, envelopes, roots). */
   readonly #small = new Map<string, Promise<Buffer>>();
+  /** Reads `#prefetch` started, awaited before the layout closes. */
+  readonly #prefetching: Promise<unknown>[] = [];
   /** Bytes of metadata (manifests, small blobs) read from the registry. */
   metadataBytes = 0;
   readonly #onMetadata: ((n: number) => void) | undefined;
@@ -113,9 +123,42 @@ export class RegistryLayout implements BundleLayout {
    * few KiB). Admission (`admit()`) judges it next, through the same reader.
    */
   async release(): Promise<OpenedBundle<RegistryLayout>> {
+    this.#prefetch();
     const reader = new MetadataReader(this);
-    const meta = await readRelease(reader);
+    const meta = await readRelease(reader).catch(async (err: unknown) => {
+      await this.close();
+      throw err;
+    });
     return { ...meta, input: { name: this.source.name, pieces: [] }, archive: this, reader, close: () => this.close() };
+  }
+
+  /**
+   * Asks for the admission metadata all at once (the release manifest with its config and layers,
+   * each signature manifest with its envelope, each trust chain with its roots), so the reads
+   * that follow, one after another, wait on one round trip rather than a dozen. Only what
+   * `readRelease` reads anyway, at most PREFETCH of each kind; a failure here is left for that
+   * read to meet and report.
+   */
+  #prefetch(): void {
+    const quiet = (p: Promise<unknown>): void => {
+      p.catch(() => undefined);
+      this.#prefetching.push(p);
+    };
+    // Within a budget far below admission's own caps: a hostile index gets no more than that.
+    let budget = PREFETCH_BYTES;
+    const affordable = (d: Descriptor): boolean => d.size <= PREFETCH_ITEM && (budget -= d.size) >= 0;
+    for (const kind of [SEABAG_RELEASE, SEABAG_SIGNATURE, SEABAG_TRUST_CHAIN]) {
+      for (const desc of this.index.manifests.filter((d) => d.artifactType === kind).slice(0, PREFETCH)) {
+        if (!isImageManifest(desc.mediaType) || !affordable(desc)) continue;
+        quiet(
+          this.manifest(desc).then((bytes) => {
+            const m = parseImageManifest(bytes, desc);
+            const blobs = kind === SEABAG_RELEASE ? [m.config, ...m.layers] : m.layers;
+            for (const b of blobs.slice(0, PREFETCH)) if (affordable(b)) quiet(this.readSmall(b));
+          }),
+        );
+      }
+    }
   }
 
   /**
@@ -165,10 +208,17 @@ export class RegistryLayout implements BundleLayout {
    */
   async relay(desc: Descriptor, start: () => Promise<BlobWriter>, options: RelayOptions = {}): Promise<void> {
     if (!isManifestLike(desc.mediaType) && desc.size > SMALL_BLOB) return this.#spool.relay(this.repo, desc, start, options);
-    const bytes = await this.readSmall(desc);
+    // The upload session opens while the blob comes over the link.
+    let first: Promise<BlobWriter> | undefined = start();
+    first.catch(() => undefined);
+    const bytes = await this.readSmall(desc).catch(async (err: unknown) => {
+      await (await first?.catch(() => undefined))?.cancel();
+      throw err;
+    });
     await withRetry(
       async () => {
-        const upload = await start();
+        const upload = await (first ?? start());
+        first = undefined;
         try {
           await upload.write(bytes);
           await upload.commit();
@@ -226,6 +276,8 @@ export class RegistryLayout implements BundleLayout {
   }
 
   async close(): Promise<void> {
-    // The registry client belongs to whoever opened the layout.
+    // The registry client belongs to whoever opened the layout; nothing asked for here is left
+    // under way when it closes.
+    await Promise.allSettled(this.#prefetching);
   }
 }

@@ -186,9 +186,25 @@ export class Spool {
       }
       // An upload goes on only in step with the spool; a new one starts from byte 0.
       if (upload !== undefined && (upload.written !== held || hashed !== held)) await dropUpload();
-      upload ??= await vessel(start);
-      const u = upload;
-      if (u.written < held) await feed(u.written, held);
+      // A fresh blob's upload session opens while its first bytes are asked for.
+      let starting: Promise<BlobWriter> | undefined;
+      if (upload === undefined) {
+        starting = vessel(start);
+        starting.catch(() => undefined);
+        if (held > 0) {
+          upload = await starting;
+          starting = undefined;
+        }
+      }
+      const ready = async (): Promise<BlobWriter> => {
+        if (starting !== undefined) {
+          const opening = starting;
+          starting = undefined;
+          upload = await opening;
+        }
+        return upload as BlobWriter;
+      };
+      if (upload !== undefined && upload.written < held) await feed(upload.written, held);
       let offset = held;
       try {
         while (offset < desc.size) {
@@ -196,6 +212,13 @@ export class Spool {
           const slice = o.bucket === undefined ? undefined : Math.min(sliceSize(o.bucket.rate), desc.size - offset);
           if (slice !== undefined) await o.bucket?.take(slice, o.signal);
           const opened = await this.#openRange(repo, desc, offset, slice, partial);
+          let u: BlobWriter;
+          try {
+            u = await ready();
+          } catch (err) {
+            opened.body.destroy();
+            throw err;
+          }
           const restarted = opened.start !== offset;
           if (restarted || (opened.total !== undefined && opened.total !== desc.size)) {
             opened.body.destroy();
@@ -227,12 +250,19 @@ export class Spool {
           });
         }
       } catch (err) {
-        if (err instanceof SeabagError && !fromVessel.has(err) && upload !== undefined) {
+        if (starting !== undefined) {
+          const opening = starting;
+          starting = undefined;
+          upload = await opening.catch(() => undefined);
+        }
+        const u = upload;
+        if (err instanceof SeabagError && !fromVessel.has(err) && u !== undefined) {
           // The link broke: end the upload's request cleanly while patience waits.
           await vessel(() => u.pause()).catch(() => dropUpload());
         }
         throw err;
       }
+      const u = await ready();
       const found = `sha256:${hash.digest('hex')}`;
       hash = createHash('sha256');
       hashed = 0;

@@ -225,14 +225,39 @@ async function checkForeignAccepted(vessel: Vessel, images: readonly { ref: stri
 /**
  * Does the registry still hold all of this release: every blob and manifest (HEADed, not assumed
  * from a manifest that names them: a layer can be lost under a manifest) and its version tags?
+ * The HEADs and the two tag reads go out together.
  */
 async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal): Promise<boolean> {
   const sig = signal ? { signal } : {};
-  if ((await missingContent(vessel, held, signal)).length > 0) return false;
   const tag = versionTag(held.version);
-  if ((await (await vessel.repository(releaseRepository(held.name))).tagDigest(tag, sig)) !== held.digest) return false;
-  if (held.fluxDigest !== undefined && (await (await vessel.repository(held.manifestsRepository)).tagDigest(tag, sig)) !== held.fluxDigest) return false;
-  return true;
+  const [missing, releaseTag, fluxTag] = await Promise.all([
+    missingContent(vessel, held, signal),
+    vessel.repository(releaseRepository(held.name)).then((r) => r.tagDigest(tag, sig)),
+    held.fluxDigest === undefined ? undefined : vessel.repository(held.manifestsRepository).then((r) => r.tagDigest(tag, sig)),
+  ]);
+  return missing.length === 0 && releaseTag === held.digest && (held.fluxDigest === undefined || fluxTag === held.fluxDigest);
+}
+
+/**
+ * A re-import's HEADs, started while admission still checks the bundle: when the state holds a
+ * release under this bundle's release digest, whether the registry still holds all of it. Only
+ * the state's own records are read and nothing is written; the answer is used only after
+ * admission has passed (alreadyHeld), and dropped (the requests aborted) otherwise.
+ */
+interface EarlyHeldCheck {
+  held: HeldRelease;
+  result: Promise<boolean>;
+  abort(): void;
+}
+
+function startHeldCheck(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, signal: AbortSignal | undefined): EarlyHeldCheck | undefined {
+  const held = findRelease(vessel.state, bundle.release.name, bundle.release.version);
+  if (held?.digest !== bundle.releaseDesc.digest) return undefined;
+  const controller = new AbortController();
+  const result = stillHeld(vessel, held, signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]));
+  // Judged only when awaited, after admission; a refused bundle drops it.
+  result.catch(() => undefined);
+  return { held, result, abort: () => controller.abort() };
 }
 
 /** What admission found, with what the import needs of it. */
@@ -279,12 +304,14 @@ async function admitBundle(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, t
  * of it: nothing to do (re-reading the graph and rebuilding the Flux artifact would only find
  * that out more slowly). Undefined when there is work.
  */
-async function alreadyHeld(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, trust: Trust, admitted: Admitted, options: ImportOptions): Promise<ImportResult | undefined> {
+async function alreadyHeld(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, trust: Trust, admitted: Admitted, options: ImportOptions, early?: EarlyHeldCheck): Promise<ImportResult | undefined> {
   const { release } = bundle;
   const digest = bundle.releaseDesc.digest;
   const held = findRelease(vessel.state, release.name, release.version);
   const nothingNew = admitted.accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
-  if (held?.digest !== digest || !nothingNew || !(await stillHeld(vessel, held, options.signal))) return undefined;
+  if (held?.digest !== digest || !nothingNew) return undefined;
+  const whole = early?.held === held ? await early.result : await stillHeld(vessel, held, options.signal);
+  if (!whole) return undefined;
   const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
   return {
     release: { name: release.name, version: release.version, digest },
@@ -480,9 +507,17 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
   try {
     const trust = await trustFor(vessel, options.trust, given);
     const bundle = await origin.open(options);
+    const early = startHeldCheck(vessel, bundle, options.signal);
     try {
-      const admitted = await admitBundle(vessel, bundle, trust, options);
-      const done = await alreadyHeld(vessel, bundle, trust, admitted, options);
+      let admitted: Admitted;
+      let done: ImportResult | undefined;
+      try {
+        admitted = await admitBundle(vessel, bundle, trust, options);
+        done = await alreadyHeld(vessel, bundle, trust, admitted, options, early);
+      } finally {
+        // Answered, or not wanted: nothing of it may still be running (a refused bundle exits now).
+        early?.abort();
+      }
       if (done !== undefined) {
         await origin.staged?.();
         return done;

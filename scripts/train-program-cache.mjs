@@ -3,6 +3,7 @@
 // written by hand), then keeps what V8 compiled. Nothing leaves the temporary folder; no network.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,11 +54,13 @@ async function tinyLayout(layout) {
 
 /**
  * Trains the program script `file`: writes its code cache to `cacheFile`. Only the commands whose
- * start-up is measured and felt (status, inspect, verify, help) are trained: V8 reads the whole
- * cache on every start, so code only build or keygen run would slow every other command. The
- * example release is made by child processes, so their code stays out of the cache. A command
- * that does not exit 0 fails the build: the cache would be trained on an error path, and the
- * program is broken anyway.
+ * start-up is measured and felt (status, inspect, verify, help, and import up to its first
+ * request) are trained: V8 reads the whole cache on every start, so code only build or keygen run
+ * would slow every other command. The example release is made by child processes, so their code
+ * stays out of the cache. Import is trained against a loopback server that refuses every request
+ * (403): it runs admission, the lock, the state and the registry client, then stops with E_AUTH
+ * before anything is pinned. A command that does not exit as it must fails the build: the cache
+ * would be trained on the wrong path, and the program is broken anyway.
  */
 export async function trainProgramCaches(file, cacheFile, entry = 'dist/seabag.mjs') {
   const work = await mkdtemp(join(tmpdir(), 'seabag-train-'));
@@ -78,21 +81,32 @@ export async function trainProgramCaches(file, cacheFile, entry = 'dist/seabag.m
       const r = spawnSync(process.execPath, [entry, ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
       if (r.status !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
     }
-    const loaded = runProgramScript(file);
-    const lines = [
-      ['--help'],
-      ['status', '--state-dir', empty],
-      ['status', '--state-dir', empty, '--json'],
-      ['inspect', k('tiny.bundle')],
-      ['inspect', k('tiny.bundle'), '--json'],
-      ['verify', k('tiny.bundle'), '--trust', k('trust.json')],
-      ['verify', k('tiny.bundle'), '--trust', k('trust.json'), '--json'],
-    ];
-    for (const argv of lines) {
-      const r = await run(loaded.exports, argv, env);
-      if (r.code !== 0) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
+    const refusing = createServer((_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"DENIED","message":"seabag build: training the code cache"}]}');
+    });
+    await new Promise((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    try {
+      const registry = `127.0.0.1:${refusing.address().port}`;
+      const loaded = runProgramScript(file);
+      const lines = [
+        [['--help'], 0],
+        [['status', '--state-dir', empty], 0],
+        [['status', '--state-dir', empty, '--json'], 0],
+        [['inspect', k('tiny.bundle')], 0],
+        [['inspect', k('tiny.bundle'), '--json'], 0],
+        [['verify', k('tiny.bundle'), '--trust', k('trust.json')], 0],
+        [['verify', k('tiny.bundle'), '--trust', k('trust.json'), '--json'], 0],
+        [['import', k('tiny.bundle'), '--trust', k('trust.json'), '--registry', registry, '--state-dir', k('vessel')], 3, /E_AUTH/],
+      ];
+      for (const [argv, expected, says] of lines) {
+        const r = await run(loaded.exports, argv, env);
+        if (r.code !== expected || (says !== undefined && !says.test(r.stderr))) throw new Error(`training the program's code cache: bundle ${argv.join(' ')} exited ${r.code}, not ${expected}: ${r.stderr}`);
+      }
+      writeProgramCache(loaded, cacheFile);
+    } finally {
+      refusing.close();
     }
-    writeProgramCache(loaded, cacheFile);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -151,4 +151,9 @@ test(`the CLI hashes on the second thread past ${HASH_THREAD_MIN_BYTES / 1024 / 
   const sequential = await buildBundle(ownSpec, { output: join(own, 'sequential.bundle'), created: new Date(1790000000 * 1000), hashThreadFrom: Number.POSITIVE_INFINITY });
   t.true(sequential.write.size > HASH_THREAD_MIN_BYTES);
   t.is(await sha256(join(out, 'big.bundle')), await sha256(join(own, 'sequential.bundle')), 'the same bytes as the build hashed on the main thread');
+  // Profiled (`--cpu-prof-interval N` is two arguments): the thread starts with the flag's value
+  // too, and profiles itself beside the main thread.
+  const profiles = join(own, 'profiles');
+  await execa('node', ['--cpu-prof', '--cpu-prof-dir', profiles, '--cpu-prof-interval', '500', BIN, 'build', ownSpec, '-o', join(out, 'profiled.bundle'), '--unsigned', '--no-progress'], { env });
+  t.true((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).length >= 2, 'the main thread and the hashing thread each wrote a profile');
 });

@@ -19,6 +19,7 @@ import { readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { fromSystemError, throwIfAborted } from '../errors.js';
+import { workerArgs } from '../util/worker-args.js';
 import { truncated, type ByteSource } from './source.js';
 
 /** One hash to compute: the bytes `[start, end)` of the source. */
@@ -181,21 +182,7 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/**
- * A thread's node flags: not the parent's loaders (tsx in tests), only its profiling flags, so
- * `--cpu-prof` covers the threads too (with their values: `--cpu-prof-dir DIR` is two arguments).
- */
-export function workerArgs(argv: readonly string[] = process.execArgv): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i += 1) {
-    const a = argv[i] as string;
-    if (!a.startsWith('--cpu-prof')) continue;
-    out.push(a);
-    // `--cpu-prof-dir DIR`, `--cpu-prof-interval N`: the value is the next argument.
-    if (a !== '--cpu-prof' && !a.includes('=') && i + 1 < argv.length) out.push(argv[(i += 1)] as string);
-  }
-  return out;
-}
+export { workerArgs };
 
 interface WorkerMessage {
   job?: number;

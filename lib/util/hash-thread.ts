@@ -10,6 +10,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { SeabagError } from '../errors.js';
+import { workerArgs } from './worker-args.js';
 
 // The worker: plain CommonJS, evaluated from this string so the single-file CLI needs no second
 // file. It only hashes; what it hashes is read and checked by the main thread.
@@ -34,8 +35,6 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** Not the parent's loaders (tsx in tests): only its profiling flags, so `--cpu-prof` covers the thread too. */
-const WORKER_ARGS = (): string[] => process.execArgv.filter((a) => a.startsWith('--cpu-prof'));
 
 interface Pending<T> {
   resolve: (value: T) => void;
@@ -76,7 +75,7 @@ export class HashThread {
     // Loaded only here: node:worker_threads costs every command ~25 ms of start-up otherwise.
     const { Worker } = await import('node:worker_threads');
     const memory = new SharedArrayBuffer(count * size);
-    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: WORKER_ARGS(), workerData: { memory, size } });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs(), workerData: { memory, size } });
     return new HashThread(worker, memory, count, size);
   }
 

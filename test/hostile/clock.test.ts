@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { runCli } from '../helpers/cli.js';
 import { EPOCH, makeExampleImages } from '../helpers/example.js';
 import { tempDir } from '../helpers/tools.js';
@@ -34,7 +34,8 @@ async function trustedTime(stateDir: string): Promise<string | undefined> {
   return (JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as { newestTrustedTime?: string }).newestTrustedTime;
 }
 
-test.serial('a release dated 2100 does not poison the trusted time; a root-signed reset recovers a poisoned vessel', async (t) => {
+/** A folder with the example images, a root key, a release key and the trust root they make. */
+async function signedWorkspace(t: ExecutionContext): Promise<{ dir: string; layout: string; rootKey: string; releaseKey: string; trust: string }> {
   const dir = await tempDir(t);
   const layout = await makeExampleImages(dir);
   const rootKey = join(dir, 'root.key');
@@ -43,6 +44,11 @@ test.serial('a release dated 2100 does not poison the trusted time; a root-signe
   await cli(['keygen', releaseKey]);
   const trust = join(dir, 'trust.json');
   await cli(['trust', 'init', '--root-key', `${rootKey}.pub`, '--release-key', `${releaseKey}.pub`, '--sign', rootKey, '-o', trust]);
+  return { dir, layout, rootKey, releaseKey, trust };
+}
+
+test.serial('a release dated 2100 does not poison the trusted time; a root-signed reset recovers a poisoned vessel', async (t) => {
+  const { dir, layout, rootKey, releaseKey, trust } = await signedWorkspace(t);
   const bundle = async (version: string, epoch: string, expires?: string): Promise<string> => {
     const spec = join(dir, `${version}.yaml`);
     await writeFile(spec, ['apiVersion: seabag.dev/v1', 'kind: Release', 'name: clock', `version: ${version}`, ...(expires ? [`expires: ${expires}`] : []), 'images:', '  - ref: groke/toolbox:1', `    from: oci:${layout}:toolbox-1.0.0`, ''].join('\n'));
@@ -115,14 +121,7 @@ test.serial('a release dated 2100 does not poison the trusted time; a root-signe
 });
 
 test.serial('a time reset statement is applied once: replaying it, or an older one, is refused E_DOWNGRADE and the clock stays put', async (t) => {
-  const dir = await tempDir(t);
-  const layout = await makeExampleImages(dir);
-  const rootKey = join(dir, 'root.key');
-  const releaseKey = join(dir, 'release.key');
-  await cli(['keygen', rootKey]);
-  await cli(['keygen', releaseKey]);
-  const trust = join(dir, 'trust.json');
-  await cli(['trust', 'init', '--root-key', `${rootKey}.pub`, '--release-key', `${releaseKey}.pub`, '--sign', rootKey, '-o', trust]);
+  const { dir, layout, rootKey, releaseKey, trust } = await signedWorkspace(t);
   const spec = join(dir, 'release.yaml');
   await writeFile(spec, ['apiVersion: seabag.dev/v1', 'kind: Release', 'name: clock', 'version: 1.0.0', 'images:', '  - ref: groke/toolbox:1', `    from: oci:${layout}:toolbox-1.0.0`, ''].join('\n'));
   const bundle = join(dir, 'clock.bundle');

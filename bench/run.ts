@@ -287,13 +287,11 @@ async function measureSize(base: string, index: number, size: number, key: strin
   const cell = (extra: Omit<Cell, 'size' | 'runs'>): Cell => ({ size: many.size, runs, ...extra });
 
   // The floors of verify: node's start, then the bundle's bytes hashed by openssl on the cores
-  // the work can use (blobs spread over both cores; one big layer is one sequential stream).
+  // the work can use (blobs spread over both cores; one big layer is one sequential stream),
+  // against the same run's openssl over the bundle (`pair` hands the floor that time).
   const openssl = (file: string): Promise<number> => timed(() => execa('openssl', ['dgst', '-sha256', file]));
-  const twoCoreFloor = async (d: Dataset): Promise<number> => {
-    const groups = await blobGroups(d.layout, 2);
-    return (await nodeStart() + await hashAtOnce(groups)) / (await openssl(d.bundle));
-  };
-  const oneStreamFloor = async (d: Dataset): Promise<number> => (await nodeStart() + await openssl(d.bundle)) / (await openssl(d.bundle));
+  const twoCoreFloor = async (d: Dataset, oneOpenssl: number): Promise<number> => (await nodeStart() + await hashAtOnce(await blobGroups(d.layout, 2))) / oneOpenssl;
+  const oneStreamFloor = async (oneOpenssl: number): Promise<number> => (await nodeStart() + oneOpenssl) / oneOpenssl;
   // A split bundle hashes every byte twice (each part's sha256, each blob's) but need read it only
   // once: with openssl's time over the bundle (one read R + one hash H) and the read alone (dd),
   // the ideal split verify is node's start + (R + 2H) over two cores (the layer's one stream for
@@ -318,9 +316,9 @@ async function measureSize(base: string, index: number, size: number, key: strin
   if (ONLY.includes('verify') || ONLY.includes('split')) {
     const one = await dataset(at, 'one', size, key, 1, 1);
     if (ONLY.includes('verify')) {
-      const r8 = await pair(runs, () => bundle(['verify', many.bundle, '--trust', trust]), () => execa('openssl', ['dgst', '-sha256', many.bundle]), undefined, () => twoCoreFloor(many));
+      const r8 = await pair(runs, () => bundle(['verify', many.bundle, '--trust', trust]), () => execa('openssl', ['dgst', '-sha256', many.bundle]), undefined, (theirs) => twoCoreFloor(many, theirs));
       add('verify-8', 'verify, 8 layers ÷ openssl dgst -sha256', 0.75, cell(r8));
-      const r1 = await pair(runs, () => bundle(['verify', one.bundle, '--trust', trust]), () => execa('openssl', ['dgst', '-sha256', one.bundle]), undefined, () => oneStreamFloor(one));
+      const r1 = await pair(runs, () => bundle(['verify', one.bundle, '--trust', trust]), () => execa('openssl', ['dgst', '-sha256', one.bundle]), undefined, oneStreamFloor);
       add('verify-1', 'verify, 1 big layer ÷ openssl dgst -sha256', 1.05, cell(r1));
     }
     if (ONLY.includes('split')) {
@@ -346,12 +344,8 @@ async function measureSize(base: string, index: number, size: number, key: strin
       await execa('openssl', ['dgst', '-sha256', tarOut]);
     };
     // The floor of a build: node's start, then the work of tar cf and openssl dgst (write the
-    // archive, hash every byte) shared evenly by the two cores, and no fsync at all.
-    const buildFloor = async (): Promise<number> => {
-      const start = await nodeStart();
-      const work = await timed(tarAndHash);
-      return (start + work / 2) / work;
-    };
+    // archive, hash every byte; the same run's peer time) shared evenly by the two cores, no fsync.
+    const buildFloor = async (work: number): Promise<number> => (await nodeStart() + work / 2) / work;
     const r = await pair(runs, () => bundle(['build', many.spec, '-o', out, '--sign', key]), tarAndHash, clean, buildFloor);
     add('build', 'build ÷ (tar cf + openssl dgst)', 0.8, cell(r));
     const s = await pair(runs, () => bundle(['build', many.spec, '-o', out, '--sign', key]), () => bundle(['build', many.spec, '-o', out, '--sign', key, '--no-sync']), clean);

@@ -11,7 +11,7 @@ import { copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises
 import { basename, join } from 'node:path';
 import test from 'ava';
 import { FileSource, isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, verifyParts, type PartsFile, type Progress, type TrustRoot } from '../lib/index.js';
-import { hashLanes, workerArgs } from '../lib/bundle/hash-lanes.js';
+import { hashLanes, workerArgs, type HashJob } from '../lib/bundle/hash-lanes.js';
 import { runCli } from './helpers/cli.js';
 import { flipByte } from './helpers/bundles.js';
 import { buildRandomImage } from './helpers/images.js';
@@ -262,6 +262,11 @@ test('a split bundle whose parts match their sums but whose layer does not: the 
   t.like((err as { details?: object }).details, { expected: oneLayer.digest, file: pieces[0], offset: oneLayer.offset });
 });
 
+const MIB = 1024 * 1024;
+
+/** A job hashing `[start, end)` as one target, all of it counted. */
+const wholeRange = (start: number, end: number): HashJob => ({ start, end, counted: end, targets: [{ start, end }] });
+
 test('a file cut short after it was opened: E_ARCHIVE_TRUNCATED from whichever thread reads past its end', async (t) => {
   // A sparse 64 MiB file: the main thread takes the big job, a thread the small ones past the cut.
   const path = join(dir, 'cut.bin');
@@ -270,13 +275,7 @@ test('a file cut short after it was opened: E_ARCHIVE_TRUNCATED from whichever t
   const source = await FileSource.open(path, [path]);
   try {
     await truncate(path, 40 * 1024 * 1024);
-    const jobs = [
-      { start: 0, end: 32 * 1024 * 1024, counted: 32 * 1024 * 1024, targets: [{ start: 0, end: 32 * 1024 * 1024 }] },
-      ...[0, 1, 2, 3].map((i) => {
-        const start = 48 * 1024 * 1024 + i * 4 * 1024 * 1024;
-        return { start, end: start + 4 * 1024 * 1024, counted: start + 4 * 1024 * 1024, targets: [{ start, end: start + 4 * 1024 * 1024 }] };
-      }),
-    ];
+    const jobs = [wholeRange(0, 32 * MIB), ...[0, 1, 2, 3].map((i) => wholeRange(48 * MIB + i * 4 * MIB, 52 * MIB + i * 4 * MIB))];
     const err = await t.throwsAsync(hashLanes(source, jobs, LANES));
     t.true(isSeabagError(err) && err.code === 'E_ARCHIVE_TRUNCATED', String(err));
   } finally {
@@ -290,8 +289,7 @@ test('an abort while every thread hashes stops them all: E_ABORTED, and no job i
   await truncate(path, 64 * 1024 * 1024);
   const source = await FileSource.open(path, [path]);
   try {
-    const mib = 1024 * 1024;
-    const jobs = Array.from({ length: 8 }, (_, i) => ({ start: i * 8 * mib, end: (i + 1) * 8 * mib, counted: (i + 1) * 8 * mib, targets: [{ start: i * 8 * mib, end: (i + 1) * 8 * mib }] }));
+    const jobs = Array.from({ length: 8 }, (_, i) => wholeRange(i * 8 * MIB, (i + 1) * 8 * MIB));
     const controller = new AbortController();
     let after = 0;
     const err = await t.throwsAsync(

@@ -45,7 +45,8 @@ import { loadImageKey, type ImageKey } from '../trust/cosign.js';
 import { renderDeviceProfiles } from './devices.js';
 import { requireSignedImages, type ImageSignatureReport } from './image-policy.js';
 import { referrerIndexEntry } from '../oci/referrers.js';
-import { discoverReferrers, referrerSubjects, type DiscoveredReferrer } from './referrers.js';
+import { discoverReferrers, ReferrerLookups, referrerSubjects, type DiscoveredReferrer } from './referrers.js';
+import type { OciLayout } from '../oci/layout.js';
 import { ImageMatcher, pinManifestFiles, type PinTarget } from './k8s.js';
 import { attestationsOf, checkForeignLayers, namingMissing, platformsOf, resolveImage, type BuildWarning } from './image-graph.js';
 import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.js';
@@ -188,11 +189,12 @@ function checkMetadataSizes(blobs: readonly { what: string; file?: string; size:
 }
 
 /** The referrers of an image at its source: of every manifest kept, and of the root the source named. */
-async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, options: OpOptions): Promise<DiscoveredReferrer[]> {
+async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, lookups: ReferrerLookups, options: OpOptions): Promise<DiscoveredReferrer[]> {
   if (!wanted) return [];
   const sourceDigest = graph.desc.digest === source.root.digest ? undefined : source.root.digest;
   return discoverReferrers(source.store, referrerSubjects(graph, sourceDigest), {
     carried: new Set(postOrder(graph).map((n) => n.desc.digest)),
+    lookups,
     ...(options.signal ? { signal: options.signal } : {}),
   });
 }
@@ -228,6 +230,9 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
 interface ImageContext {
   loaded: LoadedSpec;
   clients: Map<string, RegistryClient>;
+  /** Layouts opened, by folder: images of one folder share its store (and its referrer lookups). */
+  layouts: Map<string, OciLayout>;
+  referrers: ReferrerLookups;
   /** Every source opened, to close when the build ends. */
   sources: ImageSource[];
   platforms: Parameters<typeof resolveImage>[3];
@@ -254,6 +259,7 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
   const source = await openImageSource(ref, from, {
     baseDir: ctx.loaded.baseDir,
     clients: ctx.clients,
+    layouts: ctx.layouts,
     ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
     ...(options.caFile ? { caFile: options.caFile } : {}),
@@ -283,7 +289,7 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
   if (ref.digest !== undefined && ref.digest !== source.root.digest) {
     throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
   }
-  const referrers = await imageReferrers(source, graph, options.referrers !== false || ctx.imageKeys > 0, options);
+  const referrers = await imageReferrers(source, graph, options.referrers !== false || ctx.imageKeys > 0, ctx.referrers, options);
   for (const r of referrers) {
     for (const node of postOrder(r.graph)) {
       if (!ctx.providers.has(node.desc.digest)) ctx.providers.set(node.desc.digest, source.store);
@@ -557,7 +563,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     const resolved: ResolvedImage[] = [];
     const configs = new Map<string, Buffer>();
     const providers = new Map<string, ReadOnlyStorage>();
-    const imageContext: ImageContext = { loaded, clients, sources, platforms, strict, warn, configs, providers, imageKeys: imageKeys.length };
+    const imageContext: ImageContext = { loaded, clients, layouts: new Map(), referrers: new ReferrerLookups(), sources, platforms, strict, warn, configs, providers, imageKeys: imageKeys.length };
     let done = 0;
     for (const [i, ref] of loaded.refs.entries()) {
       options.onProgress?.({ phase: 'resolve', done, total: loaded.refs.length, item: formatReference(ref), unit: 'images' });

@@ -84,3 +84,17 @@ test('a command initialises only what it uses: status loads no HTTP, TLS or chil
     await rm(work, { recursive: true, force: true });
   }
 });
+
+test('a build reads its YAML with the one yaml script of dist/ (the same package bundled), not yaml\'s ~60 modules one by one', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-startup-'));
+  try {
+    await buildRandomImage(join(work, 'layout'), 'tiny', [4096], 'tiny');
+    await writeFile(join(work, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: tiny\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/startup/tiny:1.0.0\n    from: oci:${join(work, 'layout')}:tiny\n`);
+    const build = await execa('node', [BIN, 'build', join(work, 'release.yaml'), '-o', join(work, 'tiny.bundle'), '--unsigned', '--no-progress'], { env: { NODE_DEBUG: 'module' } });
+    t.regex(build.stdout, /built tiny 1\.0\.0/);
+    t.regex(build.stderr, /dist\/yaml\.cjs/, 'the bundled yaml is loaded');
+    t.notRegex(build.stderr, /node_modules\/yaml\//, 'none of the package\'s own modules is');
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});

@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import test from 'ava';
 import { execa } from 'execa';
-import { openBundle, type ReleaseDocument } from '../lib/index.js';
+import { openBundle, parsePrivateKey, signEnvelope, type ReleaseDocument } from '../lib/index.js';
 import { envelopeOf, packBundle, replaceSignature, unpackBundle } from './helpers/bundles.js';
 import { exampleBundles } from './helpers/example.js';
 import { startContainerd } from './helpers/containerd.js';
+import { blobDataPath } from './helpers/registry-storage.js';
 import { runCli } from './helpers/cli.js';
 import { skopeoCopy, skopeoInspect, tempDir } from './helpers/tools.js';
 import { startVessel, type TestVessel } from './helpers/vessel.js';
@@ -193,6 +194,75 @@ test('a re-import is judged whole before its early HEADs count: the held release
   t.is(r.exitCode, 1, r.all);
   t.is((JSON.parse(r.stdout) as { error: { code: string } }).error.code, 'E_SIGNATURE_INVALID');
   t.like(await importOk(v, v1), { alreadyHeld: true, bytesPushed: 0 });
+});
+
+test('the held-release fast path is not fooled by a re-signed bundle: the same release signed by a key the vessel does not trust is refused (exit 1), nothing changes', async (t) => {
+  const v = await startVessel(t);
+  await importOk(v, v1, '--trust', trust);
+  const before = await readFile(join(v.stateDir, 'state.json'));
+  const key = join(await tempDir(t), 'stranger.key');
+  t.is((await runCli(['keygen', key])).code, 0);
+  // The very statement the trusted signer signed (same release manifest), signed by a stranger.
+  const parts = await unpackBundle(v1);
+  const envelope = JSON.parse((envelopeOf(parts) as Buffer).toString()) as { payload: string; payloadType: string };
+  const stranger = signEnvelope(Buffer.from(envelope.payload, 'base64'), envelope.payloadType, [parsePrivateKey(await readFile(key))]);
+  replaceSignature(parts, Buffer.from(JSON.stringify(stranger)));
+  const resigned = join(await tempDir(t), 'resigned.bundle');
+  await packBundle(parts, resigned);
+  const r = await v.run(['import', resigned, '--json', '--target', 'class-a']);
+  t.is(r.code, 1, r.stdout);
+  t.is(r.json.error?.code, 'E_KEY_UNTRUSTED');
+  t.deepEqual(await readFile(join(v.stateDir, 'state.json')), before, 'state.json untouched');
+});
+
+test('the held-release fast path is not fooled by a state.json whose record leaves out a layer the registry lost: the re-import pushes it again', async (t) => {
+  const v = await startVessel(t);
+  await importOk(v, v1, '--trust', trust);
+  const statePath = join(v.stateDir, 'state.json');
+  const state = JSON.parse(await readFile(statePath, 'utf8')) as { releases: { content: Record<string, string[]>; manifests?: string[] }[] };
+  const held = state.releases[0];
+  const fusion = image(release1, 'groke/fusion');
+  const layer = (held?.content['groke/fusion'] ?? []).find((d) => d !== fusion.digest && !(held?.manifests ?? []).includes(d));
+  if (held === undefined || layer === undefined) throw new Error('no layer to lose');
+  // The record forgets the layer (edited by hand, or damaged), and the registry loses it.
+  held.content['groke/fusion'] = (held.content['groke/fusion'] ?? []).filter((d) => d !== layer);
+  await writeFile(statePath, JSON.stringify(state, null, 2));
+  await rm(blobDataPath(v.registry, layer));
+  const again = await importOk(v, v1);
+  t.like(again, { alreadyHeld: true });
+  t.true((again['blobs'] as { pushed: number }).pushed >= 1, JSON.stringify(again));
+  // The record is whole again, and the image pulls.
+  const healed = JSON.parse(await readFile(statePath, 'utf8')) as typeof state;
+  t.true(healed.releases[0]?.content['groke/fusion']?.includes(layer));
+  await skopeoCopy(`docker://${v.registry.host}/groke/fusion@${fusion.digest}`, `oci:${join(await tempDir(t), 'fusion')}:x`);
+  t.like(await importOk(v, v1), { alreadyHeld: true, bytesPushed: 0 });
+});
+
+test('which digests state.json calls manifests only saves requests: a record that swaps them is still answered right (status complete, re-import pushes nothing, apply proceeds), and a layer lost is still found', async (t) => {
+  const v = await startVessel(t);
+  await importOk(v, v1, '--trust', trust);
+  const statePath = join(v.stateDir, 'state.json');
+  const state = JSON.parse(await readFile(statePath, 'utf8')) as { releases: { content: Record<string, string[]>; manifests?: string[] }[] };
+  const held = state.releases[0];
+  if (held === undefined) throw new Error('no release');
+  const all = [...new Set(Object.values(held.content).flat())];
+  const manifests = new Set(held.manifests);
+  t.true(manifests.size >= release1.images.length + 2, 'the import records the images\', the release\'s and the Flux artifact\'s manifests');
+  for (const i of release1.images) t.true(manifests.has(i.digest), i.ref);
+  held.manifests = all.filter((d) => !manifests.has(d)).sort();
+  await writeFile(statePath, JSON.stringify(state, null, 2));
+  const status = await v.run(['status', '--json']);
+  t.like((status.json['releases'] as object[])[0], { complete: true });
+  t.like(await importOk(v, v1), { alreadyHeld: true, bytesPushed: 0 });
+  t.is((await v.run(['apply', 'awareness@1.4.0'])).code, 0);
+  // With the swapped record, a layer lost is still missing, by name.
+  const fusion = image(release1, 'groke/fusion');
+  const layer = (held.content['groke/fusion'] ?? []).find((d) => !manifests.has(d) && d !== fusion.digest);
+  await rm(blobDataPath(v.registry, layer ?? ''));
+  const after = await v.run(['status', '--json']);
+  const shown = (after.json['releases'] as { complete: boolean; missing?: string[] }[])[0];
+  t.like(shown, { complete: false });
+  t.true(shown?.missing?.some((m) => m === `groke/fusion@${layer ?? ''}`), JSON.stringify(shown));
 });
 
 test('import killed with SIGKILL before, during and after the pushes: the re-run completes and 1.4.0 stays active and pullable', async (t) => {

@@ -45,7 +45,8 @@ import { loadImageKey, type ImageKey } from '../trust/cosign.js';
 import { renderDeviceProfiles } from './devices.js';
 import { requireSignedImages, type ImageSignatureReport } from './image-policy.js';
 import { referrerIndexEntry } from '../oci/referrers.js';
-import { discoverReferrers, referrerSubjects, type DiscoveredReferrer } from './referrers.js';
+import { discoverReferrers, ReferrerLookups, referrerSubjects, type DiscoveredReferrer } from './referrers.js';
+import type { OciLayout } from '../oci/layout.js';
 import { ImageMatcher, pinManifestFiles, type PinTarget } from './k8s.js';
 import { attestationsOf, checkForeignLayers, namingMissing, platformsOf, resolveImage, type BuildWarning } from './image-graph.js';
 import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.js';
@@ -55,7 +56,8 @@ import { resolve as resolvePath } from 'node:path';
 import { collectYAMLFiles, loadReleaseSpec, ReleaseFolder, type LoadedSpec } from './spec.js';
 import { METADATA_LIMITS } from '../release/metadata.js';
 import { MAX_SPEC_FILE } from '../util/files.js';
-import { writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+import { HASH_THREAD_MIN_BYTES, startHashThread, writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+import type { HashThread } from '../util/hash-thread.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
 export interface BuildOptions extends OpOptions {
@@ -187,11 +189,12 @@ function checkMetadataSizes(blobs: readonly { what: string; file?: string; size:
 }
 
 /** The referrers of an image at its source: of every manifest kept, and of the root the source named. */
-async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, options: OpOptions): Promise<DiscoveredReferrer[]> {
+async function imageReferrers(source: ImageSource, graph: GraphNode, wanted: boolean, lookups: ReferrerLookups, options: OpOptions): Promise<DiscoveredReferrer[]> {
   if (!wanted) return [];
   const sourceDigest = graph.desc.digest === source.root.digest ? undefined : source.root.digest;
   return discoverReferrers(source.store, referrerSubjects(graph, sourceDigest), {
     carried: new Set(postOrder(graph).map((n) => n.desc.digest)),
+    lookups,
     ...(options.signal ? { signal: options.signal } : {}),
   });
 }
@@ -227,6 +230,9 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
 interface ImageContext {
   loaded: LoadedSpec;
   clients: Map<string, RegistryClient>;
+  /** Layouts opened, by folder: images of one folder share its store (and its referrer lookups). */
+  layouts: Map<string, OciLayout>;
+  referrers: ReferrerLookups;
   /** Every source opened, to close when the build ends. */
   sources: ImageSource[];
   platforms: Parameters<typeof resolveImage>[3];
@@ -253,6 +259,7 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
   const source = await openImageSource(ref, from, {
     baseDir: ctx.loaded.baseDir,
     clients: ctx.clients,
+    layouts: ctx.layouts,
     ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
     ...(options.caFile ? { caFile: options.caFile } : {}),
@@ -282,7 +289,7 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
   if (ref.digest !== undefined && ref.digest !== source.root.digest) {
     throw new SeabagError('E_DIGEST_MISMATCH', `${image.ref}: the source has ${source.root.digest}`, { details: { expected: ref.digest, found: source.root.digest } });
   }
-  const referrers = await imageReferrers(source, graph, options.referrers !== false || ctx.imageKeys > 0, options);
+  const referrers = await imageReferrers(source, graph, options.referrers !== false || ctx.imageKeys > 0, ctx.referrers, options);
   for (const r of referrers) {
     for (const node of postOrder(r.graph)) {
       if (!ctx.providers.has(node.desc.digest)) ctx.providers.set(node.desc.digest, source.store);
@@ -545,18 +552,29 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   const created = options.created;
   const clients = new Map<string, RegistryClient>();
   const sources: ImageSource[] = [];
+  // Layers read from files are hashed on a second thread while they are written (writer.ts). It is
+  // started as soon as the images resolved so far hold enough bytes in files to use it, so that
+  // its start (~35 ms, on the other core) is over by the time the write begins.
+  let hashThread: Promise<HashThread> | undefined;
+  let inFiles = 0;
   try {
     const imageKeys = [...(options.imageKeys ?? []), ...(await specImageKeys(spec.imagePolicy?.keys ?? [], loaded.baseDir))];
     // 1. Images: manifests, indexes and configs, verified and held in memory.
     const resolved: ResolvedImage[] = [];
     const configs = new Map<string, Buffer>();
     const providers = new Map<string, ReadOnlyStorage>();
-    const imageContext: ImageContext = { loaded, clients, sources, platforms, strict, warn, configs, providers, imageKeys: imageKeys.length };
+    const imageContext: ImageContext = { loaded, clients, layouts: new Map(), referrers: new ReferrerLookups(), sources, platforms, strict, warn, configs, providers, imageKeys: imageKeys.length };
     let done = 0;
     for (const [i, ref] of loaded.refs.entries()) {
       options.onProgress?.({ phase: 'resolve', done, total: loaded.refs.length, item: formatReference(ref), unit: 'images' });
-      resolved.push(await resolveOne(imageContext, i, ref, options));
+      const image = await resolveOne(imageContext, i, ref, options);
+      resolved.push(image);
       done += 1;
+      if (image.source.store.reader !== undefined) inFiles += image.image.size;
+      if (hashThread === undefined && inFiles >= (options.hashThreadFrom ?? HASH_THREAD_MIN_BYTES)) {
+        hashThread = startHashThread();
+        hashThread.catch(() => undefined);
+      }
     }
 
     const imageSignatures = imageKeys.length === 0 ? undefined : await requireSignedImages(
@@ -587,6 +605,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
       ...(options.sync === false ? { sync: false } : {}),
       ...(options.hashThreadFrom === undefined ? {} : { hashThreadFrom: options.hashThreadFrom }),
+      ...(hashThread === undefined ? {} : { hashThread }),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
@@ -594,5 +613,6 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   } finally {
     await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
     for (const c of clients.values()) c.close();
+    await hashThread?.then((t) => t.close(), () => undefined);
   }
 }

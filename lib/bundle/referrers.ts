@@ -56,7 +56,7 @@ interface Hit {
 }
 
 /** Where referrers of one source are looked up. */
-interface ReferrerFinder {
+export interface ReferrerFinder {
   find(subject: Digest, options: OpOptions): Promise<Hit[]>;
 }
 
@@ -142,12 +142,19 @@ class RegistryFinder implements ReferrerFinder {
  */
 class LayoutFinder implements ReferrerFinder {
   readonly #store: ReadOnlyStorage;
-  readonly #index: () => Promise<ImageIndex>;
+  readonly #readIndex: () => Promise<ImageIndex>;
+  #indexRead: Promise<ImageIndex> | undefined;
   #subjects: Promise<Map<Digest, Descriptor[]>> | undefined;
 
   constructor(store: ReadOnlyStorage, index: () => Promise<ImageIndex>) {
     this.#store = store;
-    this.#index = index;
+    this.#readIndex = index;
+  }
+
+  /** The layout's index, read once by this finder (one build's look at the source). */
+  #index(): Promise<ImageIndex> {
+    this.#indexRead ??= this.#readIndex();
+    return this.#indexRead;
   }
 
   static #named(desc: Descriptor, tag: string): boolean {
@@ -195,6 +202,21 @@ function finderFor(store: ReadOnlyStorage): ReferrerFinder | undefined {
   return undefined;
 }
 
+/**
+ * The referrer lookups of one build, shared by its images: one finder per store, so that a
+ * layout's `index.json` and the `subject` of every manifest it lists are read once for the build,
+ * not once per image of it (4 images of one layout read each manifest 5 times). For one build
+ * only: what a finder read is not read again.
+ */
+export class ReferrerLookups {
+  readonly #finders = new Map<ReadOnlyStorage, ReferrerFinder | undefined>();
+
+  finder(store: ReadOnlyStorage): ReferrerFinder | undefined {
+    if (!this.#finders.has(store)) this.#finders.set(store, finderFor(store));
+    return this.#finders.get(store);
+  }
+}
+
 const KIND_ORDER: Record<ReferrerKind, number> = { signature: 0, attestation: 1, sbom: 2, referrer: 3 };
 
 /**
@@ -209,8 +231,8 @@ const KIND_ORDER: Record<ReferrerKind, number> = { signature: 0, attestation: 1,
  * @throws E_LAYOUT_INVALID (over {@link MAX_REFERRERS}, malformed manifests), E_DIGEST_MISMATCH,
  *   E_REGISTRY*, E_AUTH
  */
-export async function discoverReferrers(store: ReadOnlyStorage, subjects: readonly Digest[], options: OpOptions & { carried?: ReadonlySet<string> } = {}): Promise<DiscoveredReferrer[]> {
-  const finder = finderFor(store);
+export async function discoverReferrers(store: ReadOnlyStorage, subjects: readonly Digest[], options: OpOptions & { carried?: ReadonlySet<string>; lookups?: ReferrerLookups } = {}): Promise<DiscoveredReferrer[]> {
+  const finder = options.lookups === undefined ? finderFor(store) : options.lookups.finder(store);
   if (finder === undefined) return [];
   const found = new Map<string, DiscoveredReferrer>();
   const order = new Map<Digest, number>();

@@ -38,6 +38,8 @@ export interface SourceOptions extends OpOptions {
   caFile?: string;
   /** Registry clients shared between images of one build. */
   clients?: Map<string, RegistryClient>;
+  /** OCI layouts shared between images of one build, by their folder (one store per folder). */
+  layouts?: Map<string, OciLayout>;
 }
 
 /** Splits `KIND:PATH[:REF]`; PATH may not contain a colon (as with skopeo's transports). */
@@ -128,7 +130,9 @@ export async function openImageSource(ref: Reference, from: string | undefined, 
   const parsed = parseFrom(from);
   const origin = from;
   if (parsed.kind === 'oci') {
-    const layout = await OciLayout.open(path(parsed.path));
+    const folder = path(parsed.path);
+    const layout = options.layouts?.get(folder) ?? (await OciLayout.open(folder));
+    options.layouts?.set(folder, layout);
     const root = pickFromIndex(await layout.readIndex(), parsed.ref, ref, origin);
     return { store: layout, root, origin, close: async () => undefined };
   }

@@ -79,18 +79,26 @@ export interface TransportOptions {
 
 /** Keep-alive connections per client; one transport per registry client. */
 export class Transport {
-  readonly #http: HttpAgent;
-  readonly #https: HttpsAgent;
+  readonly #ca: string | undefined;
   readonly #timeoutMs: number;
+  // Each agent is made on first use: node's TLS modules cost a plain-HTTP command (a loopback
+  // vessel registry) a few ms to load, and the other way round.
+  #http: HttpAgent | undefined;
+  #https: HttpsAgent | undefined;
 
   constructor(options: TransportOptions = {}) {
     this.#timeoutMs = options.timeoutMs ?? 60_000;
-    this.#http = new (nodeHttp().Agent)({ keepAlive: true, maxSockets: 16 });
-    this.#https = new (nodeHttps().Agent)({
+    this.#ca = options.ca;
+  }
+
+  #agent(isHttps: boolean): HttpAgent | HttpsAgent {
+    if (!isHttps) return (this.#http ??= new (nodeHttp().Agent)({ keepAlive: true, maxSockets: 16 }));
+    const ca = this.#ca;
+    return (this.#https ??= new (nodeHttps().Agent)({
       keepAlive: true,
       maxSockets: 16,
-      ...(options.ca === undefined ? {} : { ca: [...nodeTls().rootCertificates, options.ca] }),
-    });
+      ...(ca === undefined ? {} : { ca: [...nodeTls().rootCertificates, ca] }),
+    }));
   }
 
   /**
@@ -111,7 +119,7 @@ export class Transport {
       const outgoing = make(req.url, {
         method: req.method,
         headers,
-        agent: isHttps ? this.#https : this.#http,
+        agent: this.#agent(isHttps),
         timeout: this.#timeoutMs,
         ...(req.signal === undefined ? {} : { signal: req.signal }),
       });
@@ -151,8 +159,8 @@ export class Transport {
   }
 
   close(): void {
-    this.#http.destroy();
-    this.#https.destroy();
+    this.#http?.destroy();
+    this.#https?.destroy();
   }
 }
 

@@ -75,6 +75,28 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
     return false;
   }
 
+  /**
+   * Does the repository hold this digest where `kind` says it lives (one HEAD)? For a caller that
+   * knows which digests are manifests; `has` asks both places. Ask for a manifest only what is
+   * one: Distribution answers a layer HEADed as a manifest with a 500, after reading it whole.
+   */
+  async holds(digest: Digest, kind: 'blobs' | 'manifests', options: OpOptions & { retry?: boolean } = {}): Promise<boolean> {
+    const res =
+      kind === 'blobs'
+        ? await this.#blobRequest('HEAD', digest, [200, 404], options)
+        : await this.client.request({
+            method: 'HEAD',
+            path: this.path(kind, digest),
+            headers: { accept: ACCEPT },
+            scope: [this.pullScope],
+            expect: [200, 404],
+            ...(options.retry === false ? { retry: false } : {}),
+            ...sig(options),
+          });
+    await drain(res);
+    return res.status === 200;
+  }
+
   /** GET a blob (or a manifest by digest), streamed; the caller verifies it. */
   async fetch(desc: Descriptor, options: OpOptions = {}): Promise<Readable> {
     if (isManifestLike(desc.mediaType)) {
@@ -263,6 +285,21 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * The digest a tag points at now, by HEAD (the registry's `Docker-Content-Digest`, as `crane
+   * digest` reads it: no manifest crosses the wire); undefined when the tag does not exist. A
+   * registry that answers without that header is asked with a GET (`tagDigest`).
+   *
+   * @throws E_REGISTRY, E_REGISTRY_UNREACHABLE, E_AUTH
+   */
+  async headTag(tag: string, options: OpOptions = {}): Promise<Digest | undefined> {
+    const res = await this.client.request({ method: 'HEAD', path: this.path('manifests', tag), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
+    await drain(res);
+    if (res.status === 404) return undefined;
+    const said = res.headers['docker-content-digest'];
+    return typeof said === 'string' && isDigest(said) ? said : this.tagDigest(tag, options);
   }
 
   /** Every tag, following `Link: <…>; rel="next"` pages (distribution-spec "Listing Tags"). */

@@ -17,6 +17,7 @@ import { copyGraph, copyGraphs, postOrder, resolveGraph, type CopyUnit, type Gra
 import { MemoryStore } from '../oci/memory.js';
 import { isImageManifest, isManifestLike, OCI_MANIFEST } from '../oci/media-types.js';
 import { foreignRefused, isForeignLayer, probeForeignLayers } from '../registry/foreign.js';
+import type { Repository } from '../registry/repository.js';
 import { rewriteImageHosts } from '../bundle/k8s.js';
 import { resolveBundleInput, verifyParts } from '../bundle/parts.js';
 import { openBundle, releaseRepository, versionTag, type BundleLayout, type OpenedBundle } from '../bundle/release.js';
@@ -29,7 +30,7 @@ import { loadRoot, verifyRootSelf, type TrustRoot } from '../trust/root.js';
 import { canonicalBytes } from '../util/canonical.js';
 import { Limiter } from '../util/limit.js';
 import type { DeployOptions } from './deploy.js';
-import { fluxArtifact, type ManifestFile } from './flux.js';
+import { fluxArtifact, type FluxArtifact, type ManifestFile } from './flux.js';
 import { readJournal, writeJournal } from './journal.js';
 import { openForChange } from './recover.js';
 import type { Vessel, VesselOptions } from './session.js';
@@ -232,8 +233,8 @@ async function stillHeld(vessel: Vessel, held: HeldRelease, signal?: AbortSignal
   const tag = versionTag(held.version);
   const [missing, releaseTag, fluxTag] = await Promise.all([
     missingContent(vessel, held, signal),
-    vessel.repository(releaseRepository(held.name)).then((r) => r.tagDigest(tag, sig)),
-    held.fluxDigest === undefined ? undefined : vessel.repository(held.manifestsRepository).then((r) => r.tagDigest(tag, sig)),
+    vessel.repository(releaseRepository(held.name)).then((r) => r.headTag(tag, sig)),
+    held.fluxDigest === undefined ? undefined : vessel.repository(held.manifestsRepository).then((r) => r.headTag(tag, sig)),
   ]);
   return missing.length === 0 && releaseTag === held.digest && (held.fluxDigest === undefined || fluxTag === held.fluxDigest);
 }
@@ -300,6 +301,25 @@ async function admitBundle(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, t
 }
 
 /**
+ * Does the state's record of a held release name everything the admitted bundle needs: each
+ * image's and referrer's graph in its repository, the release manifest with its config and layers,
+ * and the Flux artifact where it belongs (a record without one is healed the long way)? The
+ * presence check HEADs what the record names, so a record that leaves something out (state.json
+ * edited or damaged) must send the import the long way, which checks and pushes the bundle's own
+ * graph.
+ */
+function recordCovers(held: HeldRelease, bundle: OpenedBundle<BundleLayout>, admitted: Admitted): boolean {
+  const content = new Map(Object.entries(held.content).map(([repo, digests]) => [repo, new Set<string>(digests)]));
+  const names = (repository: string, digest: string): boolean => content.get(repository)?.has(digest) === true;
+  for (const { repository, graph } of admitted.units) {
+    for (const node of postOrder(graph)) if (!names(repository, node.desc.digest)) return false;
+  }
+  const releaseRepo = releaseRepository(bundle.release.name);
+  for (const d of [bundle.releaseDesc, bundle.releaseManifest.config, ...bundle.releaseManifest.layers]) if (!names(releaseRepo, d.digest)) return false;
+  return held.manifestsRepository === `${releaseRepo}/manifests` && held.fluxDigest !== undefined && names(held.manifestsRepository, held.fluxDigest);
+}
+
+/**
  * Fast path: the same release again, nothing new to pin, and the registry still holds every blob
  * of it: nothing to do (re-reading the graph and rebuilding the Flux artifact would only find
  * that out more slowly). Undefined when there is work.
@@ -309,7 +329,7 @@ async function alreadyHeld(vessel: Vessel, bundle: OpenedBundle<BundleLayout>, t
   const digest = bundle.releaseDesc.digest;
   const held = findRelease(vessel.state, release.name, release.version);
   const nothingNew = admitted.accepted.length === 0 && trust.first === undefined && (options.target === undefined || options.target === vessel.state.target);
-  if (held?.digest !== digest || !nothingNew) return undefined;
+  if (held?.digest !== digest || !nothingNew || !recordCovers(held, bundle, admitted)) return undefined;
   const whole = early?.held === held ? await early.result : await stillHeld(vessel, held, options.signal);
   if (!whole) return undefined;
   const total = Object.values(held.content).reduce((sum, digests) => sum + digests.length, 0);
@@ -354,10 +374,15 @@ async function pinAndJournal(vessel: Vessel, bundle: OpenedBundle<BundleLayout>,
 /** Every blob and manifest the release needs, by repository, as the import records them. */
 class ContentRecord {
   readonly byRepository: Record<string, Set<Digest>> = {};
+  /** Which of them are manifests or indexes. */
+  readonly manifests = new Set<Digest>();
 
   add(repository: string, graph: GraphNode): void {
     const set = (this.byRepository[repository] ??= new Set());
-    for (const n of postOrder(graph)) set.add(n.desc.digest);
+    for (const n of postOrder(graph)) {
+      set.add(n.desc.digest);
+      if (isManifestLike(n.desc.mediaType)) this.manifests.add(n.desc.digest);
+    }
   }
 
   get total(): number {
@@ -405,47 +430,92 @@ async function pushContent(ctx: PushContext, admitted: Admitted): Promise<number
   return existed;
 }
 
+/** The release and Flux artifacts, ready to push, and where their version tags point now. */
+interface Artifacts {
+  releaseRepo: Repository;
+  releaseGraph: GraphNode;
+  fluxRepoName: string;
+  fluxRepo: Repository;
+  fluxStore: MemoryStore;
+  fluxGraph: GraphNode;
+  flux: FluxArtifact['manifest'];
+  /** The digests `seabag/NAME:VERSION` and the Flux artifact's VERSION point at now. */
+  tagsNow: Promise<[Digest | undefined, Digest | undefined]>;
+}
+
 /**
- * Publish: the release artifact (`seabag/NAME`), then the Flux artifact of its manifests
- * (`seabag/NAME/manifests`), each tagged with the version; never a tag a workload resolves.
+ * Prepare, while the images go up: the release artifact's graph, the Flux artifact of its
+ * manifests (built here: hosts rewritten, tar, gzip), and where their version tags point now.
+ * Nothing is written to the registry.
  */
-async function publishArtifacts(ctx: PushContext): Promise<{ manifestsRepository: string; fluxDigest: Digest; existed: number }> {
+async function prepareArtifacts(ctx: PushContext): Promise<Artifacts> {
   const { vessel, bundle, options } = ctx;
   const { release } = bundle;
   const sig = options.signal ? { signal: options.signal } : {};
+  const releaseRepoName = releaseRepository(release.name);
+  const fluxRepoName = `${releaseRepoName}/manifests`;
+  const [releaseRepo, fluxRepo] = await Promise.all([vessel.repository(releaseRepoName), vessel.repository(fluxRepoName)]);
+  const tag = versionTag(release.version);
+  const tagsNow = Promise.all([releaseRepo.headTag(tag, sig), fluxRepo.headTag(tag, sig)]);
+  // Awaited once the artifacts are pushed; an import that fails before drops it.
+  tagsNow.catch(() => undefined);
+  const files: ManifestFile[] = await Promise.all(
+    bundle.releaseManifest.layers.map(async (layer) => {
+      const title = layer.annotations?.[TITLE] ?? layer.digest;
+      return { path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) };
+    }),
+  );
+  const flux = await fluxArtifact(files, {
+    ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
+    'org.opencontainers.image.source': `seabag://${release.name}`,
+    'org.opencontainers.image.revision': `${release.version}@${bundle.releaseDesc.digest}`,
+  });
+  const fluxStore = new MemoryStore();
+  for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
+  const [releaseGraph, fluxGraph] = await Promise.all([resolveGraph(bundle.archive, bundle.releaseDesc), resolveGraph(fluxStore, flux.manifest.desc)]);
+  return { releaseRepo, releaseGraph, fluxRepoName, fluxRepo, fluxStore, fluxGraph, flux: flux.manifest, tagsNow };
+}
+
+/**
+ * Push: the release artifact (`seabag/NAME`) and the Flux artifact of its manifests
+ * (`seabag/NAME/manifests`), side by side and beside the images (their own small blobs and
+ * manifests, children first; untagged until `publishArtifacts`). Returns how many the registry
+ * already held.
+ */
+async function pushArtifacts(ctx: PushContext, a: Artifacts): Promise<number> {
+  const { bundle, options } = ctx;
   let existed = 0;
   const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
     if (outcome === 'exists') existed += 1;
   };
-  const releaseRepo = releaseRepository(release.name);
-  const releaseGraph = await resolveGraph(bundle.archive, bundle.releaseDesc);
-  ctx.record.add(releaseRepo, releaseGraph);
-  await copyGraph(bundle.archive, ctx.tracker.storage(await vessel.repository(releaseRepo)), releaseGraph, { limiter: ctx.limiter, onNode, checkChildren: true, ...sig });
-  const files: ManifestFile[] = [];
-  for (const layer of bundle.releaseManifest.layers) {
-    const title = layer.annotations?.[TITLE] ?? layer.digest;
-    files.push({ path: title.replace(/^manifests\//, ''), text: rewriteImageHosts((await bundle.archive.readSmall(layer)).toString('utf8'), vessel.registryHost, title) });
-  }
-  const digest = bundle.releaseDesc.digest;
-  const flux = await fluxArtifact(files, {
-    ...(release.created === undefined ? {} : { 'org.opencontainers.image.created': release.created }),
-    'org.opencontainers.image.source': `seabag://${release.name}`,
-    'org.opencontainers.image.revision': `${release.version}@${digest}`,
-  });
-  const fluxRepoName = `${releaseRepo}/manifests`;
-  const fluxStore = new MemoryStore();
-  for (const b of [...flux.blobs, flux.manifest]) fluxStore.add(b.desc, b.data);
-  const fluxGraph = await resolveGraph(fluxStore, flux.manifest.desc);
-  ctx.record.add(fluxRepoName, fluxGraph);
-  const fluxRepo = await vessel.repository(fluxRepoName);
-  await copyGraph(fluxStore, ctx.tracker.storage(fluxRepo), fluxGraph, { limiter: ctx.limiter, onNode, checkChildren: true, ...sig });
-  const tag = versionTag(release.version);
-  if ((await fluxRepo.tagDigest(tag, sig)) !== flux.manifest.desc.digest) await fluxRepo.tag(flux.manifest.desc, tag, sig);
+  const copy = { limiter: ctx.limiter, onNode, checkChildren: true, ...(options.signal ? { signal: options.signal } : {}) };
+  await Promise.all([
+    copyGraph(bundle.archive, ctx.tracker.storage(a.releaseRepo), a.releaseGraph, copy),
+    copyGraph(a.fluxStore, ctx.tracker.storage(a.fluxRepo), a.fluxGraph, copy),
+  ]);
+  return existed;
+}
+
+/**
+ * Publish, once the images and the artifacts are in: each artifact tagged with the version (the
+ * manifest bytes already in hand, PUT under the tag); never a tag a workload resolves.
+ */
+async function publishArtifacts(ctx: PushContext, a: Artifacts, existed: number): Promise<{ manifestsRepository: string; fluxDigest: Digest; existed: number }> {
+  const { vessel, bundle, options } = ctx;
+  const sig = options.signal ? { signal: options.signal } : {};
+  ctx.record.add(a.releaseRepo.name, a.releaseGraph);
+  ctx.record.add(a.fluxRepoName, a.fluxGraph);
   vessel.step('import:artifacts');
-  const relRepo = await vessel.repository(releaseRepo);
-  if ((await relRepo.tagDigest(tag, sig)) !== digest) await relRepo.tag({ mediaType: OCI_MANIFEST, digest, size: bundle.releaseDesc.size }, tag, sig);
+  const tag = versionTag(bundle.release.version);
+  const digest = bundle.releaseDesc.digest;
+  const [releaseNow, fluxNow] = await a.tagsNow;
+  const releaseBytes = a.releaseGraph.bytes ?? (await bundle.archive.readSmall(bundle.releaseDesc));
+  await Promise.all([
+    fluxNow === a.flux.desc.digest ? undefined : a.fluxRepo.putManifest(tag, a.flux.data, a.flux.desc.mediaType, sig),
+    releaseNow === digest ? undefined : a.releaseRepo.putManifest(tag, releaseBytes, OCI_MANIFEST, sig),
+  ]);
   vessel.step('import:tagged');
-  return { manifestsRepository: fluxRepoName, fluxDigest: flux.manifest.desc.digest, existed };
+  return { manifestsRepository: a.fluxRepoName, fluxDigest: a.flux.desc.digest, existed };
 }
 
 /**
@@ -474,6 +544,7 @@ async function commitRelease(vessel: Vessel, bundle: OpenedBundle<BundleLayout>,
       size: i.size,
     })),
     content: content.sorted(),
+    manifests: [...content.manifests].sort(),
     manifestsRepository: published.manifestsRepository,
     fluxDigest: published.fluxDigest,
   };
@@ -502,28 +573,58 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
   // missing part must not hold the vessel.
   const given = options.trust === undefined ? undefined : (await loadRoot(options.trust)).root;
   await origin.check?.();
-  // Recover: a pending journal (a switch that failed half-way) never blocks staging another release.
-  const vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${origin.name}`, true);
+  // The bundle's metadata is read (a file's archive structure, or the shore's few KiB) while the
+  // vessel is locked and recovered: reading touches nothing of the vessel. The vessel's own
+  // refusals come first, as they did when one waited for the other, and cancel the reading.
+  const reading = new AbortController();
+  const opening = origin.open({ ...options, signal: options.signal === undefined ? reading.signal : AbortSignal.any([options.signal, reading.signal]) });
+  const dropOpening = async (): Promise<void> => {
+    reading.abort();
+    await opening.then(
+      (b) => b.close(),
+      () => undefined,
+    );
+  };
+  opening.catch(() => undefined);
+  let vessel: Vessel;
   try {
-    const trust = await trustFor(vessel, options.trust, given);
-    const bundle = await origin.open(options);
+    // Recover: a pending journal (a switch that failed half-way) never blocks staging another release.
+    vessel = await openForChange({ ...options, deploy: options.deploy ?? { deployer: 'registry' } }, `import ${origin.name}`, true);
+  } catch (err) {
+    await dropOpening();
+    throw err;
+  }
+  try {
+    const trust = await trustFor(vessel, options.trust, given).catch(async (err: unknown) => {
+      await dropOpening();
+      throw err;
+    });
+    const bundle = await opening;
     const early = startHeldCheck(vessel, bundle, options.signal);
+    // A release this vessel does not hold will be pushed: whether its registry answers (and takes
+    // our credentials) is asked while admission runs, and judged after it, where it was asked before.
+    const pinging = early === undefined ? new AbortController() : undefined;
+    const pinged = pinging === undefined ? undefined : vessel.client().then((c) => c.ping(options.signal === undefined ? pinging.signal : AbortSignal.any([options.signal, pinging.signal])));
+    pinged?.catch(() => undefined);
     try {
       let admitted: Admitted;
       let done: ImportResult | undefined;
+      let judged = false;
       try {
         admitted = await admitBundle(vessel, bundle, trust, options);
         done = await alreadyHeld(vessel, bundle, trust, admitted, options, early);
+        judged = done === undefined;
       } finally {
         // Answered, or not wanted: nothing of it may still be running (a refused bundle exits now).
         early?.abort();
+        if (!judged) pinging?.abort();
       }
       if (done !== undefined) {
         await origin.staged?.();
         return done;
       }
       // The last checks that can refuse, then nothing but pushes.
-      await (await vessel.client()).ping(options.signal);
+      await (pinged ?? (await vessel.client()).ping(options.signal));
       await checkForeignAccepted(vessel, bundle.release.images, admitted.units.slice(0, bundle.release.images.length).map((u) => u.graph), options.signal);
       const tracker = new PushTracker((desc) => vessel.step(isManifestLike(desc.mediaType) ? 'import:manifest' : 'import:blob'));
       for (const r of vessel.state.releases) for (const [repo, digests] of Object.entries(r.content)) tracker.know(repo, digests);
@@ -536,8 +637,13 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
       let staged = false;
       try {
         const ctx: PushContext = { vessel, bundle, tracker, limiter: new Limiter(options.concurrency ?? 4), record: new ContentRecord(), options };
+        // The artifacts are made and pushed while the images go up; a failure there is reported
+        // once the images are in, as when they went one after the other.
+        const artifacts = prepareArtifacts(ctx);
+        const artifactsPushed = artifacts.then((a) => pushArtifacts(ctx, a));
+        artifactsPushed.catch(() => undefined);
         const existedImages = await pushContent(ctx, admitted);
-        const published = await publishArtifacts(ctx);
+        const published = await publishArtifacts(ctx, await artifacts, await artifactsPushed);
         const heldBefore = await commitRelease(vessel, bundle, ctx.record, published, admitted.signingRoot, options);
         if (journalled) await vessel.dir.removeJournal();
         staged = true;

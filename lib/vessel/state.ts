@@ -40,6 +40,12 @@ export interface HeldRelease {
   images: HeldImage[];
   /** Every blob and manifest the release needs, by repository (sorted). */
   content: Record<string, Digest[]>;
+  /**
+   * Which digests of `content` are manifests or indexes (sorted), so a presence check asks each
+   * where it lives in one request. Only a hint: a wrong entry costs a second request, never a
+   * wrong answer (`missingContent`). Absent in states written before it was recorded.
+   */
+  manifests?: Digest[];
   /** Where its Flux artifact lives (`seabag/NAME/manifests`). */
   manifestsRepository: string;
   fluxDigest?: Digest;
@@ -78,6 +84,8 @@ export const DEFAULT_STATE_DIR = '/var/lib/seabag';
 
 export class StateDir {
   readonly dir: string;
+  /** The pinned roots as first read (each is parsed and checked once per command); pinning forgets them. */
+  #roots: Promise<Map<number, TrustRoot>> | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -160,6 +168,12 @@ export class StateDir {
    * @throws E_STATE_INVALID when a stored root is unreadable
    */
   async roots(): Promise<Map<number, TrustRoot>> {
+    this.#roots ??= this.#readRoots();
+    this.#roots.catch(() => (this.#roots = undefined));
+    return new Map(await this.#roots);
+  }
+
+  async #readRoots(): Promise<Map<number, TrustRoot>> {
     const found = new Map<number, TrustRoot>();
     let names: string[];
     try {
@@ -192,8 +206,12 @@ export class StateDir {
 
   /** Pins roots (each as `N.root.json`), atomically, oldest first. */
   async pinRoots(roots: readonly TrustRoot[]): Promise<void> {
-    for (const root of roots) {
-      await writeFileAtomic(join(this.rootsDir, `${root.signed.version}.root.json`), `${JSON.stringify(root, null, 2)}\n`);
+    try {
+      for (const root of roots) {
+        await writeFileAtomic(join(this.rootsDir, `${root.signed.version}.root.json`), `${JSON.stringify(root, null, 2)}\n`);
+      }
+    } finally {
+      this.#roots = undefined;
     }
   }
 

@@ -50,12 +50,30 @@ function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
 /**
  * What the registry lacks of a held release: every blob and manifest it needs, HEADed in the
  * repository that must have it. Empty when the release is complete.
+ *
+ * A state that records which digests are manifests (`HeldRelease.manifests`) lets each be asked
+ * where it lives, in one HEAD; one that does not (or a digest the record places wrongly, which
+ * that HEAD does not find or a registry answers with an error) is asked as a blob and then as a
+ * manifest before it is called missing, so the record only saves requests.
  */
 export async function missingContent(vessel: Vessel, release: HeldRelease, signal?: AbortSignal): Promise<string[]> {
+  const manifests = release.manifests === undefined ? undefined : new Set<string>(release.manifests);
   const checks: (() => Promise<string | undefined>)[] = [];
   for (const [repository, digests] of Object.entries(release.content)) {
     for (const digest of digests) {
-      checks.push(async () => ((await (await vessel.repository(repository)).has(digest, sig(signal))) ? undefined : `${repository}@${digest}`));
+      checks.push(async () => {
+        const repo = await vessel.repository(repository);
+        const where = async (kind: 'blobs' | 'manifests'): Promise<boolean> => {
+          try {
+            return await repo.holds(digest, kind, { ...sig(signal), retry: false });
+          } catch (err) {
+            if (signal?.aborted === true) throw err;
+            return false;
+          }
+        };
+        const there = (manifests !== undefined && (await where(manifests.has(digest) ? 'manifests' : 'blobs'))) || (await repo.has(digest, sig(signal)));
+        return there ? undefined : `${repository}@${digest}`;
+      });
     }
   }
   return (await settleAll(checks, 8)).filter((m): m is string => m !== undefined).sort();

@@ -263,6 +263,72 @@ test.serial('SIGKILL of the importer mid-blob, then a re-run: it resumes from th
   t.truthy(await l.vessel.tag('seabag/awareness', '1.4.0'));
 });
 
+test.serial('SIGKILL mid-blob on an unpaced link, where the spool is written around the page cache: each spool file is a true prefix of its blob, none of it cached, and a re-run resumes from it within 1.05x', async (t) => {
+  const l = await link(t);
+  const needed = await blobsOf(bundles['1.4.0'] as string);
+  const bytesNeeded = needed.indexSize + sum(needed.small.values()) + sum(needed.large.values());
+  // No --limit-rate: the link stalls at 8 MiB (the layers are 5, 4 and 2 MiB, moved at once),
+  // and the importer is killed there.
+  const held = l.proxy.holdAt(8 * MiB);
+  const child = l.vessel.spawn(['import', l.at('1.4.0'), '--shore-ca-file', ca, '--trust', trust], l.env);
+  child.catch(() => undefined);
+  await held;
+  const spool = join(l.vessel.stateDir, 'spool', 'sha256');
+  const sizes = async (): Promise<Map<string, number>> => {
+    const out = new Map<string, number>();
+    for (const n of await readdir(spool).catch(() => [] as string[])) if (n.endsWith('.partial')) out.set(n, (await stat(join(spool, n))).size);
+    return out;
+  };
+  // Every layer byte that came before the stall is in the vessel's registry (a layer done) or in
+  // the spool within a second: in whole 1 MiB batches as it comes, and what is left of a batch
+  // once it is a second old.
+  const vessel = await l.vessel.client();
+  const committed = async (): Promise<number> => {
+    let n = 0;
+    for (const [digest, size] of needed.large) {
+      for (const repository of ['groke/app', 'groke/tool']) {
+        if (await vessel.repository(repository).has(digest as `sha256:${string}`)) {
+          n += size;
+          break;
+        }
+      }
+    }
+    return n;
+  };
+  const landed = async (): Promise<number> => sum((await sizes()).values()) + (await committed());
+  for (const until = Date.now() + 20_000; (await landed()) < 8 * MiB - 128 * 1024 && Date.now() < until; ) await sleep(20);
+  child.kill('SIGKILL');
+  await child.catch(() => undefined);
+  const killedAt = l.proxy.bytesDown;
+  const kept = await sizes();
+  const done = await committed();
+  t.true(sum(kept.values()) + done >= 8 * MiB - 128 * 1024, `of the ${killedAt} bytes over the link, ${sum(kept.values())} are in the spool and ${done} in the vessel's registry`);
+  t.true(kept.size >= 1, 'the spool kept the blobs it was downloading');
+  for (const [name, size] of kept) {
+    const path = join(spool, name);
+    // Read before anything else touches the file: the import wrote it around the page cache
+    // (at most the block short of 4 KiB that a flush writes through it).
+    const resident = Number((await execa('fincore', ['--bytes', '--noheadings', '--output', 'RES', path])).stdout.trim());
+    t.true(resident <= 4096, `${name}: ${resident} bytes of ${size} in the page cache`);
+    const hex = name.slice(0, -'.partial'.length);
+    const blob = await readFile(join(shore.storageDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data'));
+    t.true(size <= blob.length, `${name}: ${size} bytes of a ${blob.length}-byte blob`);
+    t.true((await readFile(path)).equals(blob.subarray(0, size)), `${name}: its ${size} bytes are not the blob's first ${size}`);
+  }
+  t.log(`killed at ${killedAt} bytes over the link; the spool kept ${[...kept.values()].join(', ')} bytes`);
+  l.proxy.release();
+  const again = await l.vessel.run(['import', l.at('1.4.0'), '--shore-ca-file', ca, '--trust', trust, '--json'], l.env);
+  t.is(again.code, 0, again.stdout + again.stderr);
+  t.is(again.json['bytesResumed'], sum(kept.values()), 'the re-run took every byte the spool kept');
+  // The re-run asked only for the rest (and the metadata again, with its headers).
+  const rest = bytesNeeded - sum(kept.values()) - done;
+  t.true(l.proxy.bytesDown - killedAt <= rest + 64 * 1024, `the re-run took ${l.proxy.bytesDown - killedAt} bytes for the ${rest} the spool lacked`);
+  t.log(`total ${l.proxy.bytesDown} for ${bytesNeeded} (${(l.proxy.bytesDown / bytesNeeded).toFixed(3)}x)`);
+  t.true(l.proxy.bytesDown <= 1.05 * bytesNeeded);
+  t.truthy(await l.vessel.tag('seabag/awareness', '1.4.0'));
+  t.deepEqual(await readdir(join(l.vessel.stateDir, 'spool')).catch(() => []), []);
+});
+
 test.serial('--limit-rate 1M: the link carries 1 MiB/s within 10%, measured by the proxy over 8 MiB', async (t) => {
   const l = await link(t);
   const r = await l.import('1.4.0', '--limit-rate', '1M');

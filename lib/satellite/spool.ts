@@ -21,6 +21,7 @@ import type { Repository } from '../registry/repository.js';
 import { fsyncDir } from '../util/atomic.js';
 import { READ_CHUNK, sha256File } from '../util/files.js';
 import { Limiter, type TokenBucket } from '../util/limit.js';
+import { openAppender } from './appender.js';
 
 export interface SpoolOptions extends PatienceOptions {
   /** Paces every byte over the link (`--limit-rate`). */
@@ -445,6 +446,9 @@ export class Spool {
    * gets each chunk at the same time as the file (a relay's upload).
    */
   async #receive(repo: Repository, desc: Descriptor, handle: FileHandle, body: Readable, start: number, until: number, hash: { update(data: Buffer): unknown }, progressed: () => void, partial: string, prepaid: number, also?: (buf: Buffer) => Promise<void>): Promise<number> {
+    // A relay's spool is read back only after a break: on a fast link it is written around the
+    // page cache. A pull reads its spool back at once, and a paced link is too slow to matter.
+    const direct = also !== undefined && this.#options.bucket === undefined;
     const o = this.#options;
     const url = new URL(repo.path('blobs', desc.digest), repo.client.baseUrl);
     const timeoutMs = (o.timeoutSeconds ?? 60) * 1000;
@@ -456,28 +460,10 @@ export class Spool {
     let received = start;
     let credit = prepaid;
     // Chunks reach the file in batches (a write per 64 KiB chunk costs more than the copy itself),
-    // at most SPOOL_BATCH bytes or a second behind the link, one write in flight, in order.
-    const batch: Buffer[] = [];
-    let batched = 0;
-    let batchAt = start;
-    let oldest = 0;
-    let writing: Promise<void> = Promise.resolve();
-    const flush = async (): Promise<void> => {
-      if (batched > 0) {
-        const buffers = batch.splice(0);
-        const at = batchAt;
-        batchAt += batched;
-        batched = 0;
-        await writing;
-        const w = writevFully(handle, buffers, at);
-        w.catch(() => undefined);
-        writing = w;
-      }
-    };
-    const settle = async (): Promise<void> => {
-      await flush();
-      await writing;
-    };
+    // at most SPOOL_BATCH bytes or a second behind the link, one write in flight, in order; around
+    // the page cache where `direct` (see appender.ts).
+    const appender = await openAppender(handle, partial, start, { direct });
+    const settle = (): Promise<void> => appender.close();
     try {
       for await (const chunk of body) {
         const buf = chunk as Buffer;
@@ -495,10 +481,7 @@ export class Spool {
           credit = Math.max(0, credit - buf.length);
           if (owed > 0) await o.bucket.take(owed, o.signal);
         }
-        if (batched === 0) oldest = heard;
-        batch.push(buf);
-        batched += buf.length;
-        if (batched >= SPOOL_BATCH || heard - oldest >= 1000) await flush();
+        await appender.append(buf);
         if (also !== undefined) await also(buf);
         hash.update(buf);
         received += buf.length;
@@ -523,6 +506,7 @@ export class Spool {
       });
     } finally {
       clearInterval(timer);
+      await appender.close().catch(() => undefined);
     }
     if (received < until) {
       await handle.datasync().catch(() => undefined);
@@ -556,23 +540,6 @@ export class Spool {
  */
 function sliceSize(rate: number): number {
   return Math.max(32 * 1024, Math.min(256 * 1024, Math.floor(rate / 4)));
-}
-
-/** Bytes of the link a spool file may lag behind (besides at most a second of it). */
-const SPOOL_BATCH = 1024 * 1024;
-
-async function writevFully(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  const total = buffers.reduce((n, b) => n + b.length, 0);
-  const { bytesWritten } = await handle.writev(buffers, position);
-  if (bytesWritten < total) await writeFully(handle, Buffer.concat(buffers, total).subarray(bytesWritten), position + bytesWritten);
-}
-
-async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
-  }
 }
 
 async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promise<void> {

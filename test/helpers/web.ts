@@ -101,6 +101,13 @@ export interface CuttingProxy extends WebServer {
   timeline: [number, number][];
   /** Cut whichever connection carries the downstream byte at each of these bytesDown totals. */
   cutAt(marks: number[]): void;
+  /**
+   * Stall the link once `mark` bytes have gone down: no connection forwards another byte until
+   * `release()`. Resolves when the stall begins.
+   */
+  holdAt(mark: number): Promise<void>;
+  /** Let a stalled link go on. */
+  release(): void;
   /** Refuse connections and drop the open ones (the link or the shore goes down). */
   down(): Promise<void>;
   /** Listen again on the same port. */
@@ -110,8 +117,8 @@ export interface CuttingProxy extends WebServer {
 /**
  * A TCP proxy to `upstreamPort` (TLS passes through untouched) that counts the bytes it carries
  * each way, cuts the first `cuts` connections after a random number of response bytes between
- * `min` and `max`, cuts connections at given byte totals (`cutAt`), and goes down and up on
- * demand.
+ * `min` and `max`, cuts connections at given byte totals (`cutAt`), stalls at one (`holdAt`), and
+ * goes down and up on demand.
  */
 export async function startCuttingProxy(t: Teardown, upstreamPort: number, o: { cuts?: number; min?: number; max?: number; seed?: number } = {}): Promise<CuttingProxy> {
   const random = seeded(o.seed ?? 1);
@@ -130,7 +137,17 @@ export async function startCuttingProxy(t: Teardown, upstreamPort: number, o: { 
     close: async () => undefined,
     down: async () => undefined,
     up: async () => undefined,
+    holdAt: (mark) =>
+      new Promise<void>((resolve) => {
+        hold = { mark, held: false, resolve, waiting: [] };
+      }),
+    release: () => {
+      const h = hold;
+      hold = undefined;
+      for (const go of h?.waiting ?? []) go();
+    },
   };
+  let hold: { mark: number; held: boolean; resolve: () => void; waiting: (() => void)[] } | undefined;
   const open = new Set<Socket>();
   const handler = (client: Socket): void => {
     const upstream = createConnection(upstreamPort, '127.0.0.1');
@@ -149,7 +166,28 @@ export async function startCuttingProxy(t: Teardown, upstreamPort: number, o: { 
     });
     upstream.on('drain', () => client.resume());
     client.on('end', () => upstream.end());
-    upstream.on('data', (chunk: Buffer) => {
+    const forward = (chunk: Buffer): void => {
+      const h = hold;
+      if (h !== undefined && (h.held || proxy.bytesDown + chunk.length > h.mark)) {
+        // Up to the mark, then nothing until release: the rest waits here, upstream paused.
+        const part = h.held ? 0 : Math.max(0, h.mark - proxy.bytesDown);
+        if (part > 0) send(chunk.subarray(0, part));
+        if (!h.held) {
+          h.held = true;
+          h.resolve();
+        }
+        upstream.pause();
+        h.waiting.push(() => {
+          forward(chunk.subarray(part));
+          upstream.resume();
+        });
+        return;
+      }
+      send(chunk);
+    };
+    upstream.on('data', forward);
+    const send = (chunk: Buffer): void => {
+      if (chunk.length === 0 || client.destroyed) return;
       const mark = marks[0];
       let limit = cutHere - sent;
       if (mark !== undefined) limit = Math.min(limit, mark - proxy.bytesDown);
@@ -167,9 +205,14 @@ export async function startCuttingProxy(t: Teardown, upstreamPort: number, o: { 
       proxy.bytesDown += chunk.length;
       proxy.timeline.push([Date.now() - started, proxy.bytesDown]);
       if (!client.write(chunk)) upstream.pause();
+    };
+    client.on('drain', () => {
+      if (hold?.held !== true) upstream.resume();
     });
-    client.on('drain', () => upstream.resume());
-    upstream.on('end', () => client.end());
+    upstream.on('end', () => {
+      if (hold?.held === true) hold.waiting.push(() => client.end());
+      else client.end();
+    });
   };
   let server: ReturnType<typeof createServer> | undefined;
   const port = await freePort();

@@ -488,7 +488,8 @@ async function pushArtifacts(ctx: PushContext, a: Artifacts): Promise<number> {
   const onNode = (_d: Descriptor, outcome: 'pushed' | 'exists' | 'skipped'): void => {
     if (outcome === 'exists') existed += 1;
   };
-  const copy = { limiter: ctx.limiter, onNode, checkChildren: true, ...(options.signal ? { signal: options.signal } : {}) };
+  // Their own two lanes: a few KiB of requests that must never hold a slot an image's layer waits for.
+  const copy = { limiter: new Limiter(2), onNode, checkChildren: true, ...(options.signal ? { signal: options.signal } : {}) };
   await Promise.all([
     copyGraph(bundle.archive, ctx.tracker.storage(a.releaseRepo), a.releaseGraph, copy),
     copyGraph(a.fluxStore, ctx.tracker.storage(a.fluxRepo), a.fluxGraph, copy),

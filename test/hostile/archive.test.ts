@@ -133,6 +133,20 @@ const CASES: Case[] = [
       bytes[512 + 40] = 0x41;
       await writeFile(path, bytes);
     } },
+  { name: 'non-zero padding after a layer (a big entry: its padding is read with the next header)', code: 'E_ARCHIVE_UNSAFE', make: async (path) => {
+      const e = rawEntries();
+      let at = 0;
+      let end: number | undefined;
+      for (const x of e) {
+        const size = x.data?.length ?? 0;
+        if (end === undefined && size > 64 * 1024 && size % 512 !== 0) end = at + 512 + size;
+        at += 512 + Math.ceil(size / 512) * 512;
+      }
+      if (end === undefined) throw new Error('no layer with padding');
+      const bytes = tarBytes(e);
+      bytes[end + 3] = 0x41;
+      await writeFile(path, bytes);
+    } },
   { name: 'blob name in uppercase hex', code: 'E_ARCHIVE_UNSAFE', make: entriesWith((e) => e.map((x) => (x.name === firstBlob().name ? { ...x, name: x.name.toUpperCase().replace('BLOBS/SHA256/', 'blobs/sha256/') } : x))) },
   { name: 'blob name of 63 hex characters', code: 'E_ARCHIVE_UNSAFE', make: entriesWith((e) => [...e, { name: `blobs/sha256/${'e'.repeat(63)}`, data: Buffer.from('x') }]) },
   { name: 'sha512 blob folder', code: 'E_ARCHIVE_UNSAFE', make: entriesWith((e) => [...e, { name: `blobs/sha512/${'f'.repeat(128)}`, data: Buffer.from('x') }]) },

@@ -9,8 +9,12 @@
  *   floor-hash       openssl dgst of every blob (read + hash, one core)
  *   floor-tar-sync   tar cf + sync of the tar file + openssl dgst (the peer, durable)
  *
- *   build@NAME       bundle build with .scratch/NAME/seabag.mjs (a copy of dist/, to compare
- *                    builds of the code side by side); build@NAME+VAR=1 sets VAR in its environment
+ *   build@NAME       bundle build with .scratch/NAME/seabag.mjs (to compare builds of the code
+ *                    side by side); build@NAME+VAR=1 sets VAR in its environment. .scratch/NAME
+ *                    must be a package of its own: seabag.mjs, package.json, schemas/ (a link
+ *                    will do) and dist/ (a copy). The program is found from the package root
+ *                    (lib/util/package.ts), so a bare copy of seabag.mjs runs the worktree's own
+ *                    dist/program.cjs and every NAME measures the same code.
  *
  *   node --import tsx bench/build-lab.ts --size 256M --runs 5 --cases build,peer,floor-copy
  * Run it under `flock -x /work/cpu.lock`. Every case starts after a `sync`, so none pays for the

@@ -94,7 +94,11 @@ export interface BundleOrigin {
   readonly name: string;
   /** Reads what the user named before the vessel is locked (a FIFO or a missing part must not hold it). */
   check?(): Promise<void>;
-  /** Reads the bundle's metadata (admission judges it next). */
+  /**
+   * Reads the bundle's metadata (admission judges it next). Called while the vessel is being
+   * locked, so it must read only what it names, never the vessel; `options.signal` cancels it when
+   * the vessel cannot be opened.
+   */
   open(options: OpOptions): Promise<OpenedBundle<BundleLayout>>;
   /** Called once the release is staged (or found already held), while the vessel is still locked. */
   staged?(): Promise<void>;
@@ -578,7 +582,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
   // vessel is locked and recovered: reading touches nothing of the vessel. The vessel's own
   // refusals come first, as they did when one waited for the other, and cancel the reading.
   const reading = new AbortController();
-  const opening = origin.open({ ...options, signal: options.signal === undefined ? reading.signal : AbortSignal.any([options.signal, reading.signal]) });
+  const opening = (async () => origin.open({ ...options, signal: options.signal === undefined ? reading.signal : AbortSignal.any([options.signal, reading.signal]) }))();
   const dropOpening = async (): Promise<void> => {
     reading.abort();
     await opening.then(

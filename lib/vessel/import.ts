@@ -644,10 +644,20 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         const ctx: PushContext = { vessel, bundle, tracker, limiter: new Limiter(options.concurrency ?? 4), record: new ContentRecord(), options };
         // The artifacts are made and pushed while the images go up; a failure there is reported
         // once the images are in, as when they went one after the other.
-        const artifacts = prepareArtifacts(ctx);
-        const artifactsPushed = artifacts.then((a) => pushArtifacts(ctx, a));
+        const stopArtifacts = new AbortController();
+        const aside: PushContext = { ...ctx, options: { ...options, signal: options.signal === undefined ? stopArtifacts.signal : AbortSignal.any([options.signal, stopArtifacts.signal]) } };
+        const artifacts = prepareArtifacts(aside);
+        const artifactsPushed = artifacts.then((a) => pushArtifacts(aside, a));
         artifactsPushed.catch(() => undefined);
-        const existedImages = await pushContent(ctx, admitted);
+        let existedImages: number;
+        try {
+          existedImages = await pushContent(ctx, admitted);
+        } catch (err) {
+          // A failed import writes nothing more: the artifacts stop before the lock goes.
+          stopArtifacts.abort();
+          await artifactsPushed.catch(() => undefined);
+          throw err;
+        }
         const published = await publishArtifacts(ctx, await artifacts, await artifactsPushed);
         const heldBefore = await commitRelease(vessel, bundle, ctx.record, published, admitted.signingRoot, options);
         if (journalled) await vessel.dir.removeJournal();

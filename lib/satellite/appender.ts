@@ -78,6 +78,8 @@ export async function openAppender(handle: FileHandle, path: string, start: numb
   return new BufferedAppender(handle, start);
 }
 
+const DONE: Promise<void> = Promise.resolve();
+
 /** Page-aligned buffers, reused across blobs (at most two per blob in flight). */
 const freeStaging: Buffer[] = [];
 
@@ -205,6 +207,8 @@ class DirectAppender implements SpoolAppender {
   #written: number;
   #writing: Promise<void> = Promise.resolve();
   #turn: Promise<unknown> = Promise.resolve();
+  /** Calls waiting for or taking their turn. */
+  #queued = 0;
   #direct = true;
   #closed = false;
   readonly #timer = new SecondTimer(() => this.flush());
@@ -239,12 +243,23 @@ class DirectAppender implements SpoolAppender {
 
   /** Runs `work` after every call before it has finished. */
   #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    this.#queued += 1;
     const run = this.#turn.then(work, work);
-    this.#turn = run.catch(() => undefined);
+    this.#turn = run.then(
+      () => (this.#queued -= 1),
+      () => (this.#queued -= 1),
+    );
     return run;
   }
 
   append(chunk: Buffer): Promise<void> {
+    if (this.#queued === 0 && this.#fill + chunk.length < SPOOL_BATCH) {
+      // Most chunks only fill the staging buffer: no write due, nothing to wait for.
+      chunk.copy(this.#cur, this.#fill);
+      this.#fill += chunk.length;
+      this.#timer.arm();
+      return DONE;
+    }
     return this.#inTurn(async () => {
       for (let from = 0; from < chunk.length; ) {
         const n = Math.min(chunk.length - from, this.#cur.length - this.#fill);

@@ -40,9 +40,10 @@ export interface SpoolAppender {
   readonly direct: boolean;
   /**
    * Takes a chunk (the caller must not change it afterwards); starts writing a batch once one is
-   * due. Calls are not to overlap: await each before the next.
+   * due. Returns nothing when the chunk was only staged, or a promise to await before the next call
+   * (calls are not to overlap).
    */
-  append(chunk: Buffer): Promise<void>;
+  append(chunk: Buffer): Promise<void> | undefined;
   /** Waits until every byte appended so far is in the file. */
   flush(): Promise<void>;
   /** Flushes and lets go of what the appender holds (not `handle`, which the caller owns). */
@@ -77,8 +78,6 @@ export async function openAppender(handle: FileHandle, path: string, start: numb
   }
   return new BufferedAppender(handle, start);
 }
-
-const DONE: Promise<void> = Promise.resolve();
 
 /** Page-aligned buffers, reused across blobs (at most two per blob in flight). */
 const freeStaging: Buffer[] = [];
@@ -154,11 +153,11 @@ class BufferedAppender implements SpoolAppender {
     return this.#at + this.#batched;
   }
 
-  async append(chunk: Buffer): Promise<void> {
+  append(chunk: Buffer): Promise<void> | undefined {
     this.#batch.push(chunk);
     this.#batched += chunk.length;
     this.#timer.arm();
-    if (this.#batched >= SPOOL_BATCH) await this.#write();
+    return this.#batched >= SPOOL_BATCH ? this.#write() : undefined;
   }
 
   /** Queues the batch after the write before it; resolves once that one is done (one write waiting at most). */
@@ -252,13 +251,13 @@ class DirectAppender implements SpoolAppender {
     return run;
   }
 
-  append(chunk: Buffer): Promise<void> {
+  append(chunk: Buffer): Promise<void> | undefined {
     if (this.#queued === 0 && this.#fill + chunk.length < SPOOL_BATCH) {
       // Most chunks only fill the staging buffer: no write due, nothing to wait for.
       chunk.copy(this.#cur, this.#fill);
       this.#fill += chunk.length;
       this.#timer.arm();
-      return DONE;
+      return undefined;
     }
     return this.#inTurn(async () => {
       for (let from = 0; from < chunk.length; ) {

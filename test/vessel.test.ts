@@ -321,6 +321,33 @@ test('a second import while one runs is E_LOCKED naming the holder; a lock left 
   t.regex(after.stderr, /note: took over the lock of `import other.bundle`/);
 });
 
+test('the bundle is read while the vessel is locked, yet the vessel\'s refusals come first: a truncated bundle on a locked vessel is E_LOCKED, on a vessel with no trust root E_TRUST_REQUIRED, and nothing is written', async (t) => {
+  const cut = join(await tempDir(t), 'cut.bundle');
+  const whole = await readFile(v2);
+  await writeFile(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+  const fresh = await startVessel(t);
+  const untrusted = await fresh.run(['import', cut, '--json']);
+  t.is(untrusted.code, 2, untrusted.stdout);
+  t.is(untrusted.json.error?.code, 'E_TRUST_REQUIRED');
+  const v = await startVessel(t);
+  await importOk(v, v1, '--trust', trust);
+  const before = await readFile(join(v.stateDir, 'state.json'));
+  const holder = execa('sleep', ['30']);
+  t.teardown(() => void holder.kill());
+  const { hostname } = await import('node:os');
+  await writeFile(join(v.stateDir, 'lock'), JSON.stringify({ pid: holder.pid, host: hostname(), command: 'import other.bundle', started: new Date().toISOString() }));
+  const locked = await v.run(['import', cut, '--json']);
+  t.is(locked.code, 3, locked.stdout);
+  t.is(locked.json.error?.code, 'E_LOCKED');
+  holder.kill('SIGKILL');
+  await holder.catch(() => undefined);
+  t.deepEqual(await readFile(join(v.stateDir, 'state.json')), before);
+  // Unlocked, the same bundle is refused for what it is.
+  const refused = await v.run(['import', cut, '--json']);
+  t.is(refused.code, 1, refused.stdout);
+  t.is(refused.json.error?.code, 'E_ARCHIVE_TRUNCATED');
+});
+
 test('staged content survives the registry garbage collection', async (t) => {
   const v = await startVessel(t);
   await importOk(v, v1, '--trust', trust);

@@ -84,8 +84,13 @@ export interface RelayOptions extends OpOptions {
 export interface BlobWriter {
   /** Bytes accepted so far. */
   readonly written: number;
-  /** Appends bytes (waits while the destination is slower than the source). */
-  write(chunk: Buffer): Promise<void>;
+  /**
+   * Appends bytes. Returns nothing when the destination took them at once, or a promise that
+   * settles once it is ready for more (the destination is slower than the source): no promise per
+   * chunk on a fast path that moves gigabytes in 64 KiB chunks. The caller must not change `chunk`
+   * afterwards.
+   */
+  write(chunk: Buffer): Promise<void> | undefined;
   /**
    * Ends the request under way cleanly, keeping the upload open: a pause in the source (a link
    * outage) then leaves no request hanging on the destination. The next `write` goes on.

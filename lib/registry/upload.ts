@@ -146,6 +146,18 @@ interface Patch {
   finish(): void;
   /** Aborts the request with this error. */
   fail(err: Error): void;
+  /**
+   * Settles once the request takes more (after `request.write` said to wait); rejects when the
+   * request broke or the signal aborted. One listener per request, not one per wait: a 2 GiB blob
+   * waits some 30,000 times, and each `Promise.race` with `broken` would stay attached to it until
+   * the request ends.
+   */
+  drained(): Promise<void>;
+}
+
+/** What `events.once` rejects with when its signal aborts (the HTTP layer maps it to E_ABORTED). */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
 }
 
 /**
@@ -188,17 +200,26 @@ export class ChunkedUpload implements BlobWriter {
     return this.#written;
   }
 
-  async write(chunk: Buffer): Promise<void> {
-    if (this.#finished) throw new SeabagError('E_REGISTRY', `the upload of ${this.#desc.digest} is already finished`);
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.#finished) return Promise.reject(new SeabagError('E_REGISTRY', `the upload of ${this.#desc.digest} is already finished`));
     this.#written += chunk.length;
-    if (this.#patch === undefined && this.#heldBytes + chunk.length <= HELD_BACK) {
-      // Small content waits for the commit, which then carries it: one request instead of two.
-      this.#held.push(chunk);
-      this.#heldBytes += chunk.length;
-      return;
+    const patch = this.#patch;
+    if (patch === undefined) {
+      if (this.#heldBytes + chunk.length <= HELD_BACK) {
+        // Small content waits for the commit, which then carries it: one request instead of two.
+        this.#held.push(chunk);
+        this.#heldBytes += chunk.length;
+        return undefined;
+      }
+      return this.#openAndWrite(chunk);
     }
+    // The request took it at once: nothing to wait for (the common case between drains).
+    return patch.request.write(chunk) ? undefined : patch.drained();
+  }
+
+  async #openAndWrite(chunk: Buffer): Promise<void> {
     const patch = (this.#patch ??= await this.#open());
-    if (!patch.request.write(chunk)) await Promise.race([once(patch.request, 'drain', this.#signal === undefined ? {} : { signal: this.#signal }), patch.broken]);
+    if (!patch.request.write(chunk)) await patch.drained();
   }
 
   async pause(): Promise<void> {
@@ -329,15 +350,48 @@ export class ChunkedUpload implements BlobWriter {
     this.#held = [];
     this.#heldBytes = 0;
     for (const chunk of held) request.write(chunk);
+    // The one waiter for 'drain' (see `Patch.drained`).
+    let resolveWait: (() => void) | undefined;
+    let rejectWait: ((err: unknown) => void) | undefined;
+    let failure: { err: unknown } | undefined;
+    const wake = (err?: { err: unknown }): void => {
+      const resolve = resolveWait;
+      const reject = rejectWait;
+      resolveWait = undefined;
+      rejectWait = undefined;
+      if (err === undefined) resolve?.();
+      else reject?.(err.err);
+    };
+    request.on('drain', () => wake());
+    broken.catch((err: unknown) => {
+      failure ??= { err };
+      wake(failure);
+    });
+    const signal = this.#signal;
+    const onAbort = (): void => wake({ err: abortError(signal as AbortSignal) });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const waiter = (resolve: () => void, reject: (err: unknown) => void): void => {
+      resolveWait = resolve;
+      rejectWait = reject;
+    };
     return {
       request,
       response,
       broken,
       finish: () => {
         done = true;
+        signal?.removeEventListener('abort', onAbort);
         finish();
       },
-      fail: (err) => fail(err),
+      fail: (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        fail(err);
+      },
+      drained: () => {
+        if (failure !== undefined) return Promise.reject(failure.err);
+        if (signal?.aborted === true) return Promise.reject(abortError(signal));
+        return new Promise<void>(waiter);
+      },
     };
   }
 }

@@ -40,9 +40,10 @@ export interface SpoolAppender {
   readonly direct: boolean;
   /**
    * Takes a chunk (the caller must not change it afterwards); starts writing a batch once one is
-   * due. Calls are not to overlap: await each before the next.
+   * due. Returns nothing when the chunk was only staged, or a promise to await before the next call
+   * (calls are not to overlap).
    */
-  append(chunk: Buffer): Promise<void>;
+  append(chunk: Buffer): Promise<void> | undefined;
   /** Waits until every byte appended so far is in the file. */
   flush(): Promise<void>;
   /** Flushes and lets go of what the appender holds (not `handle`, which the caller owns). */
@@ -152,11 +153,11 @@ class BufferedAppender implements SpoolAppender {
     return this.#at + this.#batched;
   }
 
-  async append(chunk: Buffer): Promise<void> {
+  append(chunk: Buffer): Promise<void> | undefined {
     this.#batch.push(chunk);
     this.#batched += chunk.length;
     this.#timer.arm();
-    if (this.#batched >= SPOOL_BATCH) await this.#write();
+    return this.#batched >= SPOOL_BATCH ? this.#write() : undefined;
   }
 
   /** Queues the batch after the write before it; resolves once that one is done (one write waiting at most). */
@@ -205,6 +206,8 @@ class DirectAppender implements SpoolAppender {
   #written: number;
   #writing: Promise<void> = Promise.resolve();
   #turn: Promise<unknown> = Promise.resolve();
+  /** Calls waiting for or taking their turn. */
+  #queued = 0;
   #direct = true;
   #closed = false;
   readonly #timer = new SecondTimer(() => this.flush());
@@ -239,12 +242,23 @@ class DirectAppender implements SpoolAppender {
 
   /** Runs `work` after every call before it has finished. */
   #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    this.#queued += 1;
     const run = this.#turn.then(work, work);
-    this.#turn = run.catch(() => undefined);
+    this.#turn = run.then(
+      () => (this.#queued -= 1),
+      () => (this.#queued -= 1),
+    );
     return run;
   }
 
-  append(chunk: Buffer): Promise<void> {
+  append(chunk: Buffer): Promise<void> | undefined {
+    if (this.#queued === 0 && this.#fill + chunk.length < SPOOL_BATCH) {
+      // Most chunks only fill the staging buffer: no write due, nothing to wait for.
+      chunk.copy(this.#cur, this.#fill);
+      this.#fill += chunk.length;
+      this.#timer.arm();
+      return undefined;
+    }
     return this.#inTurn(async () => {
       for (let from = 0; from < chunk.length; ) {
         const n = Math.min(chunk.length - from, this.#cur.length - this.#fill);

@@ -140,13 +140,16 @@ export class Spool {
     let trusted = earlier === 0;
     let handle: FileHandle | undefined;
     const fromVessel = new WeakSet<object>();
-    const vessel = async <T>(work: () => Promise<T>): Promise<T> => {
+    const blame = (err: unknown): SeabagError => {
+      const e = err instanceof SeabagError ? err : networkError(err, 'PATCH', new URL(`/v2/${repo.name}/blobs/uploads/`, 'http://vessel.invalid'));
+      fromVessel.add(e);
+      return e;
+    };
+    const vessel = async <T>(work: () => Promise<T> | T): Promise<T> => {
       try {
         return await work();
       } catch (err) {
-        const e = err instanceof SeabagError ? err : networkError(err, 'PATCH', new URL(`/v2/${repo.name}/blobs/uploads/`, 'http://vessel.invalid'));
-        fromVessel.add(e);
-        throw e;
+        throw blame(err);
       }
     };
     const dropUpload = async (): Promise<void> => {
@@ -245,9 +248,26 @@ export class Spool {
               return hash.update(buf);
             },
           };
-          offset = await this.#receive(repo, desc, handle as FileHandle, opened.body, offset, Math.min(desc.size, until), counted, progressed, partial, slice ?? 0, async (buf) => {
-            await vessel(() => u.write(buf));
-            options.onBytes?.(buf.length);
+          // Per 64 KiB chunk, on the fast path: no promise or closure unless the upload must drain.
+          const onBytes = options.onBytes;
+          offset = await this.#receive(repo, desc, handle as FileHandle, opened.body, offset, Math.min(desc.size, until), counted, progressed, partial, slice ?? 0, (buf) => {
+            let waiting: Promise<void> | undefined;
+            try {
+              waiting = u.write(buf);
+            } catch (err) {
+              throw blame(err);
+            }
+            if (waiting === undefined) {
+              onBytes?.(buf.length);
+              return undefined;
+            }
+            const n = buf.length;
+            return waiting.then(
+              () => onBytes?.(n),
+              (err: unknown) => {
+                throw blame(err);
+              },
+            );
           });
         }
       } catch (err) {
@@ -445,7 +465,7 @@ export class Spool {
    * Writes a response body from `start` on; returns where it ended (at least `until`). `also`
    * gets each chunk at the same time as the file (a relay's upload).
    */
-  async #receive(repo: Repository, desc: Descriptor, handle: FileHandle, body: Readable, start: number, until: number, hash: { update(data: Buffer): unknown }, progressed: () => void, partial: string, prepaid: number, also?: (buf: Buffer) => Promise<void>): Promise<number> {
+  async #receive(repo: Repository, desc: Descriptor, handle: FileHandle, body: Readable, start: number, until: number, hash: { update(data: Buffer): unknown }, progressed: () => void, partial: string, prepaid: number, also?: (buf: Buffer) => Promise<void> | undefined): Promise<number> {
     // A relay's spool is read back only after a break: on a fast link it is written around the
     // page cache. A pull reads its spool back at once, and a paced link is too slow to matter.
     const direct = also !== undefined && this.#options.bucket === undefined;
@@ -481,8 +501,11 @@ export class Spool {
           credit = Math.max(0, credit - buf.length);
           if (owed > 0) await o.bucket.take(owed, o.signal);
         }
-        await appender.append(buf);
-        if (also !== undefined) await also(buf);
+        // Awaited only when there is something to wait for (most chunks: neither).
+        const appending = appender.append(buf);
+        if (appending !== undefined) await appending;
+        const sending = also?.(buf);
+        if (sending !== undefined) await sending;
         hash.update(buf);
         received += buf.length;
         this.bytesDownloaded += buf.length;

@@ -94,7 +94,11 @@ export interface BundleOrigin {
   readonly name: string;
   /** Reads what the user named before the vessel is locked (a FIFO or a missing part must not hold it). */
   check?(): Promise<void>;
-  /** Reads the bundle's metadata (admission judges it next). */
+  /**
+   * Reads the bundle's metadata (admission judges it next). Called while the vessel is being
+   * locked, so it must read only what it names, never the vessel; `options.signal` cancels it when
+   * the vessel cannot be opened.
+   */
   open(options: OpOptions): Promise<OpenedBundle<BundleLayout>>;
   /** Called once the release is staged (or found already held), while the vessel is still locked. */
   staged?(): Promise<void>;
@@ -578,7 +582,7 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
   // vessel is locked and recovered: reading touches nothing of the vessel. The vessel's own
   // refusals come first, as they did when one waited for the other, and cancel the reading.
   const reading = new AbortController();
-  const opening = origin.open({ ...options, signal: options.signal === undefined ? reading.signal : AbortSignal.any([options.signal, reading.signal]) });
+  const opening = (async () => origin.open({ ...options, signal: options.signal === undefined ? reading.signal : AbortSignal.any([options.signal, reading.signal]) }))();
   const dropOpening = async (): Promise<void> => {
     reading.abort();
     await opening.then(
@@ -640,10 +644,20 @@ export async function importBundle(path: string | BundleOrigin, options: ImportO
         const ctx: PushContext = { vessel, bundle, tracker, limiter: new Limiter(options.concurrency ?? 4), record: new ContentRecord(), options };
         // The artifacts are made and pushed while the images go up; a failure there is reported
         // once the images are in, as when they went one after the other.
-        const artifacts = prepareArtifacts(ctx);
-        const artifactsPushed = artifacts.then((a) => pushArtifacts(ctx, a));
+        const stopArtifacts = new AbortController();
+        const aside: PushContext = { ...ctx, options: { ...options, signal: options.signal === undefined ? stopArtifacts.signal : AbortSignal.any([options.signal, stopArtifacts.signal]) } };
+        const artifacts = prepareArtifacts(aside);
+        const artifactsPushed = artifacts.then((a) => pushArtifacts(aside, a));
         artifactsPushed.catch(() => undefined);
-        const existedImages = await pushContent(ctx, admitted);
+        let existedImages: number;
+        try {
+          existedImages = await pushContent(ctx, admitted);
+        } catch (err) {
+          // A failed import writes nothing more: the artifacts stop before the lock goes.
+          stopArtifacts.abort();
+          await artifactsPushed.catch(() => undefined);
+          throw err;
+        }
         const published = await publishArtifacts(ctx, await artifacts, await artifactsPushed);
         const heldBefore = await commitRelease(vessel, bundle, ctx.record, published, admitted.signingRoot, options);
         if (journalled) await vessel.dir.removeJournal();

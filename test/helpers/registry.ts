@@ -47,6 +47,8 @@ export interface RegistryHandle {
   kill(): Promise<void>;
   /** Start it again on the same port and storage. */
   start(): Promise<void>;
+  /** The registry process's id while it runs (benchmarks read its CPU time from /proc). */
+  pid(): number | undefined;
   /** `docker-registry garbage-collect` over the storage (with the registry stopped or read-only). */
   garbageCollect(options?: { deleteUntagged?: boolean }): Promise<string>;
   /** The registry's own log (stdout and stderr). */
@@ -230,6 +232,7 @@ export async function startRegistry(options: RegistryOptions = {}, teardown?: (f
     stop: () => halt('SIGTERM'),
     kill: () => halt('SIGKILL'),
     start,
+    pid: () => child?.pid,
     async garbageCollect(gc = {}) {
       const args = ['garbage-collect', ...(gc.deleteUntagged === true ? ['--delete-untagged'] : []), configPath];
       const result = await execa('docker-registry', args, { all: true });

@@ -34,8 +34,14 @@ let one: string;
 let oneParts: string;
 let oneLayer: { digest: string; offset: number; size: number };
 
+/** The shared folder's removal, run once every test is done. */
+const cleanups: (() => void | Promise<void>)[] = [];
+test.after.always(async () => {
+  for (const fn of cleanups) await fn();
+});
+
 test.before(async () => {
-  dir = await tempDir({ teardown: () => undefined }, 'seabag-parallel-');
+  dir = await tempDir({ teardown: (fn) => void cleanups.push(fn) }, 'seabag-parallel-');
   const ok = async (args: string[]): Promise<void> => {
     const r = await runCli(args, { SOURCE_DATE_EPOCH: '1790000000' });
     if (r.code !== 0) throw new Error(`bundle ${args.join(' ')}: ${r.stderr}`);

@@ -29,7 +29,7 @@ import { createReadStream } from 'node:fs';
 import * as http from 'node:http';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parseSize } from '../lib/index.js';
@@ -278,6 +278,8 @@ async function dataset(base: string, name: string, size: number, key: string, im
 async function dropRegistry(r: RegistryHandle | undefined): Promise<void> {
   if (r === undefined) return;
   await r.kill();
+  // Its folder: the config, the log and (inside it) the storage.
+  await rm(dirname(r.configPath), { recursive: true, force: true });
   await rm(r.storageDir, { recursive: true, force: true });
 }
 

@@ -1,6 +1,7 @@
 /**
- * The single pull's floor: the plainest Node program that does what `bundle import oci://` must do
- * with each layer, and nothing else. For each image, every blob streams from the shore's GET into a
+ * The floor of the satellite pulls (the single full pull, and each vessel's pull of a fleet): the
+ * plainest Node program that does what `bundle import oci://` must do with each layer, and nothing
+ * else. For each image, every blob the vessel does not hold already (HEAD) streams from the shore's GET into a
  * chunked upload on the vessel (POST, one PATCH, PUT ?digest=), four at a time, each chunk hashed
  * and appended to a spool file the way seabag's spool appends it (lib/satellite/appender.ts, from
  * dist/), the upload committed only after the digest matched; then the manifest is put. No
@@ -40,6 +41,10 @@ async function expect(res, status, what) {
 }
 
 async function relay(repository, desc) {
+  // What the vessel holds already is not fetched (a delta: the fleet's pull).
+  const held = await request('HEAD', `http://${vessel}/v2/${repository}/blobs/${desc.digest}`);
+  held.resume();
+  if (held.statusCode === 200) return;
   const started = request('POST', `http://${vessel}/v2/${repository}/blobs/uploads/`);
   const got = await request('GET', `http://${shore}/v2/${repo}/blobs/${desc.digest}`);
   if (got.statusCode !== 200) throw new Error(`GET ${desc.digest}: ${got.statusCode}`);

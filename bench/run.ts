@@ -29,7 +29,7 @@ import { createReadStream } from 'node:fs';
 import * as http from 'node:http';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parseSize } from '../lib/index.js';
@@ -96,7 +96,7 @@ const WHY: Record<string, string> = {
   'verify-split':
     "each byte is hashed twice (its part and its blob) on the same two cores: at 256 MiB the split verify spends 0.48 s of CPU against the unsplit one's 0.33 s (user + sys), so at least 0.07 s more on two cores over a 0.22 s verify; a part and the blobs wholly inside it share one read, a blob that crosses a part's end is read again (from the page cache) as a job of its own; the second thread joins ~40 ms after the main thread starts hashing (its start; starting it before the archive's headers are read measured no faster)",
   'verify-split-1':
-    "the layer's stream runs on one core and the parts on the other; the layer crosses every part boundary, so it is read a second time (from the page cache) by its own lane; two openssl processes at once each run at 99% of one alone here, so the few per cent are the split's own (the parts file, four files opened, the second thread's messages on the main thread that hashes the layer)",
+    "the layer's stream runs on one core and the parts on the other, the same bytes each; the layer crosses every part boundary, so it is read a second time (from the page cache) by its own lane; the parts' thread is started by the CLI's entry, beside the program's load, and is up when hashing begins (started by hashing itself, it came up ~25 ms late and ended 10-17 ms after the layer at 800 MiB); traced at 800 MiB, what is left is ~8 ms before hashing (the parts file, four files, the thread's start slowing the program's load ~5 ms) and ~7-12 ms of the layer's hash (the two streams side by side)",
   build:
     "the program's own time before the first byte, not the fsyncs: at 256 MiB (bench/build-lab.ts, timestamps at each phase) node and the program start in ~0.08 s, the spec takes ~0.015 s and resolving the 4 images' manifests, configs and referrers ~0.035 s (small reads through node's fs promises, and the second thread's start); the write then takes ~0.23 s with both cores busy (sha256 on the second thread; the kernel's read and write copies and the main thread on the other: 0.50 s of CPU in 0.37 s), and --no-sync is 0.01–0.03 s faster than the durable build (the last flush, ~32 MiB, cannot overlap anything), so durability is not most of what is missed. The peer has no start to pay. Tried and measured slower: the main thread hashing a share of the blobs (0.40 s against 0.38 s), the hashing thread reading the blobs itself (0.44 s against 0.41 s); resolving the images at once gained nothing",
   import:
@@ -108,8 +108,8 @@ const WHY: Record<string, string> = {
   'startup-status': 'the program loads from a V8 code cache; what remains is node:fs work on the state directory',
   'startup-inspect': 'as status, plus the release document\'s schema validator (compiled without the cache)',
   satellite:
-    "the spool: every byte is also written to STATE/spool (resume across a kill or a power cut needs it on disk), which skopeo never writes; 2 GiB of spool plus the vessel registry's own 2 GiB of dirty pages pass the kernel's writeback threshold (by hand, with the spool writes switched off, the kernel time of the import fell from 6.2 s to 1.4 s; docs/satellite.md)",
-  'fleet-time': "see the floor: node's start alone is half of skopeo's whole copy of the changed layer",
+    "every byte is also written to STATE/spool (resume across a kill or a power cut needs it on disk), which skopeo never writes: on an unpaced link it goes around the page cache (O_DIRECT), which took the pull from 1.5× to about 1.0× (docs/satellite.md); beyond the floor's relay, seabag pays admission, staging, the release and Flux artifacts, and a promise per chunk on the spool and upload path",
+  'fleet-time': "node's start (~0.06 s) is a large share of skopeo's whole copy of one changed layer; beyond the floor's relay, seabag fetches and checks the signed metadata first, stages, pushes the release and Flux artifacts, and writes its state and journal",
 };
 
 /** What each floor is: the ideal program the target is held against (see `pair`'s floor functions). */
@@ -122,7 +122,8 @@ const FLOOR: Record<string, string> = {
   import: "node's start plus the registry's raw ingest (every blob at once, a POST and one streamed PUT each, from the plainest client: no manifests, no checks), against skopeo image by image: an import cannot push faster than the registry takes bytes",
   ceiling: "node's start plus the registry's raw ingest (as for the row above), against the parallel skopeo copies",
   reimport: "the plainest re-import a Node program can run (bench/reimport-floor.mjs: node's start, state.json, the bundle's metadata entries read and hashed, two Ed25519 checks, a HEAD per recorded digest, all at once), against the import: no argument parsing, lock, journal, schema or trust-root rules, tags or output",
-  'fleet-time': "node's start (`node -e 0`) plus skopeo's whole copy, against skopeo's copy (bench:satellite measures both beside each vessel's pair)",
+  'fleet-time': "bench/relay-floor.mjs, the plainest Node relay (HEAD each blob, stream the missing one from the shore into the vessel, hashed and spooled, then the manifest), into a third registry holding 1.0.0, against skopeo's copy (bench:satellite times all three beside each vessel)",
+  satellite: "bench/relay-floor.mjs, the same plainest Node relay with seabag's spool, against skopeo docker→docker in the same runs",
 };
 
 function stats(values: number[]): Stats {
@@ -278,6 +279,8 @@ async function dataset(base: string, name: string, size: number, key: string, im
 async function dropRegistry(r: RegistryHandle | undefined): Promise<void> {
   if (r === undefined) return;
   await r.kill();
+  // Its folder: the config, the log and (inside it) the storage.
+  await rm(dirname(r.configPath), { recursive: true, force: true });
   await rm(r.storageDir, { recursive: true, force: true });
 }
 
@@ -578,7 +581,7 @@ async function satelliteFigures(): Promise<Figure[]> {
   const big = join(root, 'bench', 'results', 'satellite-2g.json');
   const path = (await stat(big).catch(() => undefined)) === undefined ? join(root, 'bench', 'results', 'satellite.json') : big;
   type Fleet = { vessels: number; changedLayerBytes: number; bytesOverChangedPlusMetadata: number; timeRatio: { median: number; min?: number; max?: number }; floor?: { ratio: number } };
-  const doc = await readFile(path, 'utf8').then((t) => JSON.parse(t) as { single?: { bytes: number; runs?: number; seabagSeconds: number; skopeoSeconds: number; ratio: number; ratios?: number[]; floor?: number }; fleet?: Fleet }, () => undefined);
+  const doc = await readFile(path, 'utf8').then((t) => JSON.parse(t) as { single?: { bytes: number; runs?: number; seabagSeconds: number; skopeoSeconds: number; ratio: number; ratios?: number[]; floor?: { ratio: number; ratios?: number[] } }; fleet?: Fleet }, () => undefined);
   // The fleet runs at its own (small) size: it comes from satellite.json whichever file had the pull.
   const fleetDoc = await readFile(join(root, 'bench', 'results', 'satellite.json'), 'utf8').then((t) => JSON.parse(t) as { fleet?: Fleet }, () => undefined);
   const one = (v: number): Stats => ({ median: v, min: v, max: v });
@@ -589,7 +592,7 @@ async function satelliteFigures(): Promise<Figure[]> {
       key: 'satellite',
       name: `import oci:// full pull ÷ skopeo copy docker→docker (npm run bench:satellite, ${single.runs ?? 1} run${(single.runs ?? 1) === 1 ? '' : 's'})`,
       target: 1.0,
-      cells: [{ size: single.bytes, runs: single.runs ?? 1, ratio: single.ratios === undefined ? one(single.ratio) : { ...stats(single.ratios), median: single.ratio }, ours: one(single.seabagSeconds), theirs: one(single.skopeoSeconds), ...(single.floor === undefined ? {} : { floor: one(single.floor) }) }],
+      cells: [{ size: single.bytes, runs: single.runs ?? 1, ratio: single.ratios === undefined ? one(single.ratio) : { ...stats(single.ratios), median: single.ratio }, ours: one(single.seabagSeconds), theirs: one(single.skopeoSeconds), ...(single.floor === undefined ? {} : { floor: single.floor.ratios === undefined ? one(single.floor.ratio) : { ...stats(single.floor.ratios), median: single.floor.ratio } }) }],
     });
   }
   const fleet = fleetDoc?.fleet ?? doc?.fleet;

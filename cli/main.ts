@@ -2,6 +2,7 @@
 /**
  * The `bundle` / `seabag` executable: the only place that touches `process`.
  */
+import { defaultLanes, prestartHashThreads } from '../lib/bundle/lane-threads.js';
 import { packageVersion } from '../lib/util/package.js';
 import { loadProgram } from './program-loader.js';
 
@@ -43,6 +44,11 @@ if (argv.length === 1 && argv[0] === '--version') {
   // Asked by scripts and installers often: answered before yargs and the commands are loaded.
   process.stdout.write(`${packageVersion()}\n`);
 } else {
+  // The verify of a split bundle hashes its parts on a second thread, as many bytes as the main
+  // thread's: that thread starts now, beside the program's load, so it is up when hashing begins
+  // (lib/bundle/lane-threads.ts). Named by its parts file or a part (lib/bundle/parts.ts's
+  // suffixes); a guess only: a thread not needed is stopped unused.
+  if (argv[0] === 'verify' && argv.slice(1).some((a) => /\.parts\.json$|\.\d{3,}$/.test(a))) prestartHashThreads(defaultLanes() - 1);
   // The program, from the script and code cache the build made (cli/program-loader.ts).
   const { main } = await loadProgram();
   process.exitCode = await main(argv, {

@@ -26,8 +26,14 @@ let dir: string;
 let layout: string;
 let spec: string;
 
+/** The shared folder's removal, run once every test is done. */
+const cleanups: (() => void | Promise<void>)[] = [];
+test.after.always(async () => {
+  for (const fn of cleanups) await fn();
+});
+
 test.before(async () => {
-  dir = await tempDir({ teardown: () => undefined }, 'seabag-build-parallel-');
+  dir = await tempDir({ teardown: (fn) => void cleanups.push(fn) }, 'seabag-build-parallel-');
   layout = join(dir, 'layout');
   await buildRandomImage(layout, 'eight', EIGHT, 'eight');
   // Many small blobs too: a blob's last chunk often lands beside the next blob's first.

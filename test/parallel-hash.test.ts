@@ -7,12 +7,13 @@
  * parallel path.
  */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import test from 'ava';
 import { FileSource, isSeabagError, loadRoot, openBundle, resolveBundleInput, verifyBundle, verifyParts, type PartsFile, type Progress, type TrustRoot } from '../lib/index.js';
 import { hashLanes, workerArgs, type HashJob } from '../lib/bundle/hash-lanes.js';
-import { runCli } from './helpers/cli.js';
+import { prestartHashThreads, takeThreads } from '../lib/bundle/lane-threads.js';
+import { runCli, spawnCli } from './helpers/cli.js';
 import { flipByte } from './helpers/bundles.js';
 import { buildRandomImage } from './helpers/images.js';
 import { tempDir } from './helpers/tools.js';
@@ -33,8 +34,14 @@ let one: string;
 let oneParts: string;
 let oneLayer: { digest: string; offset: number; size: number };
 
+/** The shared folder's removal, run once every test is done. */
+const cleanups: (() => void | Promise<void>)[] = [];
+test.after.always(async () => {
+  for (const fn of cleanups) await fn();
+});
+
 test.before(async () => {
-  dir = await tempDir({ teardown: () => undefined }, 'seabag-parallel-');
+  dir = await tempDir({ teardown: (fn) => void cleanups.push(fn) }, 'seabag-parallel-');
   const ok = async (args: string[]): Promise<void> => {
     const r = await runCli(args, { SOURCE_DATE_EPOCH: '1790000000' });
     if (r.code !== 0) throw new Error(`bundle ${args.join(' ')}: ${r.stderr}`);
@@ -321,4 +328,68 @@ test('hashing threads get the profiling flags with their values, and none of the
     '--cpu-prof-name=x.cpuprofile',
   ]);
   t.deepEqual(workerArgs(['--import', 'tsx', '--enable-source-maps']), []);
+});
+
+const PRESTARTED = Symbol.for('seabag.hashThreads.prestarted');
+
+test.serial('threads started ahead are taken by the next hashing, which gives the digests a sequential pass would', async (t) => {
+  const path = join(dir, 'ahead.bin');
+  await writeFile(path, Buffer.from(Array.from({ length: 3 * MIB }, (_, i) => (i * 7919) % 251)));
+  const bytes = await readFile(path);
+  const source = await FileSource.open(path, [path]);
+  try {
+    prestartHashThreads(2);
+    t.not((globalThis as Record<symbol, unknown>)[PRESTARTED], undefined);
+    const jobs = [wholeRange(0, 2 * MIB), wholeRange(2 * MIB, 3 * MIB), wholeRange(MIB, 3 * MIB)];
+    const results = await hashLanes(source, jobs, LANES);
+    t.is((globalThis as Record<symbol, unknown>)[PRESTARTED], undefined, 'taken (the one not needed is stopped)');
+    t.deepEqual(
+      results,
+      jobs.map((j) => [createHash('sha256').update(bytes.subarray(j.start, j.end)).digest('hex')]),
+    );
+  } finally {
+    await source.close();
+  }
+});
+
+test.serial('a hashing that needs no thread stops those started ahead, and one that needs more starts the rest', async (t) => {
+  prestartHashThreads(1);
+  t.deepEqual(await takeThreads(0), []);
+  t.is((globalThis as Record<symbol, unknown>)[PRESTARTED], undefined);
+  prestartHashThreads(1);
+  const threads = await takeThreads(2);
+  try {
+    t.is(threads.length, 2);
+    t.true(threads.every((w) => w.threadId > 0));
+  } finally {
+    await Promise.all(threads.map((w) => w.terminate()));
+  }
+});
+
+test('the executable starts a split bundle’s hashing thread ahead: a whole bundle passes, a bad part is named, and an unneeded thread does not hold the process open', async (t) => {
+  // Big enough (30 MB in 5 parts: the layer and the parts, 60 MB of hashing) for verify to take a
+  // second thread, through dist/seabag.mjs, whose entry starts it before the program loads.
+  await buildRandomImage(join(dir, 'layout'), 'ahead', [30_000_000], 'ahead-layer');
+  await writeFile(join(dir, 'ahead.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: ahead\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/ahead:1.0.0\n    from: oci:${join(dir, 'layout')}:ahead\n`);
+  await mkdir(join(dir, 'ahead-split'));
+  const built = await runCli(['build', join(dir, 'ahead.yaml'), '-o', join(dir, 'ahead-split', 'ahead.bundle'), '--sign', join(dir, 'release.key'), '--split', '7M'], { SOURCE_DATE_EPOCH: '1790000000' });
+  t.is(built.code, 0, built.stderr);
+  const aheadParts = join(dir, 'ahead-split', 'ahead.bundle.parts.json');
+  const trustFile = join(dir, 'trust.json');
+  const whole = await spawnCli(['verify', aheadParts, '--trust', trustFile, '--no-progress']);
+  t.is(whole.exitCode, 0, whole.all);
+  const { parts: bad, pieces } = await copySplit(aheadParts, 'ahead-bad');
+  await flipByte(pieces[2] as string, 5000);
+  const refused = await spawnCli(['verify', bad, '--trust', trustFile, '--no-progress', '--json']);
+  t.is(refused.exitCode, 1, refused.all);
+  t.like(JSON.parse(refused.stdout) as object, { error: { code: 'E_PART_CORRUPT', details: { part: basename(pieces[2] as string) } } });
+  // Too small for a second thread (and named by a part, not the parts file): the thread started
+  // ahead is stopped unused. A part missing: refused before any hashing, and the thread started
+  // ahead, never taken, does not hold the process open (else these would hang).
+  const small = await spawnCli(['verify', `${oneParts.slice(0, -'.parts.json'.length)}.001`, '--trust', trustFile, '--no-progress']);
+  t.is(small.exitCode, 0, small.all);
+  await rm(pieces[3] as string);
+  const missing = await spawnCli(['verify', bad, '--trust', trustFile, '--no-progress', '--json']);
+  t.is(missing.exitCode, 1, missing.all);
+  t.like(JSON.parse(missing.stdout) as object, { error: { code: 'E_PART_MISSING' } });
 });

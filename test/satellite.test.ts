@@ -69,6 +69,7 @@ function spec(version: string, app: string, expires = '2030-06-01'): string {
 const deployment = (version: string): string =>
   `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      containers: [{name: app, image: 'shore.example.com/groke/app:${version}'}]\n`;
 
+const shoreTeardown: (() => Promise<void>)[] = [];
 test.before(async () => {
   work = await mkdtemp(join(tmpdir(), 'seabag-satellite-'));
   const layout = join(work, 'images');
@@ -95,7 +96,7 @@ test.before(async () => {
   await release('expired', '1.6.0', 'app-1.6.0', 'release', '2001-01-01');
   await release('tampered', '1.6.0', 'app-1.6.0', 'release');
 
-  shore = await startRegistry({ auth: USER, tls: true });
+  shore = await startRegistry({ auth: USER, tls: true }, (fn) => void shoreTeardown.push(fn));
   ca = shore.caFile as string;
   certDir = join(work, 'certs');
   await mkdir(certDir);
@@ -109,7 +110,8 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  await shore?.kill();
+  // Stops the shore and removes its folder (certificates, htpasswd, storage).
+  for (const fn of shoreTeardown) await fn();
   await rm(work, { recursive: true, force: true });
 });
 

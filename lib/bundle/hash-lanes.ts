@@ -16,10 +16,10 @@
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { fromSystemError, throwIfAborted } from '../errors.js';
 import { workerArgs } from '../util/worker-args.js';
+import { CORE, defaultLanes, takeThreads } from './lane-threads.js';
 import { truncated, type ByteSource } from './source.js';
 
 /** One hash to compute: the bytes `[start, end)` of the source. */
@@ -65,66 +65,6 @@ const SLICE = 2 * 1024 * 1024;
 /** A worker tells of its progress every this many bytes. */
 const REPORT = 4 * 1024 * 1024;
 
-/** How many lanes by default: the cores, at most 4. */
-export function defaultLanes(): number {
-  return Math.min(availableParallelism(), 4);
-}
-
-// The hashing itself: plain JavaScript, the body of `(readSync, createHash) => core`, so the main
-// thread and the workers (evaluated from a string: the single-file CLI needs no second file) run
-// one implementation. Reads with pread on the descriptors the main thread opened.
-const CORE = `
-function readAt(pieces, target, position) {
-  let done = 0;
-  for (const p of pieces) {
-    if (done >= target.length) break;
-    const at = position + done;
-    if (at >= p.start + p.size || at < p.start) continue;
-    const want = Math.min(target.length - done, p.start + p.size - at);
-    let got = 0;
-    while (got < want) {
-      let n;
-      try {
-        n = readSync(p.fd, target, done + got, want - got, at - p.start + got);
-      } catch (err) {
-        if (err !== null && typeof err === 'object') err.file = p.path;
-        throw err;
-      }
-      if (n === 0) return done + got;
-      got += n;
-    }
-    done += got;
-  }
-  return done;
-}
-function start(job) {
-  return { job, pos: job.start, hashes: job.targets.map(() => createHash('sha256')), hex: undefined, short: undefined };
-}
-function step(st, buf, pieces, budget) {
-  const job = st.job;
-  const until = Math.min(job.end, st.pos + budget);
-  let counted = 0;
-  while (st.pos < until) {
-    const n = readAt(pieces, buf.subarray(0, Math.min(buf.length, job.end - st.pos)), st.pos);
-    if (n === 0) {
-      st.short = st.pos;
-      return counted;
-    }
-    const end = st.pos + n;
-    for (let i = 0; i < job.targets.length; i += 1) {
-      const t = job.targets[i];
-      const a = Math.max(t.start, st.pos);
-      const b = Math.min(t.end, end);
-      if (a < b) st.hashes[i].update(buf.subarray(a - st.pos, b - st.pos));
-    }
-    counted += Math.max(0, Math.min(end, job.counted) - st.pos);
-    st.pos = end;
-  }
-  if (st.pos >= job.end) st.hex = st.hashes.map((h) => h.digest('hex'));
-  return counted;
-}
-return { readAt, start, step };
-`;
 
 interface LaneState {
   job: HashJob;
@@ -144,45 +84,7 @@ let core: LaneCore | undefined;
 // The same source the workers run, compiled once here.
 const laneCore = (): LaneCore => (core ??= new Function('readSync', 'createHash', CORE)(readSync, createHash) as LaneCore);
 
-// A worker: takes the next job in the shared order (an atomic counter both kinds of lane draw
-// from, so no lane waits for the main thread to hand it work), skips those flagged, stops when
-// the stop flag is set.
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const core = (function (readSync, createHash) {${CORE}})(require('node:fs').readSync, require('node:crypto').createHash);
-parentPort.on('message', (m) => {
-  const ctl = new Int32Array(m.ctl);
-  const skip = new Uint8Array(m.skip);
-  const buf = Buffer.allocUnsafe(m.chunk);
-  let job = -1;
-  try {
-    for (;;) {
-      if (Atomics.load(ctl, 1) !== 0) break;
-      const i = Atomics.add(ctl, 0, 1);
-      if (i >= m.order.length) break;
-      job = m.order[i];
-      if (Atomics.load(skip, job) !== 0) continue;
-      const st = core.start(m.jobs[job]);
-      for (;;) {
-        const counted = core.step(st, buf, m.pieces, m.report);
-        if (counted > 0) parentPort.postMessage({ job, progress: counted });
-        if (st.short !== undefined) {
-          parentPort.postMessage({ job, short: st.short });
-          return;
-        }
-        if (st.hex !== undefined || Atomics.load(ctl, 1) !== 0) break;
-      }
-      if (st.hex !== undefined) parentPort.postMessage({ job, hex: st.hex });
-    }
-  } catch (err) {
-    parentPort.postMessage({ job, error: { code: err && err.code, message: String(err && err.message), file: err && err.file } });
-    return;
-  }
-  parentPort.postMessage({ idle: true });
-});
-`;
-
-export { workerArgs };
+export { defaultLanes, workerArgs };
 
 interface WorkerMessage {
   job?: number;
@@ -191,13 +93,6 @@ interface WorkerMessage {
   short?: number;
   idle?: true;
   error?: { code?: string; message: string; file?: string };
-}
-
-/** Starts `count` hashing threads. */
-async function startWorkers(count: number): Promise<Worker[]> {
-  // Loaded only here: node:worker_threads costs every command ~25 ms of start-up otherwise.
-  const { Worker } = await import('node:worker_threads');
-  return Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs() }));
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -316,7 +211,7 @@ export async function hashLanes(source: ByteSource, jobs: readonly HashJob[], op
   const workers: Worker[] = [];
   try {
     const running: Promise<void>[] = [];
-    if (lanes > 1) workers.push(...(await startWorkers(lanes - 1)));
+    workers.push(...(await takeThreads(lanes - 1)));
     for (const w of workers) running.push(workerLane(w));
     running.push(mainLane().catch(fail));
     await Promise.all(running);

@@ -108,7 +108,7 @@ const WHY: Record<string, string> = {
   'startup-status': 'the program loads from a V8 code cache; what remains is node:fs work on the state directory',
   'startup-inspect': 'as status, plus the release document\'s schema validator (compiled without the cache)',
   satellite:
-    "every byte is also written to STATE/spool (resume across a kill or a power cut needs it on disk), which skopeo never writes: on an unpaced link it goes around the page cache (O_DIRECT), which took the pull from 1.5× to about 1.0× (docs/satellite.md); beyond the floor's relay, seabag pays admission, staging, the release and Flux artifacts, and a promise per chunk on the spool and upload path",
+    "every byte is also written to STATE/spool (resume across a kill or a power cut needs it on disk), which skopeo never writes: on an unpaced link it goes around the page cache (O_DIRECT), which took the pull from 1.5× to about 1.0× (docs/satellite.md); beyond the floor's relay, seabag pays admission, staging and the release and Flux artifacts, and above all V8's full mark-compacts: 105–127 per pull against the floor's 2 (0.4–0.6 s), because each minor collection forced by 32 MiB of socket buffers finds the program's larger old generation too close to its limit; `node --initial-old-space-size=64` ran none, but a V8 flag at launch also makes V8 refuse the program's code cache (docs/satellite.md)",
   'fleet-time': "node's start (~0.06 s) is a large share of skopeo's whole copy of one changed layer; beyond the floor's relay, seabag fetches and checks the signed metadata first, stages, pushes the release and Flux artifacts, and writes its state and journal",
 };
 

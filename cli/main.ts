@@ -4,7 +4,7 @@
  */
 import { defaultLanes, prestartHashThreads } from '../lib/bundle/lane-threads.js';
 import { packageVersion } from '../lib/util/package.js';
-import { loadProgram } from './program-loader.js';
+import { loadProgram, startsFromCodeCache } from './program-loader.js';
 
 // A reader that went away (`bundle status | head -1`) is not a failure: stop writing, finish the
 // work, and exit with its status.
@@ -49,8 +49,9 @@ if (argv.length === 1 && argv[0] === '--version') {
   // (lib/bundle/lane-threads.ts). Named by its parts file or a part (lib/bundle/parts.ts's
   // suffixes); a guess only: a thread not needed is stopped unused.
   if (argv[0] === 'verify' && argv.slice(1).some((a) => /\.parts\.json$|\.\d{3,}$/.test(a))) prestartHashThreads(defaultLanes() - 1);
-  // The program, from the script and code cache the build made (cli/program-loader.ts).
-  const { main } = await loadProgram();
+  // The program, from the script and code cache the build made (cli/program-loader.ts); a pull
+  // from a registry streams faster without the cache (see startsFromCodeCache).
+  const { main } = await loadProgram({ codeCache: startsFromCodeCache(argv) });
   process.exitCode = await main(argv, {
     // Opening stdin costs a few ms (a TTY or pipe handle): only a confirmation prompt reads it.
     get stdin() {

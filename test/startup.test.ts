@@ -5,6 +5,8 @@
  * what would make it slow or different without anyone noticing.
  */
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -94,6 +96,32 @@ test('a build reads its YAML with the one yaml script of dist/ (the same package
     t.regex(build.stdout, /built tiny 1\.0\.0/);
     t.regex(build.stderr, /dist\/yaml\.cjs/, 'the bundled yaml is loaded');
     t.notRegex(build.stderr, /node_modules\/yaml\//, 'none of the package\'s own modules is');
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test('a pull from a registry starts without the code cache (its eager code makes V8 mark-compact through a long stream), every other command from it: strace sees which open dist/program.cache', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-startup-'));
+  try {
+    // A registry that refuses every request: each command stops at its first one (E_AUTH), after the program has loaded.
+    const refusing = createServer((_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"DENIED","message":"startup test"}]}');
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => void refusing.close());
+    const opensCache = async (args: string[]): Promise<boolean> => {
+      const r = await execa('strace', ['-f', '-e', 'trace=openat', '-o', join(work, 'trace'), 'node', BIN, ...args], { reject: false, env: { SEABAG_STATE_DIR: join(work, 'state'), HOME: work } });
+      t.not(r.exitCode, 0, `bundle ${args.join(' ')} cannot succeed here`);
+      t.notRegex(r.stderr, /E_INTERNAL|TypeError/, `bundle ${args.join(' ')} fails as a command, not as a program`);
+      return (await readFile(join(work, 'trace'), 'utf8')).includes('dist/program.cache');
+    };
+    const nowhere = `127.0.0.1:${(refusing.address() as AddressInfo).port}`;
+    t.false(await opensCache(['import', `oci://${nowhere}/releases/app:1.0.0`, '--registry', nowhere]), 'import oci://');
+    t.false(await opensCache(['pull', `oci://${nowhere}/releases/app:1.0.0`, '-o', join(work, 'app.bundle')]), 'pull oci://');
+    t.true(await opensCache(['import', join(work, 'missing.bundle'), '--registry', nowhere]), 'import FILE');
+    t.true(await opensCache(['inspect', join(work, 'missing.bundle')]), 'inspect');
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -38,17 +38,14 @@ await build({
   ],
 });
 
+/** The CommonJS scripts beside the entry (the program, yaml): one file each in dist/, `.cjs`. */
+const script = { outdir: 'dist', outExtension: { '.js': '.cjs' }, bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
+
 await build({
+  ...script,
   entryPoints: { program: 'dist/cli/program.js' },
-  outdir: 'dist',
-  outExtension: { '.js': '.cjs' },
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
   external,
   define: { 'import.meta.url': '__seabagUrl' },
-  logLevel: 'warning',
   plugins: [
     {
       // yargs' and cliui's string-width, and yargs' assert, swapped for light ones
@@ -63,16 +60,7 @@ await build({
 });
 // yaml as one script (lib/util/lazy.ts loads it, when a command reads YAML): ~60 modules
 // resolved, read and compiled one by one cost ~24 ms, one file ~10 ms.
-await build({
-  entryPoints: { yaml: 'yaml' },
-  outdir: 'dist',
-  outExtension: { '.js': '.cjs' },
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  logLevel: 'warning',
-});
+await build({ ...script, entryPoints: { yaml: 'yaml' } });
 // import() of what stays outside (execa, node:worker_threads) goes through the loader's own.
 const code = (await readFile('dist/program.cjs', 'utf8')).replace(/\bimport\("/g, '__seabagImport("');
 const outsideStrings = code.replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`/g, '""');

@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import test from 'ava';
 import { execa } from 'execa';
 import { openBundle, parsePrivateKey, signEnvelope, type ReleaseDocument } from '../lib/index.js';
-import { envelopeOf, packBundle, replaceSignature, unpackBundle } from './helpers/bundles.js';
+import { envelopeOf, packBundle, replaceSignature, swapSignedPayload, unpackBundle } from './helpers/bundles.js';
 import { exampleBundles } from './helpers/example.js';
 import { startContainerd } from './helpers/containerd.js';
 import { blobDataPath } from './helpers/registry-storage.js';
@@ -61,6 +61,15 @@ async function statusOf(v: TestVessel): Promise<{ versions: Record<string, strin
 }
 
 const WORKLOAD_REPOS = ['groke/fusion', 'groke/radar', 'groke/toolbox', 'groke/camera-broker'];
+
+/** The vessel's state.json, the record of the release it holds first, and a way to write an edited one back. */
+async function heldRecord(v: TestVessel): Promise<{ held: { content: Record<string, string[]>; manifests?: string[] }; save: () => Promise<void> }> {
+  const path = join(v.stateDir, 'state.json');
+  const state = JSON.parse(await readFile(path, 'utf8')) as { releases: { content: Record<string, string[]>; manifests?: string[] }[] };
+  const held = state.releases[0];
+  if (held === undefined) throw new Error('state.json holds no release');
+  return { held, save: () => writeFile(path, JSON.stringify(state, null, 2)) };
+}
 
 async function workloadTags(v: TestVessel): Promise<Record<string, Record<string, string | undefined>>> {
   const out: Record<string, Record<string, string | undefined>> = {};
@@ -181,14 +190,8 @@ test('a re-import is judged whole before its early HEADs count: the held release
   await importOk(v, v1, '--trust', trust);
   // The same release manifest (the vessel's record matches, so the re-import's HEADs start while
   // admission runs), with another statement under the signature.
-  const parts = await unpackBundle(v1);
-  const envelope = JSON.parse((envelopeOf(parts) as Buffer).toString()) as { payload: string };
-  const statement = JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as { predicate: { version: string } };
-  statement.predicate.version = '9.9.9';
-  envelope.payload = Buffer.from(JSON.stringify(statement)).toString('base64');
-  replaceSignature(parts, Buffer.from(JSON.stringify(envelope)));
   const forged = join(work, 'forged-reimport.bundle');
-  await packBundle(parts, forged);
+  await swapSignedPayload(v1, forged);
   // Spawned: a refused import must also end at once, with no request of the early check left running.
   const r = await v.spawn(['import', forged, '--json', '--target', 'class-a']);
   t.is(r.exitCode, 1, r.all);
@@ -218,22 +221,19 @@ test('the held-release fast path is not fooled by a re-signed bundle: the same r
 test('the held-release fast path is not fooled by a state.json whose record leaves out a layer the registry lost: the re-import pushes it again', async (t) => {
   const v = await startVessel(t);
   await importOk(v, v1, '--trust', trust);
-  const statePath = join(v.stateDir, 'state.json');
-  const state = JSON.parse(await readFile(statePath, 'utf8')) as { releases: { content: Record<string, string[]>; manifests?: string[] }[] };
-  const held = state.releases[0];
+  const { held, save } = await heldRecord(v);
   const fusion = image(release1, 'groke/fusion');
-  const layer = (held?.content['groke/fusion'] ?? []).find((d) => d !== fusion.digest && !(held?.manifests ?? []).includes(d));
-  if (held === undefined || layer === undefined) throw new Error('no layer to lose');
+  const layer = (held.content['groke/fusion'] ?? []).find((d) => d !== fusion.digest && !(held.manifests ?? []).includes(d));
+  if (layer === undefined) throw new Error('no layer to lose');
   // The record forgets the layer (edited by hand, or damaged), and the registry loses it.
   held.content['groke/fusion'] = (held.content['groke/fusion'] ?? []).filter((d) => d !== layer);
-  await writeFile(statePath, JSON.stringify(state, null, 2));
+  await save();
   await rm(blobDataPath(v.registry, layer));
   const again = await importOk(v, v1);
   t.like(again, { alreadyHeld: true });
   t.true((again['blobs'] as { pushed: number }).pushed >= 1, JSON.stringify(again));
   // The record is whole again, and the image pulls.
-  const healed = JSON.parse(await readFile(statePath, 'utf8')) as typeof state;
-  t.true(healed.releases[0]?.content['groke/fusion']?.includes(layer));
+  t.true((await heldRecord(v)).held.content['groke/fusion']?.includes(layer));
   await skopeoCopy(`docker://${v.registry.host}/groke/fusion@${fusion.digest}`, `oci:${join(await tempDir(t), 'fusion')}:x`);
   t.like(await importOk(v, v1), { alreadyHeld: true, bytesPushed: 0 });
 });
@@ -241,16 +241,13 @@ test('the held-release fast path is not fooled by a state.json whose record leav
 test('which digests state.json calls manifests only saves requests: a record that swaps them is still answered right (status complete, re-import pushes nothing, apply proceeds), and a layer lost is still found', async (t) => {
   const v = await startVessel(t);
   await importOk(v, v1, '--trust', trust);
-  const statePath = join(v.stateDir, 'state.json');
-  const state = JSON.parse(await readFile(statePath, 'utf8')) as { releases: { content: Record<string, string[]>; manifests?: string[] }[] };
-  const held = state.releases[0];
-  if (held === undefined) throw new Error('no release');
+  const { held, save } = await heldRecord(v);
   const all = [...new Set(Object.values(held.content).flat())];
   const manifests = new Set(held.manifests);
   t.true(manifests.size >= release1.images.length + 2, 'the import records the images\', the release\'s and the Flux artifact\'s manifests');
   for (const i of release1.images) t.true(manifests.has(i.digest), i.ref);
   held.manifests = all.filter((d) => !manifests.has(d)).sort();
-  await writeFile(statePath, JSON.stringify(state, null, 2));
+  await save();
   const status = await v.run(['status', '--json']);
   t.like((status.json['releases'] as object[])[0], { complete: true });
   t.like(await importOk(v, v1), { alreadyHeld: true, bytesPushed: 0 });

@@ -69,6 +69,21 @@ export function envelopeOf(u: Unpacked): Buffer | undefined {
   return blob(u, (manifest.layers[0] as Descriptor).digest);
 }
 
+/**
+ * Writes `bundle` to `out` with its signed statement swapped under the same signature: the
+ * statement claims release `version` instead, and the signature still is the one made over the
+ * original (so no check but the signature's can refuse it).
+ */
+export async function swapSignedPayload(bundle: string, out: string, version = '9.9.9'): Promise<void> {
+  const u = await unpackBundle(bundle);
+  const envelope = JSON.parse((envelopeOf(u) as Buffer).toString()) as { payload: string };
+  const statement = JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as { predicate: { version: string } };
+  statement.predicate.version = version;
+  envelope.payload = Buffer.from(JSON.stringify(statement)).toString('base64');
+  replaceSignature(u, Buffer.from(JSON.stringify(envelope)));
+  await packBundle(u, out);
+}
+
 /** Replaces the signature artifact with one carrying `envelope` (none when undefined), subject `subject`. */
 export function replaceSignature(u: Unpacked, envelope: Buffer | undefined, subject: Descriptor = releaseOf(u)): void {
   u.index.manifests = u.index.manifests.filter((m) => m.artifactType !== SEABAG_SIGNATURE);

@@ -51,12 +51,7 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
 
   /** HEAD a blob or manifest; true when the registry has it with the expected size. */
   async exists(desc: Descriptor, options: OpOptions = {}): Promise<boolean> {
-    const kind = isManifestLike(desc.mediaType) ? 'manifests' : 'blobs';
-    const res =
-      kind === 'blobs'
-        ? await this.#blobRequest('HEAD', desc.digest, [200, 404], options)
-        : await this.client.request({ method: 'HEAD', path: this.path(kind, desc.digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
-    await drain(res);
+    const res = await this.#head(desc.digest, isManifestLike(desc.mediaType) ? 'manifests' : 'blobs', options);
     if (res.status === 404) return false;
     const length = Number(res.headers['content-length']);
     return !Number.isFinite(length) || length === desc.size;
@@ -65,12 +60,7 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
   /** Does the repository hold this digest, as a blob or as a manifest (whatever its size)? */
   async has(digest: Digest, options: OpOptions = {}): Promise<boolean> {
     for (const kind of ['blobs', 'manifests'] as const) {
-      const res =
-        kind === 'blobs'
-          ? await this.#blobRequest('HEAD', digest, [200, 404], options)
-          : await this.client.request({ method: 'HEAD', path: this.path(kind, digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...sig(options) });
-      await drain(res);
-      if (res.status === 200) return true;
+      if ((await this.#head(digest, kind, options)).status === 200) return true;
     }
     return false;
   }
@@ -81,20 +71,17 @@ export class Repository implements Storage, TagStore, RepositoryEndpoint {
    * one: Distribution answers a layer HEADed as a manifest with a 500, after reading it whole.
    */
   async holds(digest: Digest, kind: 'blobs' | 'manifests', options: OpOptions & { retry?: boolean } = {}): Promise<boolean> {
+    return (await this.#head(digest, kind, options)).status === 200;
+  }
+
+  /** HEAD a digest where `kind` says it lives (200 or 404); the response, drained. */
+  async #head(digest: Digest, kind: 'blobs' | 'manifests', options: OpOptions & { retry?: boolean }): Promise<HttpResponse> {
     const res =
       kind === 'blobs'
         ? await this.#blobRequest('HEAD', digest, [200, 404], options)
-        : await this.client.request({
-            method: 'HEAD',
-            path: this.path(kind, digest),
-            headers: { accept: ACCEPT },
-            scope: [this.pullScope],
-            expect: [200, 404],
-            ...(options.retry === false ? { retry: false } : {}),
-            ...sig(options),
-          });
+        : await this.client.request({ method: 'HEAD', path: this.path(kind, digest), headers: { accept: ACCEPT }, scope: [this.pullScope], expect: [200, 404], ...(options.retry === false ? { retry: false } : {}), ...sig(options) });
     await drain(res);
-    return res.status === 200;
+    return res;
   }
 
   /** GET a blob (or a manifest by digest), streamed; the caller verifies it. */

@@ -4,7 +4,8 @@
  * whichever path ran), progress that ends at the total, and a source blob whose bytes do not match
  * its digest named, with no bundle under the output name (an older one there is left as it was).
  * `hashThreadFrom: 0` forces the thread for these small images, `Infinity` keeps everything on
- * the main thread; the CLI test at the end crosses the default threshold on its own.
+ * the main thread, `hashLanes` sets how many threads hash blobs at once (each its own, written to
+ * their places out of order); the CLI test at the end crosses the default thresholds on its own.
  */
 import { createHash } from 'node:crypto';
 import { cp, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { execa } from 'execa';
 import { buildBundle, isSeabagError, type Progress } from '../lib/index.js';
 import { parseImageManifest, type Descriptor } from '../lib/oci/descriptor.js';
 import { OciLayout } from '../lib/oci/layout.js';
-import { HASH_THREAD_MIN_BYTES } from '../lib/bundle/writer.js';
+import { defaultHashLanes, HASH_THREAD_MIN_BYTES } from '../lib/bundle/writer.js';
 import { BIN, runCli } from './helpers/cli.js';
 import { buildRandomImage } from './helpers/images.js';
 import { tempDir } from './helpers/tools.js';
@@ -63,7 +64,7 @@ async function sha256(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex');
 }
 
-test('hashed on a second thread, a build of 34 blobs is byte for byte the build hashed on the main thread, whole and split, and progress ends at the total', async (t) => {
+test('hashed on a second thread, or in 2, 3 or 34 lanes, a build of 34 blobs is byte for byte the build hashed on the main thread, whole and split, and progress ends at the total', async (t) => {
   const out = join(dir, 'out');
   await mkdir(out);
   const progress: Progress[] = [];
@@ -71,17 +72,28 @@ test('hashed on a second thread, a build of 34 blobs is byte for byte the build 
   const sequential = await buildBundle(spec, { output: join(out, 'sequential.bundle'), created, hashThreadFrom: Number.POSITIVE_INFINITY });
   t.is(threaded.releaseDigest, sequential.releaseDigest);
   t.is(await sha256(join(out, 'threaded.bundle')), await sha256(join(out, 'sequential.bundle')));
+  // In lanes: each thread hashes its own blobs, written to their places in the file out of order.
+  const laned: Progress[] = [];
+  for (const lanes of [2, 3, 34]) {
+    const progressOf = lanes === 3 ? laned : [];
+    const r = await buildBundle(spec, { output: join(out, `lanes-${lanes}.bundle`), created, hashThreadFrom: 0, hashLanes: lanes, onProgress: (p) => progressOf.push(p) });
+    t.is(r.write.size, sequential.write.size);
+    t.is(await sha256(join(out, `lanes-${lanes}.bundle`)), await sha256(join(out, 'sequential.bundle')), `${lanes} lanes`);
+  }
 
-  const writes = progress.filter((p) => p.phase === 'write');
-  const last = writes.at(-1) as Progress;
-  t.is(last.done, last.total ?? -1, 'progress ends at 100%');
-  t.is(last.total, threaded.write.size);
-  t.true(writes.every((p, i) => i === 0 || p.done >= (writes[i - 1] as Progress).done), 'progress never goes back');
+  for (const [name, seen] of [['one thread', progress], ['3 lanes', laned]] as const) {
+    const writes = seen.filter((p) => p.phase === 'write');
+    const last = writes.at(-1) as Progress;
+    t.is(last.done, last.total ?? -1, `${name}: progress ends at 100%`);
+    t.is(last.total, threaded.write.size);
+    t.true(writes.every((p, i) => i === 0 || p.done >= (writes[i - 1] as Progress).done), `${name}: progress never goes back`);
+  }
 
   const split = 3_000_001;
   await mkdir(join(out, 'a'));
   await mkdir(join(out, 'b'));
-  const a = await buildBundle(spec, { output: join(out, 'a', 'x.bundle'), created, hashThreadFrom: 0, splitSize: split });
+  // A split bundle is written in order whatever the lanes asked for (each part is hashed as it is written).
+  const a = await buildBundle(spec, { output: join(out, 'a', 'x.bundle'), created, hashThreadFrom: 0, hashLanes: 2, splitSize: split });
   const b = await buildBundle(spec, { output: join(out, 'b', 'x.bundle'), created, hashThreadFrom: Number.POSITIVE_INFINITY, splitSize: split });
   t.true((a.write.parts?.count ?? 0) > 3);
   t.deepEqual(a.write.parts, b.write.parts);
@@ -89,7 +101,7 @@ test('hashed on a second thread, a build of 34 blobs is byte for byte the build 
   t.deepEqual((await readdir(join(out, 'a'))).sort(), (await readdir(join(out, 'b'))).sort());
 });
 
-test('a flipped byte in any one of 8 source blobs hashed on the second thread names that blob; nothing is written under the output name and the bundle already there is left as it was', async (t) => {
+test('a flipped byte in any one of 8 source blobs hashed on the second thread, or in 3 lanes, names that blob; nothing is written under the output name and the bundle already there is left as it was', async (t) => {
   const own = join(dir, 'flip');
   await cp(layout, join(own, 'layout'), { recursive: true });
   const ownSpec = join(own, 'release.yaml');
@@ -109,12 +121,15 @@ test('a flipped byte in any one of 8 source blobs hashed on the second thread na
     await handle.read(original, 0, 1, at);
     await handle.write(Buffer.from([(original[0] ?? 0) ^ 0x01]), 0, 1, at);
     try {
-      const err = await t.throwsAsync(buildBundle(ownSpec, { output: bundle, created, force: true, hashThreadFrom: 0 }));
-      t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH', `layer ${i}: ${String(err)}`);
-      t.is(isSeabagError(err) ? err.details['expected'] : undefined, layer.digest, `layer ${i} is the one named`);
-      t.regex(err?.message ?? '', new RegExp(layer.digest.slice(7)));
-      t.deepEqual(await readdir(output), ['release.bundle'], `layer ${i}: no temp file left`);
-      t.is(await readFile(bundle, 'utf8'), 'the bundle of yesterday\n', `layer ${i}: the old bundle is untouched`);
+      for (const hashLanes of [1, 3]) {
+        const err = await t.throwsAsync(buildBundle(ownSpec, { output: bundle, created, force: true, hashThreadFrom: 0, hashLanes }));
+        const what = `layer ${i}, ${hashLanes} lane(s)`;
+        t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH', `${what}: ${String(err)}`);
+        t.is(isSeabagError(err) ? err.details['expected'] : undefined, layer.digest, `${what}: the one named`);
+        t.regex(err?.message ?? '', new RegExp(layer.digest.slice(7)));
+        t.deepEqual(await readdir(output), ['release.bundle'], `${what}: no temp file left`);
+        t.is(await readFile(bundle, 'utf8'), 'the bundle of yesterday\n', `${what}: the old bundle is untouched`);
+      }
     } finally {
       await handle.write(original, 0, 1, at);
       await handle.close();
@@ -125,9 +140,48 @@ test('a flipped byte in any one of 8 source blobs hashed on the second thread na
   t.not(await readFile(bundle, 'utf8'), 'the bundle of yesterday\n');
 });
 
-test(`the CLI hashes on the second thread past ${HASH_THREAD_MIN_BYTES / 1024 / 1024} MiB: a flipped byte exits 1 naming the blob with nothing left; intact, the bundle is flushed as it is written and fsynced before it is named`, async (t) => {
+test('in lanes, of two source blobs that fail, the first in the order of the bundle is named, whichever lane finds its failure first; a source cut short is named too', async (t) => {
+  const own = join(dir, 'two');
+  await cp(layout, join(own, 'layout'), { recursive: true });
+  const ownSpec = join(own, 'release.yaml');
+  await writeRelease(ownSpec, join(own, 'layout'));
+  const bundle = join(own, 'release.bundle');
+  await buildBundle(ownSpec, { output: bundle, created, hashThreadFrom: 0 });
+  // The blobs of 'eight' in the order the bundle holds them (tar is the outside witness).
+  const listed = (await execa('tar', ['tf', bundle])).stdout.split('\n');
+  const layers = (await layersOf(join(own, 'layout'), 'eight')).sort((a, b) => listed.indexOf(`blobs/sha256/${a.digest.slice(7)}`) - listed.indexOf(`blobs/sha256/${b.digest.slice(7)}`));
+  const blobPath = (d: Descriptor): string => join(own, 'layout', 'blobs', 'sha256', d.digest.slice(7));
+  for (let i = 0; i + 1 < layers.length; i += 1) {
+    const [first, second] = [layers[i] as Descriptor, layers[i + 1] as Descriptor];
+    const saved = await Promise.all([first, second].map((d) => readFile(blobPath(d))));
+    try {
+      // The first loses a byte at its end, the second one at its start.
+      await writeFile(blobPath(first), (saved[0] as Buffer).subarray(0, first.size - 1));
+      const flipped = Buffer.from(saved[1] as Buffer);
+      flipped[0] = (flipped[0] ?? 0) ^ 0x40;
+      await writeFile(blobPath(second), flipped);
+      for (const hashLanes of [2, 3]) {
+        const err = await t.throwsAsync(buildBundle(ownSpec, { output: bundle, created, force: true, hashThreadFrom: 0, hashLanes }));
+        t.true(isSeabagError(err) && err.code === 'E_SIZE_MISMATCH', `blobs ${i} and ${i + 1}, ${hashLanes} lanes: ${String(err)}`);
+        t.is(isSeabagError(err) ? err.details['digest'] : undefined, first.digest, `blobs ${i} and ${i + 1}, ${hashLanes} lanes: the first is named`);
+      }
+      // Swapped: the first flipped, the second short.
+      await writeFile(blobPath(first), Buffer.from((saved[0] as Buffer).map((b, k) => (k === 0 ? b ^ 0x40 : b))));
+      await writeFile(blobPath(second), (saved[1] as Buffer).subarray(0, second.size - 1));
+      const err = await t.throwsAsync(buildBundle(ownSpec, { output: bundle, created, force: true, hashThreadFrom: 0, hashLanes: 2 }));
+      t.true(isSeabagError(err) && err.code === 'E_DIGEST_MISMATCH' && err.details['expected'] === first.digest, `blobs ${i} and ${i + 1} swapped: ${String(err)}`);
+    } finally {
+      await writeFile(blobPath(first), saved[0] as Buffer);
+      await writeFile(blobPath(second), saved[1] as Buffer);
+    }
+    t.deepEqual((await readdir(own)).filter((f) => f.includes('.tmp')), [], 'no temp file left');
+  }
+});
+
+test(`the CLI hashes in a lane per core past ${(2 * HASH_THREAD_MIN_BYTES) / 1024 / 1024} MiB of layers: a flipped byte exits 1 naming the blob with nothing left; intact, the bundle is flushed as it is written and fsynced before it is named`, async (t) => {
   const own = await tempDir(t);
-  const big = Math.ceil(HASH_THREAD_MIN_BYTES / 4) + 1_000_000;
+  // Two lanes' worth of bytes: 4 layers of just over 16 MiB and a small one.
+  const big = Math.ceil(HASH_THREAD_MIN_BYTES / 2) + 1_000_000;
   await buildRandomImage(join(own, 'layout'), 'big', [big, big, big, big, 700_000], 'big');
   const ownSpec = join(own, 'release.yaml');
   await writeFile(ownSpec, `apiVersion: seabag.dev/v1\nkind: Release\nname: big\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/big:1.0.0\n    from: oci:${join(own, 'layout')}:big\n`);
@@ -161,5 +215,6 @@ test(`the CLI hashes on the second thread past ${HASH_THREAD_MIN_BYTES / 1024 / 
   // too, and profiles itself beside the main thread.
   const profiles = join(own, 'profiles');
   await execa('node', ['--cpu-prof', '--cpu-prof-dir', profiles, '--cpu-prof-interval', '500', BIN, 'build', ownSpec, '-o', join(out, 'profiled.bundle'), '--unsigned', '--no-progress'], { env });
-  t.true((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).length >= 2, 'the main thread and the hashing thread each wrote a profile');
+  const lanes = Math.min(2, defaultHashLanes());
+  t.is((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).length, 1 + lanes, `the main thread and ${lanes} hashing thread(s) each wrote a profile`);
 });

@@ -56,7 +56,7 @@ import { resolve as resolvePath } from 'node:path';
 import { collectYAMLFiles, loadReleaseSpec, ReleaseFolder, type LoadedSpec } from './spec.js';
 import { METADATA_LIMITS } from '../release/metadata.js';
 import { MAX_SPEC_FILE } from '../util/files.js';
-import { HASH_THREAD_MIN_BYTES, startHashThread, writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+import { hashThreadsFor, startHashThreads, writeBundle, type BundleEntry, type WriteResult } from './writer.js';
 import type { HashThread } from '../util/hash-thread.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
@@ -67,6 +67,8 @@ export interface BuildOptions extends OpOptions {
   sync?: boolean;
   /** When source blobs are hashed on a second thread (see `WriteOptions.hashThreadFrom`). */
   hashThreadFrom?: number;
+  /** How many threads hash blobs at once (see `WriteOptions.hashLanes`). */
+  hashLanes?: number;
   /** Keep only these platforms (overrides the spec's `platforms`). */
   platforms?: readonly Platform[];
   /** An image with none of the platforms is an error, not a warning (or the spec's `platformStrict`). */
@@ -552,11 +554,12 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   const created = options.created;
   const clients = new Map<string, RegistryClient>();
   const sources: ImageSource[] = [];
-  // Layers read from files are hashed on a second thread while they are written (writer.ts). It is
+  // Layers read from files are hashed on other threads while they are written (writer.ts). Each is
   // started as soon as the images resolved so far hold enough bytes in files to use it, so that
-  // its start (~35 ms, on the other core) is over by the time the write begins.
-  let hashThread: Promise<HashThread> | undefined;
-  let inFiles = 0;
+  // its start (~20–35 ms, on the other core) is over by the time the write begins.
+  const hashThreads: Promise<HashThread>[] = [];
+  // Sizes of the blobs from files resolved so far (configs among them: they are small).
+  const inFiles: number[] = [];
   try {
     const imageKeys = [...(options.imageKeys ?? []), ...(await specImageKeys(spec.imagePolicy?.keys ?? [], loaded.baseDir))];
     // 1. Images: manifests, indexes and configs, verified and held in memory.
@@ -570,11 +573,10 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       const image = await resolveOne(imageContext, i, ref, options);
       resolved.push(image);
       done += 1;
-      if (image.source.store.reader !== undefined) inFiles += image.image.size;
-      if (hashThread === undefined && inFiles >= (options.hashThreadFrom ?? HASH_THREAD_MIN_BYTES)) {
-        hashThread = startHashThread();
-        hashThread.catch(() => undefined);
-      }
+      if (image.source.store.reader !== undefined) inFiles.push(...postOrder(image.graph).flatMap((n) => (n.bytes === undefined ? [n.desc.size] : [])));
+      const more = startHashThreads(hashThreadsFor(inFiles, options) - hashThreads.length);
+      for (const t of more) t.catch(() => undefined);
+      hashThreads.push(...more);
     }
 
     const imageSignatures = imageKeys.length === 0 ? undefined : await requireSignedImages(
@@ -605,7 +607,8 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       ...(options.splitSize === undefined ? {} : { splitSize: options.splitSize }),
       ...(options.sync === false ? { sync: false } : {}),
       ...(options.hashThreadFrom === undefined ? {} : { hashThreadFrom: options.hashThreadFrom }),
-      ...(hashThread === undefined ? {} : { hashThread }),
+      ...(options.hashLanes === undefined ? {} : { hashLanes: options.hashLanes }),
+      hashThreads,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
@@ -613,6 +616,6 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   } finally {
     await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
     for (const c of clients.values()) c.close();
-    await hashThread?.then((t) => t.close(), () => undefined);
+    await Promise.all(hashThreads.map((p) => p.then((t) => t.close(), () => undefined)));
   }
 }

@@ -1,6 +1,7 @@
-// Trains the V8 code cache of dist/program.cjs (cli/program-loader.ts reads it): runs commands as
-// a user would, in this process, on a tiny signed release made here (a one-layer OCI layout
-// written by hand), then keeps what V8 compiled. Nothing leaves the temporary folder; no network.
+// Trains the V8 code caches of dist/program.cjs (cli/program-loader.ts reads it) and dist/yaml.cjs
+// (lib/util/lazy.ts): runs commands as a user would, in this process, on a tiny release made here
+// (a one-layer OCI layout written by hand), then keeps what V8 compiled. Nothing leaves the
+// temporary folder; no network.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -11,6 +12,7 @@ import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 
 const { runProgramScript, writeProgramCache } = await import('../dist/cli/program-loader.js');
+const { writeScriptCache } = await import('../dist/lib/util/cached-script.js');
 
 class Sink extends Writable {
   text = '';
@@ -107,6 +109,37 @@ export async function trainProgramCaches(file, cacheFile, entry = 'dist/seabag.m
     } finally {
       refusing.close();
     }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Trains the code cache of the yaml script (`cacheFile`, beside dist/yaml.cjs): builds, with the
+ * library's modules (dist/lib), a tiny release whose spec, Kubernetes manifest and device profile
+ * take every path seabag reads and writes YAML by (parse a document, parse a multi-document file
+ * as YAML 1.1, visit, edit, stringify), then keeps what V8 compiled of yaml. The old cache is
+ * removed first, so the training compiles from the source.
+ */
+export async function trainYamlCache(cacheFile) {
+  await rm(cacheFile, { force: true });
+  const work = await mkdtemp(join(tmpdir(), 'seabag-train-yaml-'));
+  try {
+    const k = (name) => join(work, name);
+    await tinyLayout(k('layout'));
+    await mkdir(k('k8s'));
+    await mkdir(k('devices'));
+    const image = 'shore.example.com/train/tiny:1.0.0';
+    await writeFile(k('release.yaml'), `# trained\napiVersion: seabag.dev/v1\nkind: Release\nname: tiny\nversion: 1.0.0\ntargets: [class-a]\nplatforms: [linux/amd64]\nimages:\n  - ref: ${image}\n    from: oci:${k('layout')}:tiny\nmanifests: [k8s/]\ndeviceProfiles: [devices/]\n`);
+    await writeFile(k('k8s/app.yaml'), `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: tiny\n  labels: &labels {app: tiny}\nspec:\n  selector:\n    matchLabels: *labels\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: tiny # the image is pinned\n          image: "${image}"\n          args: ['--port', "8080", yes]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: tiny}\ndata:\n  text: |\n    a block\n    scalar\n`);
+    await writeFile(k('devices/camera.yaml'), `apiVersion: seabag.dev/v1\nkind: DeviceProfile\nname: camera\nnode: sensor-unit\ndiscovery:\n  udev:\n    rules: ['SUBSYSTEM=="video4linux", ATTR{index}=="0"']\ncapacity: 1\nbroker:\n  image: ${image}\n`);
+    await writeFile(k('devices/ip-camera.yaml'), `apiVersion: seabag.dev/v1\nkind: DeviceProfile\nname: ip-camera\ndiscovery:\n  onvif:\n    ipAddresses: {action: Include, items: [10.0.0.20]}\n    discoveryTimeoutSeconds: 2\ncapacity: 2\nbroker:\n  image: ${image}\n`);
+    const { buildBundle } = await import('../dist/lib/index.js');
+    const { yamlScript } = await import('../dist/lib/util/lazy.js');
+    await buildBundle(k('release.yaml'), { output: k('tiny.bundle'), sync: false });
+    const loaded = yamlScript();
+    if (loaded === undefined) throw new Error('training the yaml code cache: dist/yaml.cjs was not loaded');
+    writeScriptCache(loaded, cacheFile);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -87,15 +87,61 @@ test('a command initialises only what it uses: status loads no HTTP, TLS or chil
   }
 });
 
-test('a build reads its YAML with the one yaml script of dist/ (the same package bundled), not yaml\'s ~60 modules one by one', async (t) => {
+test('a build reads its YAML with the one yaml script of dist/ (the same package bundled) and its code cache, not yaml\'s ~60 modules one by one: strace sees which files it opens', async (t) => {
   const work = await mkdtemp(join(tmpdir(), 'seabag-startup-'));
   try {
     await buildRandomImage(join(work, 'layout'), 'tiny', [4096], 'tiny');
     await writeFile(join(work, 'release.yaml'), `apiVersion: seabag.dev/v1\nkind: Release\nname: tiny\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/startup/tiny:1.0.0\n    from: oci:${join(work, 'layout')}:tiny\n`);
-    const build = await execa('node', [BIN, 'build', join(work, 'release.yaml'), '-o', join(work, 'tiny.bundle'), '--unsigned', '--no-progress'], { env: { NODE_DEBUG: 'module' } });
+    const build = await execa('strace', ['-f', '-e', 'trace=openat', '-o', join(work, 'trace'), 'node', BIN, 'build', join(work, 'release.yaml'), '-o', join(work, 'tiny.bundle'), '--unsigned', '--no-progress']);
     t.regex(build.stdout, /built tiny 1\.0\.0/);
-    t.regex(build.stderr, /dist\/yaml\.cjs/, 'the bundled yaml is loaded');
-    t.notRegex(build.stderr, /node_modules\/yaml\//, 'none of the package\'s own modules is');
+    const opened = (await readFile(join(work, 'trace'), 'utf8')).split('\n').filter((l) => !/= -1 /.test(l)).join('\n');
+    t.regex(opened, /dist\/yaml\.cjs"/, 'the bundled yaml is loaded');
+    t.regex(opened, /dist\/yaml\.cache"/, 'with its code cache');
+    t.notRegex(opened, /node_modules\/yaml\//, 'none of the package\'s own modules is');
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test('the yaml script runs from the code cache the build trained, which V8 accepts, and parses as the package does', async (t) => {
+  const probe = `
+    const { yamlScript, yaml } = await import(${JSON.stringify(join(root, 'dist/lib/util/lazy.js'))});
+    const doc = yaml().parseDocument('a: [1, two]\\nb: {c: true}\\n', { uniqueKeys: true, prettyErrors: false });
+    console.log(JSON.stringify({ cached: yamlScript().cached, data: doc.toJS() }));`;
+  const r = await execa('node', ['--input-type=module', '-e', probe]);
+  t.deepEqual(JSON.parse(r.stdout), { cached: true, data: { a: [1, 'two'], b: { c: true } } });
+});
+
+test('a yaml script edited in place, or given another script\'s cache, does not run from that cache (V8 checks only the length; the cache carries the script\'s sha256) and still parses right', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'seabag-stale-cache-'));
+  try {
+    const source = await readFile(join(root, 'dist/yaml.cjs'), 'utf8');
+    // The same length, one word changed, in the message a duplicate key gets.
+    const edited = source.replaceAll('Map keys must be unique', 'Map keys must be UNIQUE');
+    t.not(edited, source);
+    t.is(edited.length, source.length);
+    await writeFile(join(work, 'edited.cjs'), edited);
+    await copyFile(join(root, 'dist/yaml.cache'), join(work, 'edited.cache'));
+    await copyFile(join(root, 'dist/yaml.cjs'), join(work, 'foreign.cjs'));
+    await copyFile(join(root, 'dist/program.cache'), join(work, 'foreign.cache'));
+    await copyFile(join(root, 'dist/yaml.cjs'), join(work, 'same.cjs'));
+    await copyFile(join(root, 'dist/yaml.cache'), join(work, 'same.cache'));
+    const probe = `
+      const { cacheFileOf, runCachedScript } = await import(${JSON.stringify(join(root, 'dist/lib/util/cached-script.js'))});
+      const out = {};
+      for (const name of ['edited', 'foreign', 'same']) {
+        const file = ${JSON.stringify(work)} + '/' + name + '.cjs';
+        const loaded = runCachedScript(file, cacheFileOf(file));
+        const doc = loaded.exports.parseDocument('a: 1\\na: 2\\nb: [x]\\n', { uniqueKeys: true, prettyErrors: false });
+        out[name] = { cached: loaded.cached, error: doc.errors[0]?.message.split('\\n')[0], b: doc.get('b').toJSON() };
+      }
+      console.log(JSON.stringify(out));`;
+    const r = await execa('node', ['--input-type=module', '-e', probe]);
+    t.deepEqual(JSON.parse(r.stdout), {
+      edited: { cached: false, error: 'Map keys must be UNIQUE', b: ['x'] },
+      foreign: { cached: false, error: 'Map keys must be unique', b: ['x'] },
+      same: { cached: true, error: 'Map keys must be unique', b: ['x'] },
+    });
   } finally {
     await rm(work, { recursive: true, force: true });
   }

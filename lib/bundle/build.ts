@@ -69,6 +69,11 @@ export interface BuildOptions extends OpOptions {
   hashThreadFrom?: number;
   /** How many threads hash blobs at once (see `WriteOptions.hashLanes`). */
   hashLanes?: number;
+  /**
+   * How many images are resolved at once (default {@link RESOLVE_CONCURRENCY}; 1: one after
+   * another). The result, the warnings and the progress are the same whatever it is.
+   */
+  resolveConcurrency?: number;
   /** Keep only these platforms (overrides the spec's `platforms`). */
   platforms?: readonly Platform[];
   /** An image with none of the platforms is an error, not a warning (or the spec's `platformStrict`). */
@@ -231,21 +236,25 @@ function uniqueKeys(keys: readonly ImageKey[]): ImageKey[] {
 /** What resolving the images of one build shares. */
 interface ImageContext {
   loaded: LoadedSpec;
-  clients: Map<string, RegistryClient>;
+  clients: Map<string, Promise<RegistryClient>>;
   /** Layouts opened, by folder: images of one folder share its store (and its referrer lookups). */
-  layouts: Map<string, OciLayout>;
+  layouts: Map<string, Promise<OciLayout>>;
   referrers: ReferrerLookups;
   /** Every source opened, to close when the build ends. */
   sources: ImageSource[];
   platforms: Parameters<typeof resolveImage>[3];
   strict: boolean;
-  warn: (w: BuildWarning) => void;
   /** Config blobs read, by digest: written with the metadata, before any layer. */
   configs: Map<string, Buffer>;
-  /** Where each digest's bytes come from. */
-  providers: Map<string, ReadOnlyStorage>;
   /** How many image keys the release requires signatures of (their referrers are read then). */
   imageKeys: number;
+}
+
+/** One image resolved, and what it adds to the build. */
+interface Resolution {
+  image: ResolvedImage;
+  /** Where the bytes of each of its digests come from, in the order one image alone would name them. */
+  providers: [string, ReadOnlyStorage][];
 }
 
 /**
@@ -255,7 +264,7 @@ interface ImageContext {
  * @throws E_DIGEST_MISMATCH (the source does not hold the pinned digest), E_NOT_FOUND,
  *   E_FOREIGN_LAYER_MISSING, E_AUTH, E_REGISTRY*
  */
-async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][number], options: BuildOptions): Promise<ResolvedImage> {
+async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][number], options: BuildOptions, warn: (w: BuildWarning) => void): Promise<Resolution> {
   const sig = options.signal ? { signal: options.signal } : {};
   const from = ctx.loaded.spec.images[i]?.from;
   const source = await openImageSource(ref, from, {
@@ -270,11 +279,9 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
   ctx.sources.push(source);
   const name = formatReference(ref);
   const store = namingMissing(source.store, name, source.origin);
-  const graph = await resolveImage(name, store, source.root, ctx.platforms, ctx.configs, { strict: ctx.strict, referrers: options.referrers !== false, warn: ctx.warn, ...sig });
+  const graph = await resolveImage(name, store, source.root, ctx.platforms, ctx.configs, { strict: ctx.strict, referrers: options.referrers !== false, warn, ...sig });
   await checkForeignLayers(name, source.origin, graph, source.store, sig);
-  for (const node of postOrder(graph)) {
-    if (!ctx.providers.has(node.desc.digest)) ctx.providers.set(node.desc.digest, store);
-  }
+  const providers: [string, ReadOnlyStorage][] = postOrder(graph).map((node) => [node.desc.digest, store]);
   const size = postOrder(graph).reduce((sum, n) => sum + n.desc.size, 0);
   const image: ReleaseImage = {
     ref: formatReference(ref),
@@ -294,7 +301,7 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
   const referrers = await imageReferrers(source, graph, options.referrers !== false || ctx.imageKeys > 0, ctx.referrers, options);
   for (const r of referrers) {
     for (const node of postOrder(r.graph)) {
-      if (!ctx.providers.has(node.desc.digest)) ctx.providers.set(node.desc.digest, source.store);
+      providers.push([node.desc.digest, source.store]);
       // A referrer's config is metadata like an image's: written before any layer.
       if (node.bytes !== undefined && isImageManifest(node.desc.mediaType)) {
         const config = parseImageManifest(node.bytes, node.desc).config;
@@ -303,7 +310,78 @@ async function resolveOne(ctx: ImageContext, i: number, ref: LoadedSpec['refs'][
     }
   }
   if (referrers.length > 0 && options.referrers !== false) image.referrers = referrers.map((r) => r.record);
-  return { reference: ref, source, graph, ref: image.ref, image, referrers };
+  return { image: { reference: ref, source, graph, ref: image.ref, image, referrers }, providers };
+}
+
+/**
+ * How many images are resolved at once: each is a chain of small reads (index, manifests,
+ * configs, referrers) that mostly waits, on the disk's thread pool or on a registry.
+ */
+export const RESOLVE_CONCURRENCY = 8;
+
+/**
+ * Step 1 of a build, for every image: up to `resolveConcurrency` resolved at once, and
+ * handed over in the spec's order exactly as if they were resolved one after another: the resolve
+ * progress of image i is told once every image before it is handed over, the warnings of each
+ * image come with it (`warn`), and `onImage` gets them in order. The first image in the spec's
+ * order that fails is the error thrown, after its own warnings; images after it are never handed
+ * over, those still running are stopped, and every one started has ended before this returns
+ * or throws (so the build's sources and clients can be closed).
+ *
+ * @throws what `resolveOne` throws, for the first image in the spec's order that fails
+ */
+async function resolveImages(ctx: ImageContext, options: BuildOptions, warn: (w: BuildWarning) => void, onImage: (r: Resolution) => void): Promise<ResolvedImage[]> {
+  const refs = ctx.loaded.refs;
+  const wanted = options.resolveConcurrency ?? RESOLVE_CONCURRENCY;
+  const concurrency = wanted >= 1 ? Math.floor(wanted) : 1;
+  type Outcome = { ok: true; value: Resolution; warnings: BuildWarning[] } | { ok: false; error: unknown; warnings: BuildWarning[] };
+  const stops: AbortController[] = [];
+  // The first image (in the spec's order) known to have failed: none after it is started, and
+  // those running are stopped.
+  let failed = refs.length;
+  let active = 0;
+  const queue: (() => void)[] = [];
+  const run = async (i: number, ref: LoadedSpec['refs'][number]): Promise<Outcome> => {
+    if (active < concurrency) active += 1;
+    else await new Promise<void>((resolve) => queue.push(resolve));
+    const warnings: BuildWarning[] = [];
+    try {
+      if (i > failed) return { ok: false, error: undefined, warnings };
+      const stop = new AbortController();
+      stops[i] = stop;
+      const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal]);
+      return { ok: true, value: await resolveOne(ctx, i, ref, { ...options, signal }, (w) => warnings.push(w)), warnings };
+    } catch (error) {
+      if (i < failed) {
+        failed = i;
+        for (const s of stops.slice(i + 1)) s?.abort();
+      }
+      return { ok: false, error, warnings };
+    } finally {
+      const next = queue.shift();
+      if (next === undefined) active -= 1;
+      else next();
+    }
+  };
+  const outcomes = refs.map((ref, i) => run(i, ref));
+  const resolved: ResolvedImage[] = [];
+  try {
+    for (const [i, ref] of refs.entries()) {
+      options.onProgress?.({ phase: 'resolve', done: i, total: refs.length, item: formatReference(ref), unit: 'images' });
+      const outcome = await (outcomes[i] as Promise<Outcome>);
+      for (const w of outcome.warnings) warn(w);
+      if (!outcome.ok) throw outcome.error;
+      onImage(outcome.value);
+      resolved.push(outcome.value.image);
+    }
+    return resolved;
+  } finally {
+    if (resolved.length < refs.length) {
+      failed = Math.min(failed, resolved.length);
+      for (const s of stops.slice(resolved.length + 1)) s?.abort();
+    }
+    await Promise.all(outcomes);
+  }
 }
 
 /**
@@ -552,7 +630,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   };
   // Reproducible by default: no time of the build is written unless SOURCE_DATE_EPOCH gave one.
   const created = options.created;
-  const clients = new Map<string, RegistryClient>();
+  const clients = new Map<string, Promise<RegistryClient>>();
   const sources: ImageSource[] = [];
   // Layers read from files are hashed on other threads while they are written (writer.ts). Each is
   // started as soon as the images resolved so far hold enough bytes in files to use it, so that
@@ -563,21 +641,17 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   try {
     const imageKeys = [...(options.imageKeys ?? []), ...(await specImageKeys(spec.imagePolicy?.keys ?? [], loaded.baseDir))];
     // 1. Images: manifests, indexes and configs, verified and held in memory.
-    const resolved: ResolvedImage[] = [];
     const configs = new Map<string, Buffer>();
     const providers = new Map<string, ReadOnlyStorage>();
-    const imageContext: ImageContext = { loaded, clients, layouts: new Map(), referrers: new ReferrerLookups(), sources, platforms, strict, warn, configs, providers, imageKeys: imageKeys.length };
-    let done = 0;
-    for (const [i, ref] of loaded.refs.entries()) {
-      options.onProgress?.({ phase: 'resolve', done, total: loaded.refs.length, item: formatReference(ref), unit: 'images' });
-      const image = await resolveOne(imageContext, i, ref, options);
-      resolved.push(image);
-      done += 1;
+    const imageContext: ImageContext = { loaded, clients, layouts: new Map(), referrers: new ReferrerLookups(), sources, platforms, strict, configs, imageKeys: imageKeys.length };
+    const resolved = await resolveImages(imageContext, options, warn, ({ image, providers: claims }) => {
+      // The first image in the spec's order to name a digest provides its bytes.
+      for (const [digest, store] of claims) if (!providers.has(digest)) providers.set(digest, store);
       if (image.source.store.reader !== undefined) inFiles.push(...postOrder(image.graph).flatMap((n) => (n.bytes === undefined ? [n.desc.size] : [])));
       const more = startHashThreads(hashThreadsFor(inFiles, options) - hashThreads.length);
       for (const t of more) t.catch(() => undefined);
       hashThreads.push(...more);
-    }
+    });
 
     const imageSignatures = imageKeys.length === 0 ? undefined : await requireSignedImages(
       resolved.map((r) => ({ ...r.image, referrers: r.referrers.map((x) => x.record) })),
@@ -615,7 +689,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
     return { warnings, release, releaseDigest: releaseManifest.desc.digest, write, omittedBytes, signedBy: (options.signers ?? []).map((s) => s.keyid), ...(imageSignatures ? { imageSignatures } : {}) };
   } finally {
     await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
-    for (const c of clients.values()) c.close();
+    await Promise.all([...clients.values()].map((c) => c.then((client) => client.close(), () => undefined)));
     await Promise.all(hashThreads.map((p) => p.then((t) => t.close(), () => undefined)));
   }
 }

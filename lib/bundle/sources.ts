@@ -36,10 +36,16 @@ export interface SourceOptions extends OpOptions {
   /** Plain HTTP (true) or TLS (false) for registries; undefined: plain for loopback only. */
   plainHttp?: boolean;
   caFile?: string;
-  /** Registry clients shared between images of one build. */
-  clients?: Map<string, RegistryClient>;
-  /** OCI layouts shared between images of one build, by their folder (one store per folder). */
-  layouts?: Map<string, OciLayout>;
+  /**
+   * Registry clients shared between images of one build, by registry: each is made once, also
+   * when images are opened at once (the map holds it from the moment it is asked for).
+   */
+  clients?: Map<string, Promise<RegistryClient>>;
+  /**
+   * OCI layouts shared between images of one build, by their folder: one store per folder, whose
+   * `index.json` is read once for the build (`OciLayout.open`'s `indexOnce`).
+   */
+  layouts?: Map<string, Promise<OciLayout>>;
 }
 
 /** Splits `KIND:PATH[:REF]`; PATH may not contain a colon (as with skopeo's transports). */
@@ -85,10 +91,10 @@ function pickFromIndex(index: ImageIndex, ref: string | undefined, wanted: Refer
   return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
 }
 
-async function client(registry: string, options: SourceOptions): Promise<RegistryClient> {
+function client(registry: string, options: SourceOptions): Promise<RegistryClient> {
   const existing = options.clients?.get(registry);
   if (existing !== undefined) return existing;
-  const created = await RegistryClient.create(registry, {
+  const created = RegistryClient.create(registry, {
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
     ...(options.caFile === undefined ? {} : { caFile: options.caFile }),
@@ -98,8 +104,17 @@ async function client(registry: string, options: SourceOptions): Promise<Registr
   return created;
 }
 
+function layoutAt(folder: string, options: SourceOptions): Promise<OciLayout> {
+  const existing = options.layouts?.get(folder);
+  if (existing !== undefined) return existing;
+  const opened = OciLayout.open(folder, { indexOnce: true });
+  options.layouts?.set(folder, opened);
+  return opened;
+}
+
 /**
- * Opens the source of one image and finds its root manifest.
+ * Opens the source of one image and finds its root manifest. An OCI layout is opened for one look
+ * (its `index.json` read once, however many images and referrers of it are found there).
  *
  * @throws E_NOT_FOUND (the source has no such image: exit 2), E_FILE_NOT_FOUND, E_REGISTRY* (unreachable or
  *   failing: exit 3), E_AUTH, E_ARCHIVE_UNSAFE, E_LAYOUT_INVALID
@@ -131,8 +146,7 @@ export async function openImageSource(ref: Reference, from: string | undefined, 
   const origin = from;
   if (parsed.kind === 'oci') {
     const folder = path(parsed.path);
-    const layout = options.layouts?.get(folder) ?? (await OciLayout.open(folder));
-    options.layouts?.set(folder, layout);
+    const layout = await layoutAt(folder, options);
     const root = pickFromIndex(await layout.readIndex(), parsed.ref, ref, origin);
     return { store: layout, root, origin, close: async () => undefined };
   }

@@ -24,18 +24,25 @@ export class OciLayout implements Storage, TagStore {
   /** Digests hashed from disk (or written by us) in this process: no need to hash them twice. */
   readonly #verified = new Set<string>();
   #indexWrite: Promise<unknown> = Promise.resolve();
+  /** With `indexOnce`: the first reading of `index.json`, which serves every later one. */
+  #indexOnce: Promise<ImageIndex> | undefined;
+  readonly #keepIndex: boolean;
 
-  private constructor(root: string) {
+  private constructor(root: string, keepIndex: boolean) {
     this.root = root;
+    this.#keepIndex = keepIndex;
   }
 
   /**
-   * Opens a layout; with `create`, makes an empty one where there is none.
+   * Opens a layout; with `create`, makes an empty one where there is none. With `indexOnce`, for
+   * a reader that takes one look at the layout (a build reading its images): `index.json` is read
+   * once, on first use, and `readIndex()` answers from that reading from then on (several images
+   * of one layout, and their referrers, see the same index, read once).
    *
    * @throws E_FILE_NOT_FOUND when there is no layout and `create` is not set; E_LAYOUT_INVALID
    */
-  static async open(root: string, options: { create?: boolean } = {}): Promise<OciLayout> {
-    const layout = new OciLayout(root);
+  static async open(root: string, options: { create?: boolean; indexOnce?: boolean } = {}): Promise<OciLayout> {
+    const layout = new OciLayout(root, options.indexOnce === true);
     const marker = join(root, OCI_LAYOUT_FILE);
     let text: string | undefined;
     try {
@@ -106,8 +113,17 @@ export class OciLayout implements Storage, TagStore {
     this.#verified.add(desc.digest);
   }
 
-  /** Reads `index.json`: a regular file of at most 4 MiB. @throws E_USAGE, E_LAYOUT_INVALID, E_FILE_NOT_FOUND, E_IO */
-  async readIndex(): Promise<ImageIndex> {
+  /**
+   * Reads `index.json`: a regular file of at most 4 MiB (once only, for a layout opened with
+   * `indexOnce`). @throws E_USAGE, E_LAYOUT_INVALID, E_FILE_NOT_FOUND, E_IO
+   */
+  readIndex(): Promise<ImageIndex> {
+    if (!this.#keepIndex) return this.#readIndexFile();
+    this.#indexOnce ??= this.#readIndexFile();
+    return this.#indexOnce;
+  }
+
+  async #readIndexFile(): Promise<ImageIndex> {
     const path = join(this.root, INDEX_FILE);
     let data: Buffer;
     try {
@@ -121,8 +137,9 @@ export class OciLayout implements Storage, TagStore {
   /** Replaces `index.json` with the result of `change`, one change at a time. */
   async updateIndex(change: (index: ImageIndex) => ImageIndex): Promise<void> {
     const next = this.#indexWrite.then(async () => {
-      const index = await this.readIndex();
+      const index = await this.#readIndexFile();
       const changed = change(index);
+      this.#indexOnce = undefined;
       await writeJSONAtomic(join(this.root, INDEX_FILE), { ...changed, schemaVersion: 2, mediaType: OCI_INDEX });
     });
     this.#indexWrite = next.catch(() => undefined);

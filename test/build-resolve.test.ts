@@ -1,0 +1,138 @@
+/**
+ * `bundle build` resolves its images several at once (lib/bundle/build.ts, `resolveImages`) and
+ * hands them over in the spec's order: nothing a user sees may depend on which image's reads
+ * finished first. Each test builds the same release one image after another
+ * (`resolveConcurrency: 1`) and at once, and compares what each gives: the bundle's bytes, the
+ * resolve progress, the warnings, and (when images fail) the error, which must be the first
+ * failing image's in the spec's order. The sources are real: OCI layouts written by the test
+ * helpers and a Distribution registry fed by skopeo.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { execa } from 'execa';
+import { buildBundle, isSeabagError, type BuildWarning, type Progress } from '../lib/index.js';
+import { RESOLVE_CONCURRENCY } from '../lib/bundle/build.js';
+import { BIN } from './helpers/cli.js';
+import { buildIndex, buildRandomImage } from './helpers/images.js';
+import { startRegistry } from './helpers/registry.js';
+import { skopeoCopy, tempDir } from './helpers/tools.js';
+
+const arm64 = [{ os: 'linux', architecture: 'arm64' }];
+const created = new Date('2026-01-01T00:00:00Z');
+
+interface Seen {
+  resolve: { done: number; total: number; item: string | undefined }[];
+  warnings: Pick<BuildWarning, 'code' | 'image'>[];
+  sha256?: string;
+  error?: { code: string; message: string };
+}
+
+/** Builds `spec` with `resolveConcurrency`; what a user would see of it. */
+async function watch(spec: string, output: string, resolveConcurrency: number): Promise<Seen> {
+  const seen: Seen = { resolve: [], warnings: [] };
+  try {
+    await buildBundle(spec, {
+      output,
+      resolveConcurrency,
+      platforms: arm64,
+      created,
+      sync: false,
+      onWarning: (w) => seen.warnings.push({ code: w.code, image: w.image }),
+      onProgress: (p: Progress) => {
+        if (p.phase === 'resolve') seen.resolve.push({ done: p.done, total: p.total ?? -1, item: p.item });
+      },
+    });
+    seen.sha256 = createHash('sha256').update(await readFile(output)).digest('hex');
+  } catch (err) {
+    seen.error = isSeabagError(err) ? { code: err.code, message: err.message } : { code: 'not a SeabagError', message: String(err) };
+  }
+  return seen;
+}
+
+test('images resolved at once give what one after another gives: the same bundle bytes, resolve progress and warnings in the spec\'s order (a registry image first, then two layouts)', async (t) => {
+  const dir = await tempDir(t);
+  const registry = await startRegistry({}, t.teardown.bind(t));
+  const a = join(dir, 'a');
+  const b = join(dir, 'b');
+  // Images that share a layer (across layouts and the registry), an index whose only platform is
+  // a fallback for arm64 (platform-fallback), and amd64-only images (platform-missing).
+  await buildRandomImage(a, 'one', [30_000, 5_000], 'one', ['shared']);
+  await buildRandomImage(a, 'two', [40_000], 'two');
+  await buildRandomImage(a, 'v7', [20_000], 'v7');
+  await buildIndex(a, 'multi', [{ tag: 'v7', architecture: 'arm', variant: 'v7' }]);
+  await buildRandomImage(b, 'three', [30_000, 7_000], 'three', ['shared']);
+  await buildRandomImage(b, 'four', [9_000], 'four');
+  await skopeoCopy(`oci:${a}:two`, `docker://${registry.host}/groke/remote:1.0`);
+  const images = [
+    // From the registry: HTTP round trips, the slowest to resolve, so images after it finish first.
+    `  - ref: ${registry.host}/groke/remote:1.0`,
+    `  - ref: shore.example.com/groke/one:1.0\n    from: oci:${a}:one`,
+    `  - ref: shore.example.com/groke/multi:1.0\n    from: oci:${a}:multi`,
+    `  - ref: shore.example.com/groke/three:1.0\n    from: oci:${b}:three`,
+    `  - ref: shore.example.com/groke/two:1.0\n    from: oci:${a}:two`,
+    `  - ref: shore.example.com/groke/four:1.0\n    from: oci:${b}:four`,
+  ];
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `apiVersion: seabag.dev/v1\nkind: Release\nname: order\nversion: 1.0.0\nimages:\n${images.join('\n')}\n`);
+
+  const serial = await watch(spec, join(dir, 'serial.bundle'), 1);
+  t.is(serial.error, undefined);
+  const names = [`${registry.host}/groke/remote:1.0`, ...['one', 'multi', 'three', 'two', 'four'].map((n) => `shore.example.com/groke/${n}:1.0`)];
+  t.deepEqual(serial.resolve, names.map((item, done) => ({ done, total: 6, item })));
+  t.deepEqual(serial.warnings, names.map((image, i) => ({ code: i === 2 ? 'platform-fallback' : 'platform-missing', image })));
+  t.true(RESOLVE_CONCURRENCY >= 6, 'the default resolves every image of this release at once');
+  for (const run of [1, 2, 3]) {
+    t.deepEqual(await watch(spec, join(dir, `at-once-${run}.bundle`), RESOLVE_CONCURRENCY), serial, `run ${run} at once`);
+  }
+  t.deepEqual(await watch(spec, join(dir, 'pairs.bundle'), 2), serial, 'two at a time');
+});
+
+test('when several images fail, the first in the spec\'s order is the error, after its own warnings only, however fast the others fail; no bundle is left', async (t) => {
+  const dir = await tempDir(t);
+  const a = join(dir, 'a');
+  await buildRandomImage(a, 'one', [30_000], 'one');
+  await buildRandomImage(a, 'two', [20_000], 'two');
+  const wrong = `sha256:${'0'.repeat(64)}`;
+  const images = [
+    `  - ref: shore.example.com/groke/good:1.0\n    from: oci:${a}:two`,
+    // Fails after its graph is read and its warning given: the source holds another digest.
+    `  - ref: shore.example.com/groke/pinned:1.0@${wrong}\n    from: oci:${a}:one`,
+    // Fails at its first read (no layout there): almost always before the one above.
+    `  - ref: shore.example.com/groke/nowhere:1.0\n    from: oci:${join(dir, 'missing')}:x`,
+    `  - ref: shore.example.com/groke/later:1.0\n    from: oci:${a}:two`,
+  ];
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `apiVersion: seabag.dev/v1\nkind: Release\nname: fail\nversion: 1.0.0\nimages:\n${images.join('\n')}\n`);
+  const serial = await watch(spec, join(dir, 'serial.bundle'), 1);
+  t.like(serial.error, { code: 'E_DIGEST_MISMATCH' });
+  t.regex(serial.error?.message ?? '', /groke\/pinned:1\.0/);
+  t.deepEqual(serial.resolve.map((r) => r.item), ['shore.example.com/groke/good:1.0', `shore.example.com/groke/pinned:1.0@${wrong}`]);
+  t.deepEqual(serial.warnings.map((w) => w.image), ['shore.example.com/groke/good:1.0', `shore.example.com/groke/pinned:1.0@${wrong}`]);
+  for (const run of [1, 2, 3]) t.deepEqual(await watch(spec, join(dir, `at-once-${run}.bundle`), RESOLVE_CONCURRENCY), serial, `run ${run} at once`);
+
+  // With the digest fixed, the missing layout is the first failure.
+  await writeFile(spec, (await readFile(spec, 'utf8')).replace(`@${wrong}`, ''));
+  const second = await watch(spec, join(dir, 'serial2.bundle'), 1);
+  t.like(second.error, { code: 'E_FILE_NOT_FOUND' });
+  t.deepEqual(await watch(spec, join(dir, 'at-once.bundle'), RESOLVE_CONCURRENCY), second);
+  t.deepEqual((await readdir(dir)).sort(), ['a', 'release.yaml'], 'no bundle and no temp file');
+});
+
+test('a build of four images from one layout reads its index.json once (strace)', async (t) => {
+  const dir = await tempDir(t);
+  const layout = join(dir, 'layout');
+  const images: string[] = [];
+  for (const name of ['a', 'b', 'c', 'd']) {
+    await buildRandomImage(layout, name, [4096], name);
+    images.push(`  - ref: shore.example.com/groke/${name}:1.0\n    from: oci:${layout}:${name}`);
+  }
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `apiVersion: seabag.dev/v1\nkind: Release\nname: once\nversion: 1.0.0\nimages:\n${images.join('\n')}\n`);
+  const trace = join(dir, 'trace');
+  const r = await execa('strace', ['-f', '-e', 'trace=openat', '-o', trace, 'node', BIN, 'build', spec, '-o', join(dir, 'once.bundle'), '--unsigned', '--no-progress']);
+  t.regex(r.stdout, /built once 1\.0\.0/);
+  const opens = (await readFile(trace, 'utf8')).split('\n').filter((l) => l.includes(`${layout}/index.json"`) && !/= -1 /.test(l));
+  t.is(opens.length, 1, opens.join('\n'));
+});

@@ -15,7 +15,8 @@ import { execa } from 'execa';
 import { buildBundle, isSeabagError, type Progress } from '../lib/index.js';
 import { parseImageManifest, type Descriptor } from '../lib/oci/descriptor.js';
 import { OciLayout } from '../lib/oci/layout.js';
-import { defaultHashLanes, HASH_THREAD_MIN_BYTES } from '../lib/bundle/writer.js';
+import { defaultHashLanes, HASH_THREAD_MIN_BYTES, startHashThreads, writeBundle, type BundleEntry } from '../lib/bundle/writer.js';
+import type { HashThread } from '../lib/util/hash-thread.js';
 import { BIN, runCli } from './helpers/cli.js';
 import { buildRandomImage } from './helpers/images.js';
 import { tempDir } from './helpers/tools.js';
@@ -176,6 +177,35 @@ test('in lanes, of two source blobs that fail, the first in the order of the bun
     }
     t.deepEqual((await readdir(own)).filter((f) => f.includes('.tmp')), [], 'no temp file left');
   }
+});
+
+test('a hashing thread that cannot start leaves its blobs to the threads that did, or to the main thread: the bundle is the same byte for byte', async (t) => {
+  const source = await OciLayout.open(layout);
+  const layers = await layersOf(layout, 'eight');
+  const entries: BundleEntry[] = [
+    { name: 'oci-layout', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
+    ...layers.map((desc) => ({ name: `blobs/sha256/${desc.digest.slice(7)}`, desc, reader: () => source.reader(desc) })),
+  ];
+  const out = await tempDir(t);
+  // A thread refused at its start (as a limit on threads or memory would): root is exempt from
+  // RLIMIT_NPROC here, so the refusal is the promise a failed start gives.
+  const refused = (): Promise<HashThread> => {
+    const p = Promise.reject(new Error('cannot start a thread: limit reached'));
+    p.catch(() => undefined);
+    return p;
+  };
+  await writeBundle(join(out, 'main.bundle'), entries, { hashThreadFrom: Number.POSITIVE_INFINITY });
+  await writeBundle(join(out, 'none.bundle'), entries, { hashThreadFrom: 0, hashLanes: 1, hashThreads: [refused()] });
+  const started = startHashThreads(2);
+  try {
+    await writeBundle(join(out, 'some.bundle'), entries, { hashThreadFrom: 0, hashLanes: 3, hashThreads: [refused(), ...started] });
+  } finally {
+    await Promise.all(started.map(async (p) => (await p).close()));
+  }
+  const expected = await sha256(join(out, 'main.bundle'));
+  t.is(await sha256(join(out, 'none.bundle')), expected, 'no thread: hashed on the main thread');
+  t.is(await sha256(join(out, 'some.bundle')), expected, 'one of three refused: two lanes');
+  t.deepEqual((await readdir(out)).sort(), ['main.bundle', 'none.bundle', 'some.bundle'], 'no temp file left');
 });
 
 test(`the CLI hashes in a lane per core past ${(2 * HASH_THREAD_MIN_BYTES) / 1024 / 1024} MiB of layers: a flipped byte exits 1 naming the blob with nothing left; intact, the bundle is flushed as it is written and fsynced before it is named`, async (t) => {

@@ -607,7 +607,6 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
   if (options.splitSize !== undefined) checkSplit(options.splitSize, total);
   const sink = new PartSink(path, options.splitSize, options.sync !== false);
   const lanes = laneCount(entries, options);
-  const pool = lanes > 0 ? undefined : new BufferPool(WRITES_IN_FLIGHT + 2, COPY_CHUNK);
   const given = (options.hashThreads ?? []).slice(0, lanes);
   const own = startHashThreads(lanes - given.length);
   // Digest checks still running on the threads, in the order of the blobs; the first that fails stops the write.
@@ -618,9 +617,11 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
     options.onProgress?.({ phase: 'write', done, total, item: basename(path) });
   };
   try {
-    const threads = await Promise.all([...given, ...own]);
+    // A thread that could not start (a limit on threads, say) leaves its share to the others, or
+    // to this thread: the bundle is the same byte for byte, only slower.
+    const threads = (await Promise.allSettled([...given, ...own])).flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
     if (threads.length > 1) await writeInLanes(sink, entries, threads, onBytes, checks, options.signal);
-    else await writeInOrder(sink, entries, threads[0], pool, onBytes, checks, options.signal);
+    else await writeInOrder(sink, entries, threads[0], threads.length === 0 ? new BufferPool(WRITES_IN_FLIGHT + 2, COPY_CHUNK) : undefined, onBytes, checks, options.signal);
     // The last digests are checked while the file is synced; it is named only if both succeed.
     const [checked, finished] = await Promise.allSettled([Promise.all(checks), sink.finish()]);
     if (checked.status === 'rejected') throw checked.reason;

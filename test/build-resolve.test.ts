@@ -10,10 +10,15 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import test from 'ava';
 import { execa } from 'execa';
 import { buildBundle, isSeabagError, type BuildWarning, type Progress } from '../lib/index.js';
 import { RESOLVE_CONCURRENCY } from '../lib/bundle/build.js';
+import { sha256Digest } from '../lib/oci/digest.js';
+import type { Descriptor } from '../lib/oci/descriptor.js';
+import { OciLayout } from '../lib/oci/layout.js';
+import { OCI_MANIFEST } from '../lib/oci/media-types.js';
 import { BIN } from './helpers/cli.js';
 import { buildIndex, buildRandomImage } from './helpers/images.js';
 import { startRegistry } from './helpers/registry.js';
@@ -135,4 +140,36 @@ test('a build of four images from one layout reads its index.json once (strace)'
   t.regex(r.stdout, /built once 1\.0\.0/);
   const opens = (await readFile(trace, 'utf8')).split('\n').filter((l) => l.includes(`${layout}/index.json"`) && !/= -1 /.test(l));
   t.is(opens.length, 1, opens.join('\n'));
+});
+
+test('a layout\'s manifests are read at once for their referrers, and the first bad one in index.json\'s order is the error, not the first to fail (a big tampered manifest early, a small one late)', async (t) => {
+  const dir = await tempDir(t);
+  const layout = join(dir, 'layout');
+  const first = await buildRandomImage(layout, 'm0', [1000], 'm0');
+  // Second in index.json: a manifest of 3.9 MiB (a long annotation), the slowest to read and hash.
+  const store = await OciLayout.open(layout);
+  const manifest = JSON.parse((await readFile(store.path(first))).toString()) as Record<string, unknown>;
+  const bigBytes = Buffer.from(JSON.stringify({ ...manifest, annotations: { pad: 'x'.repeat(3_900_000) } }));
+  const big: Descriptor = { mediaType: OCI_MANIFEST, digest: sha256Digest(bigBytes), size: bigBytes.length };
+  await store.push(big, async () => Readable.from([bigBytes]));
+  await store.tag(big, 'big');
+  const small: Descriptor[] = [];
+  for (let i = 1; i < 20; i += 1) small.push(await buildRandomImage(layout, `m${i}`, [1000 + i], `m${i}`));
+  // Same size, other bytes: each fails its digest when read.
+  const tamper = async (desc: Descriptor): Promise<void> => {
+    const path = store.path(desc);
+    const bytes = await readFile(path);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 2) ^ 0x01, bytes.length - 2);
+    await writeFile(path, bytes);
+  };
+  await tamper(big);
+  await tamper(small[8] as Descriptor);
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `apiVersion: seabag.dev/v1\nkind: Release\nname: scan\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/m0:1.0\n    from: oci:${layout}:m0\n`);
+  // Which read fails first varies from run to run; the error must not.
+  for (const run of [1, 2, 3, 4, 5]) {
+    const seen = await watch(spec, join(dir, `scan-${run}.bundle`), RESOLVE_CONCURRENCY);
+    t.like(seen.error, { code: 'E_DIGEST_MISMATCH' }, `run ${run}`);
+    t.true(seen.error?.message.includes(big.digest), `run ${run}: ${seen.error?.message}`);
+  }
 });

@@ -52,6 +52,7 @@ import { attestationsOf, checkForeignLayers, namingMissing, platformsOf, resolve
 import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.js';
 import { openImageSource, parseFrom, type ImageSource } from './sources.js';
 import { checkOutputs } from '../util/outputs.js';
+import { Limiter } from '../util/limit.js';
 import { resolve as resolvePath } from 'node:path';
 import { collectYAMLFiles, loadReleaseSpec, ReleaseFolder, type LoadedSpec } from './spec.js';
 import { METADATA_LIMITS } from '../release/metadata.js';
@@ -339,11 +340,8 @@ async function resolveImages(ctx: ImageContext, options: BuildOptions, warn: (w:
   // The first image (in the spec's order) known to have failed: none after it is started, and
   // those running are stopped.
   let failed = refs.length;
-  let active = 0;
-  const queue: (() => void)[] = [];
+  const limiter = new Limiter(concurrency);
   const run = async (i: number, ref: LoadedSpec['refs'][number]): Promise<Outcome> => {
-    if (active < concurrency) active += 1;
-    else await new Promise<void>((resolve) => queue.push(resolve));
     const warnings: BuildWarning[] = [];
     try {
       if (i > failed) return { ok: false, error: undefined, warnings };
@@ -357,13 +355,9 @@ async function resolveImages(ctx: ImageContext, options: BuildOptions, warn: (w:
         for (const s of stops.slice(i + 1)) s?.abort();
       }
       return { ok: false, error, warnings };
-    } finally {
-      const next = queue.shift();
-      if (next === undefined) active -= 1;
-      else next();
     }
   };
-  const outcomes = refs.map((ref, i) => run(i, ref));
+  const outcomes = refs.map((ref, i) => limiter.run(() => run(i, ref)));
   const resolved: ResolvedImage[] = [];
   try {
     for (const [i, ref] of refs.entries()) {

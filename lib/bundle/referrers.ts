@@ -31,6 +31,7 @@ import type { OpOptions, ReadOnlyStorage } from '../oci/store.js';
 import { isNotFound } from '../registry/client.js';
 import { drain, readBody, type HttpResponse } from '../registry/http.js';
 import { Repository } from '../registry/repository.js';
+import { Limiter } from '../util/limit.js';
 import { ArchiveLayout } from './archive.js';
 
 export interface DiscoveredReferrer {
@@ -42,6 +43,8 @@ export interface DiscoveredReferrer {
 export const MAX_REFERRERS = 512;
 export const MAX_REFERRER_DEPTH = 3;
 export const MAX_LAYOUT_SCAN = 10_000;
+/** Manifests of a layout's `index.json` read at once for their `subject`. */
+const LAYOUT_SCAN_CONCURRENCY = 8;
 
 const COSIGN_SUFFIXES: readonly (readonly [string, ReferrerKind])[] = [
   ['sig', 'signature'],
@@ -169,12 +172,22 @@ class LayoutFinder implements ReferrerFinder {
       if (entries.length > MAX_LAYOUT_SCAN) {
         throw new SeabagError('E_LAYOUT_INVALID', `the layout's index.json lists ${entries.length} manifests, over the ${MAX_LAYOUT_SCAN} read for referrers`);
       }
-      for (const d of entries) {
-        throwIfAborted(options.signal);
-        if (d.size > MAX_METADATA_SIZE) continue;
-        const { subject } = referrerFacts(await fetchVerified(this.#store, d, options), d);
-        if (subject !== undefined) map.set(subject, [...(map.get(subject) ?? []), d]);
-      }
+      // Read several at once (a layout may list thousands), taken in the index's order: the
+      // first bad manifest in that order is the error, as when they are read one by one.
+      const limiter = new Limiter(LAYOUT_SCAN_CONCURRENCY);
+      const subjects = await Promise.allSettled(
+        entries.map((d) =>
+          limiter.run(async () => {
+            throwIfAborted(options.signal);
+            return d.size > MAX_METADATA_SIZE ? undefined : referrerFacts(await fetchVerified(this.#store, d, options), d).subject;
+          }),
+        ),
+      );
+      entries.forEach((d, i) => {
+        const read = subjects[i] as PromiseSettledResult<Digest | undefined>;
+        if (read.status === 'rejected') throw read.reason;
+        if (read.value !== undefined) map.set(read.value, [...(map.get(read.value) ?? []), d]);
+      });
       return map;
     })();
     return this.#subjects;

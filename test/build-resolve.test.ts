@@ -8,12 +8,12 @@
  * helpers and a Distribution registry fed by skopeo.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { execa } from 'execa';
-import { buildBundle, isSeabagError, type BuildWarning, type Progress } from '../lib/index.js';
+import { buildBundle, CredentialStore, isSeabagError, type BuildWarning, type Progress } from '../lib/index.js';
 import { RESOLVE_CONCURRENCY } from '../lib/bundle/build.js';
 import { sha256Digest } from '../lib/oci/digest.js';
 import type { Descriptor } from '../lib/oci/descriptor.js';
@@ -22,6 +22,7 @@ import { OCI_MANIFEST } from '../lib/oci/media-types.js';
 import { BIN } from './helpers/cli.js';
 import { buildIndex, buildRandomImage } from './helpers/images.js';
 import { startRegistry } from './helpers/registry.js';
+import { startTokenServer } from './helpers/token-server.js';
 import { skopeoCopy, tempDir } from './helpers/tools.js';
 
 const arm64 = [{ os: 'linux', architecture: 'arm64' }];
@@ -172,4 +173,33 @@ test('a layout\'s manifests are read at once for their referrers, and the first 
     t.like(seen.error, { code: 'E_DIGEST_MISMATCH' }, `run ${run}`);
     t.true(seen.error?.message.includes(big.digest), `run ${run}: ${seen.error?.message}`);
   }
+});
+
+test('images of one registry behind token auth, resolved at once, share one client: each repository\'s pull token is asked for once, as one after another', async (t) => {
+  const dir = await tempDir(t);
+  const tokens = await startTokenServer(dir, { username: 'ci', password: 'token-pass' });
+  t.teardown(() => tokens.close());
+  const registry = await startRegistry({ token: tokens }, t.teardown.bind(t));
+  const layout = join(dir, 'layout');
+  const docker = join(dir, 'docker');
+  await mkdir(docker);
+  const authfile = join(docker, 'config.json');
+  await writeFile(authfile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('ci:token-pass').toString('base64') } } }));
+  const refs: string[] = [];
+  for (const [repo, tag] of [['groke/a', '1.0'], ['groke/a', '2.0'], ['groke/b', '1.0'], ['groke/b', '2.0']] as const) {
+    await buildRandomImage(layout, `${repo.slice(6)}${tag}`, [3000], `${repo}:${tag}`);
+    await execa('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--dest-authfile', authfile, `oci:${layout}:${repo.slice(6)}${tag}`, `docker://${registry.host}/${repo}:${tag}`]);
+    refs.push(`  - ref: ${registry.host}/${repo}:${tag}`);
+  }
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `apiVersion: seabag.dev/v1\nkind: Release\nname: auth\nversion: 1.0.0\nimages:\n${refs.join('\n')}\n`);
+  const pulls = async (resolveConcurrency: number): Promise<{ sha256: string; scopes: string[] }> => {
+    tokens.scopes.length = 0;
+    const output = join(dir, `c${resolveConcurrency}.bundle`);
+    await buildBundle(spec, { output, resolveConcurrency, created, sync: false, credentials: new CredentialStore({ env: { DOCKER_CONFIG: docker } }) });
+    return { sha256: createHash('sha256').update(await readFile(output)).digest('hex'), scopes: [...tokens.scopes].sort() };
+  };
+  const serial = await pulls(1);
+  t.deepEqual(serial.scopes, ['repository:groke/a:pull', 'repository:groke/b:pull']);
+  t.deepEqual(await pulls(RESOLVE_CONCURRENCY), serial);
 });

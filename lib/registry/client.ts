@@ -161,7 +161,9 @@ export class RegistryClient implements Requester {
         await drain(res);
         if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'function') body.destroy();
         if (challenge !== undefined && this.#learn(challenge)) {
-          this.#tokens.delete(scopeKey(scope));
+          // A token refused is dropped; a request that went without one (the first to this
+          // registry) leaves alone the token that requests sent beside it may have asked for.
+          if (authorization !== undefined) this.#tokens.delete(scopeKey(scope));
           authorization = await this.#authorization(scope, req.signal, challenge.params['scope']);
           if (authorization !== undefined) continue;
         }

@@ -2,7 +2,8 @@
 /**
  * The `bundle` / `seabag` executable: the only place that touches `process`.
  */
-import { defaultLanes, prestartHashThreads } from '../lib/bundle/lane-threads.js';
+import { statSync } from 'node:fs';
+import { defaultLanes, PARALLEL_MIN_BYTES, prestartHashThreads } from '../lib/bundle/lane-threads.js';
 import { packageVersion } from '../lib/util/package.js';
 import { loadProgram, startsFromCodeCache } from './program-loader.js';
 
@@ -12,6 +13,16 @@ for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') process.exitCode = 3;
   });
+}
+
+/** Whether `arg` names a file of at least `PARALLEL_MIN_BYTES` (a bundle worth hashing in lanes). */
+function bigFile(arg: string): boolean {
+  if (arg.startsWith('-')) return false;
+  try {
+    return statSync(arg).size >= PARALLEL_MIN_BYTES;
+  } catch {
+    return false;
+  }
 }
 
 const controller = new AbortController();
@@ -44,11 +55,11 @@ if (argv.length === 1 && argv[0] === '--version') {
   // Asked by scripts and installers often: answered before yargs and the commands are loaded.
   process.stdout.write(`${packageVersion()}\n`);
 } else {
-  // The verify of a split bundle hashes its parts on a second thread, as many bytes as the main
-  // thread's: that thread starts now, beside the program's load, so it is up when hashing begins
-  // (lib/bundle/lane-threads.ts). Named by its parts file or a part (lib/bundle/parts.ts's
-  // suffixes); a guess only: a thread not needed is stopped unused.
-  if (argv[0] === 'verify' && argv.slice(1).some((a) => /\.parts\.json$|\.\d{3,}$/.test(a))) prestartHashThreads(defaultLanes() - 1);
+  // A verify hashes on every core: the threads start now, beside the program's load, so they are
+  // up when hashing begins (lib/bundle/lane-threads.ts), for a split bundle (named by its parts
+  // file or a part: lib/bundle/parts.ts's suffixes; its parts are hashed as much as its blobs) or
+  // a bundle big enough to hash in lanes. A guess only: a thread not needed is stopped unused.
+  if (argv[0] === 'verify' && argv.slice(1).some((a) => /\.parts\.json$|\.\d{3,}$/.test(a) || bigFile(a))) prestartHashThreads(defaultLanes() - 1);
   // The program, from the script and code cache the build made (cli/program-loader.ts); a pull
   // from a registry streams faster without the cache (see startsFromCodeCache).
   const { main } = await loadProgram({ codeCache: startsFromCodeCache(argv) });

@@ -7,6 +7,7 @@
  * parallel path.
  */
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import test from 'ava';
@@ -364,6 +365,15 @@ test.serial('a hashing that needs no thread stops those started ahead, and one t
   } finally {
     await Promise.all(threads.map((w) => w.terminate()));
   }
+});
+
+test.serial('a thread asked for ahead is made at once, while the caller still runs (the program loads synchronously after asking), not once it is done', async (t) => {
+  const before = readdirSync('/proc/self/task').length;
+  prestartHashThreads(1);
+  // Counted before this test yields: an import() of node:worker_threads would only make the thread after.
+  const counted = readdirSync('/proc/self/task').length;
+  t.is(counted, before + 1, 'one more thread in the process as soon as it is asked for');
+  t.deepEqual(await takeThreads(0), []);
 });
 
 test('the executable starts a split bundle’s hashing thread ahead: a whole bundle passes, a bad part is named, and an unneeded thread does not hold the process open', async (t) => {

@@ -19,7 +19,9 @@ import { readSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { fromSystemError, throwIfAborted } from '../errors.js';
 import { workerArgs } from '../util/worker-args.js';
-import { CORE, defaultLanes, takeThreads } from './lane-threads.js';
+import { CORE, defaultLanes, PARALLEL_MIN_BYTES, takeThreads } from './lane-threads.js';
+
+export { PARALLEL_MIN_BYTES } from './lane-threads.js';
 import { truncated, type ByteSource } from './source.js';
 
 /** One hash to compute: the bytes `[start, end)` of the source. */
@@ -55,8 +57,6 @@ export interface HashLanesOptions {
   onJob?: (job: number, hex: string[]) => boolean | ((other: number) => boolean);
 }
 
-/** Below this, a worker's start (a few tens of ms) costs more than the second core gives. */
-export const PARALLEL_MIN_BYTES = 48 * 1024 * 1024;
 
 /** One read: small enough that the bytes are still in the core's cache when they are hashed. */
 const CHUNK = 512 * 1024;

@@ -12,7 +12,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import { workerArgs } from '../util/worker-args.js';
+import { withWorkerThreads, workerArgs } from '../util/worker-args.js';
 
 // The hashing itself: plain JavaScript, the body of `(readSync, createHash) => core`, so the main
 // thread and the workers (evaluated from a string: the single-file CLI needs no second file) run
@@ -109,13 +109,13 @@ parentPort.on('message', (m) => {
 `;
 
 /** Starts `count` hashing threads. */
-async function startWorkers(count: number): Promise<Worker[]> {
-  // Loaded only here, by the commands that start a thread (~1.5 ms to load; the thread itself
-  // answers its first message ~23–37 ms after it is made, on another core).
-  const { Worker } = await import('node:worker_threads');
-  return Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs() }));
+function startWorkers(count: number): Promise<Worker[]> {
+  return withWorkerThreads(({ Worker }) => Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs() })));
 }
 
+
+/** Below this, a worker's start (a few tens of ms) costs more than the second core gives. */
+export const PARALLEL_MIN_BYTES = 48 * 1024 * 1024;
 
 /** How many lanes by default: the cores, at most 4. */
 export function defaultLanes(): number {

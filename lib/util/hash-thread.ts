@@ -10,7 +10,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { SeabagError } from '../errors.js';
-import { workerArgs } from './worker-args.js';
+import { withWorkerThreads, workerArgs } from './worker-args.js';
 
 // The worker: plain CommonJS, evaluated from this string so the single-file CLI needs no second
 // file. It only hashes; what it hashes is read and checked by the main thread.
@@ -71,13 +71,12 @@ export class HashThread {
   }
 
   /** Starts the thread with `count` buffers of `size` bytes. */
-  static async start(count: number, size: number): Promise<HashThread> {
-    // Loaded only here, by the commands that start a thread (~1.5 ms to load; the thread itself
-    // answers its first message ~23–37 ms after it is made, on another core).
-    const { Worker } = await import('node:worker_threads');
-    const memory = new SharedArrayBuffer(count * size);
-    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs(), workerData: { memory, size } });
-    return new HashThread(worker, memory, count, size);
+  static start(count: number, size: number): Promise<HashThread> {
+    return withWorkerThreads(({ Worker }) => {
+      const memory = new SharedArrayBuffer(count * size);
+      const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs(), workerData: { memory, size } });
+      return new HashThread(worker, memory, count, size);
+    });
   }
 
   #fail(err: Error): void {

@@ -11,13 +11,17 @@ export class Limiter {
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    // A place is taken at once, or handed over by the function that ends (never freed and then
+    // taken again: between the two, a `run` called by another task would take it first, and
+    // one more than `concurrency` would run).
     if (this.#active >= this.#concurrency) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#active += 1;
+    else this.#active += 1;
     try {
       return await fn();
     } finally {
-      this.#active -= 1;
-      this.#waiting.shift()?.();
+      const next = this.#waiting.shift();
+      if (next !== undefined) next();
+      else this.#active -= 1;
     }
   }
 }

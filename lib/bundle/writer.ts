@@ -209,9 +209,14 @@ class PartSink {
     const handle = part.handle;
     if (handle === undefined) return;
     part.handle = undefined;
-    await Promise.all(part.pending);
-    if (this.#sync) await handle.sync();
-    await handle.close();
+    try {
+      await Promise.all(part.pending);
+      if (this.#sync) await handle.sync();
+    } finally {
+      // Closed whatever happened: a descriptor left open would hold the removed temp file's
+      // blocks (on a full stick) and keep its file system busy until the process ends.
+      await handle.close();
+    }
     part.sha256 = part.hash?.digest('hex') ?? '';
   }
 
@@ -292,6 +297,9 @@ class PartSink {
     await Promise.all(this.#inflight);
     if (this.#failure !== undefined) throw this.#failure;
     for (const part of this.parts) await this.#closePart(part);
+    // A flush that failed (its bytes lost on their way to the disk) fails the write, though the
+    // fsync after it succeeds: the kernel reports a lost write-back once per open file.
+    if (this.#failure !== undefined) throw this.#failure;
   }
 
   async abort(): Promise<void> {

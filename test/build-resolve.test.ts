@@ -203,3 +203,100 @@ test('images of one registry behind token auth, resolved at once, share one clie
   t.deepEqual(serial.scopes, ['repository:groke/a:pull', 'repository:groke/b:pull']);
   t.deepEqual(await pulls(RESOLVE_CONCURRENCY), serial);
 });
+
+/** Adds `count` small manifests (no subject: none is a referrer) to the index of `layoutDir`, the last one `tampered`. */
+async function addFillers(layoutDir: string, count: number, tampered = false): Promise<Descriptor | undefined> {
+  const store = await OciLayout.open(layoutDir);
+  const empty = { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256Digest(Buffer.from('{}')), size: 2 };
+  await writeFile(store.path(empty), '{}');
+  const added: Descriptor[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/x-filler', config: empty, layers: [empty], annotations: { filler: `${layoutDir} ${i}` } }));
+    const desc: Descriptor = { mediaType: OCI_MANIFEST, digest: sha256Digest(bytes), size: bytes.length };
+    if (tampered && i === count - 1) bytes.writeUInt8(bytes.readUInt8(bytes.length - 3) ^ 0x01, bytes.length - 3);
+    await writeFile(store.path(desc), bytes);
+    added.push(desc);
+  }
+  await store.updateIndex((index) => ({ ...index, manifests: [...index.manifests, ...added] }));
+  return tampered ? added.at(-1) : undefined;
+}
+
+test('a layout\'s referrer scan shared by images resolved at once is not stopped for all by the stop of the one that began it: the first failing image in the spec\'s order is still the error, not a cancellation', async (t) => {
+  const dir = await tempDir(t);
+  const shared = join(dir, 'shared');
+  const other = join(dir, 'other');
+  // Image 0 of the spec: a manifest of 3.9 MiB (a long annotation), so it reaches the shared scan
+  // of its layout after image 2, which begins it.
+  const small = await buildRandomImage(shared, 'light', [1000], 'light');
+  const store = await OciLayout.open(shared);
+  const manifest = JSON.parse((await readFile(store.path(small))).toString()) as Record<string, unknown>;
+  const bigBytes = Buffer.from(JSON.stringify({ ...manifest, annotations: { pad: 'x'.repeat(3_900_000) } }));
+  const big: Descriptor = { mediaType: OCI_MANIFEST, digest: sha256Digest(bigBytes), size: bigBytes.length };
+  await store.push(big, async () => Readable.from([bigBytes]));
+  await store.tag(big, 'big');
+  // Many manifests to scan for referrers: the scan is long.
+  await addFillers(shared, 4000);
+  // Image 1: another layout whose scan fails, once it has read its 1000 manifests, at the last.
+  await buildRandomImage(other, 'broken', [1000], 'broken');
+  const bad = await addFillers(other, 1000, true);
+  const spec = join(dir, 'release.yaml');
+  await writeFile(
+    spec,
+    `apiVersion: seabag.dev/v1\nkind: Release\nname: shared\nversion: 1.0.0\nimages:\n` +
+      `  - ref: shore.example.com/groke/big:1.0\n    from: oci:${shared}:big\n` +
+      `  - ref: shore.example.com/groke/broken:1.0\n    from: oci:${other}:broken\n` +
+      `  - ref: shore.example.com/groke/light:1.0\n    from: oci:${shared}:light\n`,
+  );
+  const serial = await watch(spec, join(dir, 'serial.bundle'), 1);
+  t.like(serial.error, { code: 'E_DIGEST_MISMATCH' });
+  t.true(serial.error?.message.includes(bad?.digest ?? '-'), serial.error?.message);
+  // When image 1 fails, image 2 (after it) is stopped; image 0 still waits for the scan image 2 began.
+  for (const run of [1, 2]) t.deepEqual(await watch(spec, join(dir, `at-once-${run}.bundle`), RESOLVE_CONCURRENCY), serial, `run ${run}`);
+  t.deepEqual((await readdir(dir)).sort(), ['other', 'release.yaml', 'shared'], 'no bundle and no temp file');
+});
+
+test('a registry token that images resolved at once wait for is not cancelled for all by the stop of the image that asked for it first: the first failing image in the spec\'s order is still the error', async (t) => {
+  const dir = await tempDir(t);
+  // A slow identity provider for groke/a, while the images after a failing one are stopped.
+  let hold = false;
+  let bAnswered!: () => void;
+  const bToken = new Promise<void>((resolve) => (bAnswered = resolve));
+  const tokens = await startTokenServer(dir, { username: 'ci', password: 'token-pass' }, '127.0.0.1', {
+    answerAfter: async (scopes) => {
+      if (scopes.some((s) => s.startsWith('repository:groke/b:'))) bAnswered();
+      if (hold && scopes.some((s) => s.startsWith('repository:groke/a:'))) {
+        await bToken;
+        // By then groke/b's missing tag has failed its image, and the images after it are stopped.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    },
+  });
+  t.teardown(() => tokens.close());
+  const registry = await startRegistry({ token: tokens }, t.teardown.bind(t));
+  const layout = join(dir, 'layout');
+  const docker = join(dir, 'docker');
+  await mkdir(docker);
+  const authfile = join(docker, 'config.json');
+  await writeFile(authfile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('ci:token-pass').toString('base64') } } }));
+  await buildRandomImage(layout, 'a', [3000], 'a');
+  for (const [repo, tag] of [['groke/a', '1'], ['groke/a', '2'], ['groke/a', '3'], ['groke/a', '4'], ['groke/b', 'other']] as const) {
+    await execa('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--dest-authfile', authfile, `oci:${layout}:a`, `docker://${registry.host}/${repo}:${tag}`]);
+  }
+  const refs = [`${registry.host}/groke/a:1`, `${registry.host}/groke/b:missing`, `${registry.host}/groke/a:2`, `${registry.host}/groke/a:3`, `${registry.host}/groke/a:4`];
+  const spec = join(dir, 'release.yaml');
+  await writeFile(spec, `apiVersion: seabag.dev/v1\nkind: Release\nname: auth\nversion: 1.0.0\nimages:\n${refs.map((r) => `  - ref: ${r}`).join('\n')}\n`);
+  const build = async (resolveConcurrency: number): Promise<{ code?: string; message?: string }> => {
+    try {
+      await buildBundle(spec, { output: join(dir, `c${resolveConcurrency}.bundle`), resolveConcurrency, created, sync: false, credentials: new CredentialStore({ env: { DOCKER_CONFIG: docker } }) });
+      return {};
+    } catch (err) {
+      return isSeabagError(err) ? { code: err.code, message: err.message } : { message: String(err) };
+    }
+  };
+  const serial = await build(1);
+  t.like(serial, { code: 'E_NOT_FOUND' });
+  t.regex(serial.message ?? '', /groke\/b:missing/);
+  hold = true;
+  // Which image asks for groke/a's token first varies from run to run; the error must not.
+  for (const run of [1, 2, 3]) t.deepEqual(await build(RESOLVE_CONCURRENCY), serial, `run ${run}`);
+});

@@ -32,6 +32,7 @@ import { isNotFound } from '../registry/client.js';
 import { drain, readBody, type HttpResponse } from '../registry/http.js';
 import { Repository } from '../registry/repository.js';
 import { Limiter } from '../util/limit.js';
+import { SharedWork } from '../util/shared.js';
 import { ArchiveLayout } from './archive.js';
 
 export interface DiscoveredReferrer {
@@ -147,7 +148,7 @@ class LayoutFinder implements ReferrerFinder {
   readonly #store: ReadOnlyStorage;
   readonly #readIndex: () => Promise<ImageIndex>;
   #indexRead: Promise<ImageIndex> | undefined;
-  #subjects: Promise<Map<Digest, Descriptor[]>> | undefined;
+  #subjects: SharedWork<Map<Digest, Descriptor[]>> | undefined;
 
   constructor(store: ReadOnlyStorage, index: () => Promise<ImageIndex>) {
     this.#store = store;
@@ -165,32 +166,38 @@ class LayoutFinder implements ReferrerFinder {
     return name === tag || (name !== undefined && name.endsWith(`:${tag}`) && !name.endsWith(`@${tag}`));
   }
 
-  async #bySubject(options: OpOptions): Promise<Map<Digest, Descriptor[]>> {
-    this.#subjects ??= (async () => {
-      const map = new Map<Digest, Descriptor[]>();
-      const entries = (await this.#index()).manifests.filter((d) => isManifestLike(d.mediaType));
-      if (entries.length > MAX_LAYOUT_SCAN) {
-        throw new SeabagError('E_LAYOUT_INVALID', `the layout's index.json lists ${entries.length} manifests, over the ${MAX_LAYOUT_SCAN} read for referrers`);
-      }
-      // Read several at once (a layout may list thousands), taken in the index's order: the
-      // first bad manifest in that order is the error, as when they are read one by one.
-      const limiter = new Limiter(LAYOUT_SCAN_CONCURRENCY);
-      const subjects = await Promise.allSettled(
-        entries.map((d) =>
-          limiter.run(async () => {
-            throwIfAborted(options.signal);
-            return d.size > MAX_METADATA_SIZE ? undefined : referrerFacts(await fetchVerified(this.#store, d, options), d).subject;
-          }),
-        ),
-      );
-      entries.forEach((d, i) => {
-        const read = subjects[i] as PromiseSettledResult<Digest | undefined>;
-        if (read.status === 'rejected') throw read.reason;
-        if (read.value !== undefined) map.set(read.value, [...(map.get(read.value) ?? []), d]);
-      });
-      return map;
-    })();
-    return this.#subjects;
+  /**
+   * The manifests of the layout by their `subject`: one scan, shared by every image of the layout
+   * (each waits for it with its own signal; it stops only once none waits any more).
+   */
+  #bySubject(options: OpOptions): Promise<Map<Digest, Descriptor[]>> {
+    if (this.#subjects === undefined || this.#subjects.abandoned) this.#subjects = new SharedWork((signal) => this.#scan({ ...options, signal }));
+    return this.#subjects.wait(options.signal);
+  }
+
+  async #scan(options: OpOptions): Promise<Map<Digest, Descriptor[]>> {
+    const map = new Map<Digest, Descriptor[]>();
+    const entries = (await this.#index()).manifests.filter((d) => isManifestLike(d.mediaType));
+    if (entries.length > MAX_LAYOUT_SCAN) {
+      throw new SeabagError('E_LAYOUT_INVALID', `the layout's index.json lists ${entries.length} manifests, over the ${MAX_LAYOUT_SCAN} read for referrers`);
+    }
+    // Read several at once (a layout may list thousands), taken in the index's order: the
+    // first bad manifest in that order is the error, as when they are read one by one.
+    const limiter = new Limiter(LAYOUT_SCAN_CONCURRENCY);
+    const subjects = await Promise.allSettled(
+      entries.map((d) =>
+        limiter.run(async () => {
+          throwIfAborted(options.signal);
+          return d.size > MAX_METADATA_SIZE ? undefined : referrerFacts(await fetchVerified(this.#store, d, options), d).subject;
+        }),
+      ),
+    );
+    entries.forEach((d, i) => {
+      const read = subjects[i] as PromiseSettledResult<Digest | undefined>;
+      if (read.status === 'rejected') throw read.reason;
+      if (read.value !== undefined) map.set(read.value, [...(map.get(read.value) ?? []), d]);
+    });
+    return map;
   }
 
   async find(subject: Digest, options: OpOptions): Promise<Hit[]> {

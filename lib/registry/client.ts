@@ -4,6 +4,7 @@
  */
 import { MAX_CA_FILE, readRegularFile } from '../util/files.js';
 import { SeabagError } from '../errors.js';
+import { SharedWork } from '../util/shared.js';
 import { apiHost, isLoopbackRegistry } from '../oci/reference.js';
 import { basicHeader, CredentialStore, parseChallenge, type Credentials } from './auth.js';
 import { drain, readBody, Transport, type HttpResponse } from './http.js';
@@ -73,7 +74,8 @@ export class RegistryClient implements Requester {
   readonly #transport: Transport;
   readonly #credentials: CredentialStore;
   #scheme: { kind: 'basic' } | { kind: 'bearer'; realm: string; service: string | undefined } | undefined;
-  readonly #tokens = new Map<string, Promise<string>>();
+  /** Tokens by scope, each fetched once for every request that needs it (whatever each request's signal does). */
+  readonly #tokens = new Map<string, SharedWork<string>>();
 
   private constructor(registry: string, options: RegistryClientOptions, ca: string | undefined) {
     this.registry = registry;
@@ -209,12 +211,17 @@ export class RegistryClient implements Requester {
     const scopes = [...new Set([...scope, ...(challengeScope === undefined ? [] : challengeScope.split(' '))])].filter((s) => s !== '');
     const key = scopeKey(scopes);
     let token = this.#tokens.get(key);
-    if (token === undefined) {
-      token = this.#fetchToken(scheme.realm, scheme.service, scopes, creds, signal);
-      this.#tokens.set(key, token);
-      token.catch(() => this.#tokens.delete(key));
+    if (token === undefined || token.abandoned) {
+      // Shared by the requests sent beside this one (images of a build resolved at once): the
+      // stop of this request alone does not stop the fetch the others wait for.
+      const fetched = new SharedWork((own) => this.#fetchToken(scheme.realm, scheme.service, scopes, creds, own));
+      this.#tokens.set(key, fetched);
+      fetched.result.catch(() => {
+        if (this.#tokens.get(key) === fetched) this.#tokens.delete(key);
+      });
+      token = fetched;
     }
-    return `Bearer ${await token}`;
+    return `Bearer ${await token.wait(signal)}`;
   }
 
   /** distribution `docs/spec/auth/token.md` (GET) and `oauth.md` (POST with a refresh token). */

@@ -30,9 +30,10 @@ function b64url(data: Buffer | string): string {
 
 /**
  * Starts the token issuer on `host` (default 127.0.0.1; the plain-HTTP realm test runs it on a
- * test host inside a network namespace, through token-realm-host.ts).
+ * test host inside a network namespace, through token-realm-host.ts). `answerAfter` holds the
+ * answer to a request for these scopes until it resolves (a slow identity provider).
  */
-export async function startTokenServer(dir: string, user: { username: string; password: string }, host = '127.0.0.1'): Promise<TokenServer> {
+export async function startTokenServer(dir: string, user: { username: string; password: string }, host = '127.0.0.1', options: { answerAfter?: (scopes: string[]) => Promise<void> } = {}): Promise<TokenServer> {
   const keyFile = join(dir, 'token.key');
   const certFile = join(dir, 'token.pem');
   await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=seabag token issuer']);
@@ -68,7 +69,10 @@ export async function startTokenServer(dir: string, user: { username: string; pa
     const claims = { iss: issuer, sub: who, aud: service, exp: now + 300, nbf: now - 10, iat: now, jti: String(Math.random()), access };
     const signingInput = `${b64url(JSON.stringify(head))}.${b64url(JSON.stringify(claims))}`;
     const signature = sign('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' });
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${signingInput}.${b64url(signature)}`, expires_in: 300 }));
+    const answer = (): void => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${signingInput}.${b64url(signature)}`, expires_in: 300 }));
+    // A slow identity provider, for the scopes the test says.
+    if (options.answerAfter === undefined) answer();
+    else void options.answerAfter(url.searchParams.getAll('scope')).then(answer);
   });
   await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
   const address = server.address();

@@ -248,3 +248,30 @@ test(`the CLI hashes in a lane per core past ${(2 * HASH_THREAD_MIN_BYTES) / 102
   const lanes = Math.min(2, defaultHashLanes());
   t.is((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).length, 1 + lanes, `the main thread and ${lanes} hashing thread(s) each wrote a profile`);
 });
+
+test('the CLI building in lanes, with a layer cut short (found as a lane opens it, while the other lane copies), exits 1 with one JSON error naming that layer, and leaves no temp file: no crash on a rejection not yet awaited', async (t) => {
+  const own = await tempDir(t);
+  const big = Math.ceil(HASH_THREAD_MIN_BYTES / 2) + 1_000_000;
+  await buildRandomImage(join(own, 'layout'), 'big', [big, big, big, big, 700_000], 'cut');
+  const ownSpec = join(own, 'release.yaml');
+  await writeFile(ownSpec, `apiVersion: seabag.dev/v1\nkind: Release\nname: big\nversion: 1.0.0\nimages:\n  - ref: shore.example.com/groke/big:1.0.0\n    from: oci:${join(own, 'layout')}:big\n`);
+  const out = join(own, 'out');
+  await mkdir(out);
+  for (const which of [1, 3]) {
+    const layer = (await layersOf(join(own, 'layout'), 'big'))[which] as Descriptor;
+    const path = join(own, 'layout', 'blobs', 'sha256', layer.digest.slice(7));
+    const saved = await readFile(path);
+    await writeFile(path, saved.subarray(0, layer.size - 1));
+    try {
+      // The executable itself (node's own handling of a rejection no one awaits is what is tested).
+      const r = await execa('node', [BIN, 'build', ownSpec, '-o', join(out, 'big.bundle'), '--unsigned', '--json'], { reject: false, env: { SOURCE_DATE_EPOCH: '1790000000' } });
+      t.is(r.exitCode, 1, `layer ${which}: ${r.stderr.slice(0, 300)}`);
+      const json = JSON.parse(r.stdout || '{}') as { error?: { code: string; details: Record<string, unknown> } };
+      t.is(json.error?.code, 'E_SIZE_MISMATCH', `layer ${which}: ${r.stderr.slice(0, 300)}`);
+      t.is(json.error?.details['digest'], layer.digest, `layer ${which}`);
+      t.deepEqual(await readdir(out), [], `layer ${which}: no bundle and no temp file`);
+    } finally {
+      await writeFile(path, saved);
+    }
+  }
+});

@@ -501,11 +501,13 @@ async function writeInLanes(sink: PartSink, entries: readonly BundleEntry[], thr
   let failedAt = Number.POSITIVE_INFINITY;
   const settle: ((outcome: Promise<void>) => void)[] = [];
   for (let i = 0; i < jobs.length; i += 1) {
-    outcomes.push(
-      new Promise<void>((resolve) => {
-        settle[i] = (outcome) => resolve(outcome);
-      }),
-    );
+    const outcome = new Promise<void>((resolve) => {
+      settle[i] = (settled) => resolve(settled);
+    });
+    // Awaited once every lane is done: a blob that fails before then (while another lane still
+    // copies) is not a rejection left unhandled, which node would make a crash of the process.
+    outcome.catch(() => undefined);
+    outcomes.push(outcome);
   }
   const stopped = new SeabagError('E_ABORTED', 'stopped: a blob before it failed');
   const fail = (job: LaneJob, err: unknown): Promise<void> => {

@@ -53,11 +53,11 @@ import { versionTag, type ReleaseDocument, type ReleaseImage } from './release.j
 import { openImageSource, parseFrom, type ImageSource } from './sources.js';
 import { checkOutputs } from '../util/outputs.js';
 import { Limiter } from '../util/limit.js';
-import { resolve as resolvePath } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { collectYAMLFiles, loadReleaseSpec, ReleaseFolder, type LoadedSpec } from './spec.js';
 import { METADATA_LIMITS } from '../release/metadata.js';
 import { MAX_SPEC_FILE } from '../util/files.js';
-import { hashThreadsFor, startHashThreads, writeBundle, type BundleEntry, type WriteResult } from './writer.js';
+import { hashThreadsFor, keepsHoles, startHashThreads, writeBundle, type BundleEntry, type WriteResult } from './writer.js';
 import type { HashThread } from '../util/hash-thread.js';
 import { DEFAULT_CHECK_TIMEOUT, MAX_RELEASE_CHECK_SECONDS, parseDuration } from '../util/duration.js';
 
@@ -633,6 +633,8 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
   // Sizes of the blobs from files resolved so far (configs among them: they are small).
   const inFiles: number[] = [];
   try {
+    // Written in order, hashed on one thread, where the output's filesystem keeps no holes (writer.ts).
+    const threadOptions = await keepsHoles(dirname(resolvePath(options.output))) ? options : { ...options, hashLanes: 1 };
     const imageKeys = [...(options.imageKeys ?? []), ...(await specImageKeys(spec.imagePolicy?.keys ?? [], loaded.baseDir))];
     // 1. Images: manifests, indexes and configs, verified and held in memory.
     const configs = new Map<string, Buffer>();
@@ -642,7 +644,7 @@ export async function buildBundle(specPath: string, options: BuildOptions): Prom
       // The first image in the spec's order to name a digest provides its bytes.
       for (const [digest, store] of claims) if (!providers.has(digest)) providers.set(digest, store);
       if (image.source.store.reader !== undefined) inFiles.push(...postOrder(image.graph).flatMap((n) => (n.bytes === undefined ? [n.desc.size] : [])));
-      const more = startHashThreads(hashThreadsFor(inFiles, options) - hashThreads.length);
+      const more = startHashThreads(hashThreadsFor(inFiles, threadOptions) - hashThreads.length);
       for (const t of more) t.catch(() => undefined);
       hashThreads.push(...more);
     });

@@ -17,7 +17,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { link, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, rename, rm, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fromSystemError, SeabagError, throwIfAborted } from '../errors.js';
@@ -67,8 +67,9 @@ export interface WriteOptions {
   /**
    * Threads hashing at once, each its own blobs, when the bundle is written whole from files
    * (default `defaultHashLanes()`: one per core, at most 4, and no more than the blobs give work
-   * for). 1: one thread hashes every blob beside the writes. A split bundle, or one with blobs from
-   * a registry, is written in order with one thread.
+   * for). 1: one thread hashes every blob beside the writes. A split bundle, one with blobs from
+   * a registry, or one written to a filesystem not known to keep holes (`keepsHoles`: a FAT stick)
+   * is written in order with one thread.
    */
   hashLanes?: number;
   /**
@@ -436,6 +437,25 @@ export function hashThreadsFor(sizes: readonly number[], options: Pick<WriteOpti
   return Math.max(1, load.filter((bytes) => bytes >= HASH_THREAD_MIN_BYTES).length);
 }
 
+/**
+ * Filesystems (statfs's type) known to keep a hole where nothing was written yet, so that a file
+ * written out of order (in lanes) costs no more than one written in order: ext2/3/4, xfs, btrfs,
+ * tmpfs, f2fs, zfs, overlayfs (over one of those). FAT and exFAT, what a stick usually has, keep
+ * no holes: the kernel fills the gap before a write beyond the end with zeros, so a bundle written
+ * in lanes would reach the stick twice. There, and on a filesystem not known, a bundle is written
+ * in order, hashed on one thread.
+ */
+const KEEPS_HOLES = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0xf2f52010, 0x2fc12fc1, 0x794c7630]);
+
+/** Whether the filesystem of `dir` is one of `KEEPS_HOLES` (false when it cannot be told). */
+export async function keepsHoles(dir: string): Promise<boolean> {
+  try {
+    return KEEPS_HOLES.has((await statfs(dir)).type);
+  } catch {
+    return false;
+  }
+}
+
 /** `hashThreadsFor` these entries: one when some blob is not from a file (a stream is copied in order). */
 function laneCount(entries: readonly BundleEntry[], options: WriteOptions): number {
   const wanted = hashThreadsFor(entries.flatMap((e) => (e.reader !== undefined && e.desc !== undefined ? [e.desc.size] : [])), options);
@@ -524,6 +544,8 @@ async function writeInLanes(sink: PartSink, entries: readonly BundleEntry[], thr
           outcome(Promise.resolve());
           continue;
         }
+        // Settled once the reader is closed too: a close that fails fails the blob.
+        let result: Promise<void>;
         try {
           const reader = await job.entry.reader();
           try {
@@ -535,21 +557,16 @@ async function writeInLanes(sink: PartSink, entries: readonly BundleEntry[], thr
               return written;
             };
             const { check } = await copyBesideHash(write, thread, reader, job.entry.desc, onBytes, signal);
-            const checked = check.catch((err: unknown) => fail(job, err));
-            checked.catch(() => undefined);
-            outcome(checked);
+            result = check.catch((err: unknown) => fail(job, err));
+            result.catch(() => undefined);
           } finally {
             await reader.close();
           }
         } catch (err) {
-          if (err === stopped) {
-            outcome(Promise.resolve());
-            continue;
-          }
-          const failed = fail(job, err);
-          failed.catch(() => undefined);
-          outcome(failed);
+          result = err === stopped ? Promise.resolve() : fail(job, err);
+          result.catch(() => undefined);
         }
+        outcome(result);
       }
     }),
   );
@@ -616,7 +633,8 @@ export async function writeBundle(path: string, entries: readonly BundleEntry[],
   // Before the first byte: a split the reader would refuse is not written.
   if (options.splitSize !== undefined) checkSplit(options.splitSize, total);
   const sink = new PartSink(path, options.splitSize, options.sync !== false);
-  const lanes = laneCount(entries, options);
+  const wanted = laneCount(entries, options);
+  const lanes = wanted > 1 && !(await keepsHoles(dirname(path))) ? 1 : wanted;
   const given = (options.hashThreads ?? []).slice(0, lanes);
   const own = startHashThreads(lanes - given.length);
   // Digest checks still running on the threads, in the order of the blobs; the first that fails stops the write.

@@ -143,17 +143,23 @@ test('a build of four images from one layout reads its index.json once (strace)'
   t.is(opens.length, 1, opens.join('\n'));
 });
 
+/** A copy of the manifest `of` with a 3.9 MiB annotation (the slowest to read and hash), tagged `big`. */
+async function tagBigManifest(store: OciLayout, of: Descriptor): Promise<Descriptor> {
+  const manifest = JSON.parse((await readFile(store.path(of))).toString()) as Record<string, unknown>;
+  const bytes = Buffer.from(JSON.stringify({ ...manifest, annotations: { pad: 'x'.repeat(3_900_000) } }));
+  const big: Descriptor = { mediaType: OCI_MANIFEST, digest: sha256Digest(bytes), size: bytes.length };
+  await store.push(big, async () => Readable.from([bytes]));
+  await store.tag(big, 'big');
+  return big;
+}
+
 test('a layout\'s manifests are read at once for their referrers, and the first bad one in index.json\'s order is the error, not the first to fail (a big tampered manifest early, a small one late)', async (t) => {
   const dir = await tempDir(t);
   const layout = join(dir, 'layout');
   const first = await buildRandomImage(layout, 'm0', [1000], 'm0');
   // Second in index.json: a manifest of 3.9 MiB (a long annotation), the slowest to read and hash.
   const store = await OciLayout.open(layout);
-  const manifest = JSON.parse((await readFile(store.path(first))).toString()) as Record<string, unknown>;
-  const bigBytes = Buffer.from(JSON.stringify({ ...manifest, annotations: { pad: 'x'.repeat(3_900_000) } }));
-  const big: Descriptor = { mediaType: OCI_MANIFEST, digest: sha256Digest(bigBytes), size: bigBytes.length };
-  await store.push(big, async () => Readable.from([bigBytes]));
-  await store.tag(big, 'big');
+  const big = await tagBigManifest(store, first);
   const small: Descriptor[] = [];
   for (let i = 1; i < 20; i += 1) small.push(await buildRandomImage(layout, `m${i}`, [1000 + i], `m${i}`));
   // Same size, other bytes: each fails its digest when read.
@@ -228,12 +234,7 @@ test('a layout\'s referrer scan shared by images resolved at once is not stopped
   // Image 0 of the spec: a manifest of 3.9 MiB (a long annotation), so it reaches the shared scan
   // of its layout after image 2, which begins it.
   const small = await buildRandomImage(shared, 'light', [1000], 'light');
-  const store = await OciLayout.open(shared);
-  const manifest = JSON.parse((await readFile(store.path(small))).toString()) as Record<string, unknown>;
-  const bigBytes = Buffer.from(JSON.stringify({ ...manifest, annotations: { pad: 'x'.repeat(3_900_000) } }));
-  const big: Descriptor = { mediaType: OCI_MANIFEST, digest: sha256Digest(bigBytes), size: bigBytes.length };
-  await store.push(big, async () => Readable.from([bigBytes]));
-  await store.tag(big, 'big');
+  await tagBigManifest(await OciLayout.open(shared), small);
   // Many manifests to scan for referrers: the scan is long.
   await addFillers(shared, 4000);
   // Image 1: another layout whose scan fails, once it has read its 1000 manifests, at the last.

@@ -7,7 +7,7 @@
  * running), applied, and rolled back. Every step runs the real `bundle` program and shows it.
  */
 import { cp, mkdir, rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { makeExampleImages } from '../test/helpers/example.js';
@@ -84,6 +84,8 @@ async function main(): Promise<void> {
     await bundle(['inventory', '-o', join(work, 'inventory.json')], env);
   } finally {
     await registry.stop();
+    // Its config and log (the storage stays in the demo's folder with the rest).
+    await rm(dirname(registry.configPath), { recursive: true, force: true });
   }
   say(`Done. The bundles, keys and vessel state are in ${relative(process.cwd(), work) || work}; npm test runs the test suite.`);
 }

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { buildBundle, CredentialStore, isSeabagError, type BuildWarning, type Progress } from '../lib/index.js';
 import { RESOLVE_CONCURRENCY } from '../lib/bundle/build.js';
@@ -21,8 +21,8 @@ import { OciLayout } from '../lib/oci/layout.js';
 import { OCI_MANIFEST } from '../lib/oci/media-types.js';
 import { BIN } from './helpers/cli.js';
 import { buildIndex, buildRandomImage } from './helpers/images.js';
-import { startRegistry } from './helpers/registry.js';
-import { startTokenServer } from './helpers/token-server.js';
+import { startRegistry, type RegistryHandle } from './helpers/registry.js';
+import { startTokenServer, type TokenServer } from './helpers/token-server.js';
 import { skopeoCopy, tempDir } from './helpers/tools.js';
 
 const arm64 = [{ os: 'linux', architecture: 'arm64' }];
@@ -181,16 +181,25 @@ test('a layout\'s manifests are read at once for their referrers, and the first 
   }
 });
 
-test('images of one registry behind token auth, resolved at once, share one client: each repository\'s pull token is asked for once, as one after another', async (t) => {
-  const dir = await tempDir(t);
-  const tokens = await startTokenServer(dir, { username: 'ci', password: 'token-pass' });
+/**
+ * A registry behind token auth (user ci), stopped with the test, and a docker config folder under
+ * `dir` holding its login: the authfile skopeo pushes with, the folder the build reads.
+ */
+async function tokenRegistry(t: ExecutionContext, dir: string, options: Parameters<typeof startTokenServer>[3] = {}): Promise<{ tokens: TokenServer; registry: RegistryHandle; docker: string; authfile: string }> {
+  const tokens = await startTokenServer(dir, { username: 'ci', password: 'token-pass' }, '127.0.0.1', options);
   t.teardown(() => tokens.close());
   const registry = await startRegistry({ token: tokens }, t.teardown.bind(t));
-  const layout = join(dir, 'layout');
   const docker = join(dir, 'docker');
   await mkdir(docker);
   const authfile = join(docker, 'config.json');
   await writeFile(authfile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('ci:token-pass').toString('base64') } } }));
+  return { tokens, registry, docker, authfile };
+}
+
+test('images of one registry behind token auth, resolved at once, share one client: each repository\'s pull token is asked for once, as one after another', async (t) => {
+  const dir = await tempDir(t);
+  const { tokens, registry, docker, authfile } = await tokenRegistry(t, dir);
+  const layout = join(dir, 'layout');
   const refs: string[] = [];
   for (const [repo, tag] of [['groke/a', '1.0'], ['groke/a', '2.0'], ['groke/b', '1.0'], ['groke/b', '2.0']] as const) {
     await buildRandomImage(layout, `${repo.slice(6)}${tag}`, [3000], `${repo}:${tag}`);
@@ -262,7 +271,7 @@ test('a registry token that images resolved at once wait for is not cancelled fo
   let hold = false;
   let bAnswered!: () => void;
   const bToken = new Promise<void>((resolve) => (bAnswered = resolve));
-  const tokens = await startTokenServer(dir, { username: 'ci', password: 'token-pass' }, '127.0.0.1', {
+  const { registry, docker, authfile } = await tokenRegistry(t, dir, {
     answerAfter: async (scopes) => {
       if (scopes.some((s) => s.startsWith('repository:groke/b:'))) bAnswered();
       if (hold && scopes.some((s) => s.startsWith('repository:groke/a:'))) {
@@ -272,13 +281,7 @@ test('a registry token that images resolved at once wait for is not cancelled fo
       }
     },
   });
-  t.teardown(() => tokens.close());
-  const registry = await startRegistry({ token: tokens }, t.teardown.bind(t));
   const layout = join(dir, 'layout');
-  const docker = join(dir, 'docker');
-  await mkdir(docker);
-  const authfile = join(docker, 'config.json');
-  await writeFile(authfile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('ci:token-pass').toString('base64') } } }));
   await buildRandomImage(layout, 'a', [3000], 'a');
   for (const [repo, tag] of [['groke/a', '1'], ['groke/a', '2'], ['groke/a', '3'], ['groke/a', '4'], ['groke/b', 'other']] as const) {
     await execa('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--dest-authfile', authfile, `oci:${layout}:a`, `docker://${registry.host}/${repo}:${tag}`]);

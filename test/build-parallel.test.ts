@@ -52,6 +52,15 @@ async function writeRelease(path: string, from: string): Promise<void> {
   );
 }
 
+/** A copy of the shared layout in `dir`/`name`, for a test that damages its blobs, and its release spec. */
+async function ownLayout(name: string): Promise<{ own: string; ownSpec: string }> {
+  const own = join(dir, name);
+  await cp(layout, join(own, 'layout'), { recursive: true });
+  const ownSpec = join(own, 'release.yaml');
+  await writeRelease(ownSpec, join(own, 'layout'));
+  return { own, ownSpec };
+}
+
 /** The layer descriptors of image `tag`, in manifest order. */
 async function layersOf(layoutDir: string, tag: string): Promise<Descriptor[]> {
   const l = await OciLayout.open(layoutDir);
@@ -104,10 +113,7 @@ test('hashed on a second thread, or in 2, 3 or 34 lanes, a build of 34 blobs is 
 });
 
 test('a flipped byte in any one of 8 source blobs hashed on the second thread, or in 3 lanes, names that blob; nothing is written under the output name and the bundle already there is left as it was', async (t) => {
-  const own = join(dir, 'flip');
-  await cp(layout, join(own, 'layout'), { recursive: true });
-  const ownSpec = join(own, 'release.yaml');
-  await writeRelease(ownSpec, join(own, 'layout'));
+  const { own, ownSpec } = await ownLayout('flip');
   const output = join(own, 'out');
   await mkdir(output);
   const bundle = join(output, 'release.bundle');
@@ -143,10 +149,7 @@ test('a flipped byte in any one of 8 source blobs hashed on the second thread, o
 });
 
 test('in lanes, of two source blobs that fail, the first in the order of the bundle is named, whichever lane finds its failure first; a source cut short is named too', async (t) => {
-  const own = join(dir, 'two');
-  await cp(layout, join(own, 'layout'), { recursive: true });
-  const ownSpec = join(own, 'release.yaml');
-  await writeRelease(ownSpec, join(own, 'layout'));
+  const { own, ownSpec } = await ownLayout('two');
   const bundle = join(own, 'release.bundle');
   await buildBundle(ownSpec, { output: bundle, created, hashThreadFrom: 0 });
   // The blobs of 'eight' in the order the bundle holds them (tar is the outside witness).

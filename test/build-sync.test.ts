@@ -51,6 +51,14 @@ async function canMountLoop(dir: string): Promise<boolean> {
   }
 }
 
+/** `canMountLoop`, or the test passes with a note that it was skipped. */
+async function canMountLoopOrSkip(t: ExecutionContext, dir: string): Promise<boolean> {
+  if (await canMountLoop(dir)) return true;
+  t.log('skipped: mounting a tmpfs and a loop device needs root with CAP_SYS_ADMIN');
+  t.pass();
+  return false;
+}
+
 /**
  * A stick that holds less than it claims (a fake-capacity stick, or one failing for a while): ext4
  * of 128 MiB on a loop device whose file lives on a tmpfs of 6 MiB. Writes land in the page cache;
@@ -102,11 +110,7 @@ const FLUSH_EVERY = 32 * 1024 * 1024;
 
 test.serial('a flush whose write-back failed fails the write, though the fsync after it succeeds (the kernel reports a lost write-back once): nothing is named, nothing left, in order and in lanes', async (t) => {
   const dir = await tempDir(t);
-  if (!(await canMountLoop(dir))) {
-    t.log('skipped: mounting a tmpfs and a loop device needs root with CAP_SYS_ADMIN');
-    t.pass();
-    return;
-  }
+  if (!(await canMountLoopOrSkip(t, dir))) return;
   await mkdir(join(dir, 'one'));
   await mkdir(join(dir, 'two'));
   // Bundles of exactly FLUSH_EVERY bytes: the last write starts the flush.
@@ -142,11 +146,7 @@ test.serial('a flush whose write-back failed fails the write, though the fsync a
 
 test.serial('a write whose fsync fails closes the file it wrote: the stick can be unmounted at once, the temp file\'s space is given back', async (t) => {
   const dir = await tempDir(t);
-  if (!(await canMountLoop(dir))) {
-    t.log('skipped: mounting a tmpfs and a loop device needs root with CAP_SYS_ADMIN');
-    t.pass();
-    return;
-  }
+  if (!(await canMountLoopOrSkip(t, dir))) return;
   const entries = await exactBundle(dir, FLUSH_EVERY - 1024 * 1024);
   const { mnt } = await fakeStick(t, dir, 'stick');
   const err = await t.throwsAsync(writeBundle(join(mnt, 'release.bundle'), entries, { hashThreadFrom: Number.POSITIVE_INFINITY }));

@@ -16,8 +16,9 @@ import { buildBundle, isSeabagError, type Progress } from '../lib/index.js';
 import { parseImageManifest, type Descriptor } from '../lib/oci/descriptor.js';
 import { OciLayout } from '../lib/oci/layout.js';
 import type { RangeReader } from '../lib/oci/store.js';
-import { defaultHashLanes, HASH_THREAD_MIN_BYTES, keepsHoles, startHashThreads, writeBundle, type BundleEntry } from '../lib/bundle/writer.js';
+import { HASH_THREAD_MIN_BYTES, keepsHoles, startHashThreads, writeBundle, type BundleEntry } from '../lib/bundle/writer.js';
 import type { HashThread } from '../lib/util/hash-thread.js';
+import { defaultLanes } from '../lib/bundle/lane-threads.js';
 import { BIN, runCli } from './helpers/cli.js';
 import { buildRandomImage } from './helpers/images.js';
 import { tempDir } from './helpers/tools.js';
@@ -270,7 +271,7 @@ test(`the CLI hashes in a lane per core past ${(2 * HASH_THREAD_MIN_BYTES) / 102
   // too, and profiles itself beside the main thread.
   const profiles = join(own, 'profiles');
   await execa('node', ['--cpu-prof', '--cpu-prof-dir', profiles, '--cpu-prof-interval', '500', BIN, 'build', ownSpec, '-o', join(out, 'profiled.bundle'), '--unsigned', '--no-progress'], { env });
-  const lanes = Math.min(2, defaultHashLanes());
+  const lanes = Math.min(2, defaultLanes());
   t.is((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).length, 1 + lanes, `the main thread and ${lanes} hashing thread(s) each wrote a profile`);
 });
 
@@ -328,7 +329,7 @@ test.serial('a bundle written where the filesystem is not known to keep holes (a
     return (await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).length - 1;
   };
   await mkdir(join(own, 'ext4'));
-  t.is(await threads(join(own, 'ext4', 'x.bundle')), Math.min(2, defaultHashLanes()), 'on ext4: a lane per core');
+  t.is(await threads(join(own, 'ext4', 'x.bundle')), Math.min(2, defaultLanes()), 'on ext4: a lane per core');
   t.is(await threads(join(stick, 'x.bundle')), 1, 'on the ramfs: one hashing thread, in order');
   t.is(await sha256(join(stick, 'x.bundle')), await sha256(join(own, 'ext4', 'x.bundle')), 'the same bytes');
 });

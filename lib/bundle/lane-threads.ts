@@ -113,7 +113,6 @@ function startWorkers(count: number): Promise<Worker[]> {
   return withWorkerThreads(({ Worker }) => Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true, execArgv: workerArgs() })));
 }
 
-
 /** Below this, a worker's start (a few tens of ms) costs more than the second core gives. */
 export const PARALLEL_MIN_BYTES = 48 * 1024 * 1024;
 

@@ -13,8 +13,10 @@ fi
 # and image builders; busybox-static: the content of test images; nginx-light: the web server
 # fetch is tested against; openssl: test CAs and the hashing baseline; time: peak RSS in bench/
 # and the memory tests; strace: the outside witness that build fsyncs (and --no-sync does not);
-# iproute2: the network namespace a test host (the plain-HTTP token realm) lives in; zstd: zstd layers.
-PACKAGES="docker-registry skopeo umoci busybox-static containerd nginx-light openssl time strace iproute2 zstd"
+# iproute2: the network namespace a test host (the plain-HTTP token realm) lives in; zstd: zstd layers;
+# mount (mount, losetup) and e2fsprogs (mkfs.ext4): the sticks that fail or keep no holes in the build
+# tests (priority required in Debian, so usually there already).
+PACKAGES="docker-registry skopeo umoci busybox-static containerd nginx-light openssl time strace iproute2 zstd mount e2fsprogs"
 missing=""
 for package in $PACKAGES; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

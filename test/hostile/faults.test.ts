@@ -47,7 +47,8 @@ test.after.always(async () => {
 /** Whether this machine lets us mount (tmpfs, read-only binds): root with CAP_SYS_ADMIN. */
 function canMount(): boolean {
   try {
-    execSync('mkdir -p /tmp/seabag-mount-probe && mount -t tmpfs -o size=1m tmpfs /tmp/seabag-mount-probe && umount /tmp/seabag-mount-probe', { stdio: 'ignore' });
+    // The probe's folder goes whatever the answer (each run left it in /tmp).
+    execSync('mkdir -p /tmp/seabag-mount-probe && { mount -t tmpfs -o size=1m tmpfs /tmp/seabag-mount-probe && umount /tmp/seabag-mount-probe; ok=$?; rmdir /tmp/seabag-mount-probe; exit $ok; }', { stdio: 'ignore' });
     return true;
   } catch {
     return false;
